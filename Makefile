@@ -1,0 +1,28 @@
+# The README's two commands. Both create .venv with the pinned dependencies when it is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.driftgate-installed
+# DDS traffic stays on loopback; a per-run domain id keeps parallel runs apart.
+ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( $$$$ % 100 + 100 ))}
+
+.PHONY: demo test venv bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[ros,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(ROS_ENV) $(VENV)/bin/driftgate demo
+
+test: $(STAMP)
+	$(ROS_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/adaptation.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

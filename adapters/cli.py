@@ -1,0 +1,141 @@
+"""The `driftgate` command line. Thin: parse, validate, call into sim/safety/controller, write files.
+
+Bad input (unknown names, non-positive sizes, NaN fitness, a corrupt genome file) gives a one-line
+error on stderr and a non-zero exit, and never leaves a partial output file: outputs are written
+atomically, only after the work succeeded.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="driftgate: keep robot controllers working when the robot drifts.")
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _progress(total: int, quiet: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                    console=err, disable=quiet, transient=False)
+
+
+@app.command()
+def evolve(
+    task: str = typer.Option("cartpole-switch", help="cartpole-switch | lunarlander-switch | ant"),
+    method: str = typer.Option("srghn", help="srghn | cmaes | cmaes-restart | openes | fixed-rate | frozen-head"),
+    generations: int = typer.Option(300, help="number of generations"),
+    seed: int = typer.Option(0, help="run seed (same seed -> same result on 1 or N workers)"),
+    cf: float = typer.Option(0.0, help="child-credit factor: parent score = (1-cf) own + cf mean(children)"),
+    rate: float = typer.Option(0.2, help="mutation rate of the fixed-rate ablation"),
+    population: int = typer.Option(10, help="P: parents kept per generation"),
+    children: int = typer.Option(2, help="C: children per parent (evaluations/gen = P(1+C))"),
+    episodes: int = typer.Option(1, help="episodes per evaluation"),
+    schedule: Optional[str] = typer.Option(None, help='switch windows in generations, e.g. "100-200"'),
+    horizon: Optional[int] = typer.Option(None, help="episode length cap (task default when omitted)"),
+    workers: int = typer.Option(1, help="evaluation worker processes"),
+    noise: str = typer.Option("port", help="SR-GHN noise convention: port (sd=std) | original (sd=std^2)"),
+    json_out: Path = typer.Option(..., "--json-out", help="where to write the run record (JSON)"),
+    save_best: Optional[Path] = typer.Option(None, "--save-best", help="write the best genome (.safetensors)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Evolve controllers on a Switch benchmark and write a JSON record of the run."""
+    from sim.genome import save_genome
+    from sim.atomicio import atomic_write_json
+    from sim.runner import RunConfig, run
+
+    try:
+        cfg = RunConfig(task=task, method=method, generations=generations, seed=seed, cf=cf, rate=rate,
+                        population=population, children=children, episodes=episodes, schedule=schedule,
+                        horizon=horizon, workers=workers, noise_convention=noise)
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+    with _progress(generations, quiet) as progress:
+        bar = progress.add_task(f"{method} on {task}", total=generations, status="")
+
+        def on_generation(log) -> None:
+            rate_txt = f" rate {log.rate_mean:.3f}" if log.rate_mean is not None else ""
+            progress.update(bar, advance=1, status=f"best {log.best:8.1f}{rate_txt}{'  [switch on]' if log.switch_on else ''}")
+
+        try:
+            record, best = run(cfg, on_generation=on_generation)
+        except ValueError as e:
+            fail(str(e))
+    atomic_write_json(json_out, record)
+    if save_best is not None:
+        save_genome(best, save_best)
+    rec = record["recovery"]
+    err.print(f"wrote {json_out} ({record['wall_s']:.1f} s, {record['ms_per_generation']:.1f} ms/gen); "
+              f"recovery gens to 90%: {[r.get('gens_to_90') for r in rec]}")
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="output directory"),
+    generations: int = typer.Option(150, help="generations of the CartPole-Switch run"),
+    schedule: str = typer.Option("50-100", help="generations with inverted actions"),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(1),
+) -> None:
+    """A short CartPole-Switch adaptation: watch SR-GHN lose and regain control when actions invert."""
+    from adapters.plots import plot_adaptation
+    from sim.atomicio import atomic_write_json
+    from sim.genome import save_genome
+    from sim.runner import RunConfig, run
+
+    err.print(f"[bold]driftgate demo[/]: SR-GHN on CartPole-Switch, actions inverted in generations {schedule}")
+    cfg = RunConfig(task="cartpole-switch", method="srghn", generations=generations, seed=seed,
+                    schedule=schedule, workers=workers)
+    with _progress(generations, False) as progress:
+        bar = progress.add_task("evolving", total=generations, status="")
+
+        def on_generation(log) -> None:
+            progress.update(bar, advance=1, status=f"best {log.best:6.1f}  rate {log.rate_mean:.3f}"
+                                                   f"{'  [actions inverted]' if log.switch_on else ''}")
+        record, best = run(cfg, on_generation=on_generation)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "evolve.json", record)
+    save_genome(best, out_dir / "champion.safetensors")
+    png = plot_adaptation([record], out_dir / "adaptation.png", title="CartPole-Switch, SR-GHN (demo)")
+    table = Table(title="recovery after each switch (generations to reach X% of the pre-switch best)")
+    for col in ("switch at gen", "pre-switch best", "drop", "to 50%", "to 90%", "to 100%"):
+        table.add_column(col, justify="right")
+    for r in record["recovery"]:
+        table.add_row(*[str(r.get(k)) if not isinstance(r.get(k), float) else f"{r[k]:.1f}"
+                        for k in ("switch_gen", "pre_best", "drop", "gens_to_50", "gens_to_90", "gens_to_100")])
+    out.print(table)
+    out.print(f"{record['ms_per_generation']:.1f} ms per generation; wrote {out_dir}/evolve.json, "
+              f"{png}, {out_dir}/champion.safetensors")
+
+
+def _mount_subapps() -> None:
+    try:
+        from adapters.cli_registry import app as registry_app
+    except ImportError:  # pragma: no cover - registry CLI not installed in this build
+        return
+    app.add_typer(registry_app, name="registry", help="the champion registry: lineage, promote, rollback, verify")
+
+
+_mount_subapps()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""driftgate: pip package and ROS 2 ament_python package from one tree.
+
+`pip install -e .[ros,dev] -c constraints.txt` in a plain venv; `colcon build` in a ROS 2 workspace
+(where rclpy and the message packages come from the workspace, so the `ros` extra is not needed).
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "driftgate"
+
+# Ranges only: exact versions live in constraints.txt (the one place pins are kept).
+INSTALL_REQUIRES = [
+    "numpy>=1.26",
+    "torch==2.13.0",  # CPU build; an unpinned torch pulls a multi-GB CUDA build
+    "mujoco==3.17.0",  # 4.0 breaks dm-control 1.0.50
+    "dm-control==1.0.50",
+    "gymnasium[mujoco,box2d]>=1.0",
+    "river>=0.26",
+    "cma>=4.0",
+    "safetensors>=0.4",
+    "ray>=2.40",
+    "typer>=0.12",
+    "rich>=13",
+    "matplotlib>=3.8",
+    "pyyaml>=6",
+    "scipy>=1.11",
+    "mcap>=1.2",
+    "mcap-ros2-support>=0.5",
+    "rosbags>=0.10",
+]
+
+# ROS 2 (kilted) from PyPI wheels: a real DDS node in a plain venv. Leave this extra out inside
+# RoboStack or a sourced ROS 2 install, where rclpy and the messages already exist.
+ROS_REQUIRES = [
+    "ros-rclpy[fastrtps]",
+    "ros-std-msgs",
+    "ros-sensor-msgs",
+    "ros-diagnostic-msgs",
+    "ros-std-srvs",
+    "ros-geometry-msgs",
+    "ros-trajectory-msgs",
+]
+
+DEV_REQUIRES = ["pytest>=8", "hypothesis>=6"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Keeps robot controllers working when the robot drifts: detect, adapt in simulation (SR-GHN), gate, swap.",
+    packages=find_packages(include=["controller", "controller.*", "adapters", "adapters.*",
+                                    "sim", "sim.*", "safety", "safety.*"]),
+    package_data={"sim": ["assets/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.py") + glob("launch/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"ros": ROS_REQUIRES, "dev": DEV_REQUIRES},
+    zip_safe=True,
+    maintainer="driftgate developers",
+    maintainer_email="dev@driftgate.invalid",
+    license="Apache-2.0",
+    entry_points={"console_scripts": ["driftgate = adapters.cli:main"]},
+)

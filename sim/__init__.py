@@ -1,0 +1,1 @@
+"""Simulation side of driftgate: plants, benchmarks and evolution (never talks to the robot)."""

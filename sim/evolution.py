@@ -1,0 +1,159 @@
+"""The SR-GHN population loop, readable top to bottom (CleanRL style).
+
+Every generation:
+  1. every parent writes `children` mutated copies of itself with its own stochastic head;
+  2. parents AND children are evaluated with fresh episode seeds (re-evaluating parents is what lets
+     a population notice that the world changed: stale pre-drift fitness would block adaptation);
+  3. a parent's score is (1 - cf) * own fitness + cf * mean(children's fitness): with cf > 0 a
+     parent is also judged by how good its offspring are, i.e. by its mutation machinery;
+  4. (mu + lambda) truncation keeps the top `population` of parents + children (implicit elitism).
+
+The log per generation holds best / mean / median fitness, the population-mean mutation rate and
+coefficient std (the paper's "self-regulated variation" curves) and diversity. Lineage of every
+individual ever created is kept as (id, parent_id, born).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sim.srghn import SRGHN, SRGHNConfig
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Population settings (SRGHN.md: P = 10, C = 2 for CartPole; cf 0.5 original, 0 port)."""
+
+    population: int = 10
+    children: int = 2
+    child_credit: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.population < 1 or self.children < 1:
+            raise ValueError(f"population and children must be >= 1, got {self.population}, {self.children}")
+        if not 0.0 <= self.child_credit <= 1.0:
+            raise ValueError(f"child_credit (cf) must be in [0, 1], got {self.child_credit}")
+
+    @property
+    def evaluations_per_generation(self) -> int:
+        return self.population * (1 + self.children)
+
+
+@dataclass
+class GenerationLog:
+    gen: int
+    best: float
+    mean: float
+    median: float
+    rate_mean: float | None
+    std_mean: float | None
+    diversity: float
+    switch_on: bool
+    wall_s: float
+
+
+@dataclass
+class EvolutionResult:
+    generations: list[GenerationLog]
+    champion: np.ndarray                      # flat genome of the final best individual
+    champion_id: int
+    champion_parent: int | None
+    champion_fitness: float
+    population: np.ndarray                    # final population (P, D)
+    population_ids: list[int]
+    lineage: list[tuple[int, int | None, int]] = field(default_factory=list)  # (id, parent, born)
+    evaluations: int = 0
+
+    def curves(self) -> dict[str, list]:
+        return {k: [getattr(g, k) for g in self.generations] for k in ("best", "mean", "median", "rate_mean")}
+
+
+def diversity(pop: np.ndarray) -> float:
+    """RMS pairwise parameter distance / sqrt(#params), O(n * D) via the sum-of-squares identity."""
+    n, d = pop.shape
+    if n < 2:
+        return 0.0
+    x = pop.astype(np.float64)
+    total = n * np.sum(x * x) - np.sum(x.sum(axis=0) ** 2)   # = sum_{i<j} ||x_i - x_j||^2
+    pairs = n * (n - 1) / 2
+    return float(np.sqrt(max(total, 0.0) / pairs) / np.sqrt(d))
+
+
+def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
+                 config: EvolutionConfig = EvolutionConfig(), model_config: SRGHNConfig = SRGHNConfig(),
+                 initial: np.ndarray | None = None, start_generation: int = 0,
+                 on_generation: Callable[[GenerationLog], None] | None = None) -> EvolutionResult:
+    """Evolve an SR-GHN population on `task` (see `sim.tasks`) for `generations` generations.
+
+    `initial` (k, D) seeds the population (e.g. the current champion and its stable ancestors);
+    missing places are filled with children of the seeds. `start_generation` offsets the generation
+    index handed to the task (its switch schedule).
+    """
+    if generations < 1:
+        raise ValueError(f"generations must be >= 1, got {generations}")
+    model = SRGHN(task.policy, model_config)
+    P, C, cf = config.population, config.children, config.child_credit
+    rng = np.random.default_rng(seed)
+    tgen = torch.Generator().manual_seed(int(seed))
+
+    if initial is None:
+        pop = model.init_genomes(P, seed)
+    else:
+        seeds = torch.as_tensor(np.asarray(initial, dtype=np.float32)).reshape(-1, model.num_params)
+        pop = seeds[:P]
+        while len(pop) < P:
+            kids, _ = model.children(seeds, 1, tgen)
+            pop = torch.cat([pop, kids])[:P]
+    next_id = 0
+    ids = list(range(P))
+    next_id = P
+    lineage: list[tuple[int, int | None, int]] = [(i, None, start_generation) for i in ids]
+    logs: list[GenerationLog] = []
+    evaluations = 0
+    scores = np.zeros(P)
+    fitness_all = np.zeros(P)
+
+    for g in range(start_generation, start_generation + generations):
+        t0 = time.perf_counter()
+        kids, stats = model.children(pop, C, tgen)
+        kid_ids = list(range(next_id, next_id + P * C))
+        next_id += P * C
+        kid_parents = [ids[i // C] for i in range(P * C)]
+        lineage += [(k, p, g) for k, p in zip(kid_ids, kid_parents)]
+
+        everyone = torch.cat([pop, kids])
+        weights = model.policy_weights(everyone).numpy()
+        episode_seeds = rng.integers(0, 2**31 - 1, size=len(everyone))
+        fitness_all = evaluator(weights, episode_seeds, g)
+        evaluations += len(everyone) * getattr(task, "episodes", 1)
+
+        parent_fit, child_fit = fitness_all[:P], fitness_all[P:].reshape(P, C)
+        parent_score = (1 - cf) * parent_fit + cf * child_fit.mean(axis=1)
+        scores_all = np.concatenate([parent_score, child_fit.ravel()])
+        keep = np.argsort(-scores_all, kind="stable")[:P]
+        all_ids = ids + kid_ids
+        pop, ids, scores = everyone[keep], [all_ids[i] for i in keep], scores_all[keep]
+
+        log = GenerationLog(gen=g, best=float(fitness_all.max()), mean=float(fitness_all.mean()),
+                            median=float(np.median(fitness_all)),
+                            rate_mean=float(stats["rate"].mean()), std_mean=float(stats["std"].mean()),
+                            diversity=diversity(pop.numpy()),
+                            switch_on=bool(task.schedule.active(g)) if hasattr(task, "schedule") else False,
+                            wall_s=time.perf_counter() - t0)
+        logs.append(log)
+        if on_generation is not None:
+            on_generation(log)
+
+    parent_of = {i: p for i, p, _ in lineage}
+    return EvolutionResult(generations=logs, champion=pop[0].numpy().copy(), champion_id=ids[0],
+                           champion_parent=parent_of.get(ids[0]), champion_fitness=float(scores[0]),
+                           population=pop.numpy().copy(), population_ids=ids, lineage=lineage,
+                           evaluations=evaluations)
+
+
+def log_dicts(logs: list[GenerationLog]) -> list[dict]:
+    return [asdict(g) for g in logs]

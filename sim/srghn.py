@@ -1,0 +1,251 @@
+"""Self-referential graph hypernetwork (SR-GHN): one network that writes a policy and mutates itself.
+
+Read top to bottom. An individual is ONE flat float32 vector; `SRGHN` only knows how to lay tensors
+out in it and how to run the two heads on a batch of such vectors:
+
+* deterministic head: a gated GNN over the *policy graph* (one node per policy tensor) turns
+  per-node embeddings into the policy's weights -> `policy_weights(genomes)`.
+* stochastic head: a gated GNN over the *self graph* (one node per SR-GHN tensor, the head's own
+  tensors included) gives per-node mutation std and a heritable mutation rate; coefficients drawn
+  with that std are projected through a fixed random orthogonal basis into an update for every
+  tensor -> `children(genomes, ...)`.
+
+The basis is a buffer shared by the population, never evolved: a learned output layer large enough
+to write every SR-GHN tensor would have to be bigger than the network it writes.
+
+No gradients anywhere (`torch.no_grad()`); the math is a hand-written batched forward over views of
+the flat vectors, so a whole population is one tensor (B, D).
+
+References: Pedersen et al., "Hypernetworks That Evolve Themselves", arXiv:2512.16406 (2025);
+constants from the authors' JAX port (`Joachm/sr_ghn_jax`, reference_spec.md); see
+`../shared/design/SRGHN.md` for which choices are ours.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from sim.policy import PolicySpec
+
+NOISE_CONVENTIONS = ("port", "original")
+RATE_MODES = ("evolved", "fixed")
+
+
+@dataclass(frozen=True)
+class SRGHNConfig:
+    """Hyper-parameters. Defaults follow the reference code; `noise_convention` and `update_clip` are
+    the two knobs SRGHN.md asks to expose.
+
+    Parameters
+    ----------
+    embed_dim, gnn_steps, basis_dim, trunk_width
+        d, T, k and the stochastic head's trunk width (32, 10, 32, 64 in the paper's code).
+    update_clip
+        |c @ B| is clipped to this before scaling by the rate (1.0 small discrete tasks, 0.1 locomotion).
+    param_clip
+        every parameter stays inside ±param_clip (20).
+    noise_std
+        the constant N(0, noise_std) added to every update (1e-3), so even rate 0 explores a little.
+    noise_convention
+        "port": c ~ N(0, std) (the JAX port, ours by default); "original": c = N(0, std) * std, i.e.
+        an effective sd of std² as in the original PyTorch code.
+    rate_mode, fixed_rate
+        "evolved" uses the heritable rate head; "fixed" replaces every node's rate by `fixed_rate`
+        (the fixed-rate ablation).
+    freeze_variation
+        the frozen-stochastic-head ablation: tensors that only shape variation (self embedding,
+        self GNN, trunk, std and rate heads) are never mutated, so the mutation distribution is
+        inherited unchanged and cannot self-regulate.
+    basis_seed
+        seed of the fixed orthogonal basis (shared by every individual of a population).
+    """
+
+    embed_dim: int = 32
+    gnn_steps: int = 10
+    basis_dim: int = 32
+    trunk_width: int = 64
+    update_clip: float = 1.0
+    param_clip: float = 20.0
+    noise_std: float = 1e-3
+    noise_convention: str = "port"
+    rate_mode: str = "evolved"
+    fixed_rate: float = 0.2
+    freeze_variation: bool = False
+    basis_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("embed_dim", "gnn_steps", "basis_dim", "trunk_width"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"SRGHNConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.noise_convention not in NOISE_CONVENTIONS:
+            raise ValueError(f"noise_convention must be one of {NOISE_CONVENTIONS}, got {self.noise_convention!r}")
+        if self.rate_mode not in RATE_MODES:
+            raise ValueError(f"rate_mode must be one of {RATE_MODES}, got {self.rate_mode!r}")
+        if not (self.update_clip > 0 and self.param_clip > 0 and self.noise_std >= 0):
+            raise ValueError("update_clip and param_clip must be > 0, noise_std >= 0")
+        if not 0.0 <= self.fixed_rate <= 1.0:
+            raise ValueError(f"fixed_rate must be in [0, 1], got {self.fixed_rate}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Tensors that only shape variation; frozen in the frozen-stochastic-head ablation.
+_VARIATION_PREFIXES = ("embed_self", "gnn_self.", "trunk.", "log_std.", "rate.")
+
+
+def _gnn_tensors(prefix: str, d: int) -> list[tuple[str, tuple[int, ...]]]:
+    return [(f"{prefix}.msg.weight", (d, d)), (f"{prefix}.msg.bias", (d,)),
+            (f"{prefix}.gru.weight_ih", (3 * d, d)), (f"{prefix}.gru.weight_hh", (3 * d, d)),
+            (f"{prefix}.gru.bias_ih", (3 * d,)), (f"{prefix}.gru.bias_hh", (3 * d,))]
+
+
+def chain_adjacency(n: int) -> torch.Tensor:
+    """Bidirectional chain: A[v, u] = 1 when u -> v, so messages are A @ Linear(h)."""
+    a = torch.zeros(n, n)
+    idx = torch.arange(n - 1)
+    a[idx + 1, idx] = 1.0
+    a[idx, idx + 1] = 1.0
+    return a
+
+
+class SRGHN:
+    """Layout and batched math of an SR-GHN for one PolicySpec. Holds no individual's parameters."""
+
+    def __init__(self, policy: PolicySpec, config: SRGHNConfig = SRGHNConfig()):
+        self.policy = policy
+        self.config = config
+        d, w, k = config.embed_dim, config.trunk_width, config.basis_dim
+        self.policy_numels = [int(np.prod(s)) for _, s in policy.tensors]
+        self.max_policy_numel = max(self.policy_numels)
+        n_pol = len(policy.tensors)
+
+        # Registration order = self-graph node order (chain edges follow it).
+        tensors: list[tuple[str, tuple[int, ...]]] = [("embed_policy", (n_pol, d)), ("embed_self", None)]
+        tensors += _gnn_tensors("gnn_policy", d) + _gnn_tensors("gnn_self", d)
+        tensors += [("det_head.weight", (self.max_policy_numel, d)), ("det_head.bias", (self.max_policy_numel,)),
+                    ("trunk.0.weight", (w, d)), ("trunk.2.weight", (w, w)),
+                    ("log_std.weight", (k, w)), ("rate.weight", (1, w)), ("rate.bias", (1,))]
+        n_self = len(tensors)
+        tensors[1] = ("embed_self", (n_self, d))
+        self.tensors: list[tuple[str, tuple[int, ...]]] = tensors
+        self.offsets: dict[str, tuple[int, tuple[int, ...]]] = {}
+        off = 0
+        for name, shape in tensors:
+            self.offsets[name] = (off, shape)
+            off += int(np.prod(shape))
+        self.num_params = off
+        self.numels = [int(np.prod(s)) for _, s in tensors]
+        self.max_self_numel = max(self.numels)
+
+        gen = torch.Generator().manual_seed(config.basis_seed)
+        basis = torch.empty(k, self.max_self_numel)
+        torch.nn.init.orthogonal_(basis, generator=gen)
+        self.basis = basis
+        self.adj_policy = chain_adjacency(n_pol)
+        self.adj_self = chain_adjacency(n_self)
+        # gather index: node i's update is the first numel_i entries of row i of (coeffs @ basis)
+        self._gather = torch.cat([i * self.max_self_numel + torch.arange(n) for i, n in enumerate(self.numels)])
+        self._node_of_param = torch.repeat_interleave(torch.arange(n_self), torch.tensor(self.numels))
+        mask = torch.ones(self.num_params)
+        if config.freeze_variation:
+            for name, _ in tensors:
+                if name.startswith(_VARIATION_PREFIXES):
+                    o, s = self.offsets[name]
+                    mask[o:o + int(np.prod(s))] = 0.0
+        self.mutable_mask = mask
+
+    # ----------------------------------------------------------------- layout
+    def view(self, genomes: torch.Tensor, name: str) -> torch.Tensor:
+        """Batched view (B, *shape) of one named tensor in flat genomes (B, D)."""
+        off, shape = self.offsets[name]
+        return genomes[:, off:off + int(np.prod(shape))].reshape(genomes.shape[0], *shape)
+
+    def init_genomes(self, n: int, seed: int) -> torch.Tensor:
+        """n fresh individuals with PyTorch's default initialisations (Linear/GRU uniform, embeddings N(0,1))."""
+        gen = torch.Generator().manual_seed(int(seed))
+        out = torch.empty(n, self.num_params)
+        d = self.config.embed_dim
+        for name, shape in self.tensors:
+            off, _ = self.offsets[name]
+            numel = int(np.prod(shape))
+            if name.startswith("embed"):
+                vals = torch.randn(n, numel, generator=gen)
+            else:
+                fan_in = d if ".gru." in name else (shape[1] if len(shape) == 2 else self._fan_in_of_bias(name))
+                bound = 1.0 / math.sqrt(fan_in)
+                vals = (torch.rand(n, numel, generator=gen) * 2 - 1) * bound
+            out[:, off:off + numel] = vals
+        return out
+
+    def _fan_in_of_bias(self, name: str) -> int:
+        weight = name.replace("bias", "weight")
+        return self.offsets[weight][1][1]
+
+    # ----------------------------------------------------------------- math
+    def _gnn(self, genomes: torch.Tensor, prefix: str, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        """T steps of m_v = sum_{u->v} Linear(h_u); h_v = GRUCell(m_v, h_v), batched over (B, N, d)."""
+        W = self.view(genomes, f"{prefix}.msg.weight")
+        b = self.view(genomes, f"{prefix}.msg.bias")
+        W_ih = self.view(genomes, f"{prefix}.gru.weight_ih")
+        W_hh = self.view(genomes, f"{prefix}.gru.weight_hh")
+        b_ih = self.view(genomes, f"{prefix}.gru.bias_ih")[:, None, :]
+        b_hh = self.view(genomes, f"{prefix}.gru.bias_hh")[:, None, :]
+        for _ in range(self.config.gnn_steps):
+            m = adj @ (h @ W.transpose(1, 2) + b[:, None, :])
+            gi = m @ W_ih.transpose(1, 2) + b_ih
+            gh = h @ W_hh.transpose(1, 2) + b_hh
+            i_r, i_z, i_n = gi.chunk(3, dim=-1)
+            h_r, h_z, h_n = gh.chunk(3, dim=-1)
+            r = torch.sigmoid(i_r + h_r)
+            z = torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            h = (1 - z) * n + z * h
+        return h
+
+    @torch.no_grad()
+    def policy_weights(self, genomes: torch.Tensor) -> torch.Tensor:
+        """Deterministic head: flat policy weights (B, P) for genomes (B, D)."""
+        h = self._gnn(genomes, "gnn_policy", self.view(genomes, "embed_policy"), self.adj_policy)
+        out = h @ self.view(genomes, "det_head.weight").transpose(1, 2) + self.view(genomes, "det_head.bias")[:, None, :]
+        return torch.cat([out[:, j, :n] for j, n in enumerate(self.policy_numels)], dim=1)
+
+    @torch.no_grad()
+    def variation(self, genomes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stochastic head: per self-node coefficient std (B, N_self, k) and mutation rate (B, N_self)."""
+        h = self._gnn(genomes, "gnn_self", self.view(genomes, "embed_self"), self.adj_self)
+        x = torch.relu(h @ self.view(genomes, "trunk.0.weight").transpose(1, 2))
+        x = torch.relu(x @ self.view(genomes, "trunk.2.weight").transpose(1, 2))
+        std = torch.clamp(torch.exp(x @ self.view(genomes, "log_std.weight").transpose(1, 2)), 0.0, 2.0)
+        rate = torch.sigmoid(x @ self.view(genomes, "rate.weight").transpose(1, 2)
+                             + self.view(genomes, "rate.bias")[:, None, :])[..., 0]
+        if self.config.rate_mode == "fixed":
+            rate = torch.full_like(rate, self.config.fixed_rate)
+        return std, rate
+
+    @torch.no_grad()
+    def children(self, parents: torch.Tensor, n_children: int, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`n_children` mutated copies of every parent, ordered parent-major (B * C, D).
+
+        Returns the children and the parents' variation statistics (mean rate and mean std per
+        parent) for logging the self-regulated variation curves.
+        """
+        cfg = self.config
+        std, rate = self.variation(parents)                          # (B, N, k), (B, N)
+        B, N, k = std.shape
+        std = std.repeat_interleave(n_children, dim=0)               # (B*C, N, k)
+        rate_c = rate.repeat_interleave(n_children, dim=0)
+        eps = torch.randn(std.shape, generator=generator)
+        coeffs = eps * std if cfg.noise_convention == "port" else eps * std * std
+        full = (coeffs @ self.basis).reshape(B * n_children, N * self.max_self_numel)
+        update = torch.clamp(full[:, self._gather], -cfg.update_clip, cfg.update_clip)
+        update = update * rate_c[:, self._node_of_param]
+        update = update + torch.randn(update.shape, generator=generator) * cfg.noise_std
+        update = update * self.mutable_mask
+        kids = torch.clamp(parents.repeat_interleave(n_children, dim=0) + update, -cfg.param_clip, cfg.param_clip)
+        stats = {"rate": rate.mean(dim=1), "std": std.reshape(B, n_children, N, k)[:, 0].mean(dim=(1, 2))}
+        return kids, stats

@@ -1,0 +1,200 @@
+"""SR-GHN behaviour (the 'tests worth having' of SRGHN.md)."""
+import numpy as np
+import pytest
+import torch
+
+from sim.evolution import EvolutionConfig, diversity, evolve_srghn
+from sim.genome import Genome, GenomeFileError, load_genome, save_genome
+from sim.policy import PolicySpec, init_policy, policy_act
+from sim.srghn import SRGHN, SRGHNConfig
+
+SPEC = PolicySpec(obs_dim=4, act_dim=2, hidden=(32,))
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_layout_covers_vector_exactly_and_self_graph_includes_itself():
+    m = SRGHN(SPEC)
+    assert sum(m.numels) == m.num_params
+    names = [n for n, _ in m.tensors]
+    assert m.offsets["embed_self"][1] == (len(names), 32)          # one self node per tensor, itself included
+    assert {"log_std.weight", "rate.weight", "rate.bias", "trunk.0.weight", "embed_self"} <= set(names)
+    assert m.basis.shape == (32, m.max_self_numel)
+    gram = m.basis @ m.basis.T                                       # orthogonal rows
+    assert torch.allclose(gram, torch.eye(32), atol=1e-4)
+
+
+def test_policy_from_genome_is_deterministic_and_batched_rows_are_independent():
+    m = SRGHN(SPEC)
+    g = m.init_genomes(6, seed=1)
+    w_all = m.policy_weights(g)
+    w_again = m.policy_weights(g.clone())
+    assert torch.equal(w_all, w_again)
+    assert w_all.shape == (6, SPEC.num_params)
+    assert torch.allclose(m.policy_weights(g[2:3])[0], w_all[2], atol=1e-6)
+    obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    a1 = policy_act(SPEC, w_all.numpy(), obs)
+    assert a1.shape == (6,) and set(a1.tolist()) <= {0, 1}
+
+
+def test_rate_zero_and_no_noise_gives_child_equal_to_parent():
+    m = SRGHN(SPEC, SRGHNConfig(rate_mode="fixed", fixed_rate=0.0, noise_std=0.0))
+    parents = m.init_genomes(3, seed=2)
+    kids, _ = m.children(parents, 2, gen())
+    assert torch.equal(kids, parents.repeat_interleave(2, dim=0))
+
+
+def test_update_magnitude_is_bounded_by_rate_before_noise():
+    rate = 0.3
+    m = SRGHN(SPEC, SRGHNConfig(rate_mode="fixed", fixed_rate=rate, noise_std=0.0))
+    parents = m.init_genomes(4, seed=3)
+    kids, _ = m.children(parents, 3, gen(5))
+    delta = (kids - parents.repeat_interleave(3, dim=0)).abs()
+    assert delta.max() <= rate + 1e-6
+    assert delta.max() > 0.1 * rate          # and it does move (|c @ B| is ~0.09 per entry at std 1)
+
+
+def test_evolved_rate_bounds_each_nodes_update():
+    m = SRGHN(SPEC, SRGHNConfig(noise_std=0.0))
+    parents = m.init_genomes(2, seed=4)
+    _, rate = m.variation(parents)
+    kids, stats = m.children(parents, 1, gen(6))
+    per_param_rate = rate[:, m._node_of_param]
+    assert torch.all((kids - parents).abs() <= per_param_rate + 1e-6)
+    assert torch.allclose(stats["rate"], rate.mean(dim=1))
+
+
+def test_parameters_stay_within_clamp():
+    m = SRGHN(SPEC, SRGHNConfig(param_clip=20.0))
+    parents = m.init_genomes(2, seed=0) * 0 + 19.9
+    kids, _ = m.children(parents, 4, gen(1))
+    assert kids.abs().max() <= 20.0
+
+
+@pytest.mark.parametrize("convention,power", [("port", 1), ("original", 2)])
+def test_noise_convention_scales_coefficients_by_std_or_std_squared(convention, power):
+    cfg = SRGHNConfig(rate_mode="fixed", fixed_rate=1.0, noise_std=0.0, update_clip=1e9,
+                      noise_convention=convention)
+    m = SRGHN(SPEC, cfg)
+    parents = m.init_genomes(1, seed=7)
+    std, _ = m.variation(parents)
+    kids, _ = m.children(parents, 1, gen(9))
+    eps = torch.randn(std.shape, generator=gen(9))
+    expected = ((eps * std ** power) @ m.basis).reshape(1, -1)[:, m._gather]
+    assert torch.allclose(kids - parents, expected, atol=1e-4)
+
+
+def test_frozen_variation_ablation_never_mutates_variation_tensors():
+    m = SRGHN(SPEC, SRGHNConfig(freeze_variation=True))
+    parents = m.init_genomes(2, seed=0)
+    kids, _ = m.children(parents, 2, gen(0))
+    for name in ("embed_self", "trunk.0.weight", "log_std.weight", "rate.bias", "gnn_self.msg.weight"):
+        assert torch.equal(m.view(kids, name), m.view(parents.repeat_interleave(2, 0), name))
+    assert not torch.equal(m.view(kids, "det_head.weight"), m.view(parents.repeat_interleave(2, 0), "det_head.weight"))
+    std0, rate0 = m.variation(parents.repeat_interleave(2, 0))
+    std1, rate1 = m.variation(kids)
+    assert torch.equal(rate0, rate1) and torch.equal(std0, std1)
+
+
+def test_genome_file_round_trip_is_lossless_and_verified(tmp_path):
+    m = SRGHN(SPEC)
+    vec = m.init_genomes(1, seed=11)[0].numpy()
+    g = Genome(vector=vec, policy_spec=SPEC, kind="srghn", model=SRGHNConfig().to_dict(), parent_id="abc", generation=7)
+    path = save_genome(g, tmp_path / "g.safetensors")
+    back = load_genome(path, expected_id=g.id)
+    assert np.array_equal(back.vector, vec) and back.vector.dtype == np.float32
+    assert back.id == g.id and back.parent_id == "abc" and back.generation == 7
+    assert torch.equal(SRGHN(SPEC, SRGHNConfig(**back.model)).policy_weights(torch.as_tensor(back.vector)[None]),
+                       m.policy_weights(torch.as_tensor(vec)[None]))
+    with pytest.raises(GenomeFileError, match="expected genome"):
+        load_genome(path, expected_id="0" * 32)
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF                                   # flip a weight byte
+    (tmp_path / "bad.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(GenomeFileError, match="hash mismatch"):
+        load_genome(tmp_path / "bad.safetensors")
+    (tmp_path / "trunc.safetensors").write_bytes(bytes(raw[:40]))
+    with pytest.raises(GenomeFileError):
+        load_genome(tmp_path / "trunc.safetensors")
+
+
+def test_policy_genome_with_wrong_length_is_refused():
+    with pytest.raises(GenomeFileError, match="needs"):
+        Genome(vector=np.zeros(5, np.float32), policy_spec=SPEC, kind="policy")
+
+
+class PositionTask:
+    """Fitness by position in the batch: parents (first P rows) win. Tests selection bookkeeping."""
+    name = "position"
+    policy = SPEC
+    episodes = 1
+
+    class schedule:  # noqa: N801 - mimics SwitchSchedule
+        @staticmethod
+        def active(g):
+            return False
+
+    def __init__(self, parents_win: bool, P: int):
+        self.parents_win, self.P = parents_win, P
+
+    def evaluate(self, weights, seeds, generation):
+        f = np.zeros(len(weights))
+        f[: self.P] = 10.0 if self.parents_win else -10.0
+        return f
+
+
+def test_selection_keeps_exactly_P_and_keeps_parents_when_children_are_worse():
+    P = 5
+    res = evolve_srghn(PositionTask(True, P), PositionTask(True, P).evaluate, 3, seed=0,
+                       config=EvolutionConfig(population=P, children=2, child_credit=0.0))
+    assert len(res.population) == P and res.population_ids == list(range(P))
+    assert len(res.lineage) == P + 3 * P * 2
+    res = evolve_srghn(PositionTask(False, P), PositionTask(False, P).evaluate, 1, seed=0,
+                       config=EvolutionConfig(population=P, children=2, child_credit=0.0))
+    assert len(res.population) == P and all(i >= P for i in res.population_ids)   # children replaced parents
+
+
+class TargetTask:
+    """Fitness = -||policy weights - target||^2 / P: smooth, so evolution must make progress."""
+    name = "target"
+    policy = SPEC
+    episodes = 1
+
+    class schedule:  # noqa: N801
+        @staticmethod
+        def active(g):
+            return False
+
+    target = init_policy(SPEC, 123) * 3
+
+    def evaluate(self, weights, seeds, generation):
+        return -np.mean((weights - self.target) ** 2, axis=1)
+
+
+def test_srghn_improves_a_smooth_objective():
+    res = evolve_srghn(TargetTask(), TargetTask().evaluate, 60, seed=0)
+    best = [g.best for g in res.generations]
+    assert np.mean(best[-5:]) > np.mean(best[:5]) + 0.05 * abs(best[0])   # measured: ~ +10 %
+    assert all(0 < g.rate_mean < 1 for g in res.generations)
+
+
+def test_same_seed_same_run_and_diversity_math():
+    a = evolve_srghn(TargetTask(), TargetTask().evaluate, 5, seed=3)
+    b = evolve_srghn(TargetTask(), TargetTask().evaluate, 5, seed=3)
+    assert np.array_equal(a.population, b.population)
+    x = np.random.default_rng(0).normal(size=(6, 10))
+    brute = np.sqrt(np.mean([np.sum((x[i] - x[j]) ** 2) for i in range(6) for j in range(i + 1, 6)])) / np.sqrt(10)
+    assert diversity(x) == pytest.approx(brute)
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="noise_convention"):
+        SRGHNConfig(noise_convention="sigma3")
+    with pytest.raises(ValueError, match="population"):
+        EvolutionConfig(population=0)
+    with pytest.raises(ValueError, match="cf"):
+        EvolutionConfig(child_credit=1.5)
+    with pytest.raises(ValueError, match="positive"):
+        PolicySpec(obs_dim=0, act_dim=2)
