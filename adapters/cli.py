@@ -51,18 +51,22 @@ def evolve(
     noise: str = typer.Option("port", help="SR-GHN noise convention: port (sd=std) | original (sd=std^2)"),
     json_out: Path = typer.Option(..., "--json-out", help="where to write the run record (JSON)"),
     save_best: Optional[Path] = typer.Option(None, "--save-best", help="write the best genome (.safetensors)"),
+    init_genome: Optional[Path] = typer.Option(None, "--init-genome", help="seed the run from a saved genome"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Evolve controllers on a Switch benchmark and write a JSON record of the run."""
-    from sim.genome import save_genome
     from sim.atomicio import atomic_write_json
-    from sim.runner import RunConfig, run
+    from sim.genome import GenomeFileError, load_genome, save_genome
+    from sim.runner import RunConfig, check_initial, run
 
     try:
         cfg = RunConfig(task=task, method=method, generations=generations, seed=seed, cf=cf, rate=rate,
                         population=population, children=children, episodes=episodes, schedule=schedule,
                         horizon=horizon, workers=workers, noise_convention=noise)
-    except (ValueError, TypeError) as e:
+        initial = load_genome(init_genome) if init_genome is not None else None
+        if initial is not None:
+            check_initial(cfg, initial)
+    except (ValueError, TypeError, GenomeFileError) as e:
         fail(str(e))
     with _progress(generations, quiet) as progress:
         bar = progress.add_task(f"{method} on {task}", total=generations, status="")
@@ -72,7 +76,7 @@ def evolve(
             progress.update(bar, advance=1, status=f"best {log.best:8.1f}{rate_txt}{'  [switch on]' if log.switch_on else ''}")
 
         try:
-            record, best = run(cfg, on_generation=on_generation)
+            record, best = run(cfg, on_generation=on_generation, initial=initial)
         except ValueError as e:
             fail(str(e))
     atomic_write_json(json_out, record)

@@ -6,7 +6,8 @@ Every generation:
      a population notice that the world changed: stale pre-drift fitness would block adaptation);
   3. a parent's score is (1 - cf) * own fitness + cf * mean(children's fitness): with cf > 0 a
      parent is also judged by how good its offspring are, i.e. by its mutation machinery;
-  4. (mu + lambda) truncation keeps the top `population` of parents + children (implicit elitism).
+  4. (mu + lambda) truncation keeps the top `population` of parents + children (implicit elitism);
+     ties go to children, so a population on a plateau keeps moving.
 
 The log per generation holds best / mean / median fitness, the population-mean mutation rate and
 coefficient std (the paper's "self-regulated variation" curves) and diversity. Lineage of every
@@ -134,7 +135,10 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
         parent_fit, child_fit = fitness_all[:P], fitness_all[P:].reshape(P, C)
         parent_score = (1 - cf) * parent_fit + cf * child_fit.mean(axis=1)
         scores_all = np.concatenate([parent_score, child_fit.ravel()])
-        keep = np.argsort(-scores_all, kind="stable")[:P]
+        # Ties go to the newest (children, then later children), as in the reference code's
+        # ascending sort + take-the-last-P: on a fitness plateau the population keeps drifting
+        # neutrally instead of freezing, which keeps variation alive for the next shock.
+        keep = np.argsort(scores_all, kind="stable")[::-1][:P].copy()
         all_ids = ids + kid_ids
         pop, ids, scores = everyone[keep], [all_ids[i] for i in keep], scores_all[keep]
 
