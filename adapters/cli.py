@@ -126,15 +126,9 @@ def demo(
               f"{png}, {out_dir}/champion.safetensors")
 
 
-def _mount_subapps() -> None:
-    try:
-        from adapters.cli_registry import app as registry_app
-    except ImportError:  # pragma: no cover - registry CLI not installed in this build
-        return
-    app.add_typer(registry_app, name="registry", help="the champion registry: lineage, promote, rollback, verify")
+from adapters.cli_registry import app as registry_app  # noqa: E402
 
-
-_mount_subapps()
+app.add_typer(registry_app, name="registry", help="the champion registry: lineage, promote, rollback, verify")
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ class RunConfig:
     update_clip: float | None = None  # None = 1.0 for discrete tasks, 0.1 for locomotion
     noise_convention: str = "port"
     sigma0: float = 0.5               # CMA-ES
+    cma_diagonal: bool | None = None  # None: diagonal CMA-ES when the policy has > 1000 parameters (Ant)
     openes_sigma: float = 0.1
     openes_lr: float = 0.03
     torch_threads: int = 1
@@ -87,10 +88,11 @@ def _make_optimizer(cfg: RunConfig, x0: np.ndarray):
     from sim.baselines.cmaes import CMAES, CMAESRestart
     from sim.baselines.openes import OpenES
     n = cfg.evaluations_per_generation
+    diagonal = cfg.cma_diagonal if cfg.cma_diagonal is not None else x0.size > 1000
     if cfg.method == "cmaes":
-        return CMAES(x0, popsize=n, sigma0=cfg.sigma0, seed=cfg.seed)
+        return CMAES(x0, popsize=n, sigma0=cfg.sigma0, seed=cfg.seed, diagonal=diagonal)
     if cfg.method == "cmaes-restart":
-        return CMAESRestart(x0, popsize=n, sigma0=cfg.sigma0, seed=cfg.seed)
+        return CMAESRestart(x0, popsize=n, sigma0=cfg.sigma0, seed=cfg.seed, diagonal=diagonal)
     return OpenES(x0, popsize=n + (n % 2), sigma0=cfg.openes_sigma, lr=cfg.openes_lr, seed=cfg.seed)
 
 

@@ -1,0 +1,163 @@
+"""Adaptation benchmark: methods x seeds on the Switch benchmarks, at equal evaluations per generation.
+
+Writes (under --out, default benchmarks/results/):
+  adaptation.json   a list of `driftgate evolve` records (generation logs, config, recovery)
+  adaptation.md     median and IQR per metric and method, with the date and the machine
+  adaptation_<task>.png         best fitness vs generation, switch windows shaded, and the rate curves
+
+    python benchmarks/adaptation.py                 # the committed run (~30-40 min on 2 cores)
+    python benchmarks/adaptation.py --quick         # a smoke run (seconds)
+
+Runs are spread over --jobs processes, each single-threaded; a run's result depends only on its
+seed, never on the process it ran in.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters.plots import plot_adaptation  # noqa: E402
+from sim.atomicio import atomic_write_bytes, atomic_write_json  # noqa: E402
+from sim.recovery import summarise  # noqa: E402
+from sim.runner import RunConfig, run  # noqa: E402
+
+CARTPOLE = dict(task="cartpole-switch", generations=300, schedule="100-200")
+# (label, RunConfig overrides): SR-GHN as shipped, the cf it would have in the original code,
+# the baselines at equal evaluations, and the ablation grid fixed rate x cf.
+CARTPOLE_METHODS = [
+    ("", dict(method="srghn", cf=0.0)),
+    ("cf=0.5", dict(method="srghn", cf=0.5)),
+    ("", dict(method="cmaes")),
+    ("", dict(method="cmaes-restart")),
+    ("", dict(method="openes")),
+    ("cf=0", dict(method="frozen-head", cf=0.0)),
+] + [(f"rate={r} cf={cf}", dict(method="fixed-rate", rate=r, cf=cf)) for r in (0.05, 0.2, 0.5) for cf in (0.0, 0.5)]
+
+LUNAR = dict(task="lunarlander-switch", generations=120, schedule="40-80", horizon=400)
+LUNAR_METHODS = [("", dict(method="srghn")), ("", dict(method="cmaes-restart")), ("", dict(method="openes"))]
+ANT = dict(task="ant", generations=30, horizon=100)
+ANT_METHODS = [("", dict(method="srghn")), ("", dict(method="cmaes")), ("", dict(method="openes"))]
+
+
+def _one(job: tuple[str, dict]) -> dict:
+    label, kw = job
+    record, _ = run(RunConfig(**kw))
+    record["label"] = label
+    return record
+
+
+def jobs(quick: bool, seeds: int, lunar_seeds: int, ant_seeds: int) -> list[tuple[str, dict]]:
+    out = []
+    if quick:
+        base = dict(task="cartpole-switch", generations=12, schedule="4-8")
+        for label, m in CARTPOLE_METHODS[:5]:
+            out += [(label, {**base, **m, "seed": s}) for s in range(2)]
+        return out
+    for label, m in CARTPOLE_METHODS:
+        out += [(label, {**CARTPOLE, **m, "seed": s}) for s in range(seeds)]
+    for label, m in LUNAR_METHODS:
+        out += [(label, {**LUNAR, **m, "seed": s}) for s in range(lunar_seeds)]
+    for label, m in ANT_METHODS:
+        out += [(label, {**ANT, **m, "seed": s}) for s in range(ant_seeds)]
+    return out
+
+
+def _fmt(summary: dict) -> str:
+    if summary["median"] is None:
+        return "never"
+    return f"{summary['median']:.1f} [{summary['q25']:.1f}, {summary['q75']:.1f}]"
+
+
+def first_reaching(curve: list[float], level: float) -> int | None:
+    return next((i for i, v in enumerate(curve) if v >= level), None)
+
+
+def table(records: list[dict], task: str) -> str:
+    rows = [r for r in records if r["task"] == task]
+    if not rows:
+        return ""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['method']} {r.get('label', '')}".strip(), []).append(r)
+    n_switch = max(len(r["recovery"]) for r in rows)
+    solved = {"cartpole-switch": 475.0, "lunarlander-switch": 200.0, "ant": 1e9}[task]
+    head = ["method", "seeds", f"first best >= {solved:g}"]
+    for k in range(n_switch):
+        head += [f"gens to 90% @switch {k + 1}", f"gens to 50% @switch {k + 1}", f"area @switch {k + 1}"]
+    head += ["seeds recovering (90%) at every switch", "final best", "ms/gen"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, runs in groups.items():
+        cells = [name, str(len(runs)), _fmt(summarise([first_reaching([g["best"] for g in r["generations"]], solved)
+                                                      for r in runs]))]
+        for k in range(n_switch):
+            for key in ("gens_to_90", "gens_to_50", "area"):
+                cells.append(_fmt(summarise([r["recovery"][k][key] if k < len(r["recovery"]) else None for r in runs])))
+        ok = sum(all(x["gens_to_90"] is not None for x in r["recovery"]) for r in runs)
+        cells.append(f"{ok}/{len(runs)}")
+        cells.append(_fmt(summarise([r["generations"][-1]["best"] for r in runs])))
+        cells.append(f"{np.median([r['ms_per_generation'] for r in runs]):.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--lunar-seeds", type=int, default=3)
+    ap.add_argument("--ant-seeds", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+
+    todo = jobs(args.quick, args.seeds, args.lunar_seeds, args.ant_seeds)
+    print(f"{len(todo)} runs on {args.jobs} processes", flush=True)
+    t0 = time.time()
+    records = []
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        for i, rec in enumerate(pool.imap(_one, todo), 1):
+            records.append(rec)
+            print(f"[{i}/{len(todo)}] {rec['task']} {rec['method']} {rec['label']} seed {rec['seed']}: "
+                  f"final best {rec['generations'][-1]['best']:.1f}, gens to 90% "
+                  f"{[x['gens_to_90'] for x in rec['recovery']]}, {rec['wall_s']:.1f} s", flush=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, {platform.python_version()}"
+    name = "adaptation_quick" if args.quick else "adaptation"
+    atomic_write_json(args.out / f"{name}.json", {"date": stamp, "machine": machine, "runs": records}, indent=None)
+    md = [f"# Adaptation benchmark ({'quick' if args.quick else 'full'})", "",
+          f"Date: {stamp}. Machine: {machine}. Command: `python benchmarks/adaptation.py"
+          f"{' --quick' if args.quick else ''}` ({time.time() - t0:.0f} s wall).",
+          "Cells are median [q25, q75] over seeds; 'never' = median run did not get there. "
+          "Recovery counts generations after a switch toggles until the generation's best fitness reaches X% of the "
+          "best before the toggle (see sim/recovery.py).", ""]
+    for task in ("cartpole-switch", "lunarlander-switch", "ant"):
+        t = table(records, task)
+        if t:
+            task_runs = [r for r in records if r["task"] == task]
+            cfg = task_runs[0]["config"]
+            md += [f"## {task}", "", f"{cfg['generations']} generations, schedule `{cfg['schedule'] or 'none'}`, "
+                   f"{cfg['evaluations_per_generation']} evaluations per generation, horizon {cfg['horizon'] or 'default'}.",
+                   "", t, "", f"![{task}](adaptation_{task}{'_quick' if args.quick else ''}.png)", ""]
+            plot_adaptation(task_runs, args.out / f"adaptation_{task}{'_quick' if args.quick else ''}.png",
+                            title=f"{task}: median best fitness (IQR) and population-mean mutation rate")
+    atomic_write_bytes(args.out / f"{name}.md", "\n".join(md).encode())
+    print(f"wrote {args.out}/{name}.json, .md and plots in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
