@@ -241,8 +241,10 @@ class SRGHN:
         rate_c = rate.repeat_interleave(n_children, dim=0)
         eps = torch.randn(std.shape, generator=generator)
         coeffs = eps * std if cfg.noise_convention == "port" else eps * std * std
-        full = (coeffs @ self.basis).reshape(B * n_children, N * self.max_self_numel)
-        update = torch.clamp(full[:, self._gather], -cfg.update_clip, cfg.update_clip)
+        # node i's update is coeffs_i @ basis[:, :numel_i]; computing only those columns costs
+        # sum(numel_i) instead of N * max(numel_i) (10x less when one tensor dominates).
+        update = torch.cat([coeffs[:, i, :] @ self.basis[:, :n] for i, n in enumerate(self.numels)], dim=1)
+        update = torch.clamp(update, -cfg.update_clip, cfg.update_clip)
         update = update * rate_c[:, self._node_of_param]
         update = update + torch.randn(update.shape, generator=generator) * cfg.noise_std
         update = update * self.mutable_mask

@@ -82,7 +82,7 @@ def test_noise_convention_scales_coefficients_by_std_or_std_squared(convention, 
     std, _ = m.variation(parents)
     kids, _ = m.children(parents, 1, gen(9))
     eps = torch.randn(std.shape, generator=gen(9))
-    expected = ((eps * std ** power) @ m.basis).reshape(1, -1)[:, m._gather]
+    expected = ((eps * std ** power) @ m.basis).reshape(1, -1)[:, m._gather]   # full projection, then gather
     assert torch.allclose(kids - parents, expected, atol=1e-4)
 
 
