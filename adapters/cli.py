@@ -126,9 +126,90 @@ def demo(
               f"{png}, {out_dir}/champion.safetensors")
 
 
+@app.command()
+def adapt(
+    plant: str = typer.Option("cartpole", help="cartpole | walker | reacher"),
+    drift: str = typer.Option('{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}',
+                              help="the simulated robot's true drift (DriftSpec JSON)"),
+    budget_s: float = typer.Option(120.0, "--budget-s", help="wall-clock budget of the evolution"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(..., "--out", help="output directory (job/, result.json, candidate.safetensors)"),
+    champion: Optional[Path] = typer.Option(None, help="champion genome to adapt (default: the shipped one)"),
+    telemetry: Optional[Path] = typer.Option(None, help="telemetry window .npz (qpos, qvel, actions, control_dt)"),
+    workers: int = typer.Option(1), backend: str = typer.Option("local", help="local | ray"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray)"),
+    max_generations: int = typer.Option(300), horizon: int = typer.Option(300),
+    sysid_budget_s: float = typer.Option(20.0, "--sysid-budget-s"),
+    wall_limit_s: float = typer.Option(0.0, "--wall-limit-s", help="sandbox kill limit (default: budget + 120 s)"),
+) -> None:
+    """Identify the drifted robot by replay, evolve a candidate in the sandbox, write result.json."""
+    import numpy as np
+
+    from sim.adapt_job import AdaptJob, nominal_champion
+    from sim.genome import GenomeFileError, load_genome
+    from sim.sandbox import SandboxLimits, copy_result, run_sandbox, write_job
+    from sim.sysid import Telemetry
+
+    try:
+        spec = json.loads(drift) if drift else None
+        job = AdaptJob(plant=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
+                       ray_address=ray_address, max_generations=max_generations, horizon=horizon,
+                       sysid_budget_s=sysid_budget_s)
+        seeds = [load_genome(champion) if champion else nominal_champion(plant)]
+        window = None
+        if telemetry is not None:
+            with np.load(telemetry, allow_pickle=False) as z:
+                window = Telemetry(z["qpos"], z["qvel"], z["actions"], float(z["control_dt"]))
+    except (ValueError, KeyError, OSError, GenomeFileError) as e:
+        fail(f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e))
+    if (out / "result.json").exists():
+        fail(f"{out} already holds a result; choose a new --out")
+    job_dir = out / "job"
+    import shutil
+    if job_dir.exists():
+        shutil.rmtree(job_dir)
+    write_job(job_dir, job, seeds, window)
+    limits = SandboxLimits(wall_s=wall_limit_s or budget_s + sysid_budget_s + 120.0)
+    err.print(f"[bold]adapting[/] {plant} under {drift} in the sandbox (budget {budget_s:g} s) ...")
+    outcome = run_sandbox(job_dir, limits)
+    copy_result(outcome, out)
+    if outcome.status != "ok":
+        fail(f"sandbox {outcome.status}: {outcome.reason} (see {job_dir}/sandbox.log)", code=1)
+    r = outcome.result
+    err.print(f"sysid: {r['sysid']['params']} (error {r['sysid']['error']})")
+    err.print(f"return on the drifted plant: champion {r['return_before']:.1f} -> candidate {r['return_after']:.1f} "
+              f"(champion nominal {r['nominal_return']:.1f}); {len(r['generations'])} generations, {r['wall_s']:.1f} s")
+    out_console = Console()
+    out_console.print(str(out / "result.json"))
+
+
+@app.command("train-nominal")
+def train_nominal_cmd(
+    plant: str = typer.Option("cartpole"), generations: int = typer.Option(60), seed: int = typer.Option(0),
+    horizon: int = typer.Option(300), workers: int = typer.Option(1),
+    out: Optional[Path] = typer.Option(None, help="default: sim/assets/champions/<plant>.safetensors"),
+) -> None:
+    """Evolve a nominal champion for a plant from scratch (what `adapt` and the demo start from)."""
+    from sim.adapt_job import ASSETS, train_nominal
+    from sim.genome import save_genome
+
+    with _progress(generations, False) as progress:
+        bar = progress.add_task(f"nominal champion for {plant}", total=generations, status="")
+        try:
+            genome = train_nominal(plant, generations, seed, horizon, workers=workers,
+                                   on_generation=lambda log: progress.update(bar, advance=1, status=f"best {log.best:7.1f}"))
+        except ValueError as e:
+            fail(str(e))
+    path = save_genome(genome, out or ASSETS / f"{plant}.safetensors")
+    err.print(f"wrote {path} (id {genome.id}, nominal return {genome.fitness['nominal_return']:.1f})")
+
+
 from adapters.cli_registry import app as registry_app  # noqa: E402
 
 app.add_typer(registry_app, name="registry", help="the champion registry: lineage, promote, rollback, verify")
+from adapters.cli_gate import gate  # noqa: E402
+
+app.command("gate")(gate)
 
 
 def main() -> None:

@@ -75,3 +75,15 @@ class Evaluator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def make_evaluator(task, workers: int = 1, backend: str = "local", address: str | None = None):
+    """An evaluator on the chosen backend: "local" worker processes, or "ray" (a local Ray with
+    `num_cpus=workers`, or the cluster at `address`). Both split and order work the same way, so a
+    seed gives the same result on either."""
+    if backend == "local":
+        return Evaluator(task, workers)
+    if backend == "ray":
+        from sim.ray_backend import RayEvaluator
+        return RayEvaluator(task, workers, address=address)
+    raise ValueError(f"unknown evaluation backend {backend!r}; known: local, ray")

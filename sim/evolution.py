@@ -87,12 +87,14 @@ def diversity(pop: np.ndarray) -> float:
 def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
                  config: EvolutionConfig = EvolutionConfig(), model_config: SRGHNConfig = SRGHNConfig(),
                  initial: np.ndarray | None = None, start_generation: int = 0,
-                 on_generation: Callable[[GenerationLog], None] | None = None) -> EvolutionResult:
+                 on_generation: Callable[[GenerationLog], None] | None = None,
+                 should_stop: Callable[[GenerationLog], bool] | None = None) -> EvolutionResult:
     """Evolve an SR-GHN population on `task` (see `sim.tasks`) for `generations` generations.
 
     `initial` (k, D) seeds the population (e.g. the current champion and its stable ancestors);
     missing places are filled with children of the seeds. `start_generation` offsets the generation
-    index handed to the task (its switch schedule).
+    index handed to the task (its switch schedule). `should_stop(log)` ends the run early after a
+    generation (budgets, targets); `generations` is then the maximum.
     """
     if generations < 1:
         raise ValueError(f"generations must be >= 1, got {generations}")
@@ -151,6 +153,8 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
         logs.append(log)
         if on_generation is not None:
             on_generation(log)
+        if should_stop is not None and should_stop(log):
+            break
 
     parent_of = {i: p for i, p, _ in lineage}
     return EvolutionResult(generations=logs, champion=pop[0].numpy().copy(), champion_id=ids[0],

@@ -1,0 +1,151 @@
+"""Hard constraints: limits a candidate must never cross, whatever its return.
+
+Why separate from the statistics: a return can be traded off, a crash into the cart's end stop
+cannot. The gate's last stage checks every candidate rollout against these limits and one
+violation anywhere is a FAIL, however good the averages look (the Simplex rule: the safety
+controller's envelope is not negotiable). The incumbent's rollouts are checked too, but only for the
+record: the incumbent usually *does* break them on the drifted target, which is why we are gating.
+
+Checked per rollout:
+
+* ``finite``          the episode stayed finite (no NaN/inf observation or reward);
+* ``state_limits``    joint positions (``Rollout.qpos``, MJCF joint order) within per-plant bounds;
+* ``max_saturation``  fraction of action components pinned at +-1 (a bang-bang policy wears the
+                      motor and leaves no authority to reject a disturbance);
+* ``max_jerk``        RMS second difference of the actions per tick (chattering).
+
+Per-plant defaults (`PLANT_LIMITS`), in the units of `qpos` (m, rad):
+
+* cartpole: the cart stays between its end stops (the MJCF slider range, +-1.8 m) and the pole
+  stays above horizontal (|hinge_1| <= pi/2, unwrapped, so a full turn counts).
+* walker: the torso stays above 0.8 m (dm_control's "fallen" line: torso z = 1.3 + rootz) and
+  pitched less than 1 rad; leg joints within their MJCF ranges (+ JOINT_TOL, MuJoCo limits are soft).
+* reacher: the wrist within its MJCF range (+-160 deg, + JOINT_TOL); the shoulder is unlimited.
+
+Saturation 0.5 and jerk 1.0 (actions live in [-1, 1]) leave a wide berth to every nominal controller
+measured (LQR cartpole: 0 / 0.0003; walker squat: 0 / 0.002; reacher JT: <= 0.16 / <= 0.12) and catch
+a bang-bang policy (cartpole LQR x100: 0.97 / ~4). A suite may override any of them per scenario.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+JOINT_TOL = 0.15  # rad: MuJoCo joint limits are soft; the nominal reacher overshoots by ~0.09
+
+DEG = math.pi / 180.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits for one scenario. `state` maps joint name -> (low, high); None = unbounded side."""
+
+    state: tuple[tuple[str, float | None, float | None], ...] = ()
+    max_saturation: float = 0.5
+    max_jerk: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {"state": {j: [lo, hi] for j, lo, hi in self.state},
+                "max_saturation": self.max_saturation, "max_jerk": self.max_jerk}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One hard-constraint violation of one rollout: what, where, how much, against which limit."""
+
+    kind: str                 # "non_finite" | "state_limit" | "saturation" | "jerk"
+    value: float | None
+    limit: float | None
+    joint: str | None = None
+    scenario: str | None = None
+    seed: int | None = None
+    stage: str | None = None  # "hurdle" | "suite"
+
+    def describe(self) -> str:
+        where = f"{self.scenario} seed {self.seed}" if self.scenario is not None else "rollout"
+        if self.kind == "non_finite":
+            return f"{where}: the episode went non-finite (NaN/inf state or reward)"
+        if self.kind == "state_limit":
+            return f"{where}: joint {self.joint} reached {self.value:.3g}, limit {self.limit:.3g}"
+        value = "non-finite" if self.value is None else f"{self.value:.3g}"
+        return f"{where}: {self.kind} {value} > limit {self.limit:.3g}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _joint_ranges(ranges: Mapping[str, tuple[float, float]], tol: float = JOINT_TOL
+                  ) -> tuple[tuple[str, float, float], ...]:
+    return tuple((j, lo - tol, hi + tol) for j, (lo, hi) in ranges.items())
+
+
+_WALKER_LEGS = {f"{side}_{j}": r for side in ("right", "left")
+                for j, r in (("hip", (-20 * DEG, 100 * DEG)), ("knee", (-150 * DEG, 0.0)),
+                             ("ankle", (-45 * DEG, 45 * DEG)))}
+
+PLANT_LIMITS: dict[str, Limits] = {
+    "cartpole": Limits(state=(("slider", -1.8, 1.8), ("hinge_1", -math.pi / 2, math.pi / 2))),
+    "walker": Limits(state=(("rootz", -0.5, None), ("rooty", -1.0, 1.0)) + _joint_ranges(_WALKER_LEGS)),
+    "reacher": Limits(state=_joint_ranges({"wrist": (-160 * DEG, 160 * DEG)})),
+}
+
+
+def limits_for(plant: str, overrides: Mapping[str, Any] | None = None) -> Limits:
+    """The plant's default limits with a suite's `constraints:` overrides applied.
+
+    `overrides` may set ``max_saturation``, ``max_jerk`` and ``state`` (joint -> [low, high], a
+    null side is unbounded; a joint mapped to null drops its default limit). Values are validated
+    by the suite loader; this function trusts them.
+    """
+    base = PLANT_LIMITS.get(plant, Limits())
+    if not overrides:
+        return base
+    out = base
+    if "max_saturation" in overrides:
+        out = replace(out, max_saturation=float(overrides["max_saturation"]))
+    if "max_jerk" in overrides:
+        out = replace(out, max_jerk=float(overrides["max_jerk"]))
+    if "state" in overrides:
+        state = {j: (lo, hi) for j, lo, hi in out.state}
+        for joint, bounds in overrides["state"].items():
+            if bounds is None:
+                state.pop(joint, None)
+            else:
+                state[joint] = (None if bounds[0] is None else float(bounds[0]),
+                                None if bounds[1] is None else float(bounds[1]))
+        out = replace(out, state=tuple((j, lo, hi) for j, (lo, hi) in state.items()))
+    return out
+
+
+def check_rollout(limits: Limits, joint_names: Sequence[str], qpos: np.ndarray, actions: np.ndarray,
+                  finite: bool, saturation: float, jerk: float) -> list[Violation]:
+    """Every violation of `limits` in one rollout (empty list: clean). Pure: arrays in, list out.
+
+    For a state limit the reported value is the worst excursion (the extreme beyond the bound).
+    """
+    out: list[Violation] = []
+    if not finite:
+        out.append(Violation("non_finite", None, None))
+    q = np.asarray(qpos, dtype=np.float64)
+    for joint, lo, hi in limits.state:
+        if joint not in joint_names:
+            raise ValueError(f"state limit on unknown joint {joint!r}; joints: {list(joint_names)}")
+        col = q[:, list(joint_names).index(joint)]
+        col = col[np.isfinite(col)]
+        if col.size == 0:
+            continue
+        if lo is not None and col.min() < lo:
+            out.append(Violation("state_limit", float(col.min()), float(lo), joint=joint))
+        if hi is not None and col.max() > hi:
+            out.append(Violation("state_limit", float(col.max()), float(hi), joint=joint))
+    if not (saturation <= limits.max_saturation):
+        out.append(Violation("saturation", float(saturation), limits.max_saturation))
+    if not (jerk <= limits.max_jerk):
+        out.append(Violation("jerk", float(jerk) if math.isfinite(jerk) else None, limits.max_jerk))
+    return out
+
+
+__all__ = ["JOINT_TOL", "Limits", "PLANT_LIMITS", "Violation", "check_rollout", "limits_for"]

@@ -1,0 +1,142 @@
+"""Robot plants as evolution tasks and as rollouts for the gate.
+
+`PlantTask` gives a MuJoCo plant (sim.plants) the same `evaluate(weights, seeds, generation)`
+interface as the Switch benchmarks, so the SR-GHN loop, the baselines and the worker pool run on a
+drifted robot unchanged. An individual's fitness is its mean return over the task's list of
+DriftSpecs (the sysid estimate, plus samples inside its uncertainty for domain randomisation) x
+`episodes`. Every individual of a generation sees the SAME list of specs and derives its episode
+seeds from its own seed, so fitnesses of one selection step always come from the same conditions
+and never depend on which other individuals share the batch.
+
+`rollout` runs one policy for one episode and keeps what the safety gate judges: the return, the
+actions (saturation, jerk), and the joint positions (state limits).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from sim.drift_spec import DriftSpec
+from sim.envs.switch import SwitchSchedule
+from sim.policy import PolicySpec, policy_act
+
+DEFAULT_HORIZON = 300
+_plant_cache: dict[str, list] = {}
+
+
+def plant_policy_spec(plant_name: str, hidden: Sequence[int] = (32, 32)) -> PolicySpec:
+    """The MLP shape that drives `plant_name`: its observation in, its actuators out, clipped to ±1."""
+    from sim.plants import make_plant
+    plant = make_plant(plant_name)
+    return PolicySpec(obs_dim=plant.obs_dim, act_dim=plant.act_dim, hidden=tuple(hidden), discrete=False,
+                      act_low=float(np.max(plant.act_low)), act_high=float(np.min(plant.act_high)))
+
+
+def _plants(name: str, n: int) -> list:
+    """Per-process cache of plant instances (building a dm_control Physics costs milliseconds)."""
+    from sim.plants import make_plant
+    cache = _plant_cache.setdefault(name, [])
+    while len(cache) < n:
+        cache.append(make_plant(name))
+    return cache[:n]
+
+
+def _episode_seed(seed: int, drift_index: int, episode: int) -> int:
+    return int(np.random.SeedSequence([int(seed), drift_index, episode]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class PlantTask:
+    """Evaluate flat policies on a (drifted) plant. Parameters: the plant name, the DriftSpecs to
+    average over, episode length in control ticks, episodes per spec, and the policy's hidden widths."""
+
+    plant: str
+    drifts: tuple[DriftSpec, ...] = (DriftSpec(),)
+    horizon: int = DEFAULT_HORIZON
+    episodes: int = 1
+    hidden: tuple[int, ...] = (32, 32)
+    schedule: SwitchSchedule = field(default_factory=SwitchSchedule.never)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "drifts", tuple(DriftSpec.parse(d) for d in self.drifts) or (DriftSpec(),))
+        if self.horizon < 1 or self.episodes < 1:
+            raise ValueError(f"PlantTask: horizon and episodes must be >= 1, got {self.horizon}, {self.episodes}")
+        object.__setattr__(self, "_policy", plant_policy_spec(self.plant, self.hidden))
+
+    @property
+    def name(self) -> str:
+        return f"plant:{self.plant}"
+
+    @property
+    def policy(self) -> PolicySpec:
+        return self._policy
+
+    def evaluate(self, weights: np.ndarray, seeds: np.ndarray, generation: int = 0) -> np.ndarray:
+        weights = np.asarray(weights, dtype=np.float32)
+        n = len(weights)
+        plants = _plants(self.plant, n)
+        total = np.zeros(n)
+        for d, drift in enumerate(self.drifts):
+            for e in range(self.episodes):
+                obs = np.empty((n, self.policy.obs_dim))
+                for i, p in enumerate(plants):
+                    p.apply_drift(drift)
+                    obs[i] = p.reset(_episode_seed(seeds[i], d, e))
+                for _ in range(self.horizon):
+                    actions = policy_act(self.policy, weights, obs)
+                    for i, p in enumerate(plants):
+                        obs[i], r = p.act(actions[i])
+                        total[i] += r
+        fitness = total / (len(self.drifts) * self.episodes)
+        if not np.all(np.isfinite(fitness)):
+            raise ValueError(f"task {self.name!r}: non-finite return for individual {int(np.argmax(~np.isfinite(fitness)))}")
+        return fitness
+
+
+@dataclass
+class Rollout:
+    """One episode of one policy: what the gate needs to judge it."""
+
+    ret: float
+    rewards: np.ndarray     # (T,)
+    actions: np.ndarray     # (T, act_dim), after the policy's clip
+    qpos: np.ndarray        # (T + 1, njnt) joint positions
+    finite: bool
+
+    @property
+    def saturation(self) -> float:
+        """Fraction of action components at (within 1e-3 of) their limits."""
+        return float(np.mean(np.abs(self.actions) >= 0.999)) if self.actions.size else 0.0
+
+    @property
+    def jerk(self) -> float:
+        """RMS of the second difference of the actions per tick (a smoothness proxy)."""
+        if len(self.actions) < 3:
+            return 0.0
+        return float(np.sqrt(np.mean(np.diff(self.actions, n=2, axis=0) ** 2)))
+
+
+def rollout(plant_name: str, spec: PolicySpec, weights: np.ndarray, seed: int, horizon: int = DEFAULT_HORIZON,
+            drift: DriftSpec | dict | str | None = None) -> Rollout:
+    """Run one episode; a non-finite observation ends it early with `finite=False` (never raises)."""
+    plant = _plants(plant_name, 1)[0]
+    plant.apply_drift(drift)
+    obs = plant.reset(int(seed))
+    rewards, actions, qpos = [], [], [plant.joint_positions()]
+    finite = True
+    w = np.asarray(weights, dtype=np.float32)[None]
+    for _ in range(int(horizon)):
+        a = policy_act(spec, w, obs[None])[0]
+        obs, r = plant.act(a)
+        actions.append(a)
+        rewards.append(r)
+        qpos.append(plant.joint_positions())
+        if not (np.all(np.isfinite(obs)) and np.isfinite(r)):
+            finite = False
+            break
+    plant.clear_drift()
+    rew = np.asarray(rewards, dtype=np.float64)
+    return Rollout(ret=float(np.nansum(rew)), rewards=rew, actions=np.asarray(actions).reshape(-1, spec.act_dim),
+                   qpos=np.asarray(qpos), finite=finite)

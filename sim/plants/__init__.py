@@ -1,0 +1,24 @@
+"""Simulated robots (dm_control suite models) behind one small `Plant` interface.
+
+`make_plant(name, seed, drift)` is the only constructor the rest of driftgate needs; a plant's
+name is what `job.json`, telemetry files and genome metadata carry.
+"""
+from __future__ import annotations
+
+from sim.drift_spec import DriftSpec
+from sim.plants.base import Plant
+from sim.plants.cartpole import Cartpole
+from sim.plants.reacher import Reacher
+from sim.plants.walker import Walker
+
+PLANTS: dict[str, type[Plant]] = {"cartpole": Cartpole, "walker": Walker, "reacher": Reacher}
+
+
+def make_plant(name: str, seed: int = 0, drift: DriftSpec | dict | str | None = None) -> Plant:
+    """A fresh plant, reset with `seed`, carrying `drift` (validated against its model)."""
+    if name not in PLANTS:
+        raise ValueError(f"unknown plant {name!r}; known plants: {sorted(PLANTS)}")
+    return PLANTS[name](seed=seed, drift=drift)
+
+
+__all__ = ["PLANTS", "Plant", "Cartpole", "Walker", "Reacher", "make_plant"]

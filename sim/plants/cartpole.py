@@ -1,0 +1,98 @@
+"""Cartpole: dm_control's cart-pole balance task behind the Plant interface.
+
+The model, its Physics accessors and the smooth balance reward are dm_control's own (suite
+`cartpole.balance`), so returns are comparable with published numbers. One control tick is one
+10 ms RK4 step, as in the suite.
+
+The nominal controller is an LQR designed on the *nominal* model (linearised about the upright
+pole with `mujoco.mjd_transitionFD`, then a discrete Riccati solve) that tracks a slowly moving
+cart setpoint. It stands in for "the controller that worked before the robot changed": it balances
+the nominal cartpole indefinitely, survives moderate payloads, and fails on an inverted motor,
+which is exactly what adaptation must fix. The moving setpoint keeps the cart accelerating, which
+is what makes masses and gains identifiable from telemetry (a perfectly still robot says nothing
+about its dynamics).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+from dm_control.suite import cartpole as suite_cartpole
+
+from sim.plants.base import Plant, linearize
+
+
+def lqr_gain(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Discrete-time infinite-horizon LQR gain K (u = -K x)."""
+    P = scipy.linalg.solve_discrete_are(A, B, Q, R)
+    return np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
+
+
+@dataclass
+class CartpoleLQR:
+    """u = -K (x - x_ref(t)) with x = (cart, angle, cart velocity, angular velocity).
+
+    The setpoint moves the cart sinusoidally (`amplitude` metres, `period` seconds); the clock is
+    the number of calls times `dt`, so call `reset()` at the start of each episode.
+    """
+
+    K: np.ndarray
+    dt: float
+    amplitude: float = 0.4
+    period: float = 4.0
+    t: float = field(default=0.0, init=False)
+
+    def reset(self) -> None:
+        self.t = 0.0
+
+    def setpoint(self, t: float) -> float:
+        return self.amplitude * np.sin(2 * np.pi * t / self.period)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        cart, cos, sin, cart_vel, ang_vel = obs
+        x = np.array([cart - self.setpoint(self.t), np.arctan2(sin, cos), cart_vel, ang_vel])
+        self.t += self.dt
+        return np.clip(-self.K @ x, -1.0, 1.0)
+
+
+class Cartpole(Plant):
+    """dm_control cart-pole (one pole), balance task, smooth reward."""
+
+    name = "cartpole"
+    obs_names = ("cart_position", "pole_cos", "pole_sin", "cart_velocity", "pole_angular_velocity")
+    n_sub_steps = 1
+
+    def _make_physics(self):
+        self._task = suite_cartpole.Balance(swing_up=False, sparse=False, random=0)
+        return suite_cartpole.Physics.from_xml_string(*suite_cartpole.get_model_and_assets())
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        """Near upright, cart near the middle, small velocities (the suite's balance start)."""
+        physics = self.physics
+        physics.named.data.qpos["slider"] = rng.uniform(-0.1, 0.1)
+        physics.named.data.qpos["hinge_1"] = rng.uniform(-0.034, 0.034)
+        physics.named.data.qvel[:] = 0.01 * rng.standard_normal(self.model.nv)
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.physics.bounded_position(), self.physics.velocity()])
+
+    def reward(self) -> float:
+        return float(self._task.get_reward(self.physics))
+
+    # accessors named for what they mean
+    def cart_position(self) -> float:
+        return float(self.physics.named.data.qpos["slider"])
+
+    def pole_angle(self) -> float:
+        return float(self.physics.named.data.qpos["hinge_1"])
+
+    def pole_upright(self) -> bool:
+        return bool(self.physics.pole_angle_cosine()[0] > np.cos(np.deg2rad(45)))
+
+    def nominal_controller(self, amplitude: float = 0.4, period: float = 4.0) -> CartpoleLQR:
+        """LQR on the nominal model (whatever drift this plant carries now)."""
+        physics = suite_cartpole.Physics.from_xml_string(*suite_cartpole.get_model_and_assets())
+        A, B = linearize(physics.model.ptr, np.zeros(physics.model.nq), np.zeros(1), self.n_sub_steps)
+        K = lqr_gain(A, B, Q=np.diag([1.0, 10.0, 0.1, 0.1]), R=np.array([[1.0]]))
+        return CartpoleLQR(K=K, dt=self.control_dt, amplitude=amplitude, period=period)

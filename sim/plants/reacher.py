@@ -1,0 +1,91 @@
+"""Reacher: dm_control's two-link planar arm behind the Plant interface.
+
+Model and accessors are dm_control's (suite `reacher.easy`); one control tick is one 20 ms step, as
+in the suite. The difference: the target moves on a circle (radius and phase drawn at reset), so
+the arm never comes to rest. A resting arm says nothing about its masses or motors; a tracking arm
+keeps every joint accelerating, which is what system identification needs. The target is a pure
+function of simulation time and the episode's draw, computed here rather than written into the
+model, so the MjModel is only ever changed by a DriftSpec.
+
+The nominal controller is Jacobian-transpose PD in task space (plus joint damping) using the
+observation only: joint angles give the Jacobian of the two-link arm, `to_target` is the error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from dm_control.suite import reacher as suite_reacher
+from dm_control.utils import rewards
+
+from sim.plants.base import Plant
+
+LINKS = (0.12, 0.12)    # shoulder -> wrist, wrist -> finger (MJCF body offsets)
+TARGET_SIZE = 0.05      # the suite's "easy" target
+
+
+def finger_jacobian(q: np.ndarray, links=LINKS) -> np.ndarray:
+    """d(finger xy)/d(shoulder, wrist) of a planar two-link arm."""
+    l1, l2 = links
+    s1, c1 = np.sin(q[0]), np.cos(q[0])
+    s12, c12 = np.sin(q[0] + q[1]), np.cos(q[0] + q[1])
+    return np.array([[-l1 * s1 - l2 * s12, -l2 * s12],
+                     [l1 * c1 + l2 * c12, l2 * c12]])
+
+
+@dataclass
+class ReacherJT:
+    """tau = J(q)^T kp e - kd qdot, sent as ctrl = tau / gear (clipped to the motor range)."""
+
+    gear: np.ndarray
+    kp: float = 20.0
+    kd: float = 0.005
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        q, err, qdot = obs[0:2], obs[2:4], obs[4:6]
+        tau = finger_jacobian(q).T @ (self.kp * err) - self.kd * qdot
+        return np.clip(tau / self.gear, -1.0, 1.0)
+
+
+class Reacher(Plant):
+    """dm_control two-link reacher with a target circling the shoulder."""
+
+    name = "reacher"
+    obs_names = ("shoulder_pos", "wrist_pos", "to_target_x", "to_target_y",
+                 "shoulder_vel", "wrist_vel")
+    n_sub_steps = 1
+    target_period = 4.0
+
+    def _make_physics(self):
+        self.target_radius, self.target_phase = 0.15, 0.0
+        return suite_reacher.Physics.from_xml_string(*suite_reacher.get_model_and_assets())
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        """Random arm pose (as the suite), random target circle."""
+        self.physics.named.data.qpos["shoulder"] = rng.uniform(-np.pi, np.pi)
+        self.physics.named.data.qpos["wrist"] = rng.uniform(-2.5, 2.5)
+        self.target_radius = rng.uniform(0.05, 0.20)
+        self.target_phase = rng.uniform(0, 2 * np.pi)
+
+    def target(self, t: float | None = None) -> np.ndarray:
+        t = self.time if t is None else t
+        a = self.target_phase + 2 * np.pi * t / self.target_period
+        return self.target_radius * np.array([np.sin(a), np.cos(a)])
+
+    def finger_to_target(self) -> np.ndarray:
+        return self.target() - self.physics.named.data.geom_xpos["finger", :2]
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([self.physics.position(), self.finger_to_target(),
+                               self.physics.velocity()])
+
+    def reward(self) -> float:
+        radii = TARGET_SIZE + float(self.physics.named.model.geom_size["finger", 0])
+        return float(rewards.tolerance(np.linalg.norm(self.finger_to_target()), (0, radii)))
+
+    def nominal_controller(self, kp: float = 20.0, kd: float = 0.005) -> ReacherJT:
+        gear = np.array([0.05, 0.05])  # the suite's nominal motor gear
+        return ReacherJT(gear=gear, kp=kp, kd=kd)
