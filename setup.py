@@ -50,7 +50,7 @@ setup(
     description="Keeps robot controllers working when the robot drifts: detect, adapt in simulation (SR-GHN), gate, swap.",
     packages=find_packages(include=["controller", "controller.*", "adapters", "adapters.*",
                                     "sim", "sim.*", "safety", "safety.*"]),
-    package_data={"sim": ["assets/*"]},
+    package_data={"sim": ["assets/champions/*.safetensors"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),

@@ -39,11 +39,13 @@ def plot_adaptation(records: list[dict], path: str | Path, title: str | None = N
     windows = switch_windows([g["switch_on"] for g in records[0]["generations"]])
     _shade(ax_f, windows)
     _shade(ax_r, windows)
-    for name, runs in sorted(by_method.items()):
+    colors = plt.get_cmap("tab10" if len(by_method) <= 10 else "tab20").colors
+    for i, (name, runs) in enumerate(sorted(by_method.items())):
         n = min(len(r["generations"]) for r in runs)
         best = np.array([[g["best"] for g in r["generations"][:n]] for r in runs])
         x = np.arange(n)
-        line, = ax_f.plot(x, np.median(best, axis=0), label=f"{name} (n={len(runs)})", lw=1.2)
+        line, = ax_f.plot(x, np.median(best, axis=0), label=f"{name} (n={len(runs)})", lw=1.2,
+                          color=colors[i % len(colors)])
         if len(runs) > 1:
             ax_f.fill_between(x, *np.percentile(best, [25, 75], axis=0), color=line.get_color(), alpha=0.15)
         rates = [[g["rate_mean"] for g in r["generations"][:n]] for r in runs]

@@ -95,24 +95,38 @@ def table(records: list[dict], task: str) -> str:
     for r in rows:
         groups.setdefault(f"{r['method']} {r.get('label', '')}".strip(), []).append(r)
     n_switch = max(len(r["recovery"]) for r in rows)
-    solved = {"cartpole-switch": 475.0, "lunarlander-switch": 200.0, "ant": 1e9}[task]
-    head = ["method", "seeds", f"first best >= {solved:g}"]
+    solved = {"cartpole-switch": 475.0, "lunarlander-switch": 200.0}.get(task)
+    head = ["method", "seeds"] + ([f"first best >= {solved:g}"] if solved is not None else [])
     for k in range(n_switch):
-        head += [f"gens to 90% @switch {k + 1}", f"gens to 50% @switch {k + 1}", f"area @switch {k + 1}"]
-    head += ["seeds recovering (90%) at every switch", "final best", "ms/gen"]
+        head += [f"pre-switch best @{k + 1}", f"gens to 90% @{k + 1}", f"gens to 50% @{k + 1}", f"area @{k + 1}"]
+    head += ["seeds recovering (90%) at every switch"] if n_switch else []
+    head += ["final best", "ms/gen"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in groups.items():
-        cells = [name, str(len(runs)), _fmt(summarise([first_reaching([g["best"] for g in r["generations"]], solved)
-                                                      for r in runs]))]
+        cells = [name, str(len(runs))]
+        if solved is not None:
+            cells.append(_fmt(summarise([first_reaching([g["best"] for g in r["generations"]], solved) for r in runs])))
         for k in range(n_switch):
-            for key in ("gens_to_90", "gens_to_50", "area"):
+            for key in ("pre_best", "gens_to_90", "gens_to_50", "area"):
                 cells.append(_fmt(summarise([r["recovery"][k][key] if k < len(r["recovery"]) else None for r in runs])))
-        ok = sum(all(x["gens_to_90"] is not None for x in r["recovery"]) for r in runs)
-        cells.append(f"{ok}/{len(runs)}")
+        if n_switch:
+            ok = sum(all(x["gens_to_90"] is not None for x in r["recovery"]) for r in runs)
+            cells.append(f"{ok}/{len(runs)}")
         cells.append(_fmt(summarise([r["generations"][-1]["best"] for r in runs])))
         cells.append(f"{np.median([r['ms_per_generation'] for r in runs]):.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _rounded(obj):
+    """Floats to 5 significant digits: the committed JSON stays a few MB instead of tens."""
+    if isinstance(obj, float):
+        return float(f"{obj:.5g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return obj
 
 
 def main() -> None:
@@ -123,25 +137,34 @@ def main() -> None:
     ap.add_argument("--lunar-seeds", type=int, default=3)
     ap.add_argument("--ant-seeds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--from-json", type=Path, help="re-render tables and plots from an earlier run's JSON")
     args = ap.parse_args()
 
-    todo = jobs(args.quick, args.seeds, args.lunar_seeds, args.ant_seeds)
-    print(f"{len(todo)} runs on {args.jobs} processes", flush=True)
     t0 = time.time()
-    records = []
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        for i, rec in enumerate(pool.imap(_one, todo), 1):
-            records.append(rec)
-            print(f"[{i}/{len(todo)}] {rec['task']} {rec['method']} {rec['label']} seed {rec['seed']}: "
-                  f"final best {rec['generations'][-1]['best']:.1f}, gens to 90% "
-                  f"{[x['gens_to_90'] for x in rec['recovery']]}, {rec['wall_s']:.1f} s", flush=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, {platform.python_version()}"
     name = "adaptation_quick" if args.quick else "adaptation"
-    atomic_write_json(args.out / f"{name}.json", {"date": stamp, "machine": machine, "runs": records}, indent=None)
+    if args.from_json:
+        doc = json.loads(args.from_json.read_text())
+        stamp, machine, records, wall = doc["date"], doc["machine"], doc["runs"], doc.get("wall_s", 0.0)
+    else:
+        todo = jobs(args.quick, args.seeds, args.lunar_seeds, args.ant_seeds)
+        print(f"{len(todo)} runs on {args.jobs} processes", flush=True)
+        records = []
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            for i, rec in enumerate(pool.imap(_one, todo), 1):
+                records.append(_rounded(rec))
+                print(f"[{i}/{len(todo)}] {rec['task']} {rec['method']} {rec['label']} seed {rec['seed']}: "
+                      f"final best {rec['generations'][-1]['best']:.1f}, gens to 90% "
+                      f"{[x['gens_to_90'] for x in rec['recovery']]}, {rec['wall_s']:.1f} s", flush=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        machine = f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, {platform.python_version()}"
+        wall = time.time() - t0
+    atomic_write_json(args.out / f"{name}.json",
+                      {"date": stamp, "machine": machine, "wall_s": wall, "runs": [_rounded(r) for r in records]},
+                      indent=None)
     md = [f"# Adaptation benchmark ({'quick' if args.quick else 'full'})", "",
           f"Date: {stamp}. Machine: {machine}. Command: `python benchmarks/adaptation.py"
-          f"{' --quick' if args.quick else ''}` ({time.time() - t0:.0f} s wall).",
+          f"{' --quick' if args.quick else ''}` ({wall:.0f} s wall, 2 processes; the machine was shared with other "
+          f"work, so the ms/gen column is indicative only: see srghn_speed.md for timings on a quiet core).",
           "Cells are median [q25, q75] over seeds; 'never' = median run did not get there. "
           "Recovery counts generations after a switch toggles until the generation's best fitness reaches X% of the "
           "best before the toggle (see sim/recovery.py).", ""]
@@ -150,11 +173,19 @@ def main() -> None:
         if t:
             task_runs = [r for r in records if r["task"] == task]
             cfg = task_runs[0]["config"]
+            suffix = "_quick" if args.quick else ""
             md += [f"## {task}", "", f"{cfg['generations']} generations, schedule `{cfg['schedule'] or 'none'}`, "
                    f"{cfg['evaluations_per_generation']} evaluations per generation, horizon {cfg['horizon'] or 'default'}.",
-                   "", t, "", f"![{task}](adaptation_{task}{'_quick' if args.quick else ''}.png)", ""]
-            plot_adaptation(task_runs, args.out / f"adaptation_{task}{'_quick' if args.quick else ''}.png",
+                   "", t, "", f"![{task}](adaptation_{task}{suffix}.png)", ""]
+            main_runs = [r for r in task_runs if r["method"] not in ("fixed-rate", "frozen-head")]
+            plot_adaptation(main_runs, args.out / f"adaptation_{task}{suffix}.png",
                             title=f"{task}: median best fitness (IQR) and population-mean mutation rate")
+            ablation = [r for r in task_runs if r["method"] in ("fixed-rate", "frozen-head")
+                        or (r["method"] == "srghn" and not r.get("label"))]
+            if len(ablation) > len([r for r in task_runs if r["method"] == "srghn" and not r.get("label")]):
+                plot_adaptation(ablation, args.out / f"adaptation_{task}_ablation{suffix}.png",
+                                title=f"{task}: SR-GHN vs its ablations (fixed rate x cf, frozen head)")
+                md += [f"![{task} ablations](adaptation_{task}_ablation{suffix}.png)", ""]
     atomic_write_bytes(args.out / f"{name}.md", "\n".join(md).encode())
     print(f"wrote {args.out}/{name}.json, .md and plots in {time.time() - t0:.0f} s")
 

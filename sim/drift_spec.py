@@ -9,17 +9,18 @@ robot have the same hash and fitnesses measured under different robots are never
 Fields (all optional; the empty spec is the nominal robot):
 
 - ``mass_scale``     body -> factor > 0; body mass *and* inertia are scaled (a uniform payload).
-- ``friction_scale`` geom -> factor > 0 on all three friction coefficients; ``"*"`` means every geom.
-- ``actuator_gain``  actuator -> non-zero factor on the actuator's gear (transmission); negative is a
-                     motor wired backwards. Scaling gear keeps the actuator consistent for every
-                     actuator type (force, length and moment all go through the transmission).
+- ``friction_scale`` geom -> factor > 0 on all three friction coefficients.
+- ``actuator_gain``  actuator -> non-zero factor on the actuator's gear (transmission); negative
+                     is a motor wired backwards. Scaling gear keeps the actuator consistent for
+                     every actuator type (force, length and moment all go through it).
 - ``damping_scale``  joint -> factor > 0 on the joint's dof damping.
 - ``gravity``        a factor on the nominal gravity vector, or an absolute 3-vector.
 - ``obs_bias``       observation name or index (as a string) -> additive bias.
 - ``obs_noise``      std of Gaussian noise added to every observation (>= 0).
 - ``action_delay``   whole control ticks between a command and its effect (0..MAX_ACTION_DELAY).
 
-``"*"`` is accepted in every per-name table and stacks multiplicatively with the named entry.
+``"*"`` (every object) is accepted in the four model tables and stacks multiplicatively with a
+named entry (``{"*": 0.5, "left_foot": 0.5}`` makes the left foot 0.25).
 
 Names are checked against a model only when the spec is applied (`apply_to_model`), because a spec
 is plain data that may be parsed long before a plant exists. Applying and removing is exact: the
@@ -171,7 +172,7 @@ class DriftSpec:
 
     @classmethod
     def parse(cls, value: "str | Mapping | DriftSpec | None") -> "DriftSpec":
-        """Build a DriftSpec from JSON text, a dict, None (nominal) or a DriftSpec (returned as is)."""
+        """A DriftSpec from JSON text, a dict, None (nominal) or a DriftSpec (returned as is)."""
         if value is None:
             return cls()
         if isinstance(value, DriftSpec):
@@ -362,7 +363,7 @@ VARIANTS["cartpole"]["payload_reversed"] = compose(VARIANTS["cartpole"]["payload
 
 
 def variant(plant: str, *names: str) -> DriftSpec:
-    """Compose named variants of one plant, e.g. ``variant("cartpole", "payload", "reversed_motor")``."""
+    """Compose named variants of one plant: ``variant("cartpole", "payload", "reversed_motor")``."""
     if plant not in VARIANTS:
         raise ValueError(f"no drift variants for plant {plant!r}; known plants: {sorted(VARIANTS)}")
     unknown = [n for n in names if n not in VARIANTS[plant]]

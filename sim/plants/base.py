@@ -26,6 +26,7 @@ from typing import Callable
 
 import mujoco
 import numpy as np
+import scipy.linalg
 
 from sim.drift_spec import DriftSpec, NominalModel, apply_to_model, check_names, restore_model
 
@@ -62,6 +63,12 @@ def linearize(model: mujoco.MjModel, qpos: np.ndarray, ctrl: np.ndarray, n_sub_s
         du = np.zeros(m); du[j] = eps
         B[:, j] = (step(x0, u0 + du) - step(x0, u0 - du)) / (2 * eps)
     return A, B
+
+
+def lqr_gain(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Discrete-time infinite-horizon LQR gain K (u = -K x)."""
+    P = scipy.linalg.solve_discrete_are(A, B, Q, R)
+    return np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
 
 
 class Plant:
@@ -155,8 +162,11 @@ class Plant:
 
     def act(self, action) -> tuple[np.ndarray, float]:
         """One control tick: clip, delay (drift), step the physics, observe, reward."""
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(self.act_dim),
-                         self.act_low, self.act_high)
+        action = np.asarray(action, dtype=np.float64).reshape(self.act_dim)
+        if not np.all(np.isfinite(action)):
+            # MuJoCo would quietly reset the simulation on a NaN; a controller bug must be loud
+            raise ValueError(f"{self.name}: non-finite action {action}")
+        action = np.clip(action, self.act_low, self.act_high)
         if self.drift.action_delay:
             self._queue.append(action)
             action = self._queue.popleft()
@@ -190,7 +200,7 @@ class Plant:
         mujoco.mj_forward(self.model, self.data)
 
     def set_qpos_qvel(self, qpos, qvel) -> None:
-        """Put the robot in a measured configuration (what telemetry carries), forward kinematics."""
+        """Put the robot in a measured configuration (what telemetry carries) and run forward."""
         self.data.qpos[:] = qpos
         self.data.qvel[:] = qvel
         mujoco.mj_forward(self.model, self.data)

@@ -5,28 +5,21 @@ The model, its Physics accessors and the smooth balance reward are dm_control's 
 10 ms RK4 step, as in the suite.
 
 The nominal controller is an LQR designed on the *nominal* model (linearised about the upright
-pole with `mujoco.mjd_transitionFD`, then a discrete Riccati solve) that tracks a slowly moving
+pole by finite differences of `mj_step`, then a discrete Riccati solve) that tracks a slowly moving
 cart setpoint. It stands in for "the controller that worked before the robot changed": it balances
 the nominal cartpole indefinitely, survives moderate payloads, and fails on an inverted motor,
-which is exactly what adaptation must fix. The moving setpoint keeps the cart accelerating, which
-is what makes masses and gains identifiable from telemetry (a perfectly still robot says nothing
-about its dynamics).
+which is exactly what adaptation must fix. The moving setpoint keeps the cart accelerating: a still
+robot says nothing about its dynamics (and even a moving one under pure state feedback says too
+little to separate pole mass from motor gain: see `sim.sysid.record` for the probe that does).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 from dm_control.suite import cartpole as suite_cartpole
 
-from sim.plants.base import Plant, linearize
-
-
-def lqr_gain(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Discrete-time infinite-horizon LQR gain K (u = -K x)."""
-    P = scipy.linalg.solve_discrete_are(A, B, Q, R)
-    return np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
+from sim.plants.base import Plant, linearize, lqr_gain
 
 
 @dataclass
@@ -82,10 +75,10 @@ class Cartpole(Plant):
 
     # accessors named for what they mean
     def cart_position(self) -> float:
-        return float(self.physics.named.data.qpos["slider"])
+        return float(self.physics.named.data.qpos["slider"][0])
 
     def pole_angle(self) -> float:
-        return float(self.physics.named.data.qpos["hinge_1"])
+        return float(self.physics.named.data.qpos["hinge_1"][0])
 
     def pole_upright(self) -> bool:
         return bool(self.physics.pole_angle_cosine()[0] > np.cos(np.deg2rad(45)))
@@ -93,6 +86,7 @@ class Cartpole(Plant):
     def nominal_controller(self, amplitude: float = 0.4, period: float = 4.0) -> CartpoleLQR:
         """LQR on the nominal model (whatever drift this plant carries now)."""
         physics = suite_cartpole.Physics.from_xml_string(*suite_cartpole.get_model_and_assets())
-        A, B = linearize(physics.model.ptr, np.zeros(physics.model.nq), np.zeros(1), self.n_sub_steps)
+        model = physics.model.ptr
+        A, B = linearize(model, np.zeros(model.nq), np.zeros(model.nu), self.n_sub_steps)
         K = lqr_gain(A, B, Q=np.diag([1.0, 10.0, 0.1, 0.1]), R=np.array([[1.0]]))
         return CartpoleLQR(K=K, dt=self.control_dt, amplitude=amplitude, period=period)

@@ -7,12 +7,12 @@ asks of the walker is "does a working stand controller keep working", not "can i
 
 The nominal controller is a squat controller: a slow sinusoidal crouch reference around a bent-knee
 stance, tracked by LQR on the nominal model linearised *with its foot contacts* at that stance
-(`mjd_transitionFD` over the 10 sub-steps of a tick) plus a gravity feed-forward from inverse
+(finite differences of the 10 `mj_step`s of one tick) plus a gravity feed-forward from inverse
 dynamics. Why a crouch around bent knees: the straight-legged pose sits on the knee joint limits,
 where the linearisation sees rigid knees and the LQR gains are useless; and squatting loads knees,
 hips and ankles through the whole window, which is what makes torso mass and actuator gains
 identifiable from telemetry. The controller reads only the observation (body orientations, torso
-height, joint velocities), like a policy would; the root x position is not observed and gets no gain.
+height, joint velocities), like a policy would; the root x position is not observed (no gain).
 """
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ import mujoco
 import numpy as np
 from dm_control.suite import walker as suite_walker
 
-from sim.plants.base import Plant, linearize
-from sim.plants.cartpole import lqr_gain
+from sim.plants.base import Plant, linearize, lqr_gain
 
 BODIES = ("torso", "right_thigh", "right_leg", "right_foot", "left_thigh", "left_leg", "left_foot")
 JOINTS = ("rootz", "rootx", "rooty", "right_hip", "right_knee", "right_ankle",

@@ -1,0 +1,240 @@
+"""One adaptation job: make the simulator look like the drifted robot, then evolve there.
+
+    telemetry window ──► system identification (replay, CMA-ES) ──► DriftSpec estimate ± std
+                                                                         │
+    champion + stable ancestors ──► SR-GHN population ──► evolve on the calibrated plant,
+                                                          domain-randomised inside the sysid std
+                                                                         │
+                                   candidate genome + lineage + curves ◄─┘
+
+Stops on whichever comes first: wall seconds, generations, evaluations, or the target (the
+generation's best return on the calibrated plant reaches `target_fraction` of the champion's
+nominal return). Determinism: the same seed gives the same candidate on any backend and worker
+count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
+a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
+(sim/sandbox.py) and answers only through its result.
+
+When no telemetry window is given (the CLI, the benchmark), the window is generated from the
+simulated robot carrying the job's true `drift`, driven by the champion, with sensor noise.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sim.drift_spec import DriftSpec
+from sim.evaluate import make_evaluator
+from sim.evolution import EvolutionConfig, GenerationLog, evolve_srghn
+from sim.genome import Genome, load_genome, save_genome
+from sim.plant_task import PlantTask, plant_policy_spec
+from sim.srghn import SRGHNConfig
+from sim.srghn_decode import genome_policy_weights
+
+ASSETS = Path(__file__).parent / "assets" / "champions"
+EVAL_EPISODES = 5
+
+
+@dataclass(frozen=True)
+class AdaptJob:
+    """job.json: what to adapt, with which budgets and seeds. Unknown keys are refused."""
+
+    plant: str = "cartpole"
+    drift: dict | None = None            # the true drift (simulated robot); None when telemetry is real
+    seed: int = 0
+    budget_s: float = 120.0
+    max_generations: int = 300
+    max_evaluations: int | None = None
+    target_fraction: float = 0.9
+    population: int = 10
+    children: int = 2
+    cf: float = 0.0
+    horizon: int = 300
+    randomize: int = 2                   # domain-randomised specs sampled inside the sysid std
+    workers: int = 1
+    backend: str = "local"               # local | ray
+    ray_address: str | None = None
+    sysid_budget_s: float = 20.0
+    sysid_max_evals: int = 1500          # with budgets in counts (not seconds) a seed fixes the result
+    telemetry_ticks: int = 1000
+    telemetry_noise: float = 0.01
+
+    def __post_init__(self) -> None:
+        from sim.plants import PLANTS
+        if self.plant not in PLANTS:
+            raise ValueError(f"job.plant: unknown plant {self.plant!r}; known: {sorted(PLANTS)}")
+        if self.drift is not None:
+            from sim.plants import make_plant
+            make_plant(self.plant).apply_drift(DriftSpec.parse(self.drift))   # names checked against the model
+        for name in ("budget_s", "sysid_budget_s", "target_fraction"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"job.{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("max_generations", "population", "children", "horizon", "workers", "telemetry_ticks"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"job.{name}: must be a positive integer, got {getattr(self, name)}")
+        if self.randomize < 0 or not 0 <= self.cf <= 1 or self.telemetry_noise < 0:
+            raise ValueError("job.randomize must be >= 0, job.cf in [0, 1], job.telemetry_noise >= 0")
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"job.backend: must be 'local' or 'ray', got {self.backend!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdaptJob":
+        if not isinstance(d, dict):
+            raise ValueError("job.json: expected a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"seed_genomes"})
+        if unknown:
+            raise ValueError(f"job.json: unknown keys {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except TypeError as e:
+            raise ValueError(f"job.json: {e}") from e
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- the nominal champion ----------------------------------------------------------------------
+
+def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int = 300,
+                  on_generation: Callable[[GenerationLog], None] | None = None, workers: int = 1) -> Genome:
+    """Evolve a nominal champion for `plant` from scratch (SR-GHN on the undrifted plant)."""
+    task = PlantTask(plant, horizon=horizon)
+    cfg = SRGHNConfig(update_clip=0.1)
+    with make_evaluator(task, workers=workers) as evaluator:
+        res = evolve_srghn(task, evaluator, generations, seed, EvolutionConfig(), cfg, on_generation=on_generation)
+    return Genome(vector=res.champion, policy_spec=task.policy, kind="srghn", model=cfg.to_dict(),
+                  generation=generations, drift_hash=DriftSpec().hash,
+                  fitness={"nominal_return": res.champion_fitness, "horizon": horizon})
+
+
+def nominal_champion(plant: str) -> Genome:
+    """The shipped nominal champion for `plant` (sim/assets/champions/<plant>.safetensors)."""
+    path = ASSETS / f"{plant}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no shipped champion for plant {plant!r} at {path}; "
+                                f"create one with `driftgate train-nominal --plant {plant}`")
+    return load_genome(path)
+
+
+# -- evaluation helpers --------------------------------------------------------------------------
+
+def mean_return(plant: str, genome: Genome, drift: DriftSpec, horizon: int, seed: int,
+                episodes: int = EVAL_EPISODES) -> float:
+    """Mean return of `genome`'s policy over `episodes` fixed-seed episodes on `plant` + `drift`."""
+    task = PlantTask(plant, drifts=(drift,), horizon=horizon, episodes=episodes)
+    return float(task.evaluate(genome_policy_weights(genome)[None], np.array([seed]))[0])
+
+
+def randomised_specs(sysid, n: int, seed: int) -> list[DriftSpec]:
+    """The estimate plus `n` specs drawn from N(estimate, std) per parameter (signs kept)."""
+    from sim.sysid import spec_from_params
+    rng = np.random.default_rng(seed)
+    specs = [sysid.estimate]
+    for _ in range(n):
+        params = {}
+        for name, value in sysid.params.items():
+            draw = value + sysid.std.get(name, 0.0) * rng.standard_normal()
+            params[name] = float(np.sign(value) * max(abs(draw), 0.05 * abs(value))) if value else float(draw)
+        specs.append(spec_from_params(params))
+    return specs
+
+
+# -- the job -------------------------------------------------------------------------------------
+
+def generate_telemetry(job: AdaptJob, champion: Genome):
+    """A window from the simulated robot carrying the job's true drift, driven by the champion."""
+    from sim.plants import make_plant
+    from sim.policy import policy_act
+    from sim.sysid import record
+    plant = make_plant(job.plant, seed=job.seed, drift=job.drift)
+    weights = genome_policy_weights(champion)[None]
+    spec = champion.policy_spec
+    return record(plant, lambda obs: policy_act(spec, weights, obs[None])[0], job.telemetry_ticks,
+                  noise_std=job.telemetry_noise, seed=job.seed)
+
+
+def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
+            progress: Callable[[str, dict], None] | None = None) -> tuple[dict, Genome]:
+    """Run the whole job; returns (result dict for result.json, candidate genome)."""
+    from sim.plants import make_plant
+    from sim.sysid import identify
+    t0 = time.perf_counter()
+    say = progress or (lambda stage, info: None)
+    if not seeds:
+        raise ValueError("job: at least one seed genome (the champion) is required")
+    champion = seeds[0]
+    if champion.policy_spec != plant_policy_spec(job.plant, champion.policy_spec.hidden):
+        raise ValueError(f"seed genome's policy {champion.policy_spec} does not drive plant {job.plant!r}")
+    true_drift = DriftSpec.parse(job.drift) if job.drift is not None else None
+
+    if telemetry is None:
+        if true_drift is None:
+            raise ValueError("job: without a telemetry window, job.drift (the simulated robot's drift) is required")
+        telemetry = generate_telemetry(job, champion)
+    say("sysid", {"ticks": telemetry.ticks})
+    sysid = identify(make_plant(job.plant), telemetry, max_seconds=job.sysid_budget_s,
+                     max_evals=job.sysid_max_evals, seed=job.seed)
+    say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s})
+
+    specs = randomised_specs(sysid, job.randomize, job.seed)
+    task = PlantTask(job.plant, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden)
+    model_cfg = SRGHNConfig(**(champion.model or {}))
+    nominal_return = mean_return(job.plant, champion, DriftSpec(), job.horizon, job.seed)
+    target = job.target_fraction * nominal_return
+    evaluations = 0
+
+    def should_stop(log: GenerationLog) -> bool:
+        nonlocal evaluations
+        evaluations += job.population * (1 + job.children)
+        say("generation", {"gen": log.gen, "best": log.best, "rate": log.rate_mean, "target": target})
+        return log.best >= target or time.perf_counter() - t0 > job.budget_s \
+            or (job.max_evaluations is not None and evaluations >= job.max_evaluations)
+
+    initial = np.stack([g.vector for g in seeds if g.kind == "srghn" and g.vector.size == champion.vector.size])
+    with make_evaluator(task, workers=job.workers, backend=job.backend, address=job.ray_address) as evaluator:
+        res = evolve_srghn(task, evaluator, job.max_generations, job.seed,
+                           EvolutionConfig(job.population, job.children, job.cf), model_cfg,
+                           initial=initial, should_stop=should_stop)
+    candidate = Genome(vector=res.champion, policy_spec=champion.policy_spec, kind="srghn", model=model_cfg.to_dict(),
+                       parent_id=champion.id, generation=champion.generation + len(res.generations),
+                       drift_hash=sysid.estimate.hash,
+                       fitness={"calibrated_return": res.champion_fitness, "horizon": job.horizon})
+    judge = true_drift if true_drift is not None else sysid.estimate
+    result = {
+        "status": "ok",
+        "plant": job.plant,
+        "drift": true_drift.as_dict() if true_drift is not None else None,
+        "sysid": {**sysid.to_dict(), "error": _sysid_error(sysid.params, true_drift)},
+        "candidate_id": candidate.id,
+        "parent_id": champion.id,
+        "return_before": mean_return(job.plant, champion, judge, job.horizon, job.seed + 1),
+        "return_after": mean_return(job.plant, candidate, judge, job.horizon, job.seed + 1),
+        "nominal_return": nominal_return,
+        "judged_on": "true drift" if true_drift is not None else "sysid estimate",
+        "generations": [{"gen": g.gen, "best": g.best, "mean": g.mean, "rate_mean": g.rate_mean}
+                        for g in res.generations],
+        "evaluations": res.evaluations * len(specs),
+        "target_return": target,
+        "reached_target": bool(res.generations and max(g.best for g in res.generations) >= target),
+        "wall_s": time.perf_counter() - t0,
+        "job": job.to_dict(),
+    }
+    return result, candidate
+
+
+def _sysid_error(params: dict[str, float], truth: DriftSpec | None) -> dict[str, float] | None:
+    """Estimate minus truth per identified parameter ("mass_scale.pole_1": 3.1 - 3.0); a parameter
+    the true spec leaves alone has the nominal value 1.0."""
+    if truth is None:
+        return None
+    tables = truth.as_dict()
+    errors = {}
+    for name, value in params.items():
+        table, key = name.split(".", 1)
+        true_value = tables.get(table, {}).get(key, 1.0)
+        errors[name] = float(value - true_value)
+    return errors

@@ -1,0 +1,260 @@
+"""The sandbox: an adaptation job in its own OS process, talking only through a job directory.
+
+    job_dir/
+      job.json              AdaptJob fields + seed_genomes: [{"file", "id"}]   (written by the parent)
+      telemetry.npz         qpos, qvel, actions, control_dt (optional)          (parent)
+      seeds/<id>.safetensors                                                    (parent)
+      result.json           status, sysid, returns, curves ...                  (child, atomically)
+      candidate.safetensors the evolved candidate                               (child, atomically)
+      sandbox.log           the child's stdout/stderr
+
+Why a process and not a thread: evolution is CPU-heavy Python and torch; in the live process it
+would steal the control tick's GIL and could crash or leak into it. The child runs with an
+address-space limit (memory), a CPU-time limit, lower scheduling priority, and a wall-clock limit
+enforced by the parent (SIGKILL of its process group). It cannot import rclpy (blocked before
+anything else runs), so it has no way to reach the robot. Whatever happens in it — an exception,
+a hang, an allocation past the limit — the parent gets a `SandboxOutcome` with a status and a
+reason, never an exception, and a job directory it can inspect.
+
+Bad input (missing or malformed files, unknown keys, a DriftSpec naming an unknown body, NaN
+telemetry, too few ticks, a seed genome whose hash does not match job.json) is refused before any
+work, with a message naming the field: `read_job` runs in the parent before starting the child,
+and again in the child.
+
+Run the child by hand with `python -m sim.sandbox JOB_DIR`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sim.atomicio import atomic_write_json
+
+STATUSES = ("ok", "failed", "timeout", "cpu_limit", "killed", "refused")
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of the child process."""
+
+    wall_s: float = 300.0
+    cpu_s: float = 1200.0
+    memory_mb: int = 8192
+    nice: int = 10
+
+
+@dataclass
+class SandboxOutcome:
+    status: str
+    reason: str
+    result: dict = field(default_factory=dict)
+    candidate_path: Path | None = None
+    returncode: int | None = None
+    wall_s: float = 0.0
+
+
+# -- the job directory ---------------------------------------------------------------------------
+
+def write_job(job_dir: str | os.PathLike, job, seeds: list, telemetry=None) -> Path:
+    """Create a job directory (refuses to reuse a directory that already holds a job)."""
+    from sim.genome import save_genome
+    job_dir = Path(job_dir)
+    if (job_dir / "job.json").exists():
+        raise FileExistsError(f"{job_dir} already holds a job")
+    (job_dir / "seeds").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for g in seeds:
+        save_genome(g, job_dir / "seeds" / f"{g.id}.safetensors")
+        entries.append({"file": f"seeds/{g.id}.safetensors", "id": g.id})
+    if telemetry is not None:
+        tmp = job_dir / ".telemetry.tmp.npz"
+        np.savez(tmp, qpos=telemetry.qpos, qvel=telemetry.qvel, actions=telemetry.actions,
+                 control_dt=np.float64(telemetry.control_dt))
+        os.replace(tmp, job_dir / "telemetry.npz")
+    atomic_write_json(job_dir / "job.json", {**job.to_dict(), "seed_genomes": entries})
+    return job_dir
+
+
+def read_job(job_dir: str | os.PathLike):
+    """(AdaptJob, seed genomes, telemetry or None), or ValueError naming the bad field."""
+    from sim.adapt_job import AdaptJob
+    from sim.genome import GenomeFileError, load_genome
+    job_dir = Path(job_dir)
+    try:
+        raw = json.loads((job_dir / "job.json").read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{job_dir}/job.json: missing") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{job_dir}/job.json: not valid JSON ({e})") from None
+    job = AdaptJob.from_dict(raw)
+    entries = raw.get("seed_genomes")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("job.json: seed_genomes must be a non-empty list of {file, id}")
+    seeds = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("file"), str) or not isinstance(e.get("id"), str):
+            raise ValueError(f"job.json: seed_genomes[{i}] must be an object with string 'file' and 'id'")
+        path = (job_dir / e["file"]).resolve()
+        if job_dir.resolve() not in path.parents:
+            raise ValueError(f"job.json: seed_genomes[{i}].file points outside the job directory")
+        try:
+            seeds.append(load_genome(path, expected_id=e["id"]))
+        except GenomeFileError as err:
+            raise ValueError(f"job.json: seed_genomes[{i}]: {err}") from None
+    telemetry = None
+    if (job_dir / "telemetry.npz").exists():
+        telemetry = _read_telemetry(job_dir / "telemetry.npz", job)
+    elif job.drift is None:
+        raise ValueError("telemetry.npz: missing, and job.drift is null (nothing to identify from)")
+    return job, seeds, telemetry
+
+
+def _read_telemetry(path: Path, job):
+    from sim.plants import make_plant
+    from sim.sysid import DEFAULT_HORIZON, Telemetry
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # not a zip, truncated, or an object array (pickle is never loaded)
+        raise ValueError(f"telemetry.npz: unreadable ({type(e).__name__}: {e})") from None
+    missing = sorted({"qpos", "qvel", "actions", "control_dt"} - set(arrays))
+    if missing:
+        raise ValueError(f"telemetry.npz: missing arrays {missing}")
+    try:
+        tel = Telemetry(arrays["qpos"].astype(np.float64), arrays["qvel"].astype(np.float64),
+                        arrays["actions"].astype(np.float64), float(arrays["control_dt"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"telemetry.npz: bad array types ({e})") from None
+    tel.validate(make_plant(job.plant), DEFAULT_HORIZON.get(job.plant, 10))
+    return tel
+
+
+# -- the parent side -----------------------------------------------------------------------------
+
+def _child_limits(limits: SandboxLimits):
+    def apply() -> None:
+        os.setsid()
+        os.nice(limits.nice)
+        mem = int(limits.memory_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        cpu = int(limits.cpu_s)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    return apply
+
+
+def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimits()) -> SandboxOutcome:
+    """Run the job in a child process under `limits`; always returns an outcome."""
+    job_dir = Path(job_dir)
+    t0 = time.perf_counter()
+    try:
+        read_job(job_dir)
+    except (ValueError, FileExistsError) as e:
+        return SandboxOutcome("refused", str(e), wall_s=time.perf_counter() - t0)
+    for stale in ("result.json", "candidate.safetensors"):
+        (job_dir / stale).unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MUJOCO_GL": os.environ.get("MUJOCO_GL", "disable")}
+    with open(job_dir / "sandbox.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "sim.sandbox", str(job_dir)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=_child_limits(limits), env=env)
+        try:
+            proc.wait(timeout=limits.wall_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    wall = time.perf_counter() - t0
+    result = _read_result(job_dir)
+    rc = proc.returncode
+    if timed_out:
+        return SandboxOutcome("timeout", f"wall-clock limit of {limits.wall_s:g} s reached; child killed",
+                              result, None, rc, wall)
+    if result.get("status") == "ok" and rc == 0 and (job_dir / "candidate.safetensors").exists():
+        return SandboxOutcome("ok", "", result, job_dir / "candidate.safetensors", rc, wall)
+    if result.get("status") == "failed":
+        return SandboxOutcome("failed", result.get("error", "job failed"), result, None, rc, wall)
+    if rc in (-signal.SIGXCPU, -signal.SIGKILL) and _cpu_exhausted(limits, wall):
+        return SandboxOutcome("cpu_limit", f"CPU-time limit of {limits.cpu_s:g} s reached", result, None, rc, wall)
+    tail = (job_dir / "sandbox.log").read_text(errors="replace")[-400:]
+    return SandboxOutcome("killed", f"child exited with code {rc} without a result; log tail: {tail.strip()}",
+                          result, None, rc, wall)
+
+
+def _cpu_exhausted(limits: SandboxLimits, wall: float) -> bool:
+    return wall >= limits.cpu_s * 0.5
+
+
+def _read_result(job_dir: Path) -> dict:
+    try:
+        data = json.loads((job_dir / "result.json").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# -- the child side ------------------------------------------------------------------------------
+
+class _NoRobot:
+    """Import blocker: the sandbox must not be able to reach ROS 2."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "rclpy" or name.startswith("rclpy."):
+            raise ImportError("the sandbox has no robot access: importing rclpy is blocked")
+        return None
+
+
+def child_main(job_dir: str) -> int:
+    sys.meta_path.insert(0, _NoRobot())
+    job_dir = Path(job_dir)
+    try:
+        from sim.adapt_job import run_job
+        from sim.genome import save_genome
+        job, seeds, telemetry = read_job(job_dir)
+
+        def progress(stage: str, info: dict) -> None:
+            print(json.dumps({"stage": stage, **{k: v for k, v in info.items() if k != "estimate"}}), flush=True)
+
+        result, candidate = run_job(job, seeds, telemetry, progress=progress)
+        save_genome(candidate, job_dir / "candidate.safetensors")
+        result["candidate_file"] = "candidate.safetensors"
+        result["rclpy_imported"] = "rclpy" in sys.modules
+        atomic_write_json(job_dir / "result.json", result)
+        return 0
+    except BaseException as e:  # noqa: BLE001 - every failure becomes a report
+        error = f"{type(e).__name__}: {e}"
+        try:
+            atomic_write_json(job_dir / "result.json", {"status": "failed", "error": error})
+        except BaseException:  # noqa: BLE001 - e.g. out of memory while reporting
+            pass
+        print(error, file=sys.stderr, flush=True)
+        return 1
+
+
+def copy_result(outcome: SandboxOutcome, out_dir: Path) -> None:
+    """Copy result.json (+ candidate) of a finished job next to a user's output."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "result.json", {**outcome.result, "status": outcome.status,
+                                                "sandbox_reason": outcome.reason})
+    if outcome.candidate_path is not None:
+        shutil.copyfile(outcome.candidate_path, out_dir / "candidate.safetensors")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m sim.sandbox JOB_DIR", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(child_main(sys.argv[1]))

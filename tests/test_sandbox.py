@@ -1,0 +1,95 @@
+"""The sandbox: a real child process answering only through its job directory, whatever happens."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sim.adapt_job import AdaptJob, run_job, train_nominal
+from sim.genome import load_genome
+from sim.sandbox import SandboxLimits, read_job, run_sandbox, write_job
+from sim.sysid import Telemetry
+
+DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
+SMALL = dict(plant="cartpole", drift=DRIFT, budget_s=20, max_generations=2, horizon=40, sysid_budget_s=3,
+             telemetry_ticks=150, randomize=1, population=4, children=1)
+
+
+@pytest.fixture(scope="module")
+def champion():
+    return train_nominal("cartpole", generations=1, horizon=40)
+
+
+def test_job_runs_in_a_child_and_reports_through_the_directory(tmp_path, champion):
+    job_dir = write_job(tmp_path / "job", AdaptJob(**SMALL), [champion])
+    outcome = run_sandbox(job_dir, SandboxLimits(wall_s=240))
+    assert outcome.status == "ok", (outcome.reason, (job_dir / "sandbox.log").read_text()[-2000:])
+    r = outcome.result
+    for key in ("plant", "drift", "sysid", "candidate_id", "parent_id", "return_before", "return_after",
+                "nominal_return", "wall_s", "status"):
+        assert key in r
+    assert r["parent_id"] == champion.id and r["plant"] == "cartpole" and r["drift"] == DRIFT
+    assert r["rclpy_imported"] is False
+    assert set(r["sysid"]["error"]) == set(r["sysid"]["params"])
+    candidate = load_genome(outcome.candidate_path, expected_id=r["candidate_id"])
+    assert candidate.parent_id == champion.id and candidate.kind == "srghn"
+    assert 1 <= len(r["generations"]) <= 2
+
+
+def test_same_seed_same_candidate_on_one_or_two_workers(champion):
+    counts_only = {**SMALL, "budget_s": 1e6, "sysid_budget_s": 1e6, "sysid_max_evals": 80}
+    one, c1 = run_job(AdaptJob(**counts_only), [champion])
+    two, c2 = run_job(AdaptJob(**counts_only, workers=2), [champion])
+    assert c1.id == c2.id
+    assert one["generations"] == two["generations"]
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda d: d.pop("plant") and d.update(plant="hexapod"), "job.plant"),
+    (lambda d: d.update(drift={"mass_scale": {"no_such_body": 2.0}}), "no_such_body"),
+    (lambda d: d.update(horizon=-5), "job.horizon"),
+    (lambda d: d.update(colour="blue"), "unknown keys"),
+    (lambda d: d["seed_genomes"][0].update(id="0" * 32), "seed_genomes[0]"),
+    (lambda d: d.update(seed_genomes=[]), "seed_genomes"),
+])
+def test_bad_job_files_are_refused_before_any_work(tmp_path, champion, edit, field):
+    job_dir = write_job(tmp_path / "job", AdaptJob(**SMALL), [champion])
+    doc = json.loads((job_dir / "job.json").read_text())
+    edit(doc)
+    (job_dir / "job.json").write_text(json.dumps(doc))
+    outcome = run_sandbox(job_dir)
+    assert outcome.status == "refused" and field in outcome.reason
+    assert not (job_dir / "sandbox.log").exists()          # no child was started
+
+
+def test_bad_telemetry_is_refused(tmp_path, champion):
+    n = 100
+    tel = Telemetry(np.zeros((n + 1, 2)), np.zeros((n + 1, 2)), np.zeros((n, 1)), 0.01)
+    bad = Telemetry(tel.qpos.copy(), tel.qvel.copy(), tel.actions.copy(), 0.01)
+    bad.qvel[3, 1] = np.nan
+    job_dir = write_job(tmp_path / "nan", AdaptJob(**SMALL), [champion], bad)
+    assert "telemetry.qvel" in run_sandbox(job_dir).reason
+    short = Telemetry(np.zeros((6, 2)), np.zeros((6, 2)), np.zeros((5, 1)), 0.01)
+    job_dir = write_job(tmp_path / "short", AdaptJob(**SMALL), [champion], short)
+    assert "too few" in run_sandbox(job_dir).reason
+    (tmp_path / "corrupt").mkdir()
+    job_dir = write_job(tmp_path / "corrupt" / "job", AdaptJob(**SMALL), [champion], tel)
+    (job_dir / "telemetry.npz").write_bytes(b"not a zip file")
+    assert "telemetry.npz" in run_sandbox(job_dir).reason
+    with pytest.raises(ValueError, match="job.json: missing"):
+        read_job(tmp_path / "nowhere")
+
+
+def test_a_hanging_job_is_killed_at_the_wall_clock_limit(tmp_path, champion):
+    job = AdaptJob(**{**SMALL, "budget_s": 1e6, "max_generations": 100000, "horizon": 300, "target_fraction": 1e6})
+    job_dir = write_job(tmp_path / "job", job, [champion])
+    outcome = run_sandbox(job_dir, SandboxLimits(wall_s=8))
+    assert outcome.status == "timeout" and "wall-clock" in outcome.reason
+    assert outcome.candidate_path is None and os.getpid() > 0      # the parent carries on
+
+
+def test_a_job_past_its_memory_limit_ends_as_a_clean_failure(tmp_path, champion):
+    job_dir = write_job(tmp_path / "job", AdaptJob(**SMALL), [champion])
+    outcome = run_sandbox(job_dir, SandboxLimits(memory_mb=200, wall_s=120))
+    assert outcome.status in ("failed", "killed")
+    assert outcome.reason and outcome.candidate_path is None
