@@ -63,5 +63,10 @@ setup(
     maintainer="driftgate developers",
     maintainer_email="dev@driftgate.invalid",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["driftgate = adapters.cli:main"]},
+    entry_points={"console_scripts": [
+        "driftgate = adapters.cli:main",
+        # the node executables `ros2 launch` / `ros2 run driftgate ...` look for
+        "driftgate_controller = adapters.ros.controller_node:main",
+        "driftgate_sim_robot = adapters.ros.sim_robot_node:main",
+    ]},
 )

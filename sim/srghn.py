@@ -241,13 +241,19 @@ class SRGHN:
         rate_c = rate.repeat_interleave(n_children, dim=0)
         eps = torch.randn(std.shape, generator=generator)
         coeffs = eps * std if cfg.noise_convention == "port" else eps * std * std
-        # node i's update is coeffs_i @ basis[:, :numel_i]; computing only those columns costs
-        # sum(numel_i) instead of N * max(numel_i) (10x less when one tensor dominates).
-        update = torch.cat([coeffs[:, i, :] @ self.basis[:, :n] for i, n in enumerate(self.numels)], dim=1)
-        update = torch.clamp(update, -cfg.update_clip, cfg.update_clip)
-        update = update * rate_c[:, self._node_of_param]
-        update = update + torch.randn(update.shape, generator=generator) * cfg.noise_std
-        update = update * self.mutable_mask
-        kids = torch.clamp(parents.repeat_interleave(n_children, dim=0) + update, -cfg.param_clip, cfg.param_clip)
+        noise = torch.randn((B * n_children, self.num_params), generator=generator)
+        # node i's update is clip(coeffs_i @ basis[:, :numel_i]) * rate_i: only the columns each
+        # tensor needs are computed (sum(numel_i), not N * max(numel_i)), written in place.
+        update = torch.empty(B * n_children, self.num_params)
+        off = 0
+        for i, n in enumerate(self.numels):
+            block = update[:, off:off + n]
+            torch.matmul(coeffs[:, i, :], self.basis[:, :n], out=block)
+            block.clamp_(-cfg.update_clip, cfg.update_clip).mul_(rate_c[:, i:i + 1])
+            off += n
+        update.add_(noise, alpha=cfg.noise_std)
+        if cfg.freeze_variation:
+            update.mul_(self.mutable_mask)
+        kids = update.add_(parents.repeat_interleave(n_children, dim=0)).clamp_(-cfg.param_clip, cfg.param_clip)
         stats = {"rate": rate.mean(dim=1), "std": std.reshape(B, n_children, N, k)[:, 0].mean(dim=(1, 2))}
         return kids, stats
