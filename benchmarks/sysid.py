@@ -17,7 +17,7 @@ weak excitation, near-equivalent parameter sets), not the search's.
 
     python benchmarks/sysid.py --out benchmarks/results [--plants cartpole,walker] [--quick]
 
-Runs on one core (BLAS threads = 1, rollouts single-threaded); about 4 minutes in full.
+Runs on one core (BLAS threads = 1, rollouts single-threaded); about 5 minutes in full.
 """
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ NOISE = 0.01
 # per plant: telemetry length (ticks), prediction horizon (ticks), windows, loss evaluations
 CONFIG = {
     "cartpole": {"ticks": 1000, "horizon": 25, "max_windows": 60, "max_evals": 600},
-    "walker": {"ticks": 400, "horizon": 16, "max_windows": 24, "max_evals": 600},
-    "reacher": {"ticks": 500, "horizon": 15, "max_windows": 60, "max_evals": 600},
+    "walker": {"ticks": 400, "horizon": 16, "max_windows": 24, "max_evals": 1000},
+    "reacher": {"ticks": 500, "horizon": 15, "max_windows": 60, "max_evals": 3000},
 }
 
 
@@ -93,6 +93,30 @@ def run_one(plant_name: str, variant: str, seed: int, quick: bool) -> dict:
             "loss_at_truth": loss_truth, "estimate": result.estimate.as_dict(),
             "sign_correct": all(np.sign(r["estimate"]) == np.sign(r["true"]) for r in rows),
             "params": rows}
+
+
+NOTES = [
+    "- **Cartpole** (the headline plant): every drifted parameter is recovered, the sign of an "
+    "inverted motor always. Undrifted ones can be off where another drift dominates the motion "
+    "(joint_wear: the heavily damped cart masks the pole's reaction; pole 0.38, and its std says "
+    "it is poorly known). The nominal slider damping (5e-4 N s/m) is below what 10 s of motion "
+    "can resolve, hence its wide std wherever it is not drifted.",
+    "- **Action delay** is not in any parameter set and is not given as known here: the replay then "
+    "explains the late response with a weaker motor (cartpole gain ~0.87). Pass "
+    "`known={\"action_delay\": d}` when the delay is known.",
+    "- **Walker friction** is not identifiable from a squat: the feet never slip, so any friction "
+    "above the slip threshold explains the window equally (the estimate is arbitrary). Knee damping "
+    "x5 (0.1 -> 0.5 N m s/rad) is likewise invisible next to 50 N m knee torques.",
+    "- **Walker std is overconfident**: contacts make the loss rugged, so local curvature and even "
+    "the split-half refit understate the spread; use the errors here as the honest scale. "
+    "`loss_at_truth` above `estimate loss` means the noise, not the search, set the error.",
+    "- **Reacher**: scaling hand mass, both gains and both dampings together changes the motion only "
+    "through the (fixed) upper-arm inertia, so estimates slide along that direction (payload: hand "
+    "2.5 with gains ~0.87; the ratio hand/gain ~2.9 is right). Loss at the estimate equals loss at "
+    "the truth: the data, not the optimiser, cannot tell them apart.",
+    "- `sensor_bias` / `sensor_noise` change observations only: the dynamics parameters should and "
+    "do come out near 1 (walker: within ~0.3, its noise floor under contacts).",
+]
 
 
 def machine() -> dict:
@@ -146,6 +170,7 @@ def markdown(report: dict) -> str:
               f"{s['drifted_total']}",
               f"- per plant (drifted within ±10 %): " + ", ".join(
                   f"{k} {v[0]}/{v[1]}" for k, v in s["per_plant"].items()), ""]
+    lines += ["## Reading the results", "", *NOTES, ""]
     return "\n".join(lines)
 
 
@@ -156,7 +181,12 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="", help="comma list; default: all of each plant")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="half the ticks, a third of the budget")
+    ap.add_argument("--render", action="store_true", help="only rewrite sysid.md from sysid.json")
     args = ap.parse_args(argv)
+    if args.render:
+        out = Path(args.out)
+        (out / "sysid.md").write_text(markdown(json.loads((out / "sysid.json").read_text())))
+        return 0
     t0 = time.perf_counter()
     rows = []
     for plant_name in args.plants.split(","):
