@@ -8,13 +8,19 @@ DriftSpecs (the sysid estimate, plus samples inside its uncertainty for domain r
 seeds from its own seed, so fitnesses of one selection step always come from the same conditions
 and never depend on which other individuals share the batch.
 
+`evaluate` steps the whole batch together (`sim.plants.base.PlantBatch`: one MjData per individual,
+direct `mujoco.mj_step`, observations, rewards and the policy forward batched in numpy) and returns
+exactly, bit for bit, what stepping each individual's own plant with `Plant.act` returns
+(`evaluate_reference`, kept as the reference; tests/test_fast_eval.py compares them).
+
 `rollout` runs one policy for one episode and keeps what the safety gate judges: the return, the
 actions (saturation, jerk), and the joint positions (state limits).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -22,8 +28,13 @@ from sim.drift_spec import DriftSpec
 from sim.envs.switch import SwitchSchedule
 from sim.policy import PolicySpec, policy_act
 
+if TYPE_CHECKING:
+    from sim.plants.base import PlantBatch
+
 DEFAULT_HORIZON = 300
 _plant_cache: dict[str, list] = {}
+_batch_cache: "OrderedDict[tuple[str, int], PlantBatch]" = OrderedDict()
+BATCH_CACHE_SIZE = 4  # a MjData reserves ~13 MB of address space (the sandbox limits it): bounded
 
 
 def plant_policy_spec(plant_name: str, hidden: Sequence[int] = (32, 32)) -> PolicySpec:
@@ -41,6 +52,48 @@ def _plants(name: str, n: int) -> list:
     while len(cache) < n:
         cache.append(make_plant(name))
     return cache[:n]
+
+
+def _plant_batch(name: str, size: int) -> PlantBatch:
+    """Per-process cache of the last few `PlantBatch`es used (by plant and batch size), each with a
+    plant of its own (not shared with `rollout`)."""
+    from sim.plants import make_plant
+    from sim.plants.base import PlantBatch
+    key = (name, size)
+    if key in _batch_cache:
+        _batch_cache.move_to_end(key)
+    else:
+        _batch_cache[key] = PlantBatch(make_plant(name), size)
+        while len(_batch_cache) > BATCH_CACHE_SIZE:
+            _batch_cache.popitem(last=False)
+    return _batch_cache[key]
+
+
+class _BoundPolicy:
+    """`policy_act` for fixed weights, with the per-layer views sliced once: exactly the operations of
+    `sim.policy.policy_outputs` (same matmul shapes, same order), so the same actions bit for bit."""
+
+    def __init__(self, spec: PolicySpec, weights: np.ndarray) -> None:
+        self.spec = spec
+        self.dtype = weights.dtype
+        batch, offsets = weights.shape[0], spec.offsets()
+        self.layers = []
+        for i in range(len(offsets) // 2):
+            _, w_off, (n_out, n_in) = offsets[2 * i]
+            _, b_off, _ = offsets[2 * i + 1]
+            self.layers.append((weights[:, w_off:w_off + n_out * n_in].reshape(batch, n_out, n_in),
+                                weights[:, b_off:b_off + n_out]))
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        h = obs.astype(self.dtype, copy=False)
+        last = len(self.layers) - 1
+        for i, (W, b) in enumerate(self.layers):
+            h = np.matmul(W, h[..., None])[..., 0] + b
+            if i < last:
+                h = np.tanh(h)
+        if self.spec.discrete:
+            return np.argmax(h, axis=-1)
+        return np.clip(h, self.spec.act_low, self.spec.act_high)
 
 
 def _episode_seed(seed: int, drift_index: int, episode: int) -> int:
@@ -74,6 +127,30 @@ class PlantTask:
         return self._policy
 
     def evaluate(self, weights: np.ndarray, seeds: np.ndarray, generation: int = 0) -> np.ndarray:
+        """Mean return of each individual (rows of `weights`, one seed each) over drifts x episodes."""
+        weights = np.asarray(weights, dtype=np.float32)
+        n = len(weights)
+        if n == 0:
+            return np.zeros(0)
+        if len(seeds) < n:
+            raise ValueError(f"task {self.name!r}: {len(seeds)} seeds for {n} individuals")
+        if weights.ndim != 2 or weights.shape[1] != self.policy.num_params:
+            raise ValueError(f"policy weights have shape {weights.shape}, spec needs (n, {self.policy.num_params})")
+        batch = _plant_batch(self.plant, n)
+        act = _BoundPolicy(self.policy, weights)
+        total = np.zeros(n)
+        for d, drift in enumerate(self.drifts):
+            batch.plant.apply_drift(drift)
+            for e in range(self.episodes):
+                obs = batch.reset([_episode_seed(seeds[i], d, e) for i in range(n)])
+                for _ in range(self.horizon):
+                    obs, r = batch.act(act(obs))
+                    total += r
+        return self._fitness(total)
+
+    def evaluate_reference(self, weights: np.ndarray, seeds: np.ndarray, generation: int = 0) -> np.ndarray:
+        """`evaluate` the slow, obvious way: one plant per individual, one `Plant.act` per tick (the
+        reference the batched `evaluate` reproduces bit for bit)."""
         weights = np.asarray(weights, dtype=np.float32)
         n = len(weights)
         plants = _plants(self.plant, n)
@@ -89,6 +166,9 @@ class PlantTask:
                     for i, p in enumerate(plants):
                         obs[i], r = p.act(actions[i])
                         total[i] += r
+        return self._fitness(total)
+
+    def _fitness(self, total: np.ndarray) -> np.ndarray:
         fitness = total / (len(self.drifts) * self.episodes)
         if not np.all(np.isfinite(fitness)):
             raise ValueError(f"task {self.name!r}: non-finite return for individual {int(np.argmax(~np.isfinite(fitness)))}")

@@ -18,11 +18,20 @@ result depends on it; leaving it out breaks exact replay for the walker.
 
 Drift has three parts: model edits (delegated to `sim.drift_spec.apply_to_model`, restored exactly),
 observation edits (bias, Gaussian noise from the plant's seeded generator) and the action delay.
+
+Population evaluation uses the batched twin of `reset`/`act`, `PlantBatch`: B episodes of one plant,
+each in its own `MjData` of the plant's (drifted) model, stepped with `mujoco.mj_step` in one tight
+loop, with observation and reward computed for all B at once in numpy (`Plant.observe_batch`,
+`Plant.reward_batch`, reading the stacked MjData arrays of a `DataBatch`). It reproduces `act` bit
+for bit (tests/test_fast_eval.py compares the two); `act` stays the reference.
 """
 from __future__ import annotations
 
+import functools
+import math
 from collections import deque
-from typing import Callable
+from itertools import repeat
+from typing import Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -32,6 +41,12 @@ from sim.drift_spec import DriftSpec, NominalModel, apply_to_model, check_names,
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 Controller = Callable[[np.ndarray], np.ndarray]
+
+# Entries of MuJoCo's row-major 3x3 body orientation `xmat`, under dm_control's column names
+# (`physics.named.data.xmat[body, 'zz']`): the world z component of the body's z axis is 'zz', etc.
+XMAT = {f"{row}{col}": 3 * i + j for i, row in enumerate("xyz") for j, col in enumerate("xyz")}
+XX, XZ, ZZ = XMAT["xx"], XMAT["xz"], XMAT["zz"]
+X, Y, Z = 0, 1, 2  # components of a position (xpos, geom_xpos)
 
 
 def linearize(model: mujoco.MjModel, qpos: np.ndarray, ctrl: np.ndarray, n_sub_steps: int = 1,
@@ -69,6 +84,121 @@ def lqr_gain(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.n
     """Discrete-time infinite-horizon LQR gain K (u = -K x)."""
     P = scipy.linalg.solve_discrete_are(A, B, Q, R)
     return np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
+
+
+def _c_square(v: float) -> float:
+    """`math.pow(v, 2)`, but inf on overflow (as numpy gives) instead of an OverflowError."""
+    try:
+        return math.pow(v, 2.0)
+    except OverflowError:
+        return math.inf
+
+
+def scalar_squares(x: np.ndarray) -> np.ndarray:
+    """`v ** 2` for each element as numpy computes it for ONE float64 scalar `v`: C `pow(v, 2)`,
+    which is what math.pow calls. It is not always `v * v`, numpy's vectorised square: the two
+    differ in the last bit for ~0.1 % of inputs."""
+    values = x.tolist()
+    try:
+        return np.fromiter(map(math.pow, values, repeat(2.0)), np.float64, len(values))
+    except OverflowError:
+        return np.fromiter(map(_c_square, values), np.float64, len(values))
+
+
+@functools.lru_cache(maxsize=None)
+def _sigmoid_scale(sigmoid: str, value_at_margin: float) -> float:
+    """dm_control's `_sigmoids` scale, computed by the same expression."""
+    if sigmoid == "gaussian":
+        return np.sqrt(-2 * np.log(value_at_margin))
+    if sigmoid == "quadratic":
+        return np.sqrt(1 - value_at_margin)
+    raise ValueError(f"tolerance: sigmoid {sigmoid!r} not implemented (gaussian, quadratic)")
+
+
+def tolerance(x: np.ndarray, bounds: tuple[float, float] = (0.0, 0.0), margin: float = 0.0,
+              sigmoid: str = "gaussian", value_at_margin: float = 0.1, *,
+              per_scalar: bool) -> np.ndarray:
+    """`dm_control.utils.rewards.tolerance` for each element of the 1-D array `x`, bit for bit.
+
+    The same operations in the same order as dm_control, with one difference that matters for
+    exactness: where dm_control is called with one numpy scalar per episode (`per_scalar=True`, e.g.
+    the cart position), its `d ** 2` is a scalar power, C `pow`, and that is reproduced per element;
+    where it is called with an array (`per_scalar=False`, e.g. `physics.control()`), `** 2` is
+    numpy's vectorised square, as here. Only the sigmoids the plants use are implemented.
+    """
+    lower, upper = bounds
+    in_bounds = np.logical_and(lower <= x, x <= upper)
+    if margin == 0:
+        return np.where(in_bounds, 1.0, 0.0)
+    scaled = np.where(x < lower, lower - x, x - upper) / margin * _sigmoid_scale(sigmoid, value_at_margin)
+    square = scalar_squares(scaled) if per_scalar else scaled ** 2
+    if sigmoid == "gaussian":
+        value = np.exp(-0.5 * square)
+    else:
+        value = np.where(abs(scaled) < 1, 1 - square, 0.0)
+    return np.where(in_bounds, 1.0, value)
+
+
+class DataBatch:
+    """B `MjData` of one model, and stacked (B, ...) copies of the MjData arrays read in batch.
+
+    `fields` names MjData attributes (`qpos`, `xmat`, `geom_xpos`, ..., and `time`); after every
+    `step`/`refresh` each is available as an attribute of the batch, e.g. `batch.xmat` of shape
+    (B, nbody, 9), row i being `datas[i].xmat`. Stacks are filled by one `np.concatenate` per field
+    over views of each MjData's own memory (made once), not by Python-level copies per episode.
+
+    `step` runs `mj_step` and then `mj_kinematics`, not `mj_forward` as `Plant.act` does: the batched
+    observations and rewards read only positions, velocities, controls, time and kinematics (body
+    and geom poses), and `mj_forward` writes no part of the state that `mj_step` reads (the warm start
+    is saved by the integrator), so the trajectory is the same, bit for bit, at a fraction of the cost.
+    """
+
+    def __init__(self, model: mujoco.MjModel, size: int, fields: Sequence[str]) -> None:
+        self.model = model
+        self.datas = [mujoco.MjData(model) for _ in range(size)]
+        self.fields = tuple(fields)
+        self._ctrl = [d.ctrl for d in self.datas]
+        self._gather = []
+        for name in self.fields:
+            if name == "time":
+                continue
+            views = [getattr(d, name)[None] for d in self.datas]
+            stack = np.empty((size, *views[0].shape[1:]))
+            setattr(self, name, stack)
+            self._gather.append((views, stack))
+        if "time" in self.fields:
+            self.time = np.zeros(size)
+
+    @property
+    def size(self) -> int:
+        return len(self.datas)
+
+    def set_state(self, i: int, state: np.ndarray) -> None:
+        """Episode i starts from an `mjSTATE_INTEGRATION` vector (call `refresh` after the last)."""
+        data = self.datas[i]
+        mujoco.mj_resetData(self.model, data)
+        mujoco.mj_setState(self.model, data, state, STATE_SPEC)
+
+    def step(self, ctrl: np.ndarray, n_sub_steps: int) -> None:
+        """Row i of `ctrl` (B, nu) to MjData i, `n_sub_steps` physics steps, kinematics, gather."""
+        model, step, kinematics = self.model, mujoco.mj_step, mujoco.mj_kinematics
+        for data, data_ctrl, u in zip(self.datas, self._ctrl, ctrl):
+            data_ctrl[:] = u
+            step(model, data, n_sub_steps)
+            kinematics(model, data)
+        self.gather()
+
+    def refresh(self) -> None:
+        """Kinematics of the current states, then gather."""
+        for data in self.datas:
+            mujoco.mj_kinematics(self.model, data)
+        self.gather()
+
+    def gather(self) -> None:
+        for views, stack in self._gather:
+            np.concatenate(views, out=stack)
+        if "time" in self.fields:
+            self.time[:] = [d.time for d in self.datas]
 
 
 class Plant:
@@ -111,6 +241,23 @@ class Plant:
         raise NotImplementedError
 
     def nominal_controller(self) -> Controller:
+        raise NotImplementedError
+
+    # -- batched twins of the hooks (population evaluation, `PlantBatch`) --------------------------
+    batch_fields: tuple[str, ...] = ("qpos", "qvel")  # the MjData arrays they read, see DataBatch
+
+    def episode_constants(self) -> np.ndarray:
+        """Numbers drawn by `_initialize_episode` that `_observe`/`reward` read besides the MjData
+        (reacher: its target circle). Read right after `reset`; none by default."""
+        return np.zeros(0)
+
+    def observe_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        """`_observe()` of every episode of `batch`, (B, obs_dim), bit for bit; `constants` (B, k)
+        stacks the episodes' `episode_constants()`."""
+        raise NotImplementedError
+
+    def reward_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        """`reward()` of every episode of `batch`, (B,), bit for bit."""
         raise NotImplementedError
 
     # -- sizes and names -------------------------------------------------------------------------
@@ -250,3 +397,88 @@ class Plant:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(drift={self.drift.to_json()})"
+
+
+class PlantBatch:
+    """`size` episodes of one plant stepped together: the batched twin of `Plant.reset`/`Plant.act`.
+
+    Each episode has its own MjData (all share the plant's model, so its drift), its own seeded
+    generator for observation noise and its own queue of delayed actions. Rows never mix: an
+    episode's trajectory does not depend on which other episodes share the batch.
+
+    `reset(seeds)` runs `Plant.reset` itself for each seed, so the initial state, the episode's
+    constants, the first observation and its noise draw are the reference's own, then copies the
+    integration state into that episode's MjData and keeps the episode's generator. `act(actions)`
+    reproduces `Plant.act` (float64, finite or ValueError, clip to the actuator ranges, delay, step,
+    observe, reward) on all episodes at once. Apply the drift to `plant` before `reset`.
+    """
+
+    def __init__(self, plant: Plant, size: int) -> None:
+        self.plant = plant
+        self.data = DataBatch(plant.model, size, plant.batch_fields)
+        self.constants = np.zeros((size, 0))
+        self._rngs: list[np.random.Generator | None] = [None] * size
+        self._noise = np.empty((0, size, plant.obs_dim))   # (ticks, B, obs_dim) standard normals
+        self._noise_tick = 0
+        self._queue = np.empty((0, size, plant.act_dim))   # (action_delay, B, act_dim), a ring
+        self._head = 0
+        self._act_low, self._act_high = plant.act_low, plant.act_high
+
+    noise_block = 64  # ticks of noise drawn at once per episode (a generator's stream is the same)
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def reset(self, seeds: Sequence[int]) -> np.ndarray:
+        """Start one episode per seed (as `Plant.reset(seed)`); returns the (B, obs_dim) observations."""
+        plant = self.plant
+        if len(seeds) != self.size:
+            raise ValueError(f"PlantBatch.reset: {len(seeds)} seeds for {self.size} episodes")
+        obs = np.empty((self.size, plant.obs_dim))
+        state = np.empty(plant.mj_state_size)
+        constants = []
+        for i, seed in enumerate(seeds):
+            obs[i] = plant.reset(int(seed))
+            self._rngs[i] = plant.rng  # the next reset makes the plant a new generator
+            constants.append(plant.episode_constants())
+            mujoco.mj_getState(plant.model, plant.data, state, STATE_SPEC)
+            self.data.set_state(i, state)
+        self.data.refresh()
+        self.constants = np.array(constants, dtype=np.float64).reshape(self.size, -1)
+        self._queue = np.zeros((plant.drift.action_delay, self.size, plant.act_dim))
+        self._head = 0
+        self._act_low, self._act_high = plant.act_low, plant.act_high  # no DriftSpec edits ctrlrange
+        self._noise = np.empty((0, self.size, plant.obs_dim))
+        self._noise_tick = 0
+        return obs
+
+    def act(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One control tick of every episode: (B, act_dim) actions -> (B, obs_dim) obs, (B,) rewards."""
+        plant = self.plant
+        actions = np.asarray(actions, dtype=np.float64).reshape(self.size, plant.act_dim)
+        if not np.isfinite(actions).all():
+            bad = int(np.argmin(np.isfinite(actions).all(axis=1)))
+            raise ValueError(f"{plant.name}: non-finite action {actions[bad]}")
+        ctrl = np.clip(actions, self._act_low, self._act_high)
+        if len(self._queue):
+            ctrl, self._queue[self._head] = self._queue[self._head].copy(), ctrl
+            self._head = (self._head + 1) % len(self._queue)
+        self.data.step(ctrl, plant.n_sub_steps)
+        return self.observe(), plant.reward_batch(self.data, self.constants)
+
+    def observe(self) -> np.ndarray:
+        """`Plant.observe` for every episode: the batched observation plus the drift's bias and noise."""
+        plant = self.plant
+        obs = plant.observe_batch(self.data, self.constants) + plant._bias
+        if plant.drift.obs_noise:
+            obs = obs + plant.drift.obs_noise * self._next_noise()
+        return obs
+
+    def _next_noise(self) -> np.ndarray:
+        if self._noise_tick == len(self._noise):
+            shape = (self.noise_block, self.plant.obs_dim)
+            self._noise = np.stack([rng.standard_normal(shape) for rng in self._rngs], axis=1)
+            self._noise_tick = 0
+        self._noise_tick += 1
+        return self._noise[self._noise_tick - 1]

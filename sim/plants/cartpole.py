@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from dm_control.suite import cartpole as suite_cartpole
 
-from sim.plants.base import Plant, linearize, lqr_gain
+from sim.plants.base import XZ, ZZ, DataBatch, Plant, linearize, lqr_gain, tolerance
 
 
 @dataclass
@@ -72,6 +72,35 @@ class Cartpole(Plant):
 
     def reward(self) -> float:
         return float(self._task.get_reward(self.physics))
+
+    # batched twins of `_observe` and `reward` (dm_control's `bounded_position`, `velocity` and
+    # `Balance._get_reward(sparse=False)`, same operations in the same order)
+    batch_fields = ("qpos", "qvel", "xmat", "ctrl")
+
+    def _batch_indices(self) -> tuple[int, int, int, int]:
+        if not hasattr(self, "_batch_ids"):
+            model = self.model
+            self._batch_ids = (int(model.joint("slider").qposadr[0]), int(model.joint("hinge_1").dofadr[0]),
+                               model.body("pole_1").id, model.actuator("slide").id)
+        return self._batch_ids
+
+    def observe_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        slider, _, pole, _ = self._batch_indices()
+        pole_xmat = batch.xmat[:, pole]
+        return np.concatenate([batch.qpos[:, slider, None], pole_xmat[:, ZZ, None], pole_xmat[:, XZ, None],
+                               batch.qvel], axis=1)
+
+    def reward_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        slider, hinge, pole, slide = self._batch_indices()
+        upright = (batch.xmat[:, pole, ZZ] + 1) / 2
+        centered = tolerance(batch.qpos[:, slider], margin=2, per_scalar=True)
+        centered = (1 + centered) / 2
+        small_control = tolerance(batch.ctrl[:, slide], margin=1, value_at_margin=0, sigmoid="quadratic",
+                                  per_scalar=False)
+        small_control = (4 + small_control) / 5
+        small_velocity = tolerance(batch.qvel[:, hinge], margin=5, per_scalar=False)
+        small_velocity = (1 + small_velocity) / 2
+        return upright * small_control * small_velocity * centered
 
     # accessors named for what they mean
     def cart_position(self) -> float:

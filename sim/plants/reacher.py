@@ -18,7 +18,7 @@ import numpy as np
 from dm_control.suite import reacher as suite_reacher
 from dm_control.utils import rewards
 
-from sim.plants.base import Plant
+from sim.plants.base import X, Y, DataBatch, Plant, tolerance
 
 LINKS = (0.12, 0.12)    # shoulder -> wrist, wrist -> finger (MJCF body offsets)
 TARGET_SIZE = 0.05      # the suite's "easy" target
@@ -85,6 +85,37 @@ class Reacher(Plant):
     def reward(self) -> float:
         radii = TARGET_SIZE + float(self.physics.named.model.geom_size["finger", 0])
         return float(rewards.tolerance(np.linalg.norm(self.finger_to_target()), (0, radii)))
+
+    # batched twins of `_observe` and `reward` (same operations in the same order)
+    batch_fields = ("time", "qpos", "qvel", "geom_xpos")
+
+    def episode_constants(self) -> np.ndarray:
+        return np.array([self.target_radius, self.target_phase])
+
+    def _finger_id(self) -> int:
+        if not hasattr(self, "_batch_finger"):
+            self._batch_finger = self.model.geom("finger").id
+        return self._batch_finger
+
+    def _finger_to_target_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        radius, phase = constants[:, 0], constants[:, 1]
+        a = phase + 2 * np.pi * batch.time / self.target_period
+        target = radius[:, None] * np.stack([np.sin(a), np.cos(a)], axis=1)
+        return target - batch.geom_xpos[:, self._finger_id(), X:Y + 1]
+
+    def observe_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        return np.concatenate([batch.qpos, self._finger_to_target_batch(batch, constants), batch.qvel], axis=1)
+
+    def reward_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        radii = TARGET_SIZE + float(self.model.geom_size[self._finger_id(), 0])
+        to_target = self._finger_to_target_batch(batch, constants)
+        distance = np.sqrt(to_target[:, 0] * to_target[:, 0] + to_target[:, 1] * to_target[:, 1])
+        # `reward` takes np.linalg.norm of each vector (a BLAS dot, whose rounding may differ from the
+        # line above by an ulp); the reward is an in/out indicator, so only distances within a hair of
+        # the boundary can tell the two apart: those are recomputed exactly as `reward` does.
+        for i in np.flatnonzero(np.abs(distance - radii) <= 1e-9 * radii):
+            distance[i] = np.linalg.norm(to_target[i])
+        return tolerance(distance, (0, radii), per_scalar=True)
 
     def nominal_controller(self, kp: float = 20.0, kd: float = 0.005) -> ReacherJT:
         gear = np.array([0.05, 0.05])  # the suite's nominal motor gear

@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 from dm_control.suite import walker as suite_walker
 
-from sim.plants.base import Plant, linearize, lqr_gain
+from sim.plants.base import XX, XZ, Z, ZZ, DataBatch, Plant, linearize, lqr_gain, tolerance
 
 BODIES = ("torso", "right_thigh", "right_leg", "right_foot", "left_thigh", "left_leg", "left_foot")
 JOINTS = ("rootz", "rootx", "rooty", "right_hip", "right_knee", "right_ankle",
@@ -119,6 +119,28 @@ class Walker(Plant):
 
     def reward(self) -> float:
         return float(self._task.get_reward(self.physics))
+
+    # batched twins of `_observe` and `reward` (dm_control's `orientations`, `torso_height`,
+    # `velocity` and `PlanarWalker.get_reward` with move_speed 0, same operations in the same order)
+    batch_fields = ("qvel", "xmat", "xpos")
+
+    def _batch_indices(self) -> tuple[np.ndarray, int]:
+        if not hasattr(self, "_batch_ids"):
+            self._batch_ids = (np.array([self.model.body(b).id for b in BODIES]), self.model.body("torso").id)
+        return self._batch_ids
+
+    def observe_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        bodies, torso = self._batch_indices()
+        orientations = batch.xmat[:, bodies][:, :, [XX, XZ]].reshape(batch.size, -1)
+        return np.concatenate([orientations, batch.xpos[:, torso, Z, None], batch.qvel], axis=1)
+
+    def reward_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
+        _, torso = self._batch_indices()
+        stand_height = suite_walker._STAND_HEIGHT
+        standing = tolerance(batch.xpos[:, torso, Z], bounds=(stand_height, float("inf")),
+                             margin=stand_height / 2, per_scalar=True)
+        upright = (1 + batch.xmat[:, torso, ZZ]) / 2
+        return (3 * standing + upright) / 4
 
     def torso_height(self) -> float:
         return float(self.physics.torso_height())
