@@ -88,13 +88,14 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
                  config: EvolutionConfig = EvolutionConfig(), model_config: SRGHNConfig = SRGHNConfig(),
                  initial: np.ndarray | None = None, start_generation: int = 0,
                  on_generation: Callable[[GenerationLog], None] | None = None,
-                 should_stop: Callable[[GenerationLog], bool] | None = None) -> EvolutionResult:
+                 should_stop: Callable[[GenerationLog, np.ndarray], bool] | None = None) -> EvolutionResult:
     """Evolve an SR-GHN population on `task` (see `sim.tasks`) for `generations` generations.
 
     `initial` (k, D) seeds the population (e.g. the current champion and its stable ancestors);
     missing places are filled with children of the seeds. `start_generation` offsets the generation
-    index handed to the task (its switch schedule). `should_stop(log)` ends the run early after a
-    generation (budgets, targets); `generations` is then the maximum.
+    index handed to the task (its switch schedule). `should_stop(log, elite)` (elite: the flat genome
+    ranked first after selection) ends the run early after a generation (budgets, a confirmed
+    target); `generations` is then the maximum.
     """
     if generations < 1:
         raise ValueError(f"generations must be >= 1, got {generations}")
@@ -153,7 +154,7 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
         logs.append(log)
         if on_generation is not None:
             on_generation(log)
-        if should_stop is not None and should_stop(log):
+        if should_stop is not None and should_stop(log, pop[0].numpy()):
             break
 
     parent_of = {i: p for i, p, _ in lineage}
