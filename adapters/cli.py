@@ -210,6 +210,15 @@ app.add_typer(registry_app, name="registry", help="the champion registry: lineag
 from adapters.cli_gate import gate  # noqa: E402
 
 app.command("gate")(gate)
+from adapters.cli_node import app as node_app  # noqa: E402
+
+app.add_typer(node_app, name="node", help="start the driftgate ROS 2 nodes from the launch YAML (no ros2 launch needed)")
+from adapters.cli_replay import app as replay_app  # noqa: E402
+
+app.add_typer(replay_app)
+from adapters.cli_drift import app as drift_app  # noqa: E402
+
+app.add_typer(drift_app)
 
 
 def main() -> None:

@@ -55,10 +55,10 @@ def adapt_runs(seeds: int, budget_s: float, workers: int) -> list[dict]:
     return rows
 
 
-def ray_efficiency(repeats: int = 3) -> dict:
+def ray_efficiency(plant: str, repeats: int = 3) -> dict:
     from sim.evaluate import make_evaluator
     from sim.plant_task import PlantTask
-    task = PlantTask("cartpole", horizon=300)
+    task = PlantTask(plant, horizon=300)
     weights = np.random.default_rng(0).normal(0, 0.3, (30, task.policy.num_params)).astype(np.float32)
     seeds = np.arange(30)
     times, results = {}, {}
@@ -71,7 +71,7 @@ def ray_efficiency(repeats: int = 3) -> dict:
                 results[workers] = ev(weights, seeds, 0)
                 samples.append(time.perf_counter() - t0)
         times[workers] = float(np.median(samples))
-    return {"population": 30, "ticks": 300, "t1_s": times[1], "t2_s": times[2],
+    return {"plant": plant, "population": 30, "ticks": 300, "t1_s": times[1], "t2_s": times[2],
             "efficiency": times[1] / (2 * times[2]), "identical": bool(np.array_equal(results[1], results[2]))}
 
 
@@ -81,9 +81,13 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=120.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--reuse-runs", action="store_true", help="keep the adaptation runs of the last adapt.json")
     args = ap.parse_args()
-    rows = adapt_runs(args.seeds, args.budget_s, args.workers)
-    ray = ray_efficiency()
+    if args.reuse_runs:
+        rows = json.loads((args.out / "adapt.json").read_text())["runs"]
+    else:
+        rows = adapt_runs(args.seeds, args.budget_s, args.workers)
+    ray = [ray_efficiency("cartpole"), ray_efficiency("walker")]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     atomic_write_json(args.out / "adapt.json", {"date": stamp, "machine": machine, "drift": DRIFT,
@@ -105,9 +109,13 @@ def main() -> None:
                   f"{r.get('n_generations', 0)} | {r.get('reached_target')} | {r['sandbox_wall_s']:.1f} |")
     md += ["", f"Median after/nominal: {np.median(frac) if frac else float('nan'):.2f} (target >= 0.90); "
            f"median sandbox wall: {np.median([r['sandbox_wall_s'] for r in rows]):.1f} s (target <= 120 s).", "",
-           "## Ray parallel efficiency", "",
-           f"30 individuals x 300 cartpole ticks: 1 worker {ray['t1_s']:.2f} s, 2 workers {ray['t2_s']:.2f} s, "
-           f"efficiency {100 * ray['efficiency']:.0f} % (target >= 80 %); identical results: {ray['identical']}.",
+           "## Ray parallel efficiency (one population evaluation, 1 vs 2 Ray workers, same seeds)", "",
+           "| plant | 30 individuals x 300 ticks, 1 worker | 2 workers | efficiency t1 / (2 t2) | identical results |",
+           "|---|---|---|---|---|"]
+    md += [f"| {r['plant']} | {r['t1_s']:.3f} s | {r['t2_s']:.3f} s | {100 * r['efficiency']:.0f} % | {r['identical']} |"
+           for r in ray]
+    md += ["", "Target >= 80 %. A cartpole population is evaluated in about 0.1 s, where Ray's per-task overhead "
+           "(scheduling, object transfer) is of the same order; the walker's heavier evaluation shows the scaling.",
            "To use a cluster: `driftgate adapt --backend ray --ray-address ray://HEAD:10001 --workers N`."]
     atomic_write_bytes(args.out / "adapt.md", ("\n".join(md) + "\n").encode())
     print("\n".join(md))

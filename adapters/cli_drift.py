@@ -1,0 +1,170 @@
+"""`driftgate drift-calibrate` and `driftgate drift-bench`: a typer sub-app for the drift monitor.
+
+Mount the commands on the main CLI with ``app.add_typer(cli_drift.app)`` (no name: the two
+commands join the top level, ``driftgate drift-calibrate`` / ``driftgate drift-bench``). Bad input
+gives a one-line error on stderr and exit code 2; outputs are written only after the work
+succeeded (the calibration file atomically).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Drift detection: calibrate the monitor, run the labelled benchmark.")
+err = Console(stderr=True)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _segments(t, obs, act, rew, seg_s: float):
+    """Split one recording into consecutive windows of at least about seg_s seconds."""
+    from controller.drift import TelemetryWindow
+    n = len(t)
+    dt = float(np.median(np.diff(t))) if n > 1 else 0.0
+    per = max(1, int(round(seg_s / dt))) if dt > 0 else n
+    k = max(1, n // per)
+    edges = np.linspace(0, n, k + 1).astype(int)
+    return [TelemetryWindow(t[i:j], obs[i:j], act[i:j], rew[i:j], np.zeros(j - i, dtype=np.int64))
+            for i, j in zip(edges[:-1], edges[1:])]
+
+
+@app.command("drift-calibrate")
+def drift_calibrate(
+    plant: str = typer.Option(..., help="plant whose nominal model gives the residuals: cartpole | walker | reacher"),
+    out: Path = typer.Option(..., "--out", help="calibration JSON to write (point calibration_file at it)"),
+    recording: Optional[Path] = typer.Option(None, help="nominal telemetry .npz with t, obs, action "
+                                             "(reward optional); simulated when omitted"),
+    minutes: float = typer.Option(60.0, help="minutes of nominal telemetry to simulate (no recording)"),
+    segment_minutes: float = typer.Option(5.0, help="each segment gets its own warm-up; the thresholds "
+                                          "cover warm-up variation (>= warm-up + 1 min)"),
+    config: Optional[Path] = typer.Option(None, help="monitor YAML (default launch/drift_monitor.yaml)"),
+    factor: Optional[float] = typer.Option(None, help="threshold = factor x calibration peak (default from config)"),
+    seed: int = typer.Option(0, help="simulation seed (no recording)"),
+) -> None:
+    """Turn a nominal recording (or simulated nominal telemetry) into detector thresholds."""
+    from controller.drift import DriftMonitor, calibrate, load_config
+    from sim.nominal_model import STATE_CODECS, make_predictor
+
+    if plant not in STATE_CODECS:
+        fail(f"unknown plant {plant!r}; known: {sorted(STATE_CODECS)}")
+    if not (math.isfinite(minutes) and minutes > 0):
+        fail(f"--minutes must be a positive number, got {minutes}")
+    if factor is not None and not (math.isfinite(factor) and factor > 0):
+        fail(f"--factor must be a positive number, got {factor}")
+    try:
+        cfg = load_config(config)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    seg_s = segment_minutes * 60.0
+    if not (math.isfinite(seg_s) and seg_s >= cfg.warmup_s + 60.0):
+        fail(f"--segment-minutes must cover the warm-up ({cfg.warmup_s:g} s) plus at least 1 min")
+    source = make_predictor(plant, cfg)
+    probe = source._plant
+    obs_dim, act_dim, dt = probe.obs_dim, probe.act_dim, probe.control_dt
+    if recording is not None:
+        try:
+            with np.load(recording) as z:
+                t, obs, act = (np.asarray(z[k], dtype=float) for k in ("t", "obs", "action"))
+                rew = np.asarray(z["reward"], float) if "reward" in z else np.full(len(t), np.nan)
+        except (OSError, KeyError, ValueError) as exc:
+            fail(f"cannot read recording {recording}: {exc}")
+        if obs.ndim != 2 or obs.shape[1] != obs_dim or act.ndim != 2 or act.shape[1] != act_dim \
+                or not (len(t) == len(obs) == len(act) == len(rew)):
+            fail(f"recording {recording}: expected t (n,), obs (n, {obs_dim}), action (n, {act_dim}) "
+                 f"for plant {plant!r}; got {t.shape}, {obs.shape}, {act.shape}")
+        windows = _segments(t, obs, act, rew, seg_s)
+        monitored = sum(max(0.0, len(w) * dt - cfg.warmup_s) for w in windows)
+    else:
+        from sim.drift_scenarios import SCENARIOS, record_nominal
+        from controller.drift import TelemetryWindow
+        if plant not in SCENARIOS:
+            fail(f"no simulated scenario for {plant!r} ({sorted(SCENARIOS)}); give --recording")
+        n = max(1, int(math.ceil(minutes * 60.0 / (seg_s - cfg.warmup_s))))
+        windows = []
+        for k in range(n):
+            t, obs, act, rew = record_nominal(plant, seg_s, seed=seed + k, with_reward=False)
+            windows.append(TelemetryWindow(t, obs, act, rew, np.zeros(len(t), dtype=np.int64)))
+        monitored = n * (seg_s - cfg.warmup_s)
+    block = max(1.0, min(len(w) * dt for w in windows) - cfg.warmup_s - 2 * dt)
+    cfg = cfg.replace(calibration_file="",
+                      page_hinkley={**cfg.to_dict()["page_hinkley"], "block_s": block})
+    monitor = DriftMonitor(cfg, obs_dim=obs_dim, act_dim=act_dim, dt=dt, source=source,
+                           calibrating=True)
+    if monitored <= 0:
+        fail("the recording is shorter than the warm-up: nothing to calibrate on")
+    cal = calibrate(monitor, windows, factor, plant)
+    cal.save(out)
+    err.print(f"wrote {out}: {cal.nominal_hours * 60:.1f} monitored minutes in {len(windows)} "
+              f"segment(s); thresholds " +
+              ", ".join(f"{k}={v:.2f}" for k, v in cal.thresholds.items()))
+    if cal.note:
+        err.print(f"[yellow]note:[/] {cal.note}")
+    fires = {k: v for k, v in cal.nominal_fires.items() if v}
+    if fires:
+        err.print(f"[yellow]warning:[/] detectors without a calibrated threshold fired on the nominal "
+                  f"telemetry: {fires}")
+
+
+def _load_benchmark():
+    path = ROOT / "benchmarks" / "drift.py"
+    if not path.exists():
+        fail(f"benchmark script not found at {path} (drift-bench needs a source checkout)")
+    spec = importlib.util.spec_from_file_location("driftgate_benchmarks_drift", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@app.command("drift-bench")
+def drift_bench(
+    out: Path = typer.Option(..., "--out", help="directory for drift.json, drift.md, drift.png"),
+    quick: bool = typer.Option(False, "--quick", help="reduced run (under a minute)"),
+    nominal_hours: Optional[float] = typer.Option(None, help="nominal false-alarm hours per plant"),
+    seeds: Optional[int] = typer.Option(None, help="drift episodes per plant"),
+    config: Optional[Path] = typer.Option(None, help="monitor YAML (default launch/drift_monitor.yaml)"),
+) -> None:
+    """Run the labelled drift-detection benchmark (MTD, MDR, false alarms per hour, cost)."""
+    if nominal_hours is not None and not (math.isfinite(nominal_hours) and nominal_hours > 0):
+        fail(f"--nominal-hours must be a positive number, got {nominal_hours}")
+    if seeds is not None and seeds < 1:
+        fail(f"--seeds must be >= 1, got {seeds}")
+    from controller.drift import load_config
+    try:
+        cfg = load_config(config) if config is not None else None
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    bench = _load_benchmark()
+    bc = bench.quick_config() if quick else bench.BenchConfig()
+    if nominal_hours is not None:
+        bc.nominal_hours = nominal_hours
+    if seeds is not None:
+        bc.seeds = seeds
+        bc.raw_seeds = min(bc.raw_seeds, seeds)
+    res = bench.run_benchmark(out, bc, cfg, progress=lambda m: err.print(m))
+    t = res["targets"]
+    a = t["abrupt_major"]
+    err.print(f"wrote {out}/drift.json, drift.md, drift.png ({res['meta']['wall_s']:.0f} s); "
+              f"major abrupt drifts: median delay {a['median_delay_s']} s, MDR {a['mdr']}; "
+              + "; ".join(f"{p}: {n['false_alarms']} false alarms in {n['hours']} h"
+                          for p, n in t["nominal"].items()))
+
+
+def main() -> None:  # pragma: no cover - for `python -m adapters.cli_drift`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,205 @@
+"""`driftgate node {controller,sim-robot,demo}`: the ROS 2 nodes in a plain venv, from the launch YAML.
+
+`ros2 launch` is not on PyPI, so this starts the same nodes with the same parameter file: the
+``ros__parameters`` of the section named after the node (wildcard sections ``/**`` first, then
+``name`` and ``/namespace/name``) become parameter overrides, nested mappings flattened with dots
+as ROS does. ``--set key=value`` (YAML value) overrides single parameters. SIGINT / SIGTERM stop
+the executor, run the nodes' cleanup (sandbox jobs are killed) and shut the context down.
+
+Mounted by the top-level CLI as ``driftgate node``; also ``python -m adapters.cli_node``.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+import yaml
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Run the driftgate ROS 2 nodes (controller, simulated robot) from a launch YAML.")
+
+CONTROLLER = "driftgate_controller"
+SIM_ROBOT = "driftgate_sim_robot"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_node_params(path: str | Path | None, node_name: str, namespace: str = "") -> dict[str, Any]:
+    """The flattened ``ros__parameters`` for `node_name` in a ROS 2 parameter file (or {})."""
+    if path is None:
+        return {}
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a ROS 2 parameter file (top level must be a mapping)")
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    keys = ["/**", "**", node_name, f"/{node_name}", f"{ns}/{node_name}"]
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(keys):
+        sec = doc.get(key)
+        if sec is None:
+            continue
+        if not isinstance(sec, dict) or not isinstance(sec.get("ros__parameters", {}), dict):
+            raise ValueError(f"{path}: section {key!r} must hold a ros__parameters mapping")
+        out.update(_flatten(sec.get("ros__parameters") or {}))
+    return out
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v) if v.strip() else ""
+    return out
+
+
+def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
+    """rclpy Parameters; an int where the node declares a float is converted (YAML writes 100 for
+    100.0), empty lists are left out (a typed array parameter keeps its default), unknown names are
+    an error (a typo must not be silently ignored)."""
+    from rclpy.parameter import Parameter
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(declared)}")
+    out = []
+    for k, v in values.items():
+        default = declared[k][0]
+        if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if isinstance(v, list):
+            if not v:
+                continue
+            if default == Parameter.Type.DOUBLE_ARRAY or \
+                    (isinstance(default, list) and default and isinstance(default[0], float)):
+                v = [float(x) for x in v]
+        out.append(Parameter(k, value=v))
+    return out
+
+
+def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = None,
+              stop: threading.Event | None = None, threads: int = 4) -> None:
+    """Build the nodes in a private context, spin them until SIGINT/SIGTERM (or `stop`), clean up."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = stop or threading.Event()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    nodes = []
+    try:
+        nodes = [f(ctx) for f in factories]
+        executor = MultiThreadedExecutor(num_threads=threads, context=ctx)
+        for n in nodes:
+            executor.add_node(n)
+        spinner = threading.Thread(target=executor.spin, name="driftgate-executor", daemon=True)
+        spinner.start()
+        while not stop.wait(0.2):
+            if not spinner.is_alive():
+                break
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
+    finally:
+        for n in reversed(nodes):
+            teardown = getattr(n, "_teardown", None)
+            if teardown is not None:
+                teardown()
+            n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _controller_factory(params: Optional[Path], name: str, namespace: str, sets: list[str], autostart: bool):
+    from adapters.ros import controller_node as cn
+    values = load_node_params(params, name, namespace)
+    values.update(parse_sets(sets))
+    if autostart:
+        values["autostart"] = True
+    overrides = to_overrides(values, cn.PARAMETERS)
+    return lambda ctx: cn.ControllerNode(name, context=ctx, namespace=namespace, parameter_overrides=overrides)
+
+
+def _sim_factory(params: Optional[Path], name: str, namespace: str, sets: list[str]):
+    from adapters.ros import sim_robot_node as sn
+    values = load_node_params(params, name, namespace)
+    values.update(parse_sets(sets))
+    overrides = to_overrides(values, sn.PARAMETERS)
+    return lambda ctx: sn.SimRobotNode(name, context=ctx, namespace=namespace, parameter_overrides=overrides)
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
+
+
+PARAMS_OPT = typer.Option(None, "--params", help="ROS 2 parameter YAML (e.g. launch/driftgate.yaml)")
+SET_OPT = typer.Option([], "--set", help="override one parameter: key=value (YAML value); repeatable")
+
+
+@app.command()
+def controller(params: Optional[Path] = PARAMS_OPT,
+               name: str = typer.Option(CONTROLLER, help="node name (selects the YAML section)"),
+               namespace: str = typer.Option("", help="node namespace"),
+               set_: list[str] = SET_OPT,
+               autostart: bool = typer.Option(True, "--autostart/--no-autostart",
+                                              help="configure + activate (no lifecycle manager here)"),
+               domain_id: Optional[int] = typer.Option(None, help="ROS_DOMAIN_ID (default: environment)")) -> None:
+    """Run the driftgate controller node until SIGINT/SIGTERM."""
+    try:
+        factory = _controller_factory(params, name, namespace, set_, autostart)
+    except (ValueError, OSError, yaml.YAMLError) as e:
+        _fail(e)
+    run_nodes([factory], domain_id=domain_id)
+
+
+@app.command("sim-robot")
+def sim_robot(params: Optional[Path] = PARAMS_OPT,
+              name: str = typer.Option(SIM_ROBOT, help="node name (selects the YAML section)"),
+              namespace: str = typer.Option("", help="node namespace"),
+              set_: list[str] = SET_OPT,
+              domain_id: Optional[int] = typer.Option(None, help="ROS_DOMAIN_ID (default: environment)")) -> None:
+    """Run the simulated robot node until SIGINT/SIGTERM."""
+    try:
+        factory = _sim_factory(params, name, namespace, set_)
+    except (ValueError, OSError, yaml.YAMLError) as e:
+        _fail(e)
+    run_nodes([factory], domain_id=domain_id, threads=2)
+
+
+@app.command()
+def demo(params: Path = typer.Option(Path("launch/demo.yaml"), "--params", help="parameter YAML with both nodes"),
+         set_: list[str] = SET_OPT,
+         domain_id: Optional[int] = typer.Option(None, help="ROS_DOMAIN_ID (default: environment)")) -> None:
+    """Simulated robot + controller in one process (what launch/demo.launch.py starts)."""
+    try:
+        sim = _sim_factory(params, SIM_ROBOT, "", [])
+        ctl = _controller_factory(params, CONTROLLER, "", set_, True)
+    except (ValueError, OSError, yaml.YAMLError) as e:
+        _fail(e)
+    run_nodes([sim, ctl], domain_id=domain_id)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

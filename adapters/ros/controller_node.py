@@ -1,0 +1,584 @@
+"""`driftgate_controller`: the driftgate controller as a ROS 2 lifecycle node.
+
+Fits a ros2_control stack: reads `sensor_msgs/JointState` (what `joint_state_broadcaster` publishes),
+writes `std_msgs/Float64MultiArray` to a forward command controller's ``commands`` topic at a fixed
+rate. The node is an adapter only: the tick is `controller.runtime.ControllerRuntime.tick` (numpy
+policy + drift monitor update), adaptation is `controller.orchestrator.Orchestrator.step` on its own
+timer and callback group, so nothing the orchestrator does (registry I/O, starting a sandbox job,
+polling the gate) can delay a control tick.
+
+Why a LifecycleNode (``rclpy.lifecycle``, present in the ros-rclpy wheels): authority over a robot is
+exactly what the managed-node states express.
+
+    unconfigured ──configure──► inactive ──activate──► active
+                                  │ shadow only:          │ authority according to `mode`:
+                                  │ never publishes        │   active: full authority
+                                  │ commands               │   canary: incumbent relayed, champion
+                                  │                        │           blended in bounded windows
+                                  │                        │   shadow: never publishes commands
+
+Configure loads the registry and the champion and creates every publisher, subscription, service
+and timer; cleanup destroys them. ``autostart: true`` configures and activates the node itself on
+start-up (for `driftgate node controller` in a plain venv, where no lifecycle manager runs).
+
+Interfaces (names relative to the node unless absolute):
+
+- sub  ``joint_states_topic`` (JointState), ``incumbent_topic`` (Float64MultiArray, shadow/canary),
+       ``reward_topic`` (Float64, optional live performance signal for the watch period)
+- pub  ``commands_topic`` (Float64MultiArray), ``~/shadow_commands`` (Float64MultiArray: the
+       champion's actions in shadow, the candidate's while one is in shadow/canary),
+       ``~/comparison`` (String, JSON, 1 Hz), ``~/events`` (String, JSON, transient local),
+       ``/diagnostics`` (DiagnosticArray, 1 Hz)
+- srv  ``~/promote``, ``~/rollback``, ``~/status`` (std_srvs/Trigger)
+- ``mode`` (active | shadow | canary) and a few thresholds can be changed at run time.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from controller.contracts import INCONCLUSIVE, GateOutcome
+from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
+from controller.orchestrator import Orchestrator, OrchestratorConfig
+from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
+                                make_observation_map, plant_info)
+
+NODE_NAME = "driftgate_controller"
+MODES = ("active", "shadow", "canary")
+_T = Parameter.Type
+
+# name -> (default or type, description, read_only, extra descriptor kwargs)
+PARAMETERS: dict[str, tuple[Any, str, bool]] = {
+    "plant": ("cartpole", "simulated plant the policy was evolved for (cartpole | walker | reacher)", True),
+    "joint_names": (_T.STRING_ARRAY, "robot names of the plant's joints, in the plant's joint order "
+                    "(default: the MuJoCo names)", True),
+    "joint_states_topic": ("/joint_states", "sensor_msgs/JointState input", True),
+    "commands_topic": ("/forward_effort_controller/commands", "forward command controller input", True),
+    "incumbent_topic": ("/incumbent_controller/commands", "the existing controller's commands (shadow/canary)",
+                        True),
+    "reward_topic": ("", "std_msgs/Float64 live performance signal (empty: none)", True),
+    "rate_hz": (100.0, "control rate of the command publisher", True),
+    "trigger": ("timer", "timer: tick at rate_hz; joint_states: tick on every accepted joint state", True),
+    "mode": ("active", "active | shadow | canary (changeable at run time)", False),
+    "autostart": (False, "configure and activate on start-up (no lifecycle manager)", True),
+    "registry_path": ("", "champion registry directory", True),
+    "bootstrap_champion": ("", "empty registry: '' stay idle, 'lqr' the nominal LQR, or a genome file", True),
+    "detector_config": ("", "drift monitor YAML ('' the shipped default, 'none' no monitor)", True),
+    "stale_timeout_s": (0.1, "no valid joint state for this long: hold the safe command, report ERROR", True),
+    "safe_command": (_T.DOUBLE_ARRAY, "command held on stale input (default zeros)", True),
+    "max_abs_input": (1.0e6, "joint positions/velocities above this are refused", True),
+    "burst_limit": (10, "more joint states than this between two ticks counts a burst", True),
+    "guard_max_divergence": (0.5, "canary: |a_challenger - a_base| above this hands authority back", True),
+    "guard_joint_bounds": ("{}", 'canary: JSON {"joint": [low, high]} on positions', True),
+    "incumbent_timeout_s": (0.2, "canary: incumbent commands older than this hand authority back", True),
+    "canary_window_s": (2.0, "mode canary: length of a window with authority", False),
+    "canary_period_s": (10.0, "mode canary: one window per period", False),
+    "canary_weight": (1.0, "mode canary: share of the command during a window", False),
+    "adapt": (True, "start sandbox jobs on drift alarms (only with authority)", False),
+    "job_root": ("", "directory for sandbox and gate jobs (default: <registry>/jobs)", True),
+    "sandbox": ("auto", "sim: sim.sandbox (needs an SR-GHN champion) | interim: the interim CMA-ES sandbox | "
+                "auto: sim when installed", True),
+    "sandbox_command": ("", "custom sandbox command line with {job_dir} (interim job format); overrides "
+                        "`sandbox`", True),
+    "adapt_budget_s": (120.0, "wall-clock budget of one sandbox job (killed after it)", True),
+    "adapt_generations": (30, "generations budget of one sandbox job", True),
+    "adapt_population": (10, "population size of a sandbox job", True),
+    "adapt_children": (2, "children per parent in a sandbox job", True),
+    "adapt_horizon": (300, "episode length (ticks) in a sandbox job", True),
+    "drift_hint": ("", "DriftSpec JSON for sandboxes without system identification", True),
+    "gate_suite": ("", "regression suite YAML for the gate ('' : no gate, candidates are held)", True),
+    "gate_timeout_s": (900.0, "gate process wall-clock limit (INCONCLUSIVE after it)", True),
+    "retry_backoff_s": (30.0, "after a failed or held adaptation, ignore alarms this long", True),
+    "shadow_s": (10.0, "shadow comparison duration", True),
+    "shadow_min_samples": (100, "paired samples needed to judge the shadow comparison", True),
+    "shadow_timeout_s": (60.0, "not judged by then: hold", True),
+    "shadow_max_divergence": (0.5, "mean |a_candidate - a_champion| allowed in shadow", True),
+    "shadow_max_saturation": (0.5, "fraction of saturated candidate actions allowed in shadow", True),
+    "canary_weights": ([0.1, 0.25, 0.5, 1.0], "stepped share of the candidate during the canary", True),
+    "canary_step_s": (5.0, "duration of each canary step", True),
+    "canary_slice_s": (1.0, "canary time slice", True),
+    "canary_duty": (1.0, "fraction of each slice with the candidate's share (1: continuous)", True),
+    "watch_s": (30.0, "post-promotion watch period", True),
+    "watch_min_samples": (100, "performance samples needed to judge the watch period", True),
+    "watch_tolerance": (0.1, "rollback when live reward < gate prediction - tolerance", True),
+    "orchestrator_rate_hz": (5.0, "state machine step rate", True),
+    "diagnostics_rate_hz": (1.0, "/diagnostics and ~/comparison rate", True),
+}
+_POSITIVE = {"rate_hz", "stale_timeout_s", "max_abs_input", "orchestrator_rate_hz", "diagnostics_rate_hz",
+             "canary_period_s", "adapt_budget_s", "gate_timeout_s", "incumbent_timeout_s"}
+
+
+class ControllerNode(LifecycleNode):
+    """See the module docstring. `clock` (monotonic seconds) is injectable for tests."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, clock=time.monotonic, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.clock = clock
+        for name, (default, desc, ro) in PARAMETERS.items():
+            d = ParameterDescriptor(description=desc, read_only=ro)
+            if name == "canary_weight":
+                d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
+            self.declare_parameter(name, default, d)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.lifecycle = "unconfigured"
+        self.runtime: ControllerRuntime | None = None
+        self.orchestrator: Orchestrator | None = None
+        self.registry = None
+        self.monitor = None
+        self.commands_published = 0
+        self.shadow_published = 0
+        self.events_published = 0
+        self.monitor_note = ""
+        self._entities: list = []
+        self._lock = threading.Lock()
+        self._mode_applied: str | None = None
+        if self.p("autostart"):
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # -- parameters -----------------------------------------------------------------------------------
+    def p(self, name: str) -> Any:
+        try:
+            v = self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return []
+        return [] if v is None else v
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for prm in params:
+            if prm.name == "mode" and prm.value not in MODES:
+                return SetParametersResult(successful=False, reason=f"mode must be one of {MODES}, got {prm.value!r}")
+            if prm.name == "trigger" and prm.value not in ("timer", "joint_states"):
+                return SetParametersResult(successful=False, reason="trigger must be timer or joint_states")
+            if prm.name in _POSITIVE and not (isinstance(prm.value, (int, float)) and prm.value > 0):
+                return SetParametersResult(successful=False, reason=f"{prm.name} must be > 0")
+            if prm.name == "canary_window_s" and not (isinstance(prm.value, (int, float)) and prm.value > 0):
+                return SetParametersResult(successful=False, reason="canary_window_s must be > 0")
+        changed = {prm.name: prm.value for prm in params}
+        if "adapt" in changed and self.orchestrator is not None:
+            self.orchestrator.config = _replace(self.orchestrator.config, adapt=bool(changed["adapt"]))
+        if self.runtime is not None and changed.keys() & {"mode", "canary_window_s", "canary_period_s",
+                                                          "canary_weight"}:
+            old = self._mode_applied
+            self._apply_authority(changed)      # the values are valid; rclpy stores them after we return
+            if changed.get("mode", old) != old:
+                self._publish_event({"event": "mode", "mode": changed["mode"], "previous": old,
+                                     "lifecycle": self.lifecycle})
+        return SetParametersResult(successful=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as e:   # a bad parameter or registry: stay unconfigured, say why
+            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            self._destroy_entities()
+            self.runtime = self.orchestrator = None
+            if self.registry is not None:
+                self.registry.close()
+                self.registry = None
+            return TransitionCallbackReturn.FAILURE
+        self.lifecycle = "inactive"
+        self._apply_authority()
+        self._publish_event({"event": "lifecycle", "state": "inactive"})
+        champ = self.runtime.slot.champion
+        self.get_logger().info(f"configured: plant {self.p('plant')}, champion "
+                               f"{champ.genome_id if champ else 'none (holding the safe command)'}, "
+                               f"drift monitor {'on' if self.monitor is not None else self.monitor_note}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.lifecycle = "active"
+        self._apply_authority()
+        self._publish_event({"event": "lifecycle", "state": "active", "mode": self.p("mode")})
+        self.get_logger().info(f"active, mode {self.p('mode')}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.lifecycle = "inactive"
+        self._apply_authority()
+        self._publish_event({"event": "lifecycle", "state": "inactive"})
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        self.lifecycle = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        self.lifecycle = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        self.lifecycle = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        if self.runtime is not None:
+            self.runtime.install(authority=Authority.NONE)
+        if self.orchestrator is not None:
+            if self.orchestrator.runner is not None:
+                self.orchestrator.runner.cancel()
+            if self.orchestrator.gate is not None:
+                self.orchestrator.gate.cancel()
+        self._destroy_entities()
+        self.runtime = self.orchestrator = None
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None
+
+    def _destroy_entities(self) -> None:
+        for kind, ent in reversed(self._entities):
+            try:
+                getattr(self, f"destroy_{kind}")(ent)
+            except Exception:
+                pass
+        self._entities = []
+
+    def _add(self, kind: str, ent):
+        self._entities.append((kind, ent))
+        return ent
+
+    # -- configure: everything built from parameters ----------------------------------------------
+    def _configure(self) -> None:
+        from safety.registry import Registry
+        plant = self.p("plant")
+        info = plant_info(plant)
+        joints = tuple(self.p("joint_names") or info["joint_names"])
+        if len(joints) != len(info["joint_names"]):
+            raise ValueError(f"joint_names has {len(joints)} names; plant {plant!r} has joints {info['joint_names']}")
+        bounds = json.loads(self.p("guard_joint_bounds") or "{}")
+        guard = GuardConfig.from_names(joints, bounds, max_divergence=float(self.p("guard_max_divergence")),
+                                       incumbent_timeout_s=float(self.p("incumbent_timeout_s")))
+        safe = tuple(float(x) for x in self.p("safe_command")) or None
+        cfg = RuntimeConfig(joint_names=joints, act_dim=info["act_dim"], act_low=tuple(info["act_low"]),
+                            act_high=tuple(info["act_high"]), safe_command=safe,
+                            stale_after_s=float(self.p("stale_timeout_s")), max_abs=float(self.p("max_abs_input")),
+                            burst_limit=int(self.p("burst_limit")), guard=guard)
+        self.monitor = self._make_monitor(plant, info)
+        self.runtime = ControllerRuntime(cfg, make_observation_map(plant), monitor=self.monitor, clock=self.clock)
+
+        reg_path = self.p("registry_path")
+        if not reg_path:
+            raise ValueError("registry_path is not set")
+        boot = self.p("bootstrap_champion")
+        if boot:
+            from controller.bootstrap import bootstrap_registry, lqr_policy_genome
+            from sim.genome import load_genome
+            genome = lqr_policy_genome(plant) if boot == "lqr" else load_genome(boot)
+            bootstrap_registry(reg_path, genome, actor=f"{self.get_name()}-bootstrap")
+        self.registry = Registry(reg_path, actor=self.get_fully_qualified_name())
+        job_root = Path(self.p("job_root") or Path(reg_path) / "jobs")
+        job_root.mkdir(parents=True, exist_ok=True)
+        budgets = {"wall_s": float(self.p("adapt_budget_s")), "generations": int(self.p("adapt_generations")),
+                   "population": int(self.p("adapt_population")), "children": int(self.p("adapt_children")),
+                   "horizon": int(self.p("adapt_horizon")), "episodes": 1}
+        hint = self.p("drift_hint")
+        ocfg = OrchestratorConfig(
+            plant=plant, job_root=job_root, adapt=bool(self.p("adapt")), budgets=budgets,
+            drift_hint=json.loads(hint) if hint else None, retry_backoff_s=float(self.p("retry_backoff_s")),
+            shadow_s=float(self.p("shadow_s")), shadow_min_samples=int(self.p("shadow_min_samples")),
+            shadow_timeout_s=float(self.p("shadow_timeout_s")),
+            shadow_max_divergence_mean=float(self.p("shadow_max_divergence")),
+            shadow_max_saturation=float(self.p("shadow_max_saturation")),
+            canary_weights=tuple(self.p("canary_weights")), canary_step_s=float(self.p("canary_step_s")),
+            canary_slice_s=float(self.p("canary_slice_s")), canary_duty=float(self.p("canary_duty")),
+            watch_s=float(self.p("watch_s")), watch_min_samples=int(self.p("watch_min_samples")),
+            watch_tolerance=float(self.p("watch_tolerance")))
+        cmd, kind = self.p("sandbox_command"), self.p("sandbox")
+        if kind not in ("auto", "sim", "interim"):
+            raise ValueError(f"sandbox must be auto, sim or interim, got {kind!r}")
+        if cmd:
+            runner = SubprocessRunner(shlex.split(cmd))
+        elif kind == "sim" or (kind == "auto" and sandbox_available()):
+            runner = SandboxRunner()
+        else:
+            runner = SubprocessRunner()
+        suite = self.p("gate_suite")
+        gate = ProcessGate(reg_path, suite, job_root / "gate", timeout_s=float(self.p("gate_timeout_s")),
+                           actor=f"{self.get_fully_qualified_name()}-gate") if suite else \
+            FunctionGate(lambda req: GateOutcome(INCONCLUSIVE, ("no gate_suite configured: holding",)))
+        self.orchestrator = Orchestrator(ocfg, self.registry, self.runtime, runner, gate, monitor=self.monitor,
+                                         emit=self._publish_event, clock=self.clock)
+        self.orchestrator.refresh_champion()
+
+        control = MutuallyExclusiveCallbackGroup()
+        inputs = MutuallyExclusiveCallbackGroup()
+        slow = MutuallyExclusiveCallbackGroup()
+        services = MutuallyExclusiveCallbackGroup()
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        pub = lambda t, name, qos: self._add("publisher", self.create_publisher(t, name, qos))  # noqa: E731
+        self._cmd_pub = pub(Float64MultiArray, self.p("commands_topic"), reliable)
+        self._shadow_pub = pub(Float64MultiArray, "~/shadow_commands", reliable)
+        self._cmp_pub = pub(String, "~/comparison", reliable)
+        self._events_pub = pub(String, "~/events", latched)
+        self._diag_pub = pub(DiagnosticArray, "/diagnostics", reliable)
+        self._tick_on_message = self.p("trigger") == "joint_states"
+        self._add("subscription", self.create_subscription(JointState, self.p("joint_states_topic"),
+                                                           self._on_joint_state, qos_profile_sensor_data,
+                                                           callback_group=inputs))
+        self._add("subscription", self.create_subscription(Float64MultiArray, self.p("incumbent_topic"),
+                                                           self._on_incumbent, qos_profile_sensor_data,
+                                                           callback_group=inputs))
+        if self.p("reward_topic"):
+            self._add("subscription", self.create_subscription(Float64, self.p("reward_topic"), self._on_reward,
+                                                               qos_profile_sensor_data, callback_group=inputs))
+        if not self._tick_on_message:
+            self._add("timer", self.create_timer(1.0 / float(self.p("rate_hz")), self._on_tick, callback_group=control))
+        self._add("timer", self.create_timer(1.0 / float(self.p("orchestrator_rate_hz")), self._on_step,
+                                             callback_group=slow))
+        self._add("timer", self.create_timer(1.0 / float(self.p("diagnostics_rate_hz")), self._on_diagnostics,
+                                             callback_group=slow))
+        self._add("service", self.create_service(Trigger, "~/promote", self._srv_promote, callback_group=services))
+        self._add("service", self.create_service(Trigger, "~/rollback", self._srv_rollback, callback_group=services))
+        self._add("service", self.create_service(Trigger, "~/status", self._srv_status, callback_group=services))
+
+    def _make_monitor(self, plant: str, info: dict):
+        """The drift monitor from `controller.drift` with the nominal-model residual source. If the
+        package is missing or its API changed, the node runs without one and says so on /diagnostics
+        (hook: `self.runtime.monitor` is any object with update/resync/notify_adapted/diagnostics)."""
+        path = self.p("detector_config")
+        if str(path).lower() in ("none", "off", "disabled"):
+            self.monitor_note = "disabled by detector_config"
+            return None
+        try:
+            from controller.drift import DriftMonitor, load_config
+            from sim.nominal_model import make_predictor
+            cfg = load_config(path or None)
+            return DriftMonitor(cfg, obs_dim=len(info["obs_names"]), act_dim=info["act_dim"], dt=info["control_dt"],
+                                source=make_predictor(plant, cfg), act_low=info["act_low"], act_high=info["act_high"])
+        except Exception as e:
+            self.monitor_note = f"unavailable: {type(e).__name__}: {e}"
+            self.get_logger().warning(f"drift monitor {self.monitor_note}")
+            return None
+
+    # -- authority ------------------------------------------------------------------------------------
+    def _apply_authority(self, changed: dict | None = None) -> None:
+        """lifecycle x mode -> the runtime's authority (a hot swap) and the orchestrator's permission.
+        `changed`: parameter values being set right now (not yet readable with get_parameter)."""
+        rt, orch = self.runtime, self.orchestrator
+        if rt is None:
+            return
+        val = lambda name: (changed or {}).get(name, self.p(name))  # noqa: E731
+        mode = val("mode")
+        active = self.lifecycle == "active"
+        with self._lock:
+            if orch is not None:   # first, so that its canary is withdrawn before the authority changes
+                orch.set_authority(active and mode == "active")
+            was_incumbent = rt.slot.authority is Authority.INCUMBENT
+            keep = {"canary": None} if was_incumbent else {}
+            if not active or mode == "shadow":
+                rt.install(authority=Authority.NONE, **keep)
+            elif mode == "active":
+                rt.install(authority=Authority.CHAMPION, **keep)
+            else:   # canary next to an incumbent: relay it, blend the champion in during windows
+                period = float(val("canary_period_s"))
+                window = min(float(val("canary_window_s")), period)
+                rt.install(authority=Authority.INCUMBENT, candidate=None,
+                           canary=Canary(float(val("canary_weight")), start=self.clock(), slice_s=period,
+                                         duty=window / period))
+            self._mode_applied = mode
+
+    # -- callbacks ------------------------------------------------------------------------------------
+    def _on_joint_state(self, msg: JointState) -> None:
+        rt = self.runtime
+        if rt is None:
+            return
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        ok = rt.ingest(stamp, msg.name, msg.position, msg.velocity)
+        if ok and self._tick_on_message:
+            self._on_tick()
+
+    def _on_incumbent(self, msg: Float64MultiArray) -> None:
+        if self.runtime is not None:
+            self.runtime.ingest_incumbent(msg.data)
+
+    def _on_reward(self, msg: Float64) -> None:
+        if self.runtime is not None:
+            self.runtime.ingest_reward(msg.data)
+
+    def _on_tick(self) -> None:
+        rt = self.runtime
+        if rt is None:
+            return
+        out = rt.tick()
+        if out.command is not None:
+            self._cmd_pub.publish(Float64MultiArray(data=out.command.tolist()))
+            self.commands_published += 1
+        shadow = out.challenger_action if out.challenger_action is not None else \
+            (out.champion_action if out.command is None else None)
+        if shadow is not None:
+            self._shadow_pub.publish(Float64MultiArray(data=shadow.tolist()))
+            self.shadow_published += 1
+
+    def _on_step(self) -> None:
+        orch = self.orchestrator
+        if orch is None:
+            return
+        try:
+            orch.step()
+        except Exception as e:   # a bug must not take the node down; the champion stays in force
+            self.get_logger().error(f"orchestrator step failed: {type(e).__name__}: {e}")
+            orch._error("step", e)
+
+    def _publish_event(self, event: dict) -> None:
+        pub = getattr(self, "_events_pub", None)
+        if pub is None or self.runtime is None:
+            return
+        event = {"node": self.get_fully_qualified_name(), **event}
+        event.setdefault("time", time.time())
+        try:
+            pub.publish(String(data=json.dumps(event, allow_nan=False, default=str)))
+            self.events_published += 1
+        except Exception as e:
+            self.get_logger().warning(f"event not published: {e}")
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        rt, orch = self.runtime, self.orchestrator
+        out: dict[str, Any] = {"node": self.get_fully_qualified_name(), "lifecycle": self.lifecycle,
+                               "mode": self.p("mode"), "plant": self.p("plant")}
+        if rt is None:
+            return out
+        last = rt.last_output
+        out.update({
+            "authority": rt.slot.authority.value,
+            "champion": rt.slot.champion.genome_id if rt.slot.champion else None,
+            "candidate": rt.slot.candidate.genome_id if rt.slot.candidate else None,
+            "canary_tripped": rt.tripped, "last_trip": rt.last_trip.to_dict() if rt.last_trip else None,
+            "last_tick_status": last.status if last else None, "counters": rt.counters(),
+            "commands_published": self.commands_published, "shadow_published": self.shadow_published,
+            "tick_us_last": 1e6 * rt.tick_time_last_s, "tick_us_max": 1e6 * rt.tick_time_max_s,
+            "incumbent_comparison": rt.incumbent_comparison().to_dict(),
+            "detector": (self.monitor.state if self.monitor is not None else self.monitor_note),
+            "orchestrator": orch.status() if orch is not None else None})
+        return out
+
+    def _on_diagnostics(self) -> None:
+        rt = self.runtime
+        if rt is None:
+            return
+        st = self.status()
+        name = self.get_fully_qualified_name()
+        last = st["last_tick_status"]
+        orch = st["orchestrator"] or {}
+        if last in ("stale", "error"):
+            level, msg = DiagnosticStatus.ERROR, f"joint states {last}: holding the safe command"
+        elif st["champion"] is None:
+            level, msg = DiagnosticStatus.WARN, "no champion: holding the safe command"
+        elif last in (None, "waiting"):
+            level, msg = DiagnosticStatus.WARN, "waiting for joint states"
+        elif st["canary_tripped"]:
+            level, msg = DiagnosticStatus.WARN, f"canary handed back: {st['last_trip']['reason']}"
+        else:
+            level, msg = DiagnosticStatus.OK, f"{st['mode']} ({st['lifecycle']}), phase {orch.get('phase')}"
+        values = {"lifecycle": st["lifecycle"], "mode": st["mode"], "authority": st["authority"],
+                  "champion_id": st["champion"] or "", "candidate_id": st["candidate"] or "",
+                  "phase": orch.get("phase", ""), "last_tick": last or "", "detector_state": str(st["detector"]),
+                  "sandbox": orch.get("sandbox", ""), "sandbox_job": orch.get("job") or "",
+                  "commands_published": self.commands_published, "shadow_published": self.shadow_published,
+                  "tick_us_last": f"{st['tick_us_last']:.1f}", "tick_us_max": f"{st['tick_us_max']:.1f}"}
+        values.update(st["counters"])
+        control = _status(DiagnosticStatus, level, f"{name}: control", msg, self.p("plant"), values)
+        if self.monitor is not None:
+            try:
+                mvals = self.monitor.diagnostics()
+            except Exception as e:
+                mvals = {"error": str(e)}
+            mstatus = _status(DiagnosticStatus, DiagnosticStatus.OK, f"{name}: drift monitor",
+                              mvals.get("state", "?"), self.p("plant"), mvals)
+        else:
+            mstatus = _status(DiagnosticStatus, DiagnosticStatus.WARN, f"{name}: drift monitor",
+                              self.monitor_note or "no drift monitor", self.p("plant"), {})
+        ovals = {"phase": orch.get("phase", ""), "sandbox": orch.get("sandbox", ""), "job": orch.get("job") or "",
+                 "fallback": orch.get("fallback") or "", "last_error": orch.get("last_error") or ""}
+        ovals.update({k: v for k, v in (orch.get("counters") or {}).items()})
+        olevel = DiagnosticStatus.WARN if orch.get("last_error") else DiagnosticStatus.OK
+        ostatus = _status(DiagnosticStatus, olevel, f"{name}: adaptation", orch.get("phase", ""), self.p("plant"),
+                          ovals)
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [control, mstatus, ostatus]
+        self._diag_pub.publish(arr)
+        cmp = {"incumbent_vs_champion": rt.incumbent_comparison().to_dict(),
+               "champion_vs_candidate": rt.candidate_comparison().to_dict() if rt.slot.candidate else None,
+               "mode": st["mode"], "champion": st["champion"], "candidate": st["candidate"]}
+        self._cmp_pub.publish(String(data=json.dumps(cmp, allow_nan=False, default=str)))
+
+    # -- services -------------------------------------------------------------------------------------
+    def _srv_promote(self, request, response):
+        if self.orchestrator is None:
+            response.success, response.message = False, f"not configured ({self.lifecycle})"
+            return response
+        response.success, response.message = self.orchestrator.promote_now("operator request (~/promote)")
+        return response
+
+    def _srv_rollback(self, request, response):
+        if self.orchestrator is None:
+            response.success, response.message = False, f"not configured ({self.lifecycle})"
+            return response
+        response.success, response.message = self.orchestrator.rollback_now("operator request (~/rollback)")
+        return response
+
+    def _srv_status(self, request, response):
+        response.success = self.runtime is not None
+        response.message = json.dumps(self.status(), allow_nan=False, default=str)
+        return response
+
+
+def _status(cls, level, name: str, message: str, hardware_id: str, values: dict):
+    s = cls()
+    s.level, s.name, s.message, s.hardware_id = level, name, str(message), str(hardware_id)
+    s.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    return s
+
+
+def _replace(cfg, **kw):
+    from dataclasses import replace
+    return replace(cfg, **kw)
+
+
+def main(args: list[str] | None = None) -> None:
+    """`ros2 run driftgate driftgate_controller --ros-args --params-file FILE` entry point."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = ControllerNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._teardown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

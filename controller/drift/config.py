@@ -1,0 +1,200 @@
+"""Monitor configuration: one YAML file (`launch/drift_monitor.yaml`), validated on load.
+
+The file is a ROS 2 parameter file (``drift_monitor: ros__parameters: {...}``) so the same file
+configures the node; a bare mapping of the same keys is accepted too. Unknown keys are an error
+(a typo must not silently fall back to a default). Nested sections map to dataclasses below.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+NODE_NAME = "drift_monitor"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "launch" / "drift_monitor.yaml"
+
+
+@dataclass(frozen=True)
+class PageHinkleyConfig:
+    enabled: bool = True
+    delta: float = 0.5
+    alpha: float = 1.0
+    min_instances: int = 30
+    threshold_factor: float = 2.0     # threshold >= factor x largest statistic on the calibration run
+    target_false_alarms_per_h: float = 0.001  # threshold >= Gumbel tail level for this rate ...
+    block_s: float = 300.0            # ... fitted to the peaks of blocks of this length
+    default_threshold: float = 50.0   # used for a channel the calibration does not cover
+
+
+@dataclass(frozen=True)
+class HddmWConfig:
+    enabled: bool = True
+    channels: tuple[str, ...] = ("one_step",)
+    drift_confidence: float = 0.001
+    warning_confidence: float = 0.005
+    lambda_val: float = 0.05
+
+
+@dataclass(frozen=True)
+class AdwinConfig:
+    enabled: bool = False
+    delta: float = 0.002
+
+
+@dataclass(frozen=True)
+class KswinConfig:
+    enabled: bool = False
+    decimation: int = 10
+    alpha: float = 0.005
+    window_size: int = 100
+    stat_size: int = 30
+
+
+@dataclass(frozen=True)
+class NominalModelConfig:
+    """Settings of the nominal-model residual source (read by the wiring code, not the monitor)."""
+
+    horizons_s: tuple[float, ...] = (0.1, 0.25)   # open-loop prediction horizons
+    every_s: float = 0.25                          # one open-loop window starts every every_s
+    blend: float = 1.0                             # state estimate = pred + blend (meas - pred)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    warmup_s: float = 60.0            # residual normalisation is estimated over this period
+    min_warmup_samples: int = 40      # per channel (open-loop channels are decimated)
+    quantile: float = 0.99            # exceedance level for HDDM_W
+    clip: float = 10.0                # |z| clip in the residual statistic
+    whiten: str = "diag"              # "diag": per-dimension; "full": warm-up covariance
+    vote_k: int = 1                   # alarm when >= vote_k detectors fired ...
+    vote_window_s: float = 0.5        # ... within this window (k-of-n voting)
+    debounce_s: float = 10.0          # at most one alarm per debounce_s
+    cooldown_s: float = 60.0          # after notify_adapted(): no alarms, re-baseline
+    gap_factor: float = 2.5           # a tick later than gap_factor x dt starts a new segment
+    max_abs: float = 1.0e6            # larger magnitudes are refused as out of range
+    clock_reset_ticks: int = 10       # this many backwards ticks in a row = the clock was reset
+    window_s: float = 20.0            # telemetry ring buffer carried by a DriftEvent
+    tau_s: float = 1.0                # smoothing of the reporting features
+    calibration_file: str = ""        # thresholds from `driftgate drift-calibrate` (empty: defaults)
+    page_hinkley: PageHinkleyConfig = field(default_factory=PageHinkleyConfig)
+    hddm_w: HddmWConfig = field(default_factory=HddmWConfig)
+    adwin: AdwinConfig = field(default_factory=AdwinConfig)
+    kswin: KswinConfig = field(default_factory=KswinConfig)
+    nominal_model: NominalModelConfig = field(default_factory=NominalModelConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_s", "vote_window_s", "debounce_s", "cooldown_s", "window_s", "tau_s"):
+            x = getattr(self, name)
+            if not (isinstance(x, (int, float)) and math.isfinite(x) and x >= 0):
+                raise ValueError(f"drift monitor config: {name} must be a finite number >= 0, got {x!r}")
+        if not 0.5 < self.quantile < 1:
+            raise ValueError(f"drift monitor config: quantile must be in (0.5, 1), got {self.quantile!r}")
+        if self.vote_k < 1:
+            raise ValueError(f"drift monitor config: vote_k must be >= 1, got {self.vote_k!r}")
+        if self.whiten not in ("diag", "full"):
+            raise ValueError(f"drift monitor config: whiten must be 'diag' or 'full', got {self.whiten!r}")
+        if not self.gap_factor > 1:
+            raise ValueError(f"drift monitor config: gap_factor must be > 1, got {self.gap_factor!r}")
+        if not self.clip > 0:
+            raise ValueError(f"drift monitor config: clip must be > 0, got {self.clip!r}")
+        if not self.page_hinkley.threshold_factor > 0:
+            raise ValueError("drift monitor config: page_hinkley.threshold_factor must be > 0")
+        nm = self.nominal_model
+        if not nm.horizons_s or not all(isinstance(h, (int, float)) and not isinstance(h, bool)
+                                         and math.isfinite(h) and h > 0 for h in nm.horizons_s):
+            raise ValueError(f"drift monitor config: nominal_model.horizons_s must be positive "
+                             f"numbers, got {nm.horizons_s!r}")
+        if not (math.isfinite(nm.every_s) and nm.every_s >= max(nm.horizons_s)):
+            raise ValueError("drift monitor config: nominal_model.every_s must be >= the longest "
+                             "horizon (one open-loop window at a time)")
+        if not 0 < nm.blend <= 1:
+            raise ValueError(f"drift monitor config: nominal_model.blend must be in (0, 1], "
+                             f"got {nm.blend!r}")
+        if not all(isinstance(c, str) and c for c in self.hddm_w.channels):
+            raise ValueError("drift monitor config: hddm_w.channels must be channel names")
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **changes: Any) -> "MonitorConfig":
+        return from_mapping({**self.to_dict(), **changes})
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _build(cls, data: Mapping[str, Any], where: str):
+    if not isinstance(data, Mapping):
+        raise ValueError(f"drift monitor config: {where or 'top level'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"drift monitor config: unknown key(s) {unknown} in {where or 'top level'}; "
+                         f"known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        key = f"{where}.{name}" if where else name
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, key)
+        elif isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"drift monitor config: {key} must be a list, got {value!r}")
+            kwargs[name] = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"drift monitor config: {key} must be true/false, got {value!r}")
+            kwargs[name] = value
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"drift monitor config: {key} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"drift monitor config: {key} must be finite, got {value!r}")
+            if isinstance(default, int):
+                if not float(value).is_integer():
+                    raise ValueError(f"drift monitor config: {key} must be an integer, "
+                                     f"got {value!r}")
+                value = int(value)
+            kwargs[name] = type(default)(value)
+        elif isinstance(default, str):
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                raise ValueError(f"drift monitor config: {key} must be a string, got {value!r}")
+            kwargs[name] = value
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def from_mapping(data: Mapping[str, Any] | None) -> MonitorConfig:
+    """Build a config from a mapping: bare keys or the ROS ``node: ros__parameters:`` layout."""
+    data = dict(data or {})
+    if NODE_NAME in data and isinstance(data[NODE_NAME], Mapping):
+        data = dict(data[NODE_NAME])
+    if "ros__parameters" in data:
+        data = dict(data["ros__parameters"] or {})
+    return _build(MonitorConfig, data, "")
+
+
+def load_config(path: str | Path | None = None) -> MonitorConfig:
+    """Read a monitor YAML file (the shipped default when `path` is None)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"drift monitor config {path}: not valid YAML ({exc})") from None
+    cfg = from_mapping(data)
+    if cfg.calibration_file and not Path(cfg.calibration_file).is_absolute():
+        cfg = cfg.replace(calibration_file=str((path.parent / cfg.calibration_file).resolve()))
+    return cfg

@@ -1,0 +1,378 @@
+"""Process-backed runners and gates for the orchestrator (`controller.contracts` protocols).
+
+Everything here runs the heavy work in a *child OS process* and only polls it, because the live
+node must never import torch, never hold the GIL for seconds, and must survive a child that
+crashes or hangs (each child gets its own session, so a timeout kills its whole process group).
+
+Runners (AdaptationRunner): a runner writes the job directory in its sandbox's format, then starts
+the sandbox on it.
+
+- `SandboxRunner`: the real sandbox, `sim.sandbox` (issue 4). job.json in its `AdaptJob` format,
+  telemetry.npz as (qpos, qvel, actions, control_dt), seeds/*.safetensors; started through
+  `controller.sandbox_launch`, which applies the sandbox's own memory / CPU / wall limits
+  (`sim.sandbox.run_sandbox`) and writes ``outcome.json``.
+- `SubprocessRunner`: any command line with ``{job_dir}``; by default the INTERIM sandbox
+  (`controller.interim_sandbox`, CMA-ES from a policy champion, no system identification) that
+  predates `sim.sandbox`. Kept for plants/champions the real sandbox does not take (it needs an
+  SR-GHN champion) and for tests.
+
+Gates: `ProcessGate` runs `safety.gate.gate_registry` in `controller.gate_job`; `FunctionGate`
+wraps a function (tests, simple policies such as "no suite configured: hold").
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from controller.contracts import (INCONCLUSIVE, AdaptationJob, AdaptationResult, GateOutcome, GateRequest,
+                                  JobError)
+
+
+def _repo_root() -> str:
+    return str(Path(__file__).resolve().parents[1])
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    env.setdefault("MUJOCO_GL", "disable")
+    env["PYTHONPATH"] = _repo_root() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("ROS_DOMAIN_ID", None)   # children never talk DDS
+    return env
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False))
+    os.replace(tmp, path)
+
+
+class _Child:
+    """One child OS process in its own session, with a wall-clock limit enforced by `poll`."""
+
+    def __init__(self, argv: list[str], cwd: Path, log: Path, timeout_s: float) -> None:
+        self.started = time.monotonic()
+        self.timeout_s = timeout_s
+        self.log = log
+        with open(log, "wb") as fh:
+            self.proc = subprocess.Popen(argv, cwd=str(cwd), stdout=fh, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=_child_env(), start_new_session=True)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def poll(self) -> tuple[str, int | None]:
+        """('running' | 'timeout' | 'exited', returncode)."""
+        rc = self.proc.poll()
+        if rc is None:
+            if time.monotonic() - self.started > self.timeout_s:
+                self.kill()
+                return "timeout", self.proc.returncode
+            return "running", None
+        return "exited", rc
+
+    def tail(self, n: int = 600) -> str:
+        try:
+            return self.log.read_bytes()[-n:].decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+
+# ---------------------------------------------------------------------- job directory formats
+
+def write_interim_job(job: AdaptationJob) -> None:
+    """The interim sandbox's job.json (+ seeds/, telemetry.npz as the DriftEvent window)."""
+    from sim.genome import save_genome
+    (job.job_dir / "seeds").mkdir(parents=True, exist_ok=True)
+    for g in job.seeds:
+        save_genome(g, job.job_dir / "seeds" / f"{g.id}.safetensors")
+    if job.window is not None:
+        job.window.save_npz(job.job_dir / "telemetry.npz")
+    _write_json(job.job_dir / "job.json", {
+        "job_id": job.job_id, "plant": job.plant, "seed": job.seed, "budgets": job.budgets,
+        "seeds": [f"seeds/{i}.safetensors" for i in job.seed_ids],
+        "telemetry": "telemetry.npz" if job.window is not None else None,
+        "drift_event": job.drift_event, "drift_hint": job.drift_hint})
+
+
+def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
+    """The last contiguous segment of a DriftEvent window as sim.sysid telemetry arrays:
+    qpos/qvel (ticks + 1 rows, from the observation through the plant's state codec) and the
+    actions sent after each of the first `ticks` states. None if fewer than 2 ticks."""
+    from sim.nominal_model import STATE_CODECS
+    seg = np.asarray(window.segment)
+    keep = np.flatnonzero(seg == seg[-1])
+    if keep.size < 2:
+        return None
+    codec = STATE_CODECS[plant]
+    q, v = zip(*(codec.from_obs(np.asarray(o, dtype=np.float64)) for o in np.asarray(window.obs)[keep]))
+    return {"qpos": np.asarray(q, dtype=np.float64), "qvel": np.asarray(v, dtype=np.float64),
+            "actions": np.asarray(window.action, dtype=np.float64)[keep][:-1],
+            "control_dt": np.float64(control_dt)}
+
+
+def write_sandbox_job(job: AdaptationJob, extra: dict | None = None) -> None:
+    """job.json in `sim.adapt_job.AdaptJob` format + seed_genomes [{file, id}], telemetry.npz in
+    `sim.sysid.Telemetry` format. Written here (not with sim.sandbox.write_job) because importing
+    the sandbox's parent-side helpers would import torch into the live node."""
+    from sim.genome import save_genome
+    from sim.plants import make_plant
+    (job.job_dir / "seeds").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for g in job.seeds:
+        save_genome(g, job.job_dir / "seeds" / f"{g.id}.safetensors")
+        entries.append({"file": f"seeds/{g.id}.safetensors", "id": g.id})
+    if job.window is not None:
+        tel = window_to_telemetry(job.plant, job.window, make_plant(job.plant).control_dt)
+        if tel is not None:
+            tmp = job.job_dir / ".telemetry.tmp.npz"
+            np.savez(tmp, **tel)
+            os.replace(tmp, job.job_dir / "telemetry.npz")
+    b = job.budgets
+    spec = {"plant": job.plant, "drift": job.drift_hint, "seed": int(job.seed),
+            "budget_s": float(b.get("wall_s", 120.0)), "max_generations": int(b.get("generations", 300)),
+            "population": int(b.get("population", 10)), "children": int(b.get("children", 2)),
+            "horizon": int(b.get("horizon", 300))}
+    spec.update(extra or {})
+    _write_json(job.job_dir / "job.json", {**spec, "seed_genomes": entries})
+
+
+# ---------------------------------------------------------------------- runners
+
+class SubprocessRunner:
+    """AdaptationRunner: `writer(job)` fills the job directory, then `command` (``{job_dir}``
+    substituted) runs in a child process. The answer is read from ``result.json`` (``status`` ok)
+    and the candidate file it names (``candidate_file``) or the ``*.safetensors`` next to it. The
+    wall-clock limit is the job's ``budgets.wall_s`` + `grace_s` (or `timeout_s`).
+
+    Default: the INTERIM sandbox (`controller.interim_sandbox`), to be retired for `SandboxRunner`.
+    """
+
+    def __init__(self, command: list[str] | None = None, *, writer: Callable[[AdaptationJob], None] | None = None,
+                 timeout_s: float | None = None, grace_s: float = 15.0) -> None:
+        self.command = list(command) if command else [sys.executable, "-m", "controller.interim_sandbox",
+                                                      "{job_dir}"]
+        self.writer = writer or write_interim_job
+        self.timeout_s, self.grace_s = timeout_s, grace_s
+        self._child: _Child | None = None
+        self._job: AdaptationJob | None = None
+        self._status = "idle"
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def start(self, job: AdaptationJob) -> None:
+        if self._child is not None and self._child.proc.poll() is None:
+            raise JobError("a sandbox job is already running")
+        self.writer(job)
+        timeout = self.timeout_s if self.timeout_s is not None else \
+            float(job.budgets.get("wall_s", 600.0)) + self.grace_s
+        argv = [a.replace("{job_dir}", str(job.job_dir)) for a in self.command]
+        self._job = job
+        self._child = _Child(argv, job.job_dir, job.job_dir / "runner.log", timeout)
+        self._status = "running"
+
+    def poll(self) -> AdaptationResult | None:
+        child, job = self._child, self._job
+        if child is None:
+            return None
+        state, rc = child.poll()
+        if state == "running":
+            return None
+        self._child = None
+        wall = time.monotonic() - child.started
+        if state == "timeout":
+            self._status = "failed: timeout"
+            return AdaptationResult(False, error=f"sandbox exceeded its wall-clock limit "
+                                    f"({child.timeout_s:.0f} s) and was killed", wall_s=wall)
+        outcome = self._outcome(job)
+        if outcome is not None and outcome.get("status") != "ok":
+            self._status = f"failed: {outcome.get('status')}"
+            return AdaptationResult(False, error=f"sandbox {outcome.get('status')}: {outcome.get('reason')}",
+                                    result=outcome, wall_s=wall)
+        if rc != 0:
+            self._status = f"failed: exit {rc}"
+            return AdaptationResult(False, error=f"sandbox exited with code {rc}: {child.tail()}", wall_s=wall)
+        return self._read(job, wall)
+
+    @staticmethod
+    def _outcome(job: AdaptationJob) -> dict | None:
+        try:
+            out = json.loads((job.job_dir / "outcome.json").read_text())
+            return out if isinstance(out, dict) else {"status": "failed", "reason": "outcome.json is not an object"}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            return {"status": "failed", "reason": f"unreadable outcome.json: {e}"}
+
+    def _read(self, job: AdaptationJob, wall: float) -> AdaptationResult:
+        path = job.job_dir / "result.json"
+        try:
+            result = json.loads(path.read_text())
+            if not isinstance(result, dict):
+                raise ValueError("result.json is not an object")
+        except (OSError, ValueError) as e:
+            self._status = "failed: no result"
+            return AdaptationResult(False, error=f"sandbox wrote no readable result.json: {e}", wall_s=wall)
+        status = str(result.get("status", "ok"))
+        if status != "ok":
+            self._status = f"failed: {status}"
+            return AdaptationResult(False, error=str(result.get("error") or status), result=result, wall_s=wall)
+        files = []
+        for key in ("candidate_file", "candidates"):
+            v = result.get(key)
+            for f in ([v] if isinstance(v, str) else v if isinstance(v, list) else []):
+                p = (job.job_dir / str(f)).resolve()
+                if p.is_file() and job.job_dir.resolve() in p.parents:
+                    files.append(p)
+        if not files:
+            files = sorted(job.job_dir.glob("*.safetensors"))
+        est = result.get("drift_estimate")
+        if est is None and isinstance(result.get("sysid"), dict):
+            est = result["sysid"].get("estimate")
+        if est is None:
+            est = result.get("drift")
+        self._status = "done" if files else "failed: no candidate"
+        return AdaptationResult(bool(files), tuple(files), est if isinstance(est, dict) else None,
+                                None if files else "sandbox returned no candidate file", result, wall)
+
+    def cancel(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
+            self._status = "cancelled"
+
+
+class SandboxRunner(SubprocessRunner):
+    """The real sandbox (`sim.sandbox`) behind the AdaptationRunner protocol. `cpu_s` and
+    `memory_mb` are the sandbox's rlimits; its wall limit is the job's ``budgets.wall_s`` plus
+    `sysid_s` (system identification runs before the evolution budget starts)."""
+
+    def __init__(self, *, cpu_s: float = 1200.0, memory_mb: int = 8192, sysid_s: float = 30.0,
+                 grace_s: float = 30.0, extra: dict | None = None) -> None:
+        self.cpu_s, self.memory_mb, self.sysid_s, self.extra = cpu_s, memory_mb, sysid_s, dict(extra or {})
+        super().__init__([sys.executable, "-m", "controller.sandbox_launch", "{job_dir}"],
+                         writer=lambda job: write_sandbox_job(job, self.extra), grace_s=grace_s)
+
+    def start(self, job: AdaptationJob) -> None:
+        wall = float(job.budgets.get("wall_s", 120.0)) + self.sysid_s
+        self.command = [sys.executable, "-m", "controller.sandbox_launch", "{job_dir}", "--wall-s", str(wall),
+                        "--cpu-s", str(self.cpu_s), "--memory-mb", str(int(self.memory_mb))]
+        self.timeout_s = wall + self.grace_s
+        super().start(job)
+
+
+def sandbox_available() -> bool:
+    """Is the real sandbox (`sim.sandbox`) installed? (Found without importing it.)"""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("sim.sandbox") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------- gates
+
+class FunctionGate:
+    """Gate that calls `fn(request) -> GateOutcome` synchronously on `start` (tests, simple gates)."""
+
+    def __init__(self, fn: Callable[[GateRequest], GateOutcome]) -> None:
+        self.fn = fn
+        self._out: GateOutcome | None = None
+
+    def start(self, request: GateRequest) -> None:
+        try:
+            self._out = self.fn(request)
+        except Exception as e:
+            self._out = GateOutcome(INCONCLUSIVE, (f"gate raised: {e}",))
+
+    def poll(self) -> GateOutcome | None:
+        out, self._out = self._out, None
+        return out
+
+    def cancel(self) -> None:
+        self._out = None
+
+
+class ProcessGate:
+    """The real gate (`safety.gate.gate_registry`) in a child process (`controller.gate_job`).
+
+    Why a process: the gate runs hundreds of rollouts and, for SR-GHN genomes, decodes with torch;
+    neither belongs in the live node. The child attaches its report to the registry itself. A gate
+    that is missing (`safety.gate` not importable), crashes or runs past `timeout_s` answers
+    INCONCLUSIVE: the champion is held.
+    """
+
+    def __init__(self, registry_root: str | os.PathLike, suite_path: str | os.PathLike, work_dir: str | os.PathLike,
+                 *, timeout_s: float = 900.0, actor: str = "driftgate-gate") -> None:
+        self.registry_root, self.suite_path = str(registry_root), str(suite_path)
+        self.work_dir = Path(work_dir)
+        self.timeout_s, self.actor = timeout_s, actor
+        self._child: _Child | None = None
+        self._dir: Path | None = None
+        self._n = 0
+
+    def start(self, request: GateRequest) -> None:
+        if self._child is not None and self._child.proc.poll() is None:
+            raise JobError("a gate run is already in progress")
+        self._n += 1
+        d = self.work_dir / f"gate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._n}"
+        d.mkdir(parents=True, exist_ok=False)
+        _write_json(d / "request.json", {"registry": self.registry_root, "suite": self.suite_path,
+                                         "candidate_id": request.candidate_id,
+                                         "target_drift": request.target_drift, "actor": self.actor})
+        self._dir = d
+        self._child = _Child([sys.executable, "-m", "controller.gate_job", str(d)], d, d / "gate.log",
+                             self.timeout_s)
+
+    def poll(self) -> GateOutcome | None:
+        child, d = self._child, self._dir
+        if child is None:
+            return None
+        state, rc = child.poll()
+        if state == "running":
+            return None
+        self._child = None
+        if state == "timeout":
+            return GateOutcome(INCONCLUSIVE, (f"gate exceeded {self.timeout_s:.0f} s and was killed: holding",))
+        try:
+            out = json.loads((d / "outcome.json").read_text())
+            return GateOutcome(out["verdict"], tuple(out.get("reasons") or ()), None,
+                               out.get("report_id"), out.get("predicted_reward"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return GateOutcome(INCONCLUSIVE, (f"gate process exited {rc} without an outcome ({e}): "
+                                              f"{child.tail()}",))
+
+    def cancel(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
+
+
+def cleanup_job_dirs(root: str | os.PathLike, keep: int = 20) -> None:
+    """Remove all but the newest `keep` job directories (they hold telemetry and genomes)."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for p in dirs[:-keep] if keep > 0 else dirs:
+        shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,231 @@
+"""The nominal MuJoCo model as a residual source for the drift monitor.
+
+`NominalPredictor` implements `controller.drift.features.ResidualSource`: for every valid telemetry
+tick it compares what the robot did with what the *nominal* robot (the plant's model with no
+drift) would have done, and returns the differences, in the joint-state space:
+
+- ``one_step``     every tick: the state measured now minus the nominal one-tick prediction from
+                   the state estimated at the previous tick with the action applied then;
+- ``kstep_<h>s``   decimated open-loop predictions: every ``every_s`` a "shadow" copy of the
+                   nominal model starts from the current state estimate and is driven, one tick at
+                   a time, by the actions actually applied; after each horizon h (0.1 s and 0.25 s
+                   by default) the measured state minus the shadow state is one residual. Open-loop
+                   errors grow with the horizon, so slow drifts (a weaker motor, a heavier payload)
+                   that hide in the one-step noise stand out here.
+
+The measured state comes from the observation (`STATE_CODECS`: e.g. cartpole angle = atan2(sin,
+cos)); components the observation does not carry (the walker's root x) are left out of the residual,
+and angle differences are wrapped to (-pi, pi]. With ``blend < 1`` the state estimate is a fixed-gain
+observer, prediction + blend (measurement - prediction), which smooths sensor noise; ``blend = 1``
+uses the measurement as is.
+
+Stepping is raw `mujoco.mj_step` on the model's MjModel with private MjData objects (never
+dm_control's env.step), so the cost per tick is about two control ticks of physics: one for the
+one-step prediction and one for the shadow (less when ``every_s`` exceeds the longest horizon).
+The work is spread evenly: the shadow advances one tick per telemetry tick, so no tick pays for a
+whole horizon at once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import mujoco
+import numpy as np
+
+from sim.plants import make_plant
+from sim.plants.walker import qpos_from_obs as walker_qpos_from_obs
+
+TWO_PI = 2.0 * math.pi
+
+
+@dataclass(frozen=True)
+class StateCodec:
+    """How to read (qpos, qvel) from a plant's observation, and which components to compare."""
+
+    from_obs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    qpos_keep: tuple[int, ...]        # qpos components that the observation determines
+    angle_qpos: tuple[int, ...]       # qpos components that are angles (wrapped differences)
+
+
+def _cartpole_state(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([obs[0], math.atan2(obs[2], obs[1])]), obs[3:5]
+
+
+def _walker_state(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return walker_qpos_from_obs(obs), obs[15:24]
+
+
+def _reacher_state(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return obs[0:2], obs[4:6]
+
+
+STATE_CODECS: dict[str, StateCodec] = {
+    "cartpole": StateCodec(_cartpole_state, (0, 1), (1,)),
+    "walker": StateCodec(_walker_state, (0, 2, 3, 4, 5, 6, 7, 8), (2, 3, 4, 5, 6, 7, 8)),
+    "reacher": StateCodec(_reacher_state, (0, 1), (0, 1)),
+}
+
+
+def channel_name(horizon_s: float) -> str:
+    return f"kstep_{horizon_s:.2f}s"
+
+
+class NominalPredictor:
+    """Residual source from the nominal model of plant `plant` (see the module docstring).
+
+    `drift` builds the predictor on a *modified* model instead (e.g. the model system
+    identification returned, so the monitor watches for change relative to the robot as it now is).
+    """
+
+    def __init__(self, plant: str, horizons_s=(0.1, 0.25), every_s: float = 0.25,
+                 blend: float = 1.0, drift=None) -> None:
+        if plant not in STATE_CODECS:
+            raise ValueError(f"NominalPredictor: no state codec for plant {plant!r}; "
+                             f"known: {sorted(STATE_CODECS)}")
+        self.plant_name = plant
+        self._plant = make_plant(plant, seed=0, drift=drift)   # owns the MjModel
+        self.model: mujoco.MjModel = self._plant.model
+        self.n_sub = int(self._plant.n_sub_steps)
+        self.dt = float(self._plant.control_dt)
+        self.codec = STATE_CODECS[plant]
+        self.blend = float(blend)
+        if not 0 < self.blend <= 1:
+            raise ValueError(f"NominalPredictor: blend must be in (0, 1], got {blend!r}")
+        ticks = sorted({max(1, int(round(h / self.dt))) for h in horizons_s})
+        if not ticks:
+            raise ValueError("NominalPredictor: give at least one open-loop horizon")
+        self.horizon_ticks = tuple(ticks)
+        self.every_ticks = max(ticks[-1], int(round(every_s / self.dt)))
+        self._names = {k: channel_name(k * self.dt) for k in ticks}
+        self.lo, self.hi = self._plant.act_low, self._plant.act_high
+        nq, nv = self.model.nq, self.model.nv
+        keep = np.asarray(self.codec.qpos_keep, dtype=np.intp)
+        self._keep = keep
+        self.dim = keep.size + nv
+        ang = [i for i, j in enumerate(keep) if j in self.codec.angle_qpos]
+        if ang != list(range(ang[0], ang[-1] + 1)) if ang else False:
+            raise ValueError("NominalPredictor: angle components must be contiguous in qpos_keep")
+        self._ang_slice = slice(ang[0], ang[-1] + 1) if ang else slice(0, 0)
+        self._one_angle = ang[0] if len(ang) == 1 else None
+        self._nk = keep.size
+        self._keep_all = keep.size == nq and bool(np.all(keep == np.arange(nq)))
+        self._clip_ctrl = not bool(np.all(self.model.actuator_ctrllimited))  # else MuJoCo clamps
+        self.channels = {"one_step": self.dim, **{self._names[k]: self.dim for k in ticks}}
+        self._d1 = mujoco.MjData(self.model)
+        self._dk = mujoco.MjData(self.model)
+        self._nq, self._nv = nq, nv
+        self.resync()
+
+    # -- ResidualSource ---------------------------------------------------------------------------
+    def resync(self) -> None:
+        self._prev_q: np.ndarray | None = None
+        self._prev_v: np.ndarray | None = None
+        self._prev_a: np.ndarray | None = None
+        self._k = -1                       # ticks the shadow has run; -1 = no window open
+        self._since = self.every_ticks     # start a window at the first opportunity
+
+    def _diff(self, q_meas: np.ndarray, v_meas: np.ndarray, q_pred: np.ndarray,
+              v_pred: np.ndarray) -> np.ndarray:
+        r = np.empty(self.dim)
+        nk = self._nk
+        if self._keep_all:
+            np.subtract(q_meas, q_pred, out=r[:nk])
+        else:
+            r[:nk] = q_meas[self._keep] - q_pred[self._keep]
+        np.subtract(v_meas, v_pred, out=r[nk:])
+        if self._one_angle is not None:   # the common single-angle case, in plain floats
+            i = self._one_angle
+            x = r[i]
+            if x > math.pi or x < -math.pi:
+                r[i] = (x + math.pi) % TWO_PI - math.pi
+        else:
+            a = r[self._ang_slice]       # a view: wrap angle differences in place
+            a += math.pi
+            np.remainder(a, TWO_PI, out=a)
+            a -= math.pi
+        return r
+
+    def residuals(self, obs: np.ndarray, action: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        qm, vm = self.codec.from_obs(obs)          # measured state
+        q, v = qm, vm                              # state estimate
+        out: list[tuple[str, np.ndarray]] = []
+        m, nsub = self.model, self.n_sub
+        if self._prev_q is not None:
+            d = self._d1
+            d.qpos[:] = self._prev_q
+            d.qvel[:] = self._prev_v
+            d.ctrl[:] = self._prev_a
+            mujoco.mj_step(m, d, nsub)
+            r = self._diff(qm, vm, d.qpos, d.qvel)
+            out.append(("one_step", r))
+            if self.blend < 1.0:
+                nk = self._nk
+                q = d.qpos.copy()
+                q[self._keep] += self.blend * r[:nk]
+                v = d.qvel + self.blend * r[nk:]
+            if self._k >= 0:
+                dk = self._dk
+                dk.ctrl[:] = self._prev_a
+                mujoco.mj_step(m, dk, nsub)
+                self._k += 1
+                name = self._names.get(self._k)
+                if name is not None:
+                    out.append((name, self._diff(qm, vm, dk.qpos, dk.qvel)))
+                    if self._k == self.horizon_ticks[-1]:
+                        self._k = -1
+        self._since += 1
+        if self._k < 0 and self._since >= self.every_ticks:
+            dk = self._dk
+            dk.qpos[:] = q
+            dk.qvel[:] = v
+            self._k = 0
+            self._since = 0
+        self._prev_q, self._prev_v = q, v
+        self._prev_a = np.minimum(np.maximum(action, self.lo), self.hi) if self._clip_ctrl \
+            else action
+        return out
+
+    # -- snapshots (benchmarks branch one history into several futures) ---------------------------
+    def snapshot(self) -> tuple:
+        """Everything the next `residuals` call depends on, copied."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        states = []
+        for d in (self._d1, self._dk):
+            x = np.empty(mujoco.mj_stateSize(self.model, spec))
+            mujoco.mj_getState(self.model, d, x, spec)
+            states.append(x)
+        cp = (lambda a: None if a is None else np.array(a, copy=True))
+        return (cp(self._prev_q), cp(self._prev_v), cp(self._prev_a), self._k, self._since, states)
+
+    def restore(self, snap: tuple) -> None:
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        prev_q, prev_v, prev_a, self._k, self._since, states = snap
+        cp = (lambda a: None if a is None else np.array(a, copy=True))
+        self._prev_q, self._prev_v, self._prev_a = cp(prev_q), cp(prev_v), cp(prev_a)
+        for d, x in zip((self._d1, self._dk), states):
+            mujoco.mj_setState(self.model, d, x, spec)
+
+    # -- conveniences -----------------------------------------------------------------------------
+    @property
+    def state_dim(self) -> int:
+        return self.dim
+
+    def residual_labels(self) -> list[str]:
+        """Names of the residual components (qpos kept, then qvel), for reports."""
+        jn = {int(self.model.jnt_qposadr[i]): self.model.joint(i).name
+              for i in range(self.model.njnt)}
+        jv = {int(self.model.jnt_dofadr[i]): self.model.joint(i).name
+              for i in range(self.model.njnt)}
+        return [f"q:{jn.get(int(j), j)}" for j in self._keep] + \
+            [f"v:{jv.get(i, i)}" for i in range(self._nv)]
+
+
+def make_predictor(plant: str, config=None, drift=None) -> NominalPredictor:
+    """A predictor configured from a `MonitorConfig`'s ``nominal_model`` section (or defaults)."""
+    if config is None:
+        return NominalPredictor(plant, drift=drift)
+    nm = config.nominal_model
+    return NominalPredictor(plant, horizons_s=nm.horizons_s, every_s=nm.every_s, blend=nm.blend,
+                            drift=drift)
