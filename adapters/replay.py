@@ -133,7 +133,7 @@ class ReplayConfig:
     gate: GateSettings = field(default_factory=GateSettings)
 
 
-_ORCH_KEYS = ("retry_backoff_s", "shadow_s", "shadow_min_samples", "shadow_timeout_s",
+_ORCH_KEYS = ("retry_backoff_s", "post_alarm_s", "shadow_s", "shadow_min_samples", "shadow_timeout_s",
               "shadow_max_divergence_mean", "shadow_max_saturation", "canary_weights", "canary_step_s",
               "canary_slice_s", "canary_duty", "watch_s", "watch_min_samples", "watch_tolerance", "refresh_s")
 _GUARD_KEYS = ("max_divergence", "joint_bounds")

@@ -96,6 +96,8 @@ class OrchestratorConfig:
                                                    "children": 2, "horizon": 300, "episodes": 1})
     drift_hint: dict | None = None           # a DriftSpec for sandboxes without system identification
     retry_backoff_s: float = 30.0            # after a failed / held adaptation, ignore alarms this long
+    post_alarm_s: float = 3.0                # keep recording this long after an alarm before the job
+                                             # starts: at the alarm the window is almost all pre-drift
     shadow_s: float = 10.0
     shadow_min_samples: int = 100
     shadow_timeout_s: float = 60.0           # not enough paired samples by then: hold
@@ -117,7 +119,7 @@ class OrchestratorConfig:
             raise ValueError(f"canary_weights must be in (0, 1], got {self.canary_weights}")
         if not 0.0 < self.canary_duty <= 1.0 or self.canary_slice_s <= 0:
             raise ValueError("canary_duty must be in (0, 1] and canary_slice_s > 0")
-        for name in ("shadow_s", "shadow_timeout_s", "canary_step_s", "watch_s", "retry_backoff_s"):
+        for name in ("shadow_s", "shadow_timeout_s", "canary_step_s", "watch_s", "retry_backoff_s", "post_alarm_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -168,6 +170,7 @@ class Orchestrator:
         self._lock = threading.RLock()
         self._entered = clock()
         self._pending_drift: Any = None
+        self._pending_since = 0.0
         self._backoff_until = -math.inf
         self._last_refresh = -math.inf
         self._job: AdaptationJob | None = None
@@ -258,6 +261,8 @@ class Orchestrator:
             summary = ev.to_dict() if hasattr(ev, "to_dict") else dict(ev)
             self._event("drift", drift=_jsonable(summary))
             if self.phase is Phase.WATCHING and now >= self._backoff_until:
+                if self._pending_drift is None:
+                    self._pending_since = now
                 self._pending_drift = ev
             else:
                 self.counters["drift_ignored"] += 1
@@ -279,6 +284,8 @@ class Orchestrator:
         ev = self._pending_drift
         if ev is None:
             return
+        if now - self._pending_since < self.config.post_alarm_s:
+            return                                   # still recording the drifted robot
         if not (self.config.adapt and self.authority_ok and self.runner is not None):
             why = "adaptation disabled" if not self.config.adapt else \
                 "no authority (mode is not active)" if not self.authority_ok else "no sandbox runner"
@@ -311,12 +318,32 @@ class Orchestrator:
             if gid is not None and gid not in ids:
                 seeds.append(self.registry.get(gid))     # verified against the registry index
                 ids.append(gid)
-        window = getattr(ev, "window", None)
+        window = self._post_alarm_window(ev)
         summary = ev.to_dict() if hasattr(ev, "to_dict") else (dict(ev) if isinstance(ev, dict) else None)
         return AdaptationJob(job_id=job_id, job_dir=job_dir, plant=self.config.plant,
                              seed=self.config.seed + self._job_counter, budgets=dict(self.config.budgets),
                              seeds=tuple(seeds), window=window if window is not None and len(window) else None,
                              drift_event=_jsonable(summary), drift_hint=self.config.drift_hint)
+
+    def _post_alarm_window(self, ev: Any):
+        """The telemetry since the change began (the estimated onset, else the alarm), taken from the
+        monitor's ring now that `post_alarm_s` of drifted data has accumulated; the event's own
+        window (mostly pre-drift) when the monitor cannot give one."""
+        window = getattr(ev, "window", None)
+        ring = getattr(self.monitor, "ring", None)
+        start = getattr(ev, "onset_t", None)
+        start = getattr(ev, "t", None) if start is None else start
+        if ring is None or start is None:
+            return window
+        try:
+            fresh = ring.window()
+            keep = fresh.t >= float(start) - 0.05
+            if int(keep.sum()) < 30:
+                return window
+            return type(fresh)(*(getattr(fresh, f)[keep] for f in ("t", "obs", "action", "reward", "segment")))
+        except Exception as e:   # never let a telemetry copy stop adaptation
+            self._error("post-alarm telemetry window", e)
+            return window
 
     def _step_adapting(self, now: float) -> None:
         try:

@@ -76,7 +76,7 @@ class Rig:
                                                   guard=guard, stale_after_s=0.5),
                                     make_observation_map("cartpole"), clock=self.clock)
         self.events = []
-        defaults = dict(shadow_s=2.0, shadow_min_samples=50, shadow_timeout_s=10.0, canary_weights=(0.25, 1.0),
+        defaults = dict(post_alarm_s=0.0, shadow_s=2.0, shadow_min_samples=50, shadow_timeout_s=10.0, canary_weights=(0.25, 1.0),
                         canary_step_s=1.0, watch_s=3.0, watch_min_samples=50, retry_backoff_s=5.0, refresh_s=0.5)
         defaults.update(cfg)
         self.orch = Orchestrator(OrchestratorConfig(plant="cartpole", job_root=tmp_path / "jobs", **defaults),

@@ -118,7 +118,7 @@ class FakeRunner:
 
 
 PIPELINE = {**FAST, "champion": "lqr",
-            "orchestrator": {"shadow_s": 2.0, "shadow_min_samples": 50, "canary_weights": [0.5, 1.0],
+            "orchestrator": {"post_alarm_s": 0.5, "shadow_s": 2.0, "shadow_min_samples": 50, "canary_weights": [0.5, 1.0],
                              "shadow_max_saturation": 1.0,  # the fallen pole saturates every policy
                              "canary_step_s": 1.0, "watch_s": 2.0, "retry_backoff_s": 5.0},
             "adapt": {"latency_s": 2.0}, "gate": {"latency_s": 1.0}}
@@ -142,7 +142,7 @@ def test_pipeline_on_the_bag_clock_shadow_canary_promotion(bag, tmp_path):
                                       ("promoted", "watch"), ("watch", "watching")]
     alarm = log.of("alarm")[0].t
     t = {to: t for t, _, to in trans}
-    assert alarm < t["adapting"] <= alarm + 0.25                        # next orchestrator step (0.2 s)
+    assert alarm + 0.5 <= t["adapting"] <= alarm + 0.75                 # post_alarm_s, then the next step (0.2 s)
     assert t["gating"] == pytest.approx(t["adapting"] + 2.0, abs=0.011)  # adapt.latency_s of simulated time
     assert t["shadow"] == pytest.approx(t["gating"] + 1.0, abs=0.011)    # gate.latency_s
     assert t["canary"] - t["shadow"] >= 2.0 and t["promoted"] - t["canary"] >= 2.0

@@ -106,6 +106,7 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "gate_suite": ("", "regression suite YAML for the gate ('' : no gate, candidates are held)", True),
     "gate_timeout_s": (900.0, "gate process wall-clock limit (INCONCLUSIVE after it)", True),
     "retry_backoff_s": (30.0, "after a failed or held adaptation, ignore alarms this long", True),
+    "post_alarm_s": (3.0, "keep recording this long after an alarm before starting the sandbox job", True),
     "shadow_s": (10.0, "shadow comparison duration", True),
     "shadow_min_samples": (100, "paired samples needed to judge the shadow comparison", True),
     "shadow_timeout_s": (60.0, "not judged by then: hold", True),
@@ -300,6 +301,7 @@ class ControllerNode(LifecycleNode):
         ocfg = OrchestratorConfig(
             plant=plant, job_root=job_root, adapt=bool(self.p("adapt")), budgets=budgets,
             drift_hint=json.loads(hint) if hint else None, retry_backoff_s=float(self.p("retry_backoff_s")),
+            post_alarm_s=float(self.p("post_alarm_s")),
             shadow_s=float(self.p("shadow_s")), shadow_min_samples=int(self.p("shadow_min_samples")),
             shadow_timeout_s=float(self.p("shadow_timeout_s")),
             shadow_max_divergence_mean=float(self.p("shadow_max_divergence")),
