@@ -31,6 +31,16 @@ def _evaluate_chunk(weights: np.ndarray, seeds: np.ndarray, generation: int) -> 
     return _worker_task.evaluate(weights, seeds, generation)
 
 
+def checked_fitness(task, fitness) -> np.ndarray:
+    """float64 fitness, or a ValueError naming the task and the first individual with NaN/inf."""
+    fitness = np.asarray(fitness, dtype=np.float64)
+    bad = ~np.isfinite(fitness)
+    if bad.any():
+        raise ValueError(f"task {getattr(task, 'name', task)!r} returned non-finite fitness "
+                         f"for {int(bad.sum())} of {len(fitness)} individuals (first: index {int(np.argmax(bad))})")
+    return fitness
+
+
 class Evaluator:
     """Callable `evaluator(weights (N, P), seeds (N,), generation) -> fitness (N,)`.
 
@@ -58,12 +68,7 @@ class Evaluator:
             chunks = np.array_split(np.arange(len(weights)), min(self.workers, len(weights)))
             futures = [self._pool.submit(_evaluate_chunk, weights[c], seeds[c], generation) for c in chunks]
             fitness = np.concatenate([f.result() for f in futures])
-        fitness = np.asarray(fitness, dtype=np.float64)
-        bad = ~np.isfinite(fitness)
-        if bad.any():
-            raise ValueError(f"task {getattr(self.task, 'name', self.task)!r} returned non-finite fitness "
-                             f"for {int(bad.sum())} of {len(fitness)} individuals (first: index {int(np.argmax(bad))})")
-        return fitness
+        return checked_fitness(self.task, fitness)
 
     def close(self) -> None:
         if self._pool is not None:

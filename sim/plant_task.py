@@ -26,7 +26,7 @@ import numpy as np
 
 from sim.drift_spec import DriftSpec
 from sim.envs.switch import SwitchSchedule
-from sim.policy import PolicySpec, policy_act
+from sim.policy import BoundPolicy, PolicySpec, policy_act
 
 if TYPE_CHECKING:
     from sim.plants.base import PlantBatch
@@ -67,33 +67,6 @@ def _plant_batch(name: str, size: int) -> PlantBatch:
         while len(_batch_cache) > BATCH_CACHE_SIZE:
             _batch_cache.popitem(last=False)
     return _batch_cache[key]
-
-
-class _BoundPolicy:
-    """`policy_act` for fixed weights, with the per-layer views sliced once: exactly the operations of
-    `sim.policy.policy_outputs` (same matmul shapes, same order), so the same actions bit for bit."""
-
-    def __init__(self, spec: PolicySpec, weights: np.ndarray) -> None:
-        self.spec = spec
-        self.dtype = weights.dtype
-        batch, offsets = weights.shape[0], spec.offsets()
-        self.layers = []
-        for i in range(len(offsets) // 2):
-            _, w_off, (n_out, n_in) = offsets[2 * i]
-            _, b_off, _ = offsets[2 * i + 1]
-            self.layers.append((weights[:, w_off:w_off + n_out * n_in].reshape(batch, n_out, n_in),
-                                weights[:, b_off:b_off + n_out]))
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        h = obs.astype(self.dtype, copy=False)
-        last = len(self.layers) - 1
-        for i, (W, b) in enumerate(self.layers):
-            h = np.matmul(W, h[..., None])[..., 0] + b
-            if i < last:
-                h = np.tanh(h)
-        if self.spec.discrete:
-            return np.argmax(h, axis=-1)
-        return np.clip(h, self.spec.act_low, self.spec.act_high)
 
 
 def _episode_seed(seed: int, drift_index: int, episode: int) -> int:
@@ -137,7 +110,7 @@ class PlantTask:
         if weights.ndim != 2 or weights.shape[1] != self.policy.num_params:
             raise ValueError(f"policy weights have shape {weights.shape}, spec needs (n, {self.policy.num_params})")
         batch = _plant_batch(self.plant, n)
-        act = _BoundPolicy(self.policy, weights)
+        act = BoundPolicy(self.policy, weights)
         total = np.zeros(n)
         for d, drift in enumerate(self.drifts):
             batch.plant.apply_drift(drift)

@@ -124,3 +124,35 @@ def init_policy(spec: PolicySpec, seed: int) -> np.ndarray:
         bound = 1.0 / np.sqrt(fan_in)
         parts.append(rng.uniform(-bound, bound, size=int(np.prod(shape))).astype(np.float32))
     return np.concatenate(parts)
+
+
+class BoundPolicy:
+    """`policy_act` for fixed weights with the per-layer views sliced once, for loops that act every
+    control tick. Exactly the operations of `policy_outputs` (same matmul shapes, same order), so
+    its actions are bit-identical to `policy_act`'s, i.e. to what the live runtime does."""
+
+    def __init__(self, spec: PolicySpec, weights: np.ndarray) -> None:
+        self.spec, self.weights, self.dtype = spec, weights, weights.dtype
+        batch, offsets = weights.shape[0], spec.offsets()
+        self.layers = []
+        for i in range(len(offsets) // 2):
+            _, w_off, (n_out, n_in) = offsets[2 * i]
+            _, b_off, _ = offsets[2 * i + 1]
+            self.layers.append((weights[:, w_off:w_off + n_out * n_in].reshape(batch, n_out, n_in),
+                                weights[:, b_off:b_off + n_out]))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        h = obs.astype(self.dtype, copy=False)
+        last = len(self.layers) - 1
+        for i, (W, b) in enumerate(self.layers):
+            h = np.matmul(W, h[..., None])[..., 0] + b
+            if i < last:
+                h = np.tanh(h)
+        if self.spec.discrete:
+            return np.argmax(h, axis=-1)
+        return np.clip(h, self.spec.act_low, self.spec.act_high)
+
+    __call__ = act
+
+    def subset(self, mask: np.ndarray) -> "BoundPolicy":
+        return BoundPolicy(self.spec, self.weights[mask])

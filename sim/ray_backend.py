@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from sim.evaluate import checked_fitness
+
 
 def _evaluate_chunk(task, weights: np.ndarray, seeds: np.ndarray, generation: int) -> np.ndarray:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -48,12 +50,7 @@ class RayEvaluator:
             raise ValueError(f"weights {weights.shape} and seeds {seeds.shape} do not match")
         chunks = np.array_split(np.arange(len(weights)), min(self.workers, len(weights)))
         refs = [self._remote.remote(self._task_ref, weights[c], seeds[c], generation) for c in chunks]
-        fitness = np.concatenate(self._ray.get(refs)).astype(np.float64)
-        bad = ~np.isfinite(fitness)
-        if bad.any():
-            raise ValueError(f"task {getattr(self.task, 'name', self.task)!r} returned non-finite fitness "
-                             f"for {int(bad.sum())} of {len(fitness)} individuals")
-        return fitness
+        return checked_fitness(self.task, np.concatenate(self._ray.get(refs)))
 
     def close(self) -> None:
         if self._owns_ray and self._ray.is_initialized():

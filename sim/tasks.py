@@ -26,7 +26,7 @@ import numpy as np
 
 from sim.envs.cartpole_switch import CARTPOLE_HORIZON, VectorCartPole
 from sim.envs.switch import SwitchSchedule
-from sim.policy import PolicySpec
+from sim.policy import BoundPolicy, PolicySpec
 
 
 def episode_seeds(seeds: np.ndarray, episodes: int) -> np.ndarray:
@@ -41,40 +41,6 @@ def episode_seeds(seeds: np.ndarray, episodes: int) -> np.ndarray:
             state = np.random.SeedSequence((int(seed), e)).generate_state(1, np.uint64)[0]
             out[i, e] = int(state >> np.uint64(1))
     return out
-
-
-class _BoundPolicy:
-    """`policy_act` with the weight views sliced once, for loops that call it every time step.
-
-    It performs exactly `sim.policy.policy_outputs`'s operations (same matmul shapes, same order), so
-    its actions are bit-identical to `policy_act`'s, i.e. to what the live runtime would do.
-    """
-
-    def __init__(self, spec: PolicySpec, weights: np.ndarray):
-        self.spec = spec
-        self.weights = weights
-        batch = weights.shape[0]
-        self.layers = []
-        offsets = spec.offsets()
-        for i in range(len(offsets) // 2):
-            _, w_off, (n_out, n_in) = offsets[2 * i]
-            _, b_off, _ = offsets[2 * i + 1]
-            W = weights[:, w_off:w_off + n_out * n_in].reshape(batch, n_out, n_in)
-            self.layers.append((W, weights[:, b_off:b_off + n_out]))
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        h = obs.astype(self.weights.dtype, copy=False)
-        last = len(self.layers) - 1
-        for i, (W, b) in enumerate(self.layers):
-            h = np.matmul(W, h[..., None])[..., 0] + b
-            if i < last:
-                h = np.tanh(h)
-        if self.spec.discrete:
-            return np.argmax(h, axis=-1)
-        return np.clip(h, self.spec.act_low, self.spec.act_high)
-
-    def subset(self, mask: np.ndarray) -> "_BoundPolicy":
-        return _BoundPolicy(self.spec, self.weights[mask])
 
 
 @dataclass(frozen=True)
@@ -157,7 +123,7 @@ class CartPoleSwitchTask(Task):
 
     def _episode_returns(self, weights, seeds, switch_on):
         n_ind, n_ep = seeds.shape
-        policy = _BoundPolicy(self.policy, np.repeat(weights, n_ep, axis=0))  # row i*E + e
+        policy = BoundPolicy(self.policy, np.repeat(weights, n_ep, axis=0))  # row i*E + e
         env = VectorCartPole(n_ind * n_ep, max_episode_steps=self.horizon, switch_on=switch_on)
         obs = env.reset(seeds.reshape(-1))
         returns = np.zeros(n_ind * n_ep)
@@ -208,12 +174,12 @@ class _GymTask(Task):
         self._set_switch(env, switch_on)
         returns = np.zeros(seeds.shape)
         for i in range(seeds.shape[0]):
-            policy = _BoundPolicy(self.policy, weights[i:i + 1])
+            policy = BoundPolicy(self.policy, weights[i:i + 1])
             for e in range(seeds.shape[1]):
                 returns[i, e] = self._run_episode(env, policy, int(seeds[i, e]), i, e)
         return returns
 
-    def _run_episode(self, env, policy: _BoundPolicy, seed: int, index: int, episode: int) -> float:
+    def _run_episode(self, env, policy: BoundPolicy, seed: int, index: int, episode: int) -> float:
         obs, _ = env.reset(seed=seed)
         total = 0.0
         for t in range(self.horizon):

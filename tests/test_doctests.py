@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["sim.recovery"]
+MODULES = ["sim.recovery", "controller.drift.detectors", "controller.drift.calibration"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,20 +1,6 @@
-"""The Examples in the drift modules' docstrings are tests (river style): the PageHinkley wrapper's
-Example asserts real detection behaviour (no false alarm on a flat signal, delay after a step,
-onset estimate, one-sidedness)."""
-import doctest
-import importlib
-
-import pytest
-
-MODULES = ["controller.drift.detectors", "controller.drift.calibration"]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_module_examples(name):
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0, f"{name} has no Example to run"
-    assert result.failed == 0
+"""The drift package keeps its promises: the PageHinkley wrapper documents real detection behaviour
+in a runnable Example (run by tests/test_doctests.py), and the live-side package never pulls in
+torch, MuJoCo or sim."""
 
 
 def test_page_hinkley_example_is_in_the_wrapper_docstring():

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from sim.envs import SwitchSchedule
-from sim.policy import PolicySpec, policy_act
-from sim.tasks import (TASKS, AntTask, CartPoleSwitchTask, LunarLanderSwitchTask, _BoundPolicy, episode_seeds,
+from sim.policy import BoundPolicy, PolicySpec, policy_act
+from sim.tasks import (TASKS, AntTask, CartPoleSwitchTask, LunarLanderSwitchTask, episode_seeds,
                        make_task)
 
 
@@ -91,7 +91,7 @@ def test_bound_policy_acts_exactly_like_policy_act():
     for spec in (CartPoleSwitchTask.policy, LunarLanderSwitchTask.policy, AntTask.policy):
         w = population(spec, 7, scale=1.0)
         obs = rng.normal(size=(7, spec.obs_dim)).astype(np.float32)
-        assert np.array_equal(_BoundPolicy(spec, w).act(obs), policy_act(spec, w, obs))
+        assert np.array_equal(BoundPolicy(spec, w).act(obs), policy_act(spec, w, obs))
 
 
 def test_episode_seeds_are_per_individual():
