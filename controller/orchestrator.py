@@ -96,6 +96,8 @@ class OrchestratorConfig:
                                                    "children": 2, "horizon": 300, "episodes": 1})
     drift_hint: dict | None = None           # a DriftSpec for sandboxes without system identification
     retry_backoff_s: float = 30.0            # after a failed / held adaptation, ignore alarms this long
+    archive_suite: Path | None = None        # regression suite that gets an `archive` scenario for every
+                                             # promoted regime (later candidates must not regress there)
     post_alarm_s: float = 3.0                # keep recording this long after an alarm before the job
                                              # starts: at the alarm the window is almost all pre-drift
     shadow_s: float = 10.0
@@ -559,12 +561,27 @@ class Orchestrator:
         except Exception as e:
             self._error("registry refresh after promotion", e)
         self._notify_monitor()
+        self._archive_regime(cid)
         self._to(Phase.PROMOTED, now, reason, replaced=old, **evidence)
         self._candidate_id, self._candidate = None, None
         pred = self._gate_outcome.predicted_reward if self._gate_outcome else None
         self.runtime.take_rewards(now)
         self._watch = {"genome": cid, "predicted_reward": pred, "replaced": old}
         self._to(Phase.WATCH, now, "watching live performance after promotion", predicted_reward=pred)
+
+    def _archive_regime(self, genome_id: str) -> None:
+        """Append the regime the new champion was promoted for (the sysid estimate) to the suite's
+        archive, so no later candidate may regress on it. Outside the tick; failures are reported."""
+        drift = self._job_result.drift_estimate if self._job_result is not None else None
+        if self.config.archive_suite is None or not drift:
+            return
+        try:
+            from safety.suite import append_archive
+            scenario = append_archive(self.config.archive_suite, drift, genome_id=genome_id,
+                                      note="appended by the orchestrator after promotion")
+            self._event("archive_appended", scenario=scenario.name, suite=str(self.config.archive_suite))
+        except Exception as e:
+            self._error("archive the promoted regime", e)
 
     def _notify_monitor(self) -> None:
         if self.monitor is not None:

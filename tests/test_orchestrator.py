@@ -4,6 +4,7 @@ import json
 import math
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,24 @@ def test_full_lifecycle_drift_to_promotion_and_a_clean_watch(tmp_path):
     assert add_row.evidence_obj["evidence"]["drift_event"]["detectors"] == ["ph:one_step"]
     assert rig.registry.verify().ok
     json.dumps(rig.events)                      # events are plain JSON (the ROS events topic)
+
+
+def test_promoted_regime_is_archived_in_the_regression_suite(tmp_path):
+    import shutil
+
+    from safety.suite import load_suite
+    suite = tmp_path / "suite.yaml"
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "launch" / "regression_suite.yaml", suite)
+    before = [s.name for s in load_suite(suite).scenarios if s.tag == "archive"]
+    gate = FunctionGate(lambda req: GateOutcome(PASS, ("better on the target",), predicted_reward=0.85))
+    rig = Rig(tmp_path, candidate_runner(lqr_policy_genome(eps=0.06)), gate, archive_suite=suite)
+    rig.run(0.5)
+    rig.drift()
+    rig.run(5.0)
+    assert rig.orch.phase in (Phase.WATCH, Phase.WATCHING)
+    archived = [s for s in load_suite(suite).scenarios if s.tag == "archive" and s.name not in before]
+    assert len(archived) == 1 and archived[0].drift.as_dict() == {"actuator_gain": {"slide": -1.0}}
+    assert any(e.get("event") == "archive_appended" for e in rig.events if isinstance(e, dict))
 
 
 def test_gate_fail_rejects_and_the_champion_never_changes(tmp_path):
