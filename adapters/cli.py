@@ -89,7 +89,55 @@ def evolve(
 
 @app.command()
 def demo(
-    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="output directory"),
+    plant: str = typer.Option("cartpole", help="simulated robot (a shipped champion and a regression suite "
+                                                "for it are needed)"),
+    drift: Optional[str] = typer.Option(None, help='DriftSpec JSON injected on the robot (default for the '
+                                        'cartpole: {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}})'),
+    seed: int = typer.Option(0, help="the simulated robot's episode seed"),
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="run directory (a previous demo run there "
+                                 "is replaced; any other non-empty directory is refused)"),
+    drift_at_s: Optional[float] = typer.Option(None, "--drift-at-s", help="inject the drift at this time "
+                                               "(default: 10 s after the drift monitor is armed)"),
+    max_s: float = typer.Option(270.0, "--max-s", help="stop after this many seconds whatever happened"),
+    params: Optional[Path] = typer.Option(None, "--params", help="parameter YAML of both nodes (default: "
+                                          "launch/demo.yaml)"),
+    champion: Optional[Path] = typer.Option(None, help="nominal champion genome (default: "
+                                            "sim/assets/champions/<plant>.safetensors)"),
+    suite: Optional[Path] = typer.Option(None, help="regression suite YAML (default: the parameter file's gate_suite)"),
+    set_: list[str] = typer.Option([], "--set", help="controller parameter key=value (YAML value); repeatable"),
+    sim_set: list[str] = typer.Option([], "--sim-set", help="simulated robot parameter key=value; repeatable"),
+    attempts: int = typer.Option(2, help="stop after this many adaptation attempts ended without a promotion"),
+    settle_s: float = typer.Option(10.0, "--settle-s", help="default injection: this long after the drift "
+                                   "monitor is armed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no live display"),
+) -> None:
+    """The whole story over real ROS 2: a simulated robot and the controller node, a drift injected
+    once the drift monitor is armed, then detection, sandboxed adaptation, gate, shadow, canary,
+    promotion and watch; the recording (MCAP bag), the decisions and the report land in --out."""
+    from adapters.cli_node import parse_sets
+    from adapters.demo import DemoError, DemoOptions, run_demo, summary_table
+
+    try:
+        spec = json.loads(drift) if drift else None
+        opts = DemoOptions(plant=plant, drift=spec, seed=seed, out=out_dir, drift_at_s=drift_at_s, max_s=max_s,
+                           params=params, champion=champion, suite=suite, controller=parse_sets(set_),
+                           sim=parse_sets(sim_set), attempts=attempts, settle_s=settle_s)
+        err.print(f"[bold]driftgate demo[/]: {plant}, drift {drift or 'default'}, run directory {out_dir} "
+                  "(Ctrl-C stops early; the report is still written)")
+        result = run_demo(opts, console=err, live=not quiet)
+    except json.JSONDecodeError as e:
+        fail(f"--drift: not valid JSON ({e})")
+    except (DemoError, typer.BadParameter) as e:
+        fail(str(e))
+    rep = result.report
+    out.print(summary_table(rep, result))
+    out.print(f"report: {out_dir}/report.json, {out_dir}/summary.md, {out_dir}/timeline.png; "
+              f"bag: {out_dir}/bag; decisions: {out_dir}/decisions.jsonl")
+
+
+@app.command("switch-demo")
+def switch_demo(
+    out_dir: Path = typer.Option(Path("runs/switch-demo"), "--out", help="output directory"),
     generations: int = typer.Option(150, help="generations of the CartPole-Switch run"),
     schedule: str = typer.Option("50-100", help="generations with inverted actions"),
     seed: int = typer.Option(0),
@@ -101,7 +149,7 @@ def demo(
     from sim.genome import save_genome
     from sim.runner import RunConfig, run
 
-    err.print(f"[bold]driftgate demo[/]: SR-GHN on CartPole-Switch, actions inverted in generations {schedule}")
+    err.print(f"[bold]driftgate switch-demo[/]: SR-GHN on CartPole-Switch, actions inverted in generations {schedule}")
     cfg = RunConfig(task="cartpole-switch", method="srghn", generations=generations, seed=seed,
                     schedule=schedule, workers=workers)
     with _progress(generations, False) as progress:
@@ -114,7 +162,7 @@ def demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "evolve.json", record)
     save_genome(best, out_dir / "champion.safetensors")
-    png = plot_adaptation([record], out_dir / "adaptation.png", title="CartPole-Switch, SR-GHN (demo)")
+    png = plot_adaptation([record], out_dir / "adaptation.png", title="CartPole-Switch, SR-GHN (switch-demo)")
     table = Table(title="recovery after each switch (generations to reach X% of the pre-switch best)")
     for col in ("switch at gen", "pre-switch best", "drop", "to 50%", "to 90%", "to 100%"):
         table.add_column(col, justify="right")
@@ -135,7 +183,8 @@ def adapt(
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., "--out", help="output directory (job/, result.json, candidate.safetensors)"),
     champion: Optional[Path] = typer.Option(None, help="champion genome to adapt (default: the shipped one)"),
-    telemetry: Optional[Path] = typer.Option(None, help="telemetry window .npz (qpos, qvel, actions, control_dt)"),
+    telemetry: Optional[Path] = typer.Option(None, help="telemetry window .npz (qpos, qvel, actions, control_dt "
+                                             "[, breaks])"),
     workers: int = typer.Option(1), backend: str = typer.Option("local", help="local | ray"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray)"),
     max_generations: int = typer.Option(300), horizon: int = typer.Option(300),
@@ -159,7 +208,8 @@ def adapt(
         window = None
         if telemetry is not None:
             with np.load(telemetry, allow_pickle=False) as z:
-                window = Telemetry(z["qpos"], z["qvel"], z["actions"], float(z["control_dt"]))
+                window = Telemetry(z["qpos"], z["qvel"], z["actions"], float(z["control_dt"]),
+                                   breaks=z["breaks"].astype(np.int64) if "breaks" in z.files else None)
     except (ValueError, KeyError, OSError, GenomeFileError) as e:
         fail(f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e))
     if (out / "result.json").exists():

@@ -13,6 +13,9 @@ robot) gets the same report as an offline replay, without touching the controlle
   ``<node>: adaptation`` statuses): one ``sample`` record every `sample_s` (mean reward, detector
   statistic / threshold, residual statistics, phase, canary weight).
 - ``drift_active`` (the simulated robot's, transient local): ``drift_injected`` records.
+- ``falls_topic`` (optional; the simulated robot's ``~/falls`` with ``reset_on_fall``): one ``fall``
+  record per fall (``falls``: the robot's running count, ``joint``, ``value``), so a report can say
+  how often the robot had to be caught before the drift, after it and after adaptation.
 
 Times are seconds since the recorder started (the node's clock). `close()` writes the ``end``
 record and closes the file; the file is line-buffered, so a crash leaves every record written so far.
@@ -45,7 +48,8 @@ class DecisionRecorder:
 
     def __init__(self, node, path: str | os.PathLike, *, plant: str, topics: Mapping[str, str] | None = None,
                  config: dict | None = None, seed: int | None = None, registry_path: str | os.PathLike | None = None,
-                 sample_s: float = 1.0, callback_group=None, **header_extra: Any) -> None:
+                 sample_s: float = 1.0, callback_group=None, falls_topic: str | None = None,
+                 **header_extra: Any) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from std_msgs.msg import Float64, String
@@ -65,6 +69,7 @@ class DecisionRecorder:
         self._canary_weight: float | None = None
         self._drift_hash: str | None = None
         self._job_dirs: dict[str, str] = {}
+        self._falls = 0
         self._jobs = 0
         self._closed = False
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -76,6 +81,8 @@ class DecisionRecorder:
             node.create_subscription(String, self.topics["drift_active"], self._on_drift, latched, **kw),
             node.create_subscription(Float64, self.topics["reward"], self._on_reward, reliable, **kw),
             node.create_subscription(DiagnosticArray, self.topics["diagnostics"], self._on_diag, reliable, **kw)]
+        if falls_topic:
+            self._subs.append(node.create_subscription(String, falls_topic, self._on_fall, latched, **kw))
         self._timer = node.create_timer(float(sample_s), self._on_sample, **kw)
 
     def now(self) -> float:
@@ -160,6 +167,19 @@ class DecisionRecorder:
                 return
             self._drift_hash = h
             self.writer.write(self.now(), "drift_injected", drift=drift, hash=h)
+
+    def _on_fall(self, msg) -> None:
+        try:
+            d = json.loads(msg.data)
+            n = int(d.get("falls"))
+        except (ValueError, TypeError, AttributeError):
+            return
+        with self._lock:
+            if self._closed or n <= self._falls:     # the latched copy of a fall already recorded
+                return
+            self._falls = n
+            self.writer.write(self.now(), "fall", falls=n, joint=d.get("joint"), value=_num(d.get("value")),
+                              episode=d.get("episode"))
 
     def _on_reward(self, msg) -> None:
         x = _num(msg.data)

@@ -133,6 +133,7 @@ def build_report(log: DecisionLog, extra: dict | None = None) -> dict:
                     "generations": len(r.data.get("generations") or [])}
                    for r in log.of("adaptation")]
     adapting = [(s, e) for p, s, e in _phase_intervals(log, duration) if p == "adapting"]
+    falls = _falls(log, t_drift, t_adapt, float(duration or 0.0))
     out = {
         "format": REPORT_FORMAT,
         "source": h.get("source"),
@@ -161,6 +162,7 @@ def build_report(log: DecisionLog, extra: dict | None = None) -> dict:
         "promotions": promotions,
         "rollbacks": rollbacks,
         "champion_lineage": lineage,
+        "falls": falls,
         "final_phase": (end_rec.data.get("phase") if end_rec else None),
         "counters": (end_rec.data.get("counters") if end_rec else None),
         "monitor_counters": (end_rec.data.get("monitor") if end_rec else None),
@@ -171,6 +173,31 @@ def build_report(log: DecisionLog, extra: dict | None = None) -> dict:
                        "shows the recorded controller), so return_after_adapt is not measured")
     out.update(extra or {})
     return jsonable(out)
+
+
+def _falls(log: DecisionLog, t_drift: float | None, t_adapt: float | None, end: float) -> dict | None:
+    """How often the simulated robot fell and was reset (``fall`` records), per window and per
+    minute: before the drift, after it until the promotion, after the promotion. None when the run
+    has no fall records and the robot was not configured to reset on falls."""
+    ts = [r.t for r in log.of("fall")]
+    if not ts and not (log.header.get("config") or {}).get("reset_on_fall"):
+        return None
+
+    def window(a: float, b: float | None) -> dict:     # falls in (a, b]; the first window from t = 0 on
+        b = end if b is None else b
+        n = sum(1 for t in ts if (a < t or a == 0.0) and t <= b)
+        span = max(b - a, 0.0)
+        return {"n": n, "seconds": round(span, 3), "per_min": round(60.0 * n / span, 3) if span > 0 else None}
+
+    out = {"total": len(ts), "times": [round(t, 3) for t in ts]}
+    if t_drift is None:
+        out["before_drift"] = window(0.0, None)
+    else:
+        out["before_drift"] = window(0.0, t_drift)
+        out["after_drift_before_adapt"] = window(t_drift, t_adapt)
+        if t_adapt is not None:
+            out["after_adapt"] = window(t_adapt, None)
+    return out
 
 
 # ---------------------------------------------------------------------- the picture
@@ -202,6 +229,11 @@ def plot_timeline(log: DecisionLog, path: str | os.PathLike, report: dict | None
         ax0.plot(t, rew, color="k", lw=1.0, label="reward (mean per tick)")
     else:
         ax0.text(0.5, 0.5, "no reward signal recorded", transform=ax0.transAxes, ha="center", color="gray")
+    fall_times = (rep.get("falls") or {}).get("times") or []
+    if fall_times:
+        ax0.plot(fall_times, np.zeros(len(fall_times)), "|", color="#e63946", ms=9, mew=1.2,
+                 transform=ax0.get_xaxis_transform(), label=f"robot fell, reset ({len(fall_times)})")
+        ax0.legend(fontsize=7, loc="lower left")
     for p in rep.get("promotions", []):
         ax0.axvline(p["t"], color="#2a9d8f", lw=1.8)
         ax0.annotate("promote", (p["t"], 1.0), xycoords=("data", "axes fraction"), fontsize=8, color="#2a9d8f",
@@ -329,7 +361,13 @@ def markdown_summary(rep: dict, log: DecisionLog, png: str | None = "timeline.pn
               f"| gate verdicts | {', '.join(v['verdict'] for v in rep.get('verdicts', [])) or '-'} |",
               f"| promotions / rollbacks | {len(rep.get('promotions', []))} / {len(rep.get('rollbacks', []))} |",
               f"| champion lineage | {' -> '.join(_short(g) for g in rep.get('champion_lineage', [])) or '-'} |",
-              f"| final phase | {rep.get('final_phase') or '-'} |", ""]
+              f"| final phase | {rep.get('final_phase') or '-'} |"]
+    fl = rep.get("falls")
+    if fl:
+        per = lambda k: "-" if k not in fl else f"{fl[k]['n']} ({_f(fl[k]['per_min'], 1)}/min)"  # noqa: E731
+        lines.append(f"| robot falls (reset): before drift / after drift / after adaptation | "
+                     f"{per('before_drift')} / {per('after_drift_before_adapt')} / {per('after_adapt')} |")
+    lines.append("")
     if png:
         lines += [f"![timeline]({png})", ""]
     lines += ["## Alarms", ""]

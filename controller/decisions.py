@@ -31,6 +31,8 @@ Record kinds (extra keys are allowed; a reader ignores what it does not know):
                    ``scenarios`` [{name, tag, metric, n, candidate, incumbent, diff_mean, diff_ci,
                    status}]
 ``canary_step``    ``weight``, ``step``
+``fall``           the simulated robot fell and was reset (``reset_on_fall``): ``falls`` (its count),
+                   ``joint``, ``value``
 ``event``          any other orchestrator event (``event``: champion_loaded, adaptation_held, error)
 ``end``            last record: ``phase``, ``counters``, ``monitor`` counters, ``duration_s``
 =================  ==================================================================================
@@ -59,7 +61,7 @@ import numpy as np
 FORMAT = "driftgate.decisions/1"
 FILE_NAME = "decisions.jsonl"
 KINDS = ("header", "sample", "drift_injected", "alarm", "transition", "adaptation", "gate",
-         "canary_step", "event", "end")
+         "canary_step", "fall", "event", "end")
 
 
 class DecisionFormatError(ValueError):

@@ -114,19 +114,26 @@ def write_interim_job(job: AdaptationJob) -> None:
 
 
 def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
-    """The last contiguous segment of a DriftEvent window as sim.sysid telemetry arrays:
-    qpos/qvel (ticks + 1 rows, from the observation through the plant's state codec) and the
-    actions sent after each of the first `ticks` states. None if fewer than 2 ticks."""
+    """A DriftEvent window as sim.sysid telemetry arrays: qpos/qvel (ticks + 1 rows, from the
+    observation through the plant's state codec), the actions sent after each of the first `ticks`
+    states, and ``breaks``: the ticks after which a new contiguous segment begins (a gap in the
+    stream, e.g. a robot that fell and was reset), which no replay window may cross. Every segment
+    is kept: a robot that keeps falling after a drift gives several short stretches, each too short
+    for identification alone (keeping only the last one left a few dozen ticks and a wrong
+    estimate). None if fewer than 2 ticks."""
     from sim.nominal_model import STATE_CODECS
     seg = np.asarray(window.segment)
-    keep = np.flatnonzero(seg == seg[-1])
-    if keep.size < 2:
+    if seg.size < 2:
         return None
     codec = STATE_CODECS[plant]
-    q, v = zip(*(codec.from_obs(np.asarray(o, dtype=np.float64)) for o in np.asarray(window.obs)[keep]))
-    return {"qpos": np.asarray(q, dtype=np.float64), "qvel": np.asarray(v, dtype=np.float64),
-            "actions": np.asarray(window.action, dtype=np.float64)[keep][:-1],
-            "control_dt": np.float64(control_dt)}
+    q, v = zip(*(codec.from_obs(np.asarray(o, dtype=np.float64)) for o in np.asarray(window.obs)))
+    out = {"qpos": np.asarray(q, dtype=np.float64), "qvel": np.asarray(v, dtype=np.float64),
+           "actions": np.asarray(window.action, dtype=np.float64)[:-1],
+           "control_dt": np.float64(control_dt)}
+    breaks = np.flatnonzero(seg[1:] != seg[:-1]).astype(np.int64)
+    if breaks.size:
+        out["breaks"] = breaks
+    return out
 
 
 def write_sandbox_job(job: AdaptationJob, extra: dict | None = None) -> None:
@@ -186,9 +193,12 @@ class SubprocessRunner:
         self.writer(job)
         timeout = self.timeout_s if self.timeout_s is not None else \
             float(job.budgets.get("wall_s", 600.0)) + self.grace_s
-        argv = [a.replace("{job_dir}", str(job.job_dir)) for a in self.command]
+        # absolute: the child runs *in* the job directory, so a relative job_root (a registry_path
+        # such as runs/demo/registry) would otherwise name a directory below itself
+        job_dir = Path(job.job_dir).resolve()
+        argv = [a.replace("{job_dir}", str(job_dir)) for a in self.command]
         self._job = job
-        self._child = _Child(argv, job.job_dir, job.job_dir / "runner.log", timeout)
+        self._child = _Child(argv, job_dir, job_dir / "runner.log", timeout)
         self._status = "running"
 
     def poll(self) -> AdaptationResult | None:
@@ -324,8 +334,9 @@ class ProcessGate:
 
     def __init__(self, registry_root: str | os.PathLike, suite_path: str | os.PathLike, work_dir: str | os.PathLike,
                  *, timeout_s: float = 900.0, actor: str = "driftgate-gate") -> None:
-        self.registry_root, self.suite_path = str(registry_root), str(suite_path)
-        self.work_dir = Path(work_dir)
+        # absolute: the gate child runs in its own work directory (relative paths would break there)
+        self.registry_root, self.suite_path = str(Path(registry_root).resolve()), str(Path(suite_path).resolve())
+        self.work_dir = Path(work_dir).resolve()
         self.timeout_s, self.actor = timeout_s, actor
         self._child: _Child | None = None
         self._dir: Path | None = None

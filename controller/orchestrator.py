@@ -362,6 +362,15 @@ class Orchestrator:
             self._to(Phase.WATCHING, now, "sandbox job failed: champion stays",
                      job=job.job_id if job else None, error=res.error or "no candidate")
             return
+        if self.champion_id is not None and (res.result or {}).get("candidate_id") == self.champion_id:
+            # the evolution stopped at once because the champion already met the target on the robot
+            # the sandbox identified: nothing new to judge (registering it would fail: a genome cannot
+            # be its own parent). Not a failure of the job; back to watching after the backoff.
+            self._backoff_until = now + self.config.retry_backoff_s
+            self._to(Phase.WATCHING, now, "sandbox returned the champion unchanged (it already meets the "
+                     "target on the identified robot): nothing to gate", job=job.job_id if job else None,
+                     drift_estimate=res.drift_estimate)
+            return
         try:
             cid = self._register(res.candidates[0], job, res)
         except Exception as e:

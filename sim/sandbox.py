@@ -2,7 +2,7 @@
 
     job_dir/
       job.json              AdaptJob fields + seed_genomes: [{"file", "id"}]   (written by the parent)
-      telemetry.npz         qpos, qvel, actions, control_dt (optional)          (parent)
+      telemetry.npz         qpos, qvel, actions, control_dt [, breaks] (optional) (parent)
       seeds/<id>.safetensors                                                    (parent)
       result.json           status, sysid, returns, curves ...                  (child, atomically)
       candidate.safetensors the evolved candidate                               (child, atomically)
@@ -78,8 +78,9 @@ def write_job(job_dir: str | os.PathLike, job, seeds: list, telemetry=None) -> P
         entries.append({"file": f"seeds/{g.id}.safetensors", "id": g.id})
     if telemetry is not None:
         tmp = job_dir / ".telemetry.tmp.npz"
+        extra = {} if telemetry.breaks is None else {"breaks": np.asarray(telemetry.breaks, dtype=np.int64)}
         np.savez(tmp, qpos=telemetry.qpos, qvel=telemetry.qvel, actions=telemetry.actions,
-                 control_dt=np.float64(telemetry.control_dt))
+                 control_dt=np.float64(telemetry.control_dt), **extra)
         os.replace(tmp, job_dir / "telemetry.npz")
     atomic_write_json(job_dir / "job.json", {**job.to_dict(), "seed_genomes": entries})
     return job_dir
@@ -131,8 +132,10 @@ def _read_telemetry(path: Path, job):
     if missing:
         raise ValueError(f"telemetry.npz: missing arrays {missing}")
     try:
+        breaks = arrays.get("breaks")     # optional: where the stream was interrupted (sim.sysid.Telemetry)
         tel = Telemetry(arrays["qpos"].astype(np.float64), arrays["qvel"].astype(np.float64),
-                        arrays["actions"].astype(np.float64), float(arrays["control_dt"]))
+                        arrays["actions"].astype(np.float64), float(arrays["control_dt"]),
+                        breaks=None if breaks is None else breaks.astype(np.int64).reshape(-1))
     except (TypeError, ValueError) as e:
         raise ValueError(f"telemetry.npz: bad array types ({e})") from None
     tel.validate(make_plant(job.plant), DEFAULT_HORIZON.get(job.plant, 10))

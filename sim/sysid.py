@@ -148,7 +148,10 @@ class Telemetry:
 
     `qpos[t], qvel[t]` are measured before `actions[t]` is sent; `qpos[t+1]` after one control
     tick. `warmstart` (T+1, nv) is optional: present only when the window comes from a simulator
-    and exact replay is wanted.
+    and exact replay is wanted. `breaks` (optional, sorted tick indices) marks ticks t after which
+    `qpos[t+1]` is NOT the result of `actions[t]`: the telemetry was interrupted there (a gap in the
+    stream, a robot that fell and was reset), so no replay window may cross it. Several contiguous
+    stretches of a robot that keeps falling thus make one window without faking dynamics.
     """
 
     qpos: np.ndarray
@@ -156,6 +159,19 @@ class Telemetry:
     actions: np.ndarray
     control_dt: float
     warmstart: np.ndarray | None = None
+    breaks: np.ndarray | None = None
+
+    def window_starts(self, horizon: int, action_delay: int = 0, stride: int = 1) -> np.ndarray:
+        """Start ticks of the `horizon`-tick replay windows that cross no break."""
+        starts = np.arange(action_delay, self.ticks - horizon + 1, stride)
+        if self.breaks is not None and len(self.breaks) and starts.size:
+            b = np.asarray(self.breaks, dtype=np.int64)
+            # the window replays the transitions t -> t+1 for t in [s - delay, s + horizon - 1]
+            first = np.searchsorted(b, starts - action_delay, side="left")
+            clean = first >= b.size
+            clean |= b[np.minimum(first, b.size - 1)] > starts + horizon - 1
+            starts = starts[clean]
+        return starts
 
     @property
     def ticks(self) -> int:
@@ -200,6 +216,15 @@ class Telemetry:
         if self.ticks < horizon + 1:
             raise ValueError(f"telemetry.actions: {self.ticks} ticks is too few for a "
                              f"{horizon}-tick prediction horizon (need at least {horizon + 1})")
+        if self.breaks is not None:
+            b = np.asarray(self.breaks)
+            if b.ndim != 1 or (b.size and (not np.issubdtype(b.dtype, np.integer) or b.min() < 0
+                                           or b.max() >= self.ticks or np.any(np.diff(b) <= 0))):
+                raise ValueError("telemetry.breaks: expected sorted, distinct tick indices in "
+                                 f"[0, {self.ticks})")
+            if self.window_starts(horizon).size == 0:
+                raise ValueError(f"telemetry.breaks: no stretch of {horizon + 1} ticks without a break "
+                                 f"(a {horizon}-tick prediction horizon needs one)")
         if not abs(self.control_dt - plant.control_dt) <= 1e-9:
             raise ValueError(f"telemetry.control_dt: {self.control_dt} s, but plant "
                              f"{plant.name!r} ticks every {plant.control_dt} s")
@@ -281,7 +306,7 @@ class Replay:
               max_windows: int | None = None) -> "Replay":
         m = plant.model
         qpos, qvel = smooth(tel.qpos, smooth_window), smooth(tel.qvel, smooth_window)
-        starts = np.arange(action_delay, tel.ticks - horizon + 1, stride)
+        starts = tel.window_starts(horizon, action_delay, stride)
         if max_windows and starts.size > max_windows:
             starts = starts[np.linspace(0, starts.size - 1, max_windows).round().astype(int)]
         nstate = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)

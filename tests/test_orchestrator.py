@@ -220,6 +220,23 @@ def test_sandbox_failure_keeps_the_champion(tmp_path):
     assert rig.orch.champion_id == rig.champion_id
 
 
+def test_sandbox_returning_the_champion_unchanged_is_not_gated(tmp_path):
+    """On telemetry that looks nominal the evolution stops at once and answers with the champion
+    itself: nothing to judge, not a failure, no registry error."""
+    def make(job):
+        path = job.job_dir / "candidate.safetensors"
+        save_genome(job.seeds[0], path)
+        return AdaptationResult(True, (path,), {}, result={"status": "ok", "candidate_id": job.seeds[0].id})
+    rig = Rig(tmp_path, FakeRunner(make), FunctionGate(lambda req: GateOutcome(PASS)))
+    rig.run(0.2)
+    rig.drift()
+    rig.run(0.5)
+    assert rig.orch.phase is Phase.WATCHING and rig.orch.counters["job_failures"] == 0
+    assert rig.orch.counters["errors"] == 0 and rig.orch.champion_id == rig.champion_id
+    assert [g.status for g in rig.registry.list()] == ["champion"]
+    assert "unchanged" in rig.orch.history[-1]["reason"]
+
+
 def test_hung_sandbox_process_is_killed_at_its_budget(tmp_path):
     runner = SubprocessRunner([sys.executable, "-c", "import time; time.sleep(120)"], timeout_s=1.0)
     rig = Rig(tmp_path, runner, FunctionGate(lambda req: GateOutcome(PASS)))
@@ -390,12 +407,20 @@ def _window(n=80, segments=(0, 1)):
     return TelemetryWindow(np.array(ts), np.array(obs), np.array(acts), np.full(n, np.nan), np.array(seg)), plant
 
 
-def test_window_to_telemetry_keeps_the_last_contiguous_segment():
+def test_window_to_telemetry_keeps_every_segment_and_marks_the_breaks():
+    """Every contiguous segment is kept (a robot that keeps falling gives several short ones) and the
+    tick after which a new segment starts is a break no sysid replay window crosses."""
     w, plant = _window()
     tel = window_to_telemetry("cartpole", w, plant.control_dt)
-    assert tel["qpos"].shape == (70, 2) and tel["qvel"].shape == (70, 2) and tel["actions"].shape == (69, 1)
-    np.testing.assert_allclose(tel["qpos"][:, 1], np.arctan2(w.obs[10:, 2], w.obs[10:, 1]))
-    np.testing.assert_allclose(tel["actions"], w.action[10:-1])
+    assert tel["qpos"].shape == (80, 2) and tel["qvel"].shape == (80, 2) and tel["actions"].shape == (79, 1)
+    np.testing.assert_allclose(tel["qpos"][:, 1], np.arctan2(w.obs[:, 2], w.obs[:, 1]))
+    np.testing.assert_allclose(tel["actions"], w.action[:-1])
+    assert tel["breaks"].tolist() == [9]
+    from sim.sysid import Telemetry
+    t = Telemetry(tel["qpos"], tel["qvel"], tel["actions"], float(tel["control_dt"]), breaks=tel["breaks"])
+    starts = t.window_starts(25)
+    assert starts.size and all(s > 9 or s + 25 - 1 < 9 for s in starts)   # no window replays 9 -> 10
+    assert not window_to_telemetry("cartpole", _window(segments=(0, 0))[0], plant.control_dt).get("breaks")
 
 
 def test_sandbox_job_directory_is_accepted_by_sim_sandbox(tmp_path):
@@ -412,4 +437,4 @@ def test_sandbox_job_directory_is_accepted_by_sim_sandbox(tmp_path):
     write_sandbox_job(job)
     parsed, seeds, tel = sandbox.read_job(job.job_dir)
     assert parsed.plant == "cartpole" and parsed.max_generations == 5 and parsed.budget_s == 30.0
-    assert [g.id for g in seeds] == [champ.id] and tel.ticks == 109
+    assert [g.id for g in seeds] == [champ.id] and tel.ticks == 119 and tel.breaks.tolist() == [9]

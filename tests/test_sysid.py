@@ -107,3 +107,24 @@ def test_parameter_sets_name_real_model_objects():
         for p in params:
             plant.apply_drift(DriftSpec(**{p.field: {p.key: p.hi}}))
             assert p.lo < p.hi and p.to_search(1.0) is not None
+
+
+def test_telemetry_breaks_keep_replay_windows_inside_contiguous_stretches():
+    """A break (the robot fell and was reset, the stream was interrupted) is never replayed across;
+    telemetry whose stretches are all shorter than the horizon is refused."""
+    from sim.sysid import Telemetry
+    n = 60
+    tel = Telemetry(np.zeros((n + 1, 2)), np.zeros((n + 1, 2)), np.zeros((n, 1)), 0.01,
+                    breaks=np.array([19, 39]))
+    starts = tel.window_starts(10)
+    for s in starts:
+        assert not any(s <= b <= s + 9 for b in (19, 39))
+    assert set(starts.tolist()) == set(range(0, 10)) | set(range(20, 30)) | set(range(40, 51))
+    tel.validate(make_plant("cartpole"), 10)
+    short = Telemetry(np.zeros((n + 1, 2)), np.zeros((n + 1, 2)), np.zeros((n, 1)), 0.01,
+                      breaks=np.arange(5, 60, 10))
+    with pytest.raises(ValueError, match="breaks"):
+        short.validate(make_plant("cartpole"), 10)
+    with pytest.raises(ValueError, match="breaks"):
+        Telemetry(np.zeros((n + 1, 2)), np.zeros((n + 1, 2)), np.zeros((n, 1)), 0.01,
+                  breaks=np.array([39, 19])).validate(make_plant("cartpole"), 10)

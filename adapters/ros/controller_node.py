@@ -102,6 +102,9 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "adapt_population": (10, "population size of a sandbox job", True),
     "adapt_children": (2, "children per parent in a sandbox job", True),
     "adapt_horizon": (300, "episode length (ticks) in a sandbox job", True),
+    "adapt_workers": (1, "evaluation worker processes of a sim.sandbox job", True),
+    "adapt_sysid_budget_s": (20.0, "system identification budget of a sim.sandbox job (before the evolution's)",
+                             True),
     "drift_hint": ("", "DriftSpec JSON for sandboxes without system identification", True),
     "gate_suite": ("", "regression suite YAML for the gate ('' : no gate, candidates are held)", True),
     "archive_on_promotion": (True, "append each promoted regime to gate_suite as an archive scenario", True),
@@ -290,7 +293,7 @@ class ControllerNode(LifecycleNode):
         if boot:
             from controller.bootstrap import bootstrap_registry, lqr_policy_genome
             from sim.genome import load_genome
-            genome = lqr_policy_genome(plant) if boot == "lqr" else load_genome(boot)
+            genome = lqr_policy_genome(plant) if boot == "lqr" else load_genome(_package_path(boot))
             bootstrap_registry(reg_path, genome, actor=f"{self.get_name()}-bootstrap")
         self.registry = Registry(reg_path, actor=self.get_fully_qualified_name())
         job_root = Path(self.p("job_root") or Path(reg_path) / "jobs")
@@ -318,7 +321,8 @@ class ControllerNode(LifecycleNode):
         if cmd:
             runner = SubprocessRunner(shlex.split(cmd))
         elif kind == "sim" or (kind == "auto" and sandbox_available()):
-            runner = SandboxRunner()
+            runner = SandboxRunner(extra={"workers": max(1, int(self.p("adapt_workers"))),
+                                          "sysid_budget_s": float(self.p("adapt_sysid_budget_s"))})
         else:
             runner = SubprocessRunner()
         suite = self.p("gate_suite")
@@ -354,6 +358,14 @@ class ControllerNode(LifecycleNode):
                                                                qos_profile_sensor_data, callback_group=inputs))
         if not self._tick_on_message:
             self._add("timer", self.create_timer(1.0 / float(self.p("rate_hz")), self._on_tick, callback_group=control))
+        else:
+            # trigger joint_states: a silent topic would mean no tick at all, hence no safe command and
+            # no ERROR on /diagnostics. This watchdog (same callback group as the joint-state
+            # subscription, so it never ticks concurrently with it) ticks only when no tick ran for
+            # stale_timeout_s; that tick holds the safe command and reports stale/waiting. Its period
+            # is stale_timeout_s / 2, not 1 / rate_hz, so it costs nothing while data flows.
+            self._stale_s = float(self.p("stale_timeout_s"))
+            self._add("timer", self.create_timer(self._stale_s / 2.0, self._on_watchdog, callback_group=inputs))
         self._add("timer", self.create_timer(1.0 / float(self.p("orchestrator_rate_hz")), self._on_step,
                                              callback_group=slow))
         self._add("timer", self.create_timer(1.0 / float(self.p("diagnostics_rate_hz")), self._on_diagnostics,
@@ -425,6 +437,15 @@ class ControllerNode(LifecycleNode):
     def _on_reward(self, msg: Float64) -> None:
         if self.runtime is not None:
             self.runtime.ingest_reward(msg.data)
+
+    def _on_watchdog(self) -> None:
+        """trigger joint_states only: tick when the joint states went silent (see `_configure`)."""
+        rt = self.runtime
+        if rt is None:
+            return
+        last = rt.last_output
+        if last is None or self.clock() - last.t >= self._stale_s:
+            self._on_tick()
 
     def _on_tick(self) -> None:
         rt = self.runtime
@@ -560,6 +581,18 @@ def _status(cls, level, name: str, message: str, hardware_id: str, values: dict)
     s.level, s.name, s.message, s.hardware_id = level, name, str(message), str(hardware_id)
     s.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
     return s
+
+
+def _package_path(path: str) -> Path:
+    """A relative file path as given (from the working directory) if it exists there, else relative
+    to where the driftgate packages are installed: ``sim/assets/champions/cartpole.safetensors`` is
+    package data (setup.py), so it resolves from a clean clone, an editable install or a wheel alike."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    import sim
+    installed = Path(sim.__file__).resolve().parent.parent / p
+    return installed if installed.exists() else p
 
 
 def _replace(cfg, **kw):

@@ -4,7 +4,9 @@ It behaves like a ros2_control robot with a `joint_state_broadcaster` and a forw
 controller: every control period it applies the latest command (zero-order hold; after
 ``command_timeout_s`` without a command it applies zeros, as a hardware interface's watchdog would),
 steps the physics one control tick and publishes `sensor_msgs/JointState` (positions, velocities, in
-the plant's joint order, optionally renamed by ``joint_names``) and the plant's reward on
+the plant's joint order, optionally renamed by ``joint_names``, plus ``sensor_noise_std`` Gaussian
+encoder noise if set: a noise-free simulator is an unrealistically quiet robot, whose drift-monitor
+residuals are numerically zero until the first hiccup of the command stream) and the plant's reward on
 ``~/reward`` (std_msgs/Float64) for reporting.
 
 Drift is injected at run time, as a DriftSpec JSON:
@@ -16,6 +18,19 @@ Drift is injected at run time, as a DriftSpec JSON:
 The active drift is published on ``~/drift_active`` (String, transient local). ``~/reset``
 (std_srvs/Trigger) starts a new episode. std_srvs has no string-carrying service, hence the
 parameter/topic pair for drift.
+
+Falls (``reset_on_fall: true``, off by default): a balance controller cannot bring back a pole
+that has fallen (it has no swing-up), and a real robot that crashed would be stopped and set
+upright by an operator. So when a joint leaves ``fall_bounds`` (JSON ``{"joint": [low, high]}`` on
+positions; default: the plant's hard state limits from `safety.constraints.PLANT_LIMITS`, i.e. the
+envelope the gate demands of every candidate: for the cartpole the pole above horizontal and the
+cart off its end stops) the node holds for ``fall_pause_s`` (publishing nothing, as a robot being
+caught), then starts a new episode (the next seed) and carries on. Every fall is counted and
+announced on ``~/falls`` (String, JSON {falls, episode, joint, value, time}, transient local), so a
+report can show how often it happened. The pause leaves a gap in the joint-state stamps longer
+than the drift monitor's ``gap_factor`` periods, so the monitor starts a new telemetry segment
+there instead of reading the jump back to upright as dynamics (and the sandbox's system
+identification never replays across it).
 
 Clocking: a wall-clock timer at the plant's control rate by default. ``lockstep: true`` steps only
 after a command arrived since the last published state (or the command timeout expired), so one
@@ -57,6 +72,12 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "drift": ("", "DriftSpec JSON applied to the plant now ('' : nominal); changeable at run time", False),
     "lockstep": (False, "step only when a new command arrived (or the command timed out)", True),
     "autostep": (True, "create the stepping timer (false: call step_once() yourself)", True),
+    "reset_on_fall": (False, "start a new episode when a joint leaves fall_bounds (an operator catching the "
+                      "robot); counted on ~/falls", True),
+    "fall_bounds": ("", 'JSON {"joint": [low, high]} on positions (\'\': the plant\'s hard state limits, '
+                    "safety.constraints.PLANT_LIMITS)", True),
+    "fall_pause_s": (0.05, "after a fall: publish nothing this long, then the new episode (a telemetry gap)", True),
+    "sensor_noise_std": (0.0, "N(0, std) added to every published position and velocity (encoder noise)", True),
 }
 
 
@@ -75,7 +96,11 @@ class SimRobotNode(Node):
                              f"{self.plant.joint_names}")
         self.joint_names = names
         self.counters = {"steps": 0, "commands": 0, "bad_commands": 0, "timeouts": 0, "drift_applied": 0,
-                         "drift_rejected": 0}
+                         "drift_rejected": 0, "falls": 0}
+        self.fall_bounds = self._fall_bounds() if self.p("reset_on_fall") else ()
+        self._noise_std = float(self.p("sensor_noise_std"))
+        self._noise_rng = np.random.default_rng([int(self.p("seed")), 7919])
+        self._paused_until = -float("inf")
         self.last_reward = float("nan")
         self._command = np.zeros(self.plant.act_dim)
         self._command_time = -float("inf")
@@ -87,6 +112,7 @@ class SimRobotNode(Node):
         self._js_pub = self.create_publisher(JointState, self.p("joint_states_topic"), reliable)
         self._reward_pub = self.create_publisher(Float64, "~/reward", reliable)
         self._drift_pub = self.create_publisher(String, "~/drift_active", latched)
+        self._falls_pub = self.create_publisher(String, "~/falls", latched)
         self.create_subscription(Float64MultiArray, self.p("commands_topic"), self._on_command, reliable)
         self.create_subscription(String, "~/inject_drift", self._on_inject, reliable)
         self.create_service(Trigger, "~/reset", self._srv_reset)
@@ -138,12 +164,67 @@ class SimRobotNode(Node):
             self.counters["drift_rejected"] += 1
             self.get_logger().error(f"~/inject_drift refused: {e}")
 
+    # -- falls -------------------------------------------------------------------------------------
+    def _fall_bounds(self) -> tuple[tuple[int, str, float | None, float | None], ...]:
+        """(joint index, name, low, high) from ``fall_bounds`` or the plant's hard state limits."""
+        raw = self.p("fall_bounds")
+        if raw:
+            bounds = json.loads(raw)
+            if not isinstance(bounds, dict):
+                raise ValueError('fall_bounds must be a JSON object {"joint": [low, high]}')
+            items = [(j, (None if lohi[0] is None else float(lohi[0]), None if lohi[1] is None else float(lohi[1])))
+                     for j, lohi in bounds.items()]
+        else:
+            from safety.constraints import PLANT_LIMITS
+            limits = PLANT_LIMITS.get(self.plant.name)
+            if limits is None or not limits.state:
+                raise ValueError(f"reset_on_fall: no default fall bounds for plant {self.plant.name!r}; "
+                                 "set fall_bounds")
+            items = [(j, (lo, hi)) for j, lo, hi in limits.state]
+        names = list(self.plant.joint_names)
+        out = []
+        for joint, (lo, hi) in items:
+            if joint not in names:
+                raise ValueError(f"fall_bounds: unknown joint {joint!r}; joints: {names}")
+            out.append((names.index(joint), joint, lo, hi))
+        return tuple(out)
+
+    def _fallen(self) -> tuple[str, float] | None:
+        """(joint, position) of the first joint outside its fall bounds, or None."""
+        if not self.fall_bounds:
+            return None
+        q = self.plant.joint_positions()
+        for i, name, lo, hi in self.fall_bounds:
+            x = float(q[i])
+            if (lo is not None and x < lo) or (hi is not None and x > hi):
+                return name, x
+        return None
+
+    def _on_fall(self, joint: str, value: float) -> None:
+        """Count the fall, hold for fall_pause_s, start the next episode."""
+        self.counters["falls"] += 1
+        self._new_episode()
+        self._paused_until = time.monotonic() + float(self.p("fall_pause_s"))
+        self._falls_pub.publish(String(data=json.dumps({
+            "falls": self.counters["falls"], "episode": self._episode, "joint": joint, "value": value,
+            "time": time.time()})))
+
+    def _new_episode(self) -> int:
+        self._episode += 1
+        seed = int(self.p("seed")) + self._episode
+        self.plant.reset(seed)
+        self._fresh_command = False
+        self._command = np.zeros(self.plant.act_dim)
+        return seed
+
     # -- commands and stepping --------------------------------------------------------------------
     def _on_command(self, msg: Float64MultiArray) -> None:
         a = np.asarray(msg.data, dtype=np.float64)
         if a.shape != (self.plant.act_dim,) or not np.isfinite(a).all():
             self.counters["bad_commands"] += 1
             return
+        if time.monotonic() < self._paused_until:
+            return      # computed from the fallen robot's last state: the new episode starts from zeros
         self._command = a
         self._command_time = time.monotonic()
         self._fresh_command = True
@@ -152,6 +233,12 @@ class SimRobotNode(Node):
     def _on_timer(self) -> None:
         if not self._published_once:
             self.publish_state()
+            return
+        if self._paused_until > -float("inf"):
+            if time.monotonic() < self._paused_until:
+                return                          # being caught: no physics, nothing published
+            self._paused_until = -float("inf")
+            self.publish_state()                # the new episode's first state, after the gap
             return
         if self.p("lockstep") and not self._fresh_command and \
                 time.monotonic() - self._command_time < float(self.p("command_timeout_s")):
@@ -169,6 +256,13 @@ class SimRobotNode(Node):
         _, reward = self.plant.act(action)
         self.last_reward = float(reward)
         self.counters["steps"] += 1
+        fell = self._fallen()
+        if fell is not None:     # the fall step's reward goes out with the new episode's first state
+            self._on_fall(*fell)
+            if not self.p("autostep"):         # stepped by hand: no timer to end the pause
+                self._paused_until = -float("inf")
+                self.publish_state()
+            return self.last_reward
         self.publish_state()
         return self.last_reward
 
@@ -176,19 +270,19 @@ class SimRobotNode(Node):
         msg = JointState()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.name = self.joint_names
-        msg.position = self.plant.joint_positions().tolist()
-        msg.velocity = self.plant.joint_velocities().tolist()
+        q, v = self.plant.joint_positions(), self.plant.joint_velocities()
+        if self._noise_std > 0:      # what encoders report; the physics (and fall checks) use the true state
+            q = q + self._noise_std * self._noise_rng.standard_normal(q.shape)
+            v = v + self._noise_std * self._noise_rng.standard_normal(v.shape)
+        msg.position = q.tolist()
+        msg.velocity = v.tolist()
         self._js_pub.publish(msg)
         if self.counters["steps"]:
             self._reward_pub.publish(Float64(data=self.last_reward))
         self._published_once = True
 
     def _srv_reset(self, request, response):
-        self._episode += 1
-        self.plant.reset(int(self.p("seed")) + self._episode)
-        self._fresh_command = False
-        self._command = np.zeros(self.plant.act_dim)
-        seed = int(self.p("seed")) + self._episode
+        seed = self._new_episode()
         response.success, response.message = True, f"episode {self._episode} (seed {seed})"
         return response
 
