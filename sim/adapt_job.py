@@ -181,14 +181,16 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s})
 
     specs = randomised_specs(sysid, job.randomize, job.seed)
-    task = PlantTask(job.plant, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden)
+    start = {"start_cart_range": 0.6} if job.plant == "cartpole" else {}   # off-centre starts too
+    task = PlantTask(job.plant, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
+                     **start)
     model_cfg = SRGHNConfig(**(champion.model or {}))
     nominal_return = mean_return(job.plant, champion, DriftSpec(), job.horizon, job.seed)
     target = job.target_fraction * nominal_return
     evaluations = 0
 
     confirm = PlantTask(job.plant, drifts=tuple(specs), horizon=job.horizon, episodes=2,
-                        hidden=champion.policy_spec.hidden)
+                        hidden=champion.policy_spec.hidden, **start)
 
     def should_stop(log: GenerationLog, elite: np.ndarray) -> bool:
         nonlocal evaluations

@@ -84,6 +84,10 @@ class PlantTask:
     episodes: int = 1
     hidden: tuple[int, ...] = (32, 32)
     schedule: SwitchSchedule = field(default_factory=SwitchSchedule.never)
+    stop_on_fall: bool = True      # no reward after the robot has fallen (`Plant.fallen`): the fitness
+                                   # then agrees with the gate's hard limits instead of paying for a
+                                   # pole that swings round and round
+    start_cart_range: float | None = None   # cartpole only: wider start positions (None: the suite's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drifts", tuple(DriftSpec.parse(d) for d in self.drifts) or (DriftSpec(),))
@@ -110,14 +114,19 @@ class PlantTask:
         if weights.ndim != 2 or weights.shape[1] != self.policy.num_params:
             raise ValueError(f"policy weights have shape {weights.shape}, spec needs (n, {self.policy.num_params})")
         batch = _plant_batch(self.plant, n)
+        self._configure(batch.plant)
         act = BoundPolicy(self.policy, weights)
         total = np.zeros(n)
         for d, drift in enumerate(self.drifts):
             batch.plant.apply_drift(drift)
             for e in range(self.episodes):
                 obs = batch.reset([_episode_seed(seeds[i], d, e) for i in range(n)])
+                alive = np.ones(n, dtype=bool)
                 for _ in range(self.horizon):
                     obs, r = batch.act(act(obs))
+                    if self.stop_on_fall:
+                        alive &= ~batch.plant.fallen_batch(obs)
+                        r = np.where(alive, r, 0.0)
                     total += r
         return self._fitness(total)
 
@@ -127,6 +136,8 @@ class PlantTask:
         weights = np.asarray(weights, dtype=np.float32)
         n = len(weights)
         plants = _plants(self.plant, n)
+        for p in plants:
+            self._configure(p)
         total = np.zeros(n)
         for d, drift in enumerate(self.drifts):
             for e in range(self.episodes):
@@ -134,12 +145,20 @@ class PlantTask:
                 for i, p in enumerate(plants):
                     p.apply_drift(drift)
                     obs[i] = p.reset(_episode_seed(seeds[i], d, e))
+                alive = np.ones(n, dtype=bool)
                 for _ in range(self.horizon):
                     actions = policy_act(self.policy, weights, obs)
                     for i, p in enumerate(plants):
                         obs[i], r = p.act(actions[i])
-                        total[i] += r
+                        alive[i] &= not p.fallen_batch(obs[i:i + 1])[0] if self.stop_on_fall else True
+                        total[i] += r if alive[i] else 0.0
         return self._fitness(total)
+
+    def _configure(self, plant) -> None:
+        """Per-task start distribution on a cached plant (reset to the plant's default otherwise)."""
+        if hasattr(type(plant), "start_cart_range"):
+            plant.start_cart_range = (type(plant).start_cart_range if self.start_cart_range is None
+                                      else float(self.start_cart_range))
 
     def _fitness(self, total: np.ndarray) -> np.ndarray:
         fitness = total / (len(self.drifts) * self.episodes)

@@ -240,6 +240,11 @@ class Plant:
     def reward(self) -> float:
         raise NotImplementedError
 
+    def fallen_batch(self, obs: np.ndarray) -> np.ndarray:
+        """(n,) bool: observations (n, obs_dim) of a robot that has left the region where its task
+        can still be done (an episode that an operator would have to stop). Default: never."""
+        return np.zeros(len(obs), dtype=bool)
+
     def nominal_controller(self) -> Controller:
         raise NotImplementedError
 
