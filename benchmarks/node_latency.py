@@ -518,7 +518,8 @@ def run(args) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-SUMMARY = ("executor", "min_ms", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "missed_ticks", "late_ticks", "over_1ms",
+SUMMARY = ("executor", "min_ms", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "missed_ticks", "late_ticks",
+           "over_1ms",
            "states_sent", "unmatched_commands", "sandbox_busy", "node_cpu_share", "robot_cpu_share", "node_counters",
            "node_tick_us_max", "drift_alarms", "load_avg_before", "load_avg_after", "swaps")
 
@@ -538,7 +539,8 @@ def write_md(res: dict, path: Path) -> None:
         f"{res['date']} on `{res['platform']}`, {res['cpu_count']} cores, Python {res['python']}. "
         f"Command: `{res['command']}`.", "",
         f"**The machine is shared with other engineers' jobs** (load average, 1 min, before -> after each run in "
-        f"the table; 1/5/15 min before the shipped run: {res['load_avg_before']}) on {res['cpu_count']} cores; the benchmark's "
+        f"the table; 1/5/15 min before the shipped run: {res['load_avg_before']}) on {res['cpu_count']} cores; "
+        "the benchmark's "
         "own three processes (node, robot side, sandbox) account for about 2 of it. Tail latencies here are the "
         "scheduler's as much as the node's.", "",
         f"{res['rate_hz']:g} Hz `sensor_msgs/JointState` for {res['duration_s']:g} s from another process, one "

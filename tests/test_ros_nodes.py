@@ -275,7 +275,8 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
     while time.monotonic() < t_end:
         inc.publish(Float64MultiArray(data=[0.0]))
         time.sleep(0.02)
-    assert ctl.commands_published == published and sim.counters["commands"] == received
+    # at most the one tick that was already running when the mode changed (a loaded machine)
+    assert ctl.commands_published - published <= 1 and sim.counters["commands"] - received <= 1
     wait_for(lambda: len(shadow) >= 20, 20, "shadow commands")
     wait_for(lambda: any((json.loads(c.data)["incumbent_vs_champion"]["n"] or 0) > 0 for c in comparisons), 20,
              "paired comparison")

@@ -213,6 +213,7 @@ def test_promotion_and_rollback_take_effect_at_the_next_tick(session, tmp_path):
         after = [t for t in ticks if at < t[0] <= until]
         assert after and all(gid in used for _, used, _ in after), (at, gid, after[:3])
         first = after[0]
-        report.append({"genome": gid, "ticks_to_effect": first[0] - at, "ms_to_first_command": 1e3 * (first[2] - t_swap)})
+        report.append({"genome": gid, "ticks_to_effect": first[0] - at,
+                       "ms_to_first_command": 1e3 * (first[2] - t_swap)})
         assert first[0] - at == 1, report
     print(json.dumps(report))
