@@ -90,10 +90,15 @@ def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
 
 
 def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = None,
-              stop: threading.Event | None = None, threads: int = 4) -> None:
-    """Build the nodes in a private context, spin them until SIGINT/SIGTERM (or `stop`), clean up."""
+              stop: threading.Event | None = None, threads: int = 1) -> None:
+    """Build the nodes in a private context, spin them until SIGINT/SIGTERM (or `stop`), clean up.
+
+    One thread (rclpy's SingleThreadedExecutor) by default: every callback of the nodes is short
+    (the sandbox and the gate run in processes of their own and are polled), and rclpy's
+    MultiThreadedExecutor busy-spins a core whenever a ready timer waits on a busy callback group,
+    which cost the control loop missed ticks (benchmarks/results/node_latency.md)."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     stop = stop or threading.Event()
@@ -106,7 +111,8 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     nodes = []
     try:
         nodes = [f(ctx) for f in factories]
-        executor = MultiThreadedExecutor(num_threads=threads, context=ctx)
+        executor = SingleThreadedExecutor(context=ctx) if threads <= 1 else \
+            MultiThreadedExecutor(num_threads=threads, context=ctx)
         for n in nodes:
             executor.add_node(n)
         spinner = threading.Thread(target=executor.spin, name="driftgate-executor", daemon=True)
@@ -181,7 +187,7 @@ def sim_robot(params: Optional[Path] = PARAMS_OPT,
         factory = _sim_factory(params, name, namespace, set_)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([factory], domain_id=domain_id, threads=2)
+    run_nodes([factory], domain_id=domain_id)
 
 
 @app.command()

@@ -553,7 +553,7 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     t_start = time.monotonic()
     th.start()
     try:
-        run_nodes([make_sim, make_ctl, make_demo], domain_id=domain_id, stop=stop, threads=4)
+        run_nodes([make_sim, make_ctl, make_demo], domain_id=domain_id, stop=stop)
     finally:
         stop.set()
         th.join(timeout=10)

@@ -80,7 +80,6 @@ def test_bad_input_leaves_nothing_behind(tmp_path):
     assert (other / "keep.txt").read_text() == "not a demo run"
 
 
-@pytest.mark.skip(reason="flaky since the LQR champion: drift injection/identification not reliable in the shortened run; issue 7 note")
 @pytest.mark.slow
 def test_demo_runs_the_story_end_to_end(tmp_path):
     """A shortened `driftgate demo`: 8 s warm-up, drift 2 s after the monitor is armed, a 20 s

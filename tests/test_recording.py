@@ -170,7 +170,7 @@ def test_simulate_bag_records_what_the_nodes_publish(tmp_path):
 def test_bag_recorder_on_a_live_node(tmp_path):
     rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64, Float64MultiArray, String
@@ -182,7 +182,7 @@ def test_bag_recorder_on_a_live_node(tmp_path):
               "events": f"{ns}/events", "drift_active": f"{ns}/drift_active", "diagnostics": f"{ns}/diagnostics"}
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "100")) + 41) % 100 + 100)
-    executor = MultiThreadedExecutor(num_threads=3, context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
     pub_node = rclpy.create_node("pub", context=ctx)
     rec_node = rclpy.create_node("recorder", context=ctx)
     executor.add_node(pub_node)

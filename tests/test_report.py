@@ -185,7 +185,7 @@ def test_decision_recorder_writes_a_live_run_from_the_topics(tmp_path):
 
     rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Float64, String
 
@@ -210,7 +210,7 @@ def test_decision_recorder_writes_a_live_run_from_the_topics(tmp_path):
               "diagnostics": f"{ns}/diagnostics"}
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "100")) + 53) % 100 + 100)
-    ex = MultiThreadedExecutor(num_threads=3, context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
     pub = rclpy.create_node("pub", context=ctx)
     rec_node = rclpy.create_node("decisions", context=ctx)
     ex.add_node(pub)

@@ -602,10 +602,10 @@ def _replace(cfg, **kw):
 
 def main(args: list[str] | None = None) -> None:
     """`ros2 run driftgate driftgate_controller --ros-args --params-file FILE` entry point."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     rclpy.init(args=args if args is not None else sys.argv)
     node = ControllerNode()
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SingleThreadedExecutor()     # why one thread: see adapters.cli_node.run_nodes
     executor.add_node(node)
     try:
         executor.spin()
