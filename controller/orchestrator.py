@@ -105,6 +105,14 @@ class OrchestratorConfig:
     shadow_timeout_s: float = 60.0           # not enough paired samples by then: hold
     shadow_max_divergence_mean: float = 0.5
     shadow_max_saturation: float = 0.5
+    # A champion that drives the live robot outside the guard bounds on at least this fraction of
+    # the shadow ticks is failing (a motor wired backwards: the robot falls over and over). Staying
+    # close to it is no safety property, so the pairwise limits are not applied and the canary is a
+    # rescue: full authority for the whole canary time, no divergence guard, joint-bound guard
+    # after `rescue_grace_s`. The gate's verdict is the evidence that remains. False: hold instead.
+    rescue_failing_champion: bool = True
+    rescue_outside_fraction: float = 0.05
+    rescue_grace_s: float = 1.0
     canary_weights: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     canary_step_s: float = 5.0
     canary_slice_s: float = 1.0
@@ -181,6 +189,8 @@ class Orchestrator:
         self._candidate: CompiledPolicy | None = None
         self._gate_outcome: GateOutcome | None = None
         self._canary_step = 0
+        self._canary_weights: tuple[float, ...] = self.config.canary_weights
+        self._rescue = False
         self._step_started = 0.0
         self._shadow_stats: dict | None = None
         self._watch: dict | None = None
@@ -492,10 +502,15 @@ class Orchestrator:
             problems = []
             if cmp.errors:
                 problems.append(f"{cmp.errors} non-finite candidate actions")
-            if stats["divergence_mean"] > cfg.shadow_max_divergence_mean:
+            failing = (stats["outside_bounds"] or 0.0) >= cfg.rescue_outside_fraction
+            self._rescue = failing and cfg.rescue_failing_champion
+            stats["champion_failing"] = failing
+            if self._rescue:
+                pass          # pairwise limits against a failing champion mean nothing (see config)
+            elif stats["divergence_mean"] > cfg.shadow_max_divergence_mean:
                 problems.append(f"mean action divergence {stats['divergence_mean']:.3g} > "
                                 f"{cfg.shadow_max_divergence_mean:g}")
-            if stats["saturation_challenger"] > cfg.shadow_max_saturation:
+            if not self._rescue and stats["saturation_challenger"] > cfg.shadow_max_saturation:
                 problems.append(f"candidate saturated on {100 * stats['saturation_challenger']:.0f}% of ticks "
                                 f"> {100 * cfg.shadow_max_saturation:.0f}%")
             if problems:
@@ -516,9 +531,11 @@ class Orchestrator:
                 self._drop_candidate(now, "could not start canary", reject=False)
                 return
             self._canary_step = 0
+            self._canary_weights = (1.0,) if self._rescue else cfg.canary_weights
             self._install_canary(now)
-            self._to(Phase.CANARY, now, "shadow comparison passed", shadow=stats,
-                     weight=cfg.canary_weights[0])
+            self._to(Phase.CANARY, now, "shadow: the champion is failing on the live robot, rescue canary "
+                     "(full authority, joint-bound guard)" if self._rescue else "shadow comparison passed",
+                     shadow=stats, weight=self._canary_weights[0], rescue=self._rescue)
         elif elapsed >= cfg.shadow_timeout_s:
             self.counters["shadow_hold"] += 1
             self._drop_candidate(now, "not enough paired shadow samples: holding", reject=False,
@@ -527,8 +544,9 @@ class Orchestrator:
     def _install_canary(self, now: float) -> None:
         cfg = self.config
         self._step_started = now
-        self.runtime.install(canary=Canary(cfg.canary_weights[self._canary_step], start=now,
-                                           slice_s=cfg.canary_slice_s, duty=cfg.canary_duty))
+        self.runtime.install(canary=Canary(self._canary_weights[self._canary_step], start=now,
+                                           slice_s=cfg.canary_slice_s, duty=1.0 if self._rescue else cfg.canary_duty,
+                                           rescue=self._rescue, grace_s=cfg.rescue_grace_s))
 
     def _step_canary(self, now: float) -> None:
         cfg = self.config
@@ -538,20 +556,23 @@ class Orchestrator:
             self.counters["canary_aborts"] += 1
             self._drop_candidate(now, f"canary guard violation ({trip.get('reason')}): authority handed "
                                  "back to the champion", reject=True, trip=trip,
-                                 weight=cfg.canary_weights[self._canary_step])
+                                 weight=self._canary_weights[self._canary_step])
             return
         if not self.authority_ok:
             self._drop_candidate(now, "node lost authority during canary: holding", reject=False)
             return
-        if now - self._step_started < cfg.canary_step_s:
+        # a rescue canary has one step, as long as all the stepped ones together
+        step_s = cfg.canary_step_s * (len(cfg.canary_weights) if self._rescue else 1)
+        if now - self._step_started < step_s:
             return
-        if self._canary_step + 1 < len(cfg.canary_weights):
+        if self._canary_step + 1 < len(self._canary_weights):
             self._canary_step += 1
             self._install_canary(now)
-            self._event("canary_step", weight=cfg.canary_weights[self._canary_step], step=self._canary_step)
+            self._event("canary_step", weight=self._canary_weights[self._canary_step], step=self._canary_step)
             return
         self._promote(now, "canary completed without a guard violation",
-                      canary={"weights": list(cfg.canary_weights), "step_s": cfg.canary_step_s,
+                      canary={"weights": list(self._canary_weights), "step_s": cfg.canary_step_s,
+                              "rescue": self._rescue,
                               "comparison": rt.candidate_comparison().to_dict()})
 
     def _promote(self, now: float, reason: str, **evidence: Any) -> None:

@@ -224,12 +224,19 @@ class RuntimeConfig:
 @dataclass(frozen=True)
 class Canary:
     """A challenger's bounded authority: weight `weight` during the first `duty` of every
-    `slice_s` seconds counted from `start` (duty 1: continuous)."""
+    `slice_s` seconds counted from `start` (duty 1: continuous).
+
+    A *rescue* canary (`rescue=True`, see `controller.orchestrator`) replaces a champion that was
+    itself failing on the live robot: no divergence guard (distance from a failing controller says
+    nothing), and joint-bound trips count only once the challenger has held authority for
+    `grace_s` (until then the state is the one the failing champion left behind)."""
 
     weight: float
     start: float = 0.0
     slice_s: float = 1.0
     duty: float = 1.0
+    rescue: bool = False
+    grace_s: float = 0.0
 
     def share(self, now: float) -> float:
         if self.weight <= 0.0:
@@ -278,11 +285,12 @@ class GuardTrip:
 class Comparison:
     """Running pairwise statistics of two action streams on the same live states (shadow)."""
 
-    __slots__ = ("n", "sum_div", "sum_sq", "max_div", "sat_a", "sat_b", "errors", "margin_min", "since")
+    __slots__ = ("n", "sum_div", "sum_sq", "max_div", "sat_a", "sat_b", "errors", "margin_min", "outside",
+                 "since")
 
     def __init__(self, since: float = math.nan) -> None:
         self.n, self.sum_div, self.sum_sq, self.max_div = 0, 0.0, 0.0, 0.0
-        self.sat_a = self.sat_b = self.errors = 0
+        self.sat_a = self.sat_b = self.errors = self.outside = 0
         self.margin_min = math.inf
         self.since = since
 
@@ -297,6 +305,7 @@ class Comparison:
         self.sat_b += sat_b
         if margin < self.margin_min:
             self.margin_min = float(margin)
+        self.outside += margin < 0.0
 
     def to_dict(self) -> dict:
         n = max(self.n, 1)
@@ -307,6 +316,7 @@ class Comparison:
                 "saturation_challenger": self.sat_b / n if self.n else None,
                 "errors": self.errors,
                 "joint_margin_min": None if math.isinf(self.margin_min) else self.margin_min,
+                "outside_bounds": self.outside / n if self.n else None,
                 "since": None if math.isnan(self.since) else self.since}
 
 
@@ -679,12 +689,13 @@ class ControllerRuntime:
                 share = slot.canary.share(now)
                 if share > 0.0:
                     div = float(np.max(np.abs(a_cand - a_champ)))
-                    if div > guard.max_divergence:
+                    rescue, canary = slot.canary.rescue, slot.canary
+                    if div > guard.max_divergence and not rescue:
                         trip = self._trip(now, slot, "divergence",
                                           f"|a_candidate - a_champion| = {div:.3g} > {guard.max_divergence:g}",
                                           cand.genome_id)
                         share = 0.0
-                    elif margin < 0.0:
+                    elif margin < 0.0 and not (rescue and now - canary.start < canary.grace_s):
                         trip = self._trip(now, slot, "joint_bounds", f"joint {margin_joint} outside its "
                                           f"bounds by {-margin:.3g}", cand.genome_id)
                         share = 0.0

@@ -2,14 +2,15 @@
 
     telemetry window ──► system identification (replay, CMA-ES) ──► DriftSpec estimate ± std
                                                                          │
-    champion + stable ancestors ──► SR-GHN population ──► evolve on the calibrated plant,
+    champion + model seed + ancestors ──► SR-GHN population ──► evolve on the calibrated plant,
                                                           domain-randomised inside the sysid std
                                                                          │
                                    candidate genome + lineage + curves ◄─┘
 
 Stops on whichever comes first: wall seconds, generations, evaluations, or the target (the
 generation's best return on the calibrated plant reaches `target_fraction` of the champion's
-nominal return). Determinism: the same seed gives the same candidate on any backend and worker
+nominal return). The model seed (sim/model_seed.py) is a linear design on the identified model
+written into the champion's SR-GHN; it competes in the population like any individual. Determinism: the same seed gives the same candidate on any backend and worker
 count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
 (sim/sandbox.py) and answers only through its result.
@@ -30,6 +31,7 @@ from sim.drift_spec import DriftSpec
 from sim.evaluate import make_evaluator
 from sim.evolution import EvolutionConfig, GenerationLog, evolve_srghn
 from sim.genome import Genome, load_genome, save_genome
+from sim.model_seed import model_seed
 from sim.plant_task import PlantTask, plant_policy_spec
 from sim.srghn import SRGHNConfig
 from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
@@ -61,6 +63,7 @@ class AdaptJob:
     sysid_max_evals: int = 1500          # with budgets in counts (not seconds) a seed fixes the result
     telemetry_ticks: int = 1000
     telemetry_noise: float = 0.01
+    model_seed: bool = True              # seed the population with an LQR on the identified model
 
     def __post_init__(self) -> None:
         from sim.plants import PLANTS
@@ -208,7 +211,12 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         say("confirm", {"gen": log.gen, "score": score, "target": target})
         return score >= target
 
-    initial = np.stack([g.vector for g in seeds if g.kind == "srghn" and g.vector.size == champion.vector.size])
+    pool = [g for g in seeds if g.kind == "srghn" and g.vector.size == champion.vector.size]
+    seeded = model_seed(champion, job.plant, sysid.estimate) if job.model_seed and pool else None
+    if seeded is not None:
+        pool.insert(1, seeded)
+        say("model seed", {"source": seeded.fitness["source"]})
+    initial = np.stack([g.vector for g in pool])
     with make_evaluator(task, workers=job.workers, backend=job.backend, address=job.ray_address) as evaluator:
         res = evolve_srghn(task, evaluator, job.max_generations, job.seed,
                            EvolutionConfig(job.population, job.children, job.cf), model_cfg,
@@ -225,6 +233,10 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "sysid": {**sysid.to_dict(), "error": _sysid_error(sysid.params, true_drift)},
         "candidate_id": candidate.id,
         "parent_id": champion.id,
+        "model_seed": None if seeded is None else {
+            "source": seeded.fitness["source"],
+            "return": mean_return(job.plant, seeded, judge, job.horizon, job.seed + 1),
+            "is_candidate": bool(np.array_equal(seeded.vector, res.champion))},
         "return_before": mean_return(job.plant, champion, judge, job.horizon, job.seed + 1),
         "return_after": mean_return(job.plant, candidate, judge, job.horizon, job.seed + 1),
         "nominal_return": nominal_return,

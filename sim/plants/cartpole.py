@@ -126,10 +126,21 @@ class Cartpole(Plant):
     def pole_upright(self) -> bool:
         return bool(self.physics.pole_angle_cosine()[0] > np.cos(np.deg2rad(45)))
 
+    LQR_Q, LQR_R = np.diag([1.0, 10.0, 0.1, 0.1]), np.array([[1.0]])
+    # observation columns standing for the LQR state (cart, angle, cart velocity, angular
+    # velocity): the pole angle enters as its sine (equal near upright)
+    LQR_COLUMNS = (0, 2, 3, 4)
+
+    def model_lqr(self) -> tuple[np.ndarray, tuple[int, ...]]:
+        """LQR on this plant's model *as it is now*, drift included -> (K, observation columns).
+        `sim.model_seed` writes it into an SR-GHN to seed adaptation on an identified model."""
+        A, B = linearize(self.model, np.zeros(self.model.nq), np.zeros(self.model.nu), self.n_sub_steps)
+        return lqr_gain(A, B, Q=self.LQR_Q, R=self.LQR_R), self.LQR_COLUMNS
+
     def nominal_controller(self, amplitude: float = 0.4, period: float = 4.0) -> CartpoleLQR:
         """LQR on the nominal model (whatever drift this plant carries now)."""
         physics = suite_cartpole.Physics.from_xml_string(*suite_cartpole.get_model_and_assets())
         model = physics.model.ptr
         A, B = linearize(model, np.zeros(model.nq), np.zeros(model.nu), self.n_sub_steps)
-        K = lqr_gain(A, B, Q=np.diag([1.0, 10.0, 0.1, 0.1]), R=np.array([[1.0]]))
+        K = lqr_gain(A, B, Q=self.LQR_Q, R=self.LQR_R)
         return CartpoleLQR(K=K, dt=self.control_dt, amplitude=amplitude, period=period)
