@@ -95,6 +95,9 @@ def test_joint_states_trigger_ticks_once_per_accepted_state(session, tmp_path):
     assert rt.refused["non_finite"] == 4 and rt.accepted == 40
     assert rt.ticks["ok"] == 40 and rt.ticks["ticks"] == 40 + waiting and rt.ticks["stale"] == 0
     assert len(commands) == 40 and ctl.commands_published == 40 + waiting
+    # the node's own in->out latency: one sample per state-triggered command (not the watchdog's)
+    lat = ctl.status()["in_out_latency"]
+    assert lat["n"] == 40 and lat["refused"] == 0 and 0 < lat["p50_us"] <= lat["p99_us"] < 1e6
     for msg, cmd in zip(sent, commands):
         expected = policy.act(obs(np.array(msg.position), np.array(msg.velocity)))
         np.testing.assert_allclose(cmd.data, expected, rtol=0, atol=1e-12)

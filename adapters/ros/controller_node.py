@@ -55,6 +55,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from controller.contracts import INCONCLUSIVE, GateOutcome
+from controller.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
 from controller.orchestrator import Orchestrator, OrchestratorConfig
 from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
@@ -152,6 +153,7 @@ class ControllerNode(LifecycleNode):
         self.registry = None
         self.monitor = None
         self.commands_published = 0
+        self.in_out = LatencyHistogram()        # DDS reception of a joint state -> its command published
         self.shadow_published = 0
         self.events_published = 0
         self.monitor_note = ""
@@ -428,14 +430,15 @@ class ControllerNode(LifecycleNode):
             self._mode_applied = mode
 
     # -- callbacks ------------------------------------------------------------------------------------
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_joint_state(self, msg: JointState, info: dict) -> None:
+        """(rclpy passes the MessageInfo because the callback takes two arguments.)"""
         rt = self.runtime
         if rt is None:
             return
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         ok = rt.ingest(stamp, msg.name, msg.position, msg.velocity)
         if ok and self._tick_on_message:
-            self._on_tick()
+            self._on_tick(received_ns=info.get("received_timestamp") if info else None)
 
     def _on_incumbent(self, msg: Float64MultiArray) -> None:
         if self.runtime is not None:
@@ -454,13 +457,17 @@ class ControllerNode(LifecycleNode):
         if last is None or self.clock() - last.t >= self._stale_s:
             self._on_tick()
 
-    def _on_tick(self) -> None:
+    def _on_tick(self, received_ns: int | None = None) -> None:
+        """One control tick. `received_ns`: when DDS received the joint state that triggered it
+        (system clock, as rmw stamps it), for the node's own in->out latency."""
         rt = self.runtime
         if rt is None:
             return
         out = rt.tick()
         if out.command is not None:
             self._cmd_pub.publish(Float64MultiArray(data=out.command.tolist()))
+            if received_ns:
+                self.in_out.add_us(1e-3 * (time.time_ns() - received_ns))
             self.commands_published += 1
         shadow = out.challenger_action if out.challenger_action is not None else \
             (out.champion_action if out.command is None else None)
@@ -506,6 +513,7 @@ class ControllerNode(LifecycleNode):
             "last_tick_status": last.status if last else None, "counters": rt.counters(),
             "commands_published": self.commands_published, "shadow_published": self.shadow_published,
             "tick_us_last": 1e6 * rt.tick_time_last_s, "tick_us_max": 1e6 * rt.tick_time_max_s,
+            "in_out_latency": self.in_out.to_dict(bins=True),
             "incumbent_comparison": rt.incumbent_comparison().to_dict(),
             "detector": (self.monitor.state if self.monitor is not None else self.monitor_note),
             "orchestrator": orch.status() if orch is not None else None})
@@ -534,7 +542,8 @@ class ControllerNode(LifecycleNode):
                   "phase": orch.get("phase", ""), "last_tick": last or "", "detector_state": str(st["detector"]),
                   "sandbox": orch.get("sandbox", ""), "sandbox_job": orch.get("job") or "",
                   "commands_published": self.commands_published, "shadow_published": self.shadow_published,
-                  "tick_us_last": f"{st['tick_us_last']:.1f}", "tick_us_max": f"{st['tick_us_max']:.1f}"}
+                  "tick_us_last": f"{st['tick_us_last']:.1f}", "tick_us_max": f"{st['tick_us_max']:.1f}",
+                  "in_out_us_p99": st["in_out_latency"]["p99_us"] or "", "in_out_n": st["in_out_latency"]["n"]}
         values.update(st["counters"])
         control = _status(DiagnosticStatus, level, f"{name}: control", msg, self.p("plant"), values)
         if self.monitor is not None:
