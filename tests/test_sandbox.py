@@ -34,6 +34,9 @@ def test_job_runs_in_a_child_and_reports_through_the_directory(tmp_path, champio
     candidate = load_genome(outcome.candidate_path, expected_id=r["candidate_id"])
     assert candidate.parent_id == champion.id and candidate.kind == "srghn"
     assert 1 <= len(r["generations"]) <= 2
+    # the model seed (an LQR on the identified model) was in the population and is reported
+    assert r["model_seed"] is not None and r["model_seed"]["source"].startswith("LQR on the identified model")
+    assert np.isfinite(r["model_seed"]["return"])
 
 
 def test_same_seed_same_candidate_on_one_or_two_workers(champion):
