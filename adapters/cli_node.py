@@ -96,7 +96,12 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     One thread (rclpy's SingleThreadedExecutor) by default: every callback of the nodes is short
     (the sandbox and the gate run in processes of their own and are polled), and rclpy's
     MultiThreadedExecutor busy-spins a core whenever a ready timer waits on a busy callback group,
-    which cost the control loop missed ticks (benchmarks/results/node_latency.md)."""
+    which cost the control loop missed ticks (benchmarks/results/node_latency.md).
+
+    A node that declares ``realtime_priority`` > 0 (the controller) gets its process's threads on
+    SCHED_FIFO once the nodes exist (`controller.realtime.enter_realtime`, called by the executor
+    thread; what that thread starts later runs under the normal scheduler). Refused: the node says
+    so on /diagnostics and runs on."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
@@ -115,7 +120,18 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
             MultiThreadedExecutor(num_threads=threads, context=ctx)
         for n in nodes:
             executor.add_node(n)
-        spinner = threading.Thread(target=executor.spin, name="driftgate-executor", daemon=True)
+        priority = max([requested_realtime_priority(n) for n in nodes] or [0])
+
+        def spin() -> None:
+            if priority:
+                from controller.realtime import enter_realtime
+                sched = enter_realtime(priority)
+                for n in nodes:
+                    note = getattr(n, "note_scheduling", None)
+                    if note is not None:
+                        note(sched)
+            executor.spin()
+        spinner = threading.Thread(target=spin, name="driftgate-executor", daemon=True)
         spinner.start()
         while not stop.wait(0.2):
             if not spinner.is_alive():
@@ -131,6 +147,13 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
         rclpy.try_shutdown(context=ctx)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def requested_realtime_priority(node) -> int:
+    """The node's ``realtime_priority`` parameter (0 if it declares none)."""
+    if not node.has_parameter("realtime_priority"):
+        return 0
+    return int(node.get_parameter("realtime_priority").value or 0)
 
 
 def _controller_factory(params: Optional[Path], name: str, namespace: str, sets: list[str], autostart: bool):

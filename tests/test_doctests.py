@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["sim.recovery", "controller.drift.detectors", "controller.drift.calibration", "controller.latency"]
+MODULES = ["sim.recovery", "controller.drift.detectors", "controller.drift.calibration", "controller.latency", "controller.realtime"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -30,7 +30,8 @@ JOINTS = ["slider", "hinge_1"]
 def session(request):
     offsets = {"test_joint_states_trigger_ticks_once_per_accepted_state": 21,
                "test_joint_states_trigger_holds_the_safe_command_when_the_topic_goes_silent": 22,
-               "test_promotion_and_rollback_take_effect_at_the_next_tick": 23}
+               "test_promotion_and_rollback_take_effect_at_the_next_tick": 23,
+               "test_a_realtime_priority_not_in_force_is_reported_and_control_runs_on": 25}
     s = Session(domain(offsets.get(request.node.name, 24)))
     yield s
     s.close()
@@ -220,3 +221,39 @@ def test_promotion_and_rollback_take_effect_at_the_next_tick(session, tmp_path):
                        "ms_to_first_command": 1e3 * (first[2] - t_swap)})
         assert first[0] - at == 1, report
     print(json.dumps(report))
+
+
+def test_a_realtime_priority_not_in_force_is_reported_and_control_runs_on(session, tmp_path):
+    """realtime_priority asked for, but this executor was not started by run_nodes or main() (the
+    test's session spins it), so the tick thread runs SCHED_OTHER: the node says so (~/status,
+    WARN on /diagnostics) and keeps controlling. (Granted and refused SCHED_FIFO: test_realtime.py;
+    the CLI path: test_ros_nodes.py.)"""
+    root = tmp_path / "registry"
+    bootstrap_registry(root)
+    ctl = controller(session, root, "rt", autostart=True, realtime_priority=5, stale_timeout_s=2.0,
+                     diagnostics_rate_hz=10.0)
+    diags = session.collect(DiagnosticArray, "/diagnostics", 50)
+    commands = session.collect(Float64MultiArray, f"{NS}/rt/commands", 100)
+    pub = session.probe.create_publisher(JointState, f"{NS}/rt/joint_states", 10)
+    session.start()
+    wait_for(lambda: ctl.lifecycle == "active" and pub.get_subscription_count() > 0, 30, "active controller")
+    t0 = time.time()
+    for k in range(5):
+        n = len(commands)
+        pub.publish(state(k, t0 + 0.01 * k))
+        wait_for(lambda: len(commands) > n, 10, f"the command for state {k}")
+    sched = ctl.status()["scheduling"]
+    assert sched["requested"] == 5 and sched["ok"] is False and sched["tick_thread"] == "SCHED_OTHER"
+    assert "not applied" in sched["note"]
+
+    def control_status():
+        for arr in reversed(list(diags)):
+            for st in arr.status:
+                if st.name == f"{NS}/driftgate_controller: control":
+                    return st
+        return None
+    wait_for(lambda: control_status() is not None and "realtime_priority 5 not in force" in control_status().message,
+             10, f"WARN on /diagnostics ({control_status()})")
+    st = control_status()
+    assert st.level == b"\x01" and {kv.key: kv.value for kv in st.values}["scheduling"] == "SCHED_OTHER"
+    assert ctl.runtime.ticks["ok"] == 5

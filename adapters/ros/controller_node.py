@@ -44,7 +44,7 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -58,6 +58,7 @@ from controller.contracts import INCONCLUSIVE, GateOutcome
 from controller.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
 from controller.orchestrator import Orchestrator, OrchestratorConfig
+from controller.realtime import Scheduling, current_scheduling, enter_realtime
 from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
                                 make_observation_map, plant_info)
 
@@ -128,6 +129,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "watch_s": (30.0, "post-promotion watch period", True),
     "watch_min_samples": (100, "performance samples needed to judge the watch period", True),
     "watch_tolerance": (0.1, "rollback when live reward < gate prediction - tolerance", True),
+    "realtime_priority": (0, "SCHED_FIFO priority 1..99 for the node's threads (0: the normal scheduler); "
+                          "applied when the executor starts; the sandbox and gate processes never inherit it", True),
     "orchestrator_rate_hz": (5.0, "state machine step rate", True),
     "diagnostics_rate_hz": (1.0, "/diagnostics and ~/comparison rate", True),
 }
@@ -145,6 +148,8 @@ class ControllerNode(LifecycleNode):
             d = ParameterDescriptor(description=desc, read_only=ro)
             if name == "canary_weight":
                 d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
+            if name == "realtime_priority":
+                d.integer_range = [IntegerRange(from_value=0, to_value=99, step=1)]
             self.declare_parameter(name, default, d)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.lifecycle = "unconfigured"
@@ -154,6 +159,8 @@ class ControllerNode(LifecycleNode):
         self.monitor = None
         self.commands_published = 0
         self.in_out = LatencyHistogram()        # DDS reception of a joint state -> its command published
+        self.scheduling: Scheduling | None = None   # what enter_realtime did (None: not asked)
+        self._tick_tid = 0                      # native id of the thread that runs the control tick
         self.shadow_published = 0
         self.events_published = 0
         self.monitor_note = ""
@@ -463,6 +470,8 @@ class ControllerNode(LifecycleNode):
         rt = self.runtime
         if rt is None:
             return
+        if not self._tick_tid:
+            self._tick_tid = threading.get_native_id()
         out = rt.tick()
         if out.command is not None:
             self._cmd_pub.publish(Float64MultiArray(data=out.command.tolist()))
@@ -498,6 +507,26 @@ class ControllerNode(LifecycleNode):
             self.get_logger().warning(f"event not published: {e}")
 
     # -- reporting ------------------------------------------------------------------------------------
+    def note_scheduling(self, sched: Scheduling) -> None:
+        """Called by the executor thread after `enter_realtime` (adapters.cli_node.run_nodes, main)."""
+        self.scheduling = sched
+        if sched.granted:
+            self.get_logger().info(f"control path on {sched.describe()} ({sched.threads} threads)")
+        else:
+            self.get_logger().warning(f"realtime_priority {sched.requested}: {sched.error}; "
+                                      f"running {sched.describe()}")
+
+    def scheduling_status(self) -> dict:
+        """The tick thread's scheduling now, and what was asked for."""
+        now = current_scheduling(self._tick_tid) if self._tick_tid else None
+        requested = int(self.p("realtime_priority"))
+        ok = requested == 0 or (now is not None and now.policy == "SCHED_FIFO" and now.priority == requested)
+        note = self.scheduling.error if self.scheduling is not None else ""
+        if requested and self.scheduling is None:
+            note = "not applied: this process does not spin with adapters.cli_node.run_nodes or main()"
+        return {"tick_thread": now.describe() if now else "", "requested": requested, "ok": ok,
+                "note": "" if ok else note}
+
     def status(self) -> dict:
         rt, orch = self.runtime, self.orchestrator
         out: dict[str, Any] = {"node": self.get_fully_qualified_name(), "lifecycle": self.lifecycle,
@@ -513,7 +542,7 @@ class ControllerNode(LifecycleNode):
             "last_tick_status": last.status if last else None, "counters": rt.counters(),
             "commands_published": self.commands_published, "shadow_published": self.shadow_published,
             "tick_us_last": 1e6 * rt.tick_time_last_s, "tick_us_max": 1e6 * rt.tick_time_max_s,
-            "in_out_latency": self.in_out.to_dict(bins=True),
+            "in_out_latency": self.in_out.to_dict(bins=True), "scheduling": self.scheduling_status(),
             "incumbent_comparison": rt.incumbent_comparison().to_dict(),
             "detector": (self.monitor.state if self.monitor is not None else self.monitor_note),
             "orchestrator": orch.status() if orch is not None else None})
@@ -535,6 +564,9 @@ class ControllerNode(LifecycleNode):
             level, msg = DiagnosticStatus.WARN, "waiting for joint states"
         elif st["canary_tripped"]:
             level, msg = DiagnosticStatus.WARN, f"canary handed back: {st['last_trip']['reason']}"
+        elif not st["scheduling"]["ok"]:
+            level, msg = DiagnosticStatus.WARN, f"realtime_priority {st['scheduling']['requested']} not in force: " \
+                f"{st['scheduling']['note'] or st['scheduling']['tick_thread']}"
         else:
             level, msg = DiagnosticStatus.OK, f"{st['mode']} ({st['lifecycle']}), phase {orch.get('phase')}"
         values = {"lifecycle": st["lifecycle"], "mode": st["mode"], "authority": st["authority"],
@@ -543,7 +575,8 @@ class ControllerNode(LifecycleNode):
                   "sandbox": orch.get("sandbox", ""), "sandbox_job": orch.get("job") or "",
                   "commands_published": self.commands_published, "shadow_published": self.shadow_published,
                   "tick_us_last": f"{st['tick_us_last']:.1f}", "tick_us_max": f"{st['tick_us_max']:.1f}",
-                  "in_out_us_p99": st["in_out_latency"]["p99_us"] or "", "in_out_n": st["in_out_latency"]["n"]}
+                  "in_out_us_p99": st["in_out_latency"]["p99_us"] or "", "in_out_n": st["in_out_latency"]["n"],
+                  "scheduling": st["scheduling"]["tick_thread"]}
         values.update(st["counters"])
         control = _status(DiagnosticStatus, level, f"{name}: control", msg, self.p("plant"), values)
         if self.monitor is not None:
@@ -623,6 +656,8 @@ def main(args: list[str] | None = None) -> None:
     node = ControllerNode()
     executor = SingleThreadedExecutor()     # why one thread: see adapters.cli_node.run_nodes
     executor.add_node(node)
+    if node.p("realtime_priority"):         # this thread spins: see controller.realtime
+        node.note_scheduling(enter_realtime(int(node.p("realtime_priority"))))
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
