@@ -166,8 +166,8 @@ def role_node(args) -> None:
                 installs.append((counter["ticks"], time.monotonic_ns(), slot.champion.genome_id))
             return slot
 
-        def recording_tick(now=None):
-            out = tick(now)
+        def recording_tick(now=None, **kw):
+            out = tick(now, **kw)
             ticks.append((counter["ticks"], time.monotonic_ns(), out.champion_action, rt._latest))
             return out
 
@@ -421,7 +421,8 @@ def run(args) -> dict:
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
 
         domain = args.domain if args.domain is not None else 100 + os.getpid() % 100
-        env = dict(os.environ, PYTHONPATH=str(ROOT), ROS_DOMAIN_ID=str(domain))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                   ROS_DOMAIN_ID=str(domain))
         node_out = work / "node.json"
         node = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--role", "node",
                                  "--executor", args.executor, "--realtime-priority", str(args.realtime_priority),

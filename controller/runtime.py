@@ -7,6 +7,8 @@ What runs in the tick, and why nothing else does:
                             a_champion = champion policy (numpy MLP)
                             a_candidate / a_incumbent (when present)
                             guards -> command, comparison stats, drift monitor update
+                                (a node publishes first: tick(defer_monitor=True), publish,
+                                 finish_tick() runs the monitor update)
 
 Everything that can be slow or fail (registry I/O, decoding genomes, sandbox jobs, the gate, state
 transitions) happens elsewhere (`controller.orchestrator`, on its own timer) and reaches the tick as
@@ -378,6 +380,7 @@ class ControllerRuntime:
         self._incumbent: tuple[float, np.ndarray] | None = None
         self._reward: float | None = None
         self._monitored_stamp = math.nan
+        self._pending_monitor: tuple | None = None   # (t, obs, action) for finish_tick
         self.refused = {k: 0 for k in REFUSALS}
         self.ticks = {k: 0 for k in TICK_COUNTERS}
         self.accepted = 0
@@ -568,11 +571,16 @@ class ControllerRuntime:
         return True
 
     # -- the tick -----------------------------------------------------------------------------------
-    def tick(self, now: float | None = None) -> TickOutput:
+    def tick(self, now: float | None = None, *, defer_monitor: bool = False) -> TickOutput:
         """One control tick (see module docstring). Never raises: an internal error holds the safe
-        command (or publishes nothing without authority) and is counted."""
+        command (or publishes nothing without authority) and is counted.
+
+        `defer_monitor`: leave the drift monitor's update for `finish_tick`, so that a node can
+        publish the command first (the update does not shape the command and is most of the tick's
+        cost); it must call `finish_tick` before the next tick."""
         t0 = time.perf_counter()
         now = self.clock() if now is None else float(now)
+        self._pending_monitor = None
         try:
             out = self._tick(now)
         except Exception:
@@ -580,11 +588,26 @@ class ControllerRuntime:
             slot = self._slot
             out = TickOutput(now, "error", None if slot.authority is Authority.NONE else self._safe.copy())
         self.last_output = out
-        dt = time.perf_counter() - t0
-        self.tick_time_last_s = dt
-        if dt > self.tick_time_max_s:
-            self.tick_time_max_s = dt
+        self.tick_time_last_s = 0.0
+        self._account(time.perf_counter() - t0)
+        if not defer_monitor:
+            self.finish_tick()
         return out
+
+    def finish_tick(self) -> None:
+        """The deferred part of the last tick: the drift monitor's update (see `tick`)."""
+        pending, self._pending_monitor = self._pending_monitor, None
+        if pending is None:
+            return
+        t0 = time.perf_counter()
+        self._update_monitor(*pending)
+        self._account(time.perf_counter() - t0)
+
+    def _account(self, dt: float) -> None:
+        """tick_time_last_s: the whole tick, deferred monitor update included."""
+        self.tick_time_last_s += dt
+        if self.tick_time_last_s > self.tick_time_max_s:
+            self.tick_time_max_s = self.tick_time_last_s
 
     def _hold(self, now: float, slot: AuthoritySlot, status: str, latency=None) -> TickOutput:
         """No usable data or policy: hold the safe command (or, for the incumbent canary, relay the
@@ -731,7 +754,7 @@ class ControllerRuntime:
         applied = command if command is not None else self._fresh_incumbent(now)
         if self.monitor is not None and applied is not None and sample.stamp != self._monitored_stamp:
             self._monitored_stamp = sample.stamp        # one monitor update per joint state, not per tick
-            self._update_monitor(sample.stamp, obs, applied)
+            self._pending_monitor = (sample.stamp, obs, applied)
         self.ticks["ok"] += 1
         return TickOutput(now, "ok", command, champion_action=a_champ, challenger_action=a_cand,
                           share=share, latency_s=latency, tripped=trip)

@@ -170,8 +170,8 @@ def test_promotion_and_rollback_take_effect_at_the_next_tick(session, tmp_path):
             swaps.append((rt.ticks["ticks"], slot.champion.genome_id, time.perf_counter()))
         return slot
 
-    def recording_tick(now=None):
-        out = tick(now)
+    def recording_tick(now=None, **kw):
+        out = tick(now, **kw)
         s = rt._latest
         if out.champion_action is not None and s is not None:
             o = obs_map(s.positions, s.velocities)

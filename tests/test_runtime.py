@@ -273,6 +273,37 @@ def test_drift_monitor_is_updated_once_per_joint_state_and_events_are_queued():
     assert rt.tick(now=9.0).status == "ok" and rt.ticks["monitor_errors"] == 1
 
 
+def test_a_deferred_monitor_update_runs_in_finish_tick_with_the_same_data():
+    """The node publishes between tick(defer_monitor=True) and finish_tick(): the command does not
+    wait for the drift monitor, and the monitor sees exactly what a plain tick would have given it."""
+    plain, deferred = make_runtime(stale_after_s=1e9), make_runtime(stale_after_s=1e9)
+    for rt in (plain, deferred):
+        rt.monitor = FakeMonitor()
+        rt.install(champion=constant(0.2))
+    for k in range(3):
+        feed(plain, 1.0 + k)
+        feed(deferred, 1.0 + k)
+        a = plain.tick(now=1.0 + k)
+        b = deferred.tick(now=1.0 + k, defer_monitor=True)
+        assert b.command.tolist() == a.command.tolist()
+        assert len(deferred.monitor.calls) == k            # not yet: the command leaves first
+        deferred.finish_tick()
+        deferred.finish_tick()                             # nothing left to do: no second update
+        assert len(deferred.monitor.calls) == k + 1
+    assert [(c[0], c[1].tolist(), c[2].tolist()) for c in deferred.monitor.calls] == \
+        [(c[0], c[1].tolist(), c[2].tolist()) for c in plain.monitor.calls]
+    assert list(deferred.drift_events) == list(plain.drift_events) == [{"t": 2.0}]
+    deferred.tick(now=3.5, defer_monitor=True)              # same sample again: nothing pending
+    deferred.finish_tick()
+    assert len(deferred.monitor.calls) == 3
+    feed(deferred, 4.0)
+    deferred.tick(now=4.0, defer_monitor=True)              # never finished: the next tick drops it,
+    feed(deferred, 5.0)
+    deferred.tick(now=5.0)                                  # ... and updates with its own sample
+    assert [c[0] for c in deferred.monitor.calls] == [1.0, 2.0, 3.0, 5.0]
+    assert deferred.tick_time_max_s >= deferred.tick_time_last_s > 0.0
+
+
 def test_install_refuses_policies_that_do_not_fit():
     rt = make_runtime()
     with pytest.raises(ValueError):

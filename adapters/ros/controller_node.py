@@ -472,17 +472,20 @@ class ControllerNode(LifecycleNode):
             return
         if not self._tick_tid:
             self._tick_tid = threading.get_native_id()
-        out = rt.tick()
-        if out.command is not None:
-            self._cmd_pub.publish(Float64MultiArray(data=out.command.tolist()))
-            if received_ns:
-                self.in_out.add_us(1e-3 * (time.time_ns() - received_ns))
-            self.commands_published += 1
-        shadow = out.challenger_action if out.challenger_action is not None else \
-            (out.champion_action if out.command is None else None)
-        if shadow is not None:
-            self._shadow_pub.publish(Float64MultiArray(data=shadow.tolist()))
-            self.shadow_published += 1
+        out = rt.tick(defer_monitor=True)      # the command leaves first, the drift monitor updates after
+        try:
+            if out.command is not None:
+                self._cmd_pub.publish(Float64MultiArray(data=out.command.tolist()))
+                if received_ns:
+                    self.in_out.add_us(1e-3 * (time.time_ns() - received_ns))
+                self.commands_published += 1
+            shadow = out.challenger_action if out.challenger_action is not None else \
+                (out.champion_action if out.command is None else None)
+            if shadow is not None:
+                self._shadow_pub.publish(Float64MultiArray(data=shadow.tolist()))
+                self.shadow_published += 1
+        finally:
+            rt.finish_tick()
 
     def _on_step(self) -> None:
         orch = self.orchestrator
