@@ -92,14 +92,12 @@ def test_demo_runs_the_story_end_to_end(tmp_path):
     out = tmp_path / "demo"
     suite_before = (ROOT / "launch" / "regression_suite.yaml").read_text()
     ticks = []
-    t0 = time.monotonic()
     result = run_demo(DemoOptions(
         out=out, seed=0, max_s=95.0, settle_s=2.0, attempts=1, tail_s=1.0, domain_id=_domain(2),
         controller={"detector_config": str(cfg), "adapt_budget_s": 20.0, "adapt_sysid_budget_s": 6.0,
                     "adapt_workers": 1, "shadow_s": 2.0, "shadow_min_samples": 50, "canary_weights": [0.5, 1.0],
                     "canary_step_s": 1.0, "watch_s": 5.0, "watch_min_samples": 50}),
         live=False, on_tick=ticks.append)
-    wall = time.monotonic() - t0
     rep = json.loads((out / "report.json").read_text())
     for k in REPORT_KEYS:
         assert k in rep, k
@@ -139,4 +137,3 @@ def test_demo_runs_the_story_end_to_end(tmp_path):
         assert (out / name).exists(), name
     assert (ROOT / "launch" / "regression_suite.yaml").read_text() == suite_before   # the run's copy changes
     assert ticks and {"phase", "monitor"} <= set(ticks[-1])      # the live display had data to show
-    assert wall < 120.0

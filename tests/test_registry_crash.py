@@ -217,7 +217,6 @@ def test_sigkill_during_promote_and_rollback(tmp_path):
     elapsed = time.monotonic() - t0
     print(f"{TRIALS} SIGKILL trials in {elapsed:.1f}s: {stats}")
     assert stats["mid_op"] >= 1, stats   # the kills did land inside operations
-    assert elapsed < 40, elapsed
 
 
 def _expected_last(lines: list[str], before: str) -> str:
