@@ -4,8 +4,10 @@ saturates the other core; plus the hot swap (rollback / promotion) measured in c
 Setup (three OS processes, DDS on loopback, a private domain id):
 
 - **node**: the driftgate controller node exactly as ``driftgate node controller`` runs it
-  (`adapters.cli_node.run_nodes`: SingleThreadedExecutor; ``realtime_priority`` 50 as in
-  launch/driftgate.yaml, so its threads run SCHED_FIFO 50 where the machine allows), with ``trigger: joint_states``
+  (`adapters.cli_node.run_nodes`: SingleThreadedExecutor; ``realtime_priority`` 50 and
+  ``control_thread: true`` as in launch/driftgate.yaml, so its threads run SCHED_FIFO 50 where the
+  machine allows and the joint states and the tick run on a thread of their own,
+  `adapters.ros.control_loop`), with ``trigger: joint_states``
   (one tick per accepted joint state), the shipped drift monitor (its warm-up shortened to 5 s so
   that the detectors run during the whole measurement), ``adapt: false`` (the load below is the
   sandbox job), a registry whose champion has a stable ancestor.
@@ -40,10 +42,11 @@ tick is checked to use the new policy too. ``ms_to_first_command`` = swap (insid
 handler / the orchestrator step) -> that tick done, i.e. bounded by the next joint state's arrival.
 
     python benchmarks/node_latency.py --out benchmarks/results [--rate 500] [--duration 60]
-        [--load sandbox|spin|none] [--realtime-priority 50] [--compare scheduler|multi|none]
+        [--load sandbox|spin|none] [--realtime-priority 50] [--no-control-thread]
+        [--compare scheduler|multi|thread|none]
 
-A second run (``--compare``) repeats it with realtime_priority 0 (the fair scheduler) or with the
-MultiThreadedExecutor; its summary goes under ``comparison``.
+A second run (``--compare``) repeats it with realtime_priority 0 (the fair scheduler), with the
+MultiThreadedExecutor, or with ``control_thread`` switched; its summary goes under ``comparison``.
 
 The machine may be shared: the load average and CPU count are recorded with the results.
 """
@@ -141,7 +144,8 @@ def role_node(args) -> None:
     params = {"plant": "cartpole", "trigger": "joint_states", "rate_hz": float(args.rate),
               "joint_states_topic": JS_TOPIC, "commands_topic": CMD_TOPIC, "registry_path": args.registry,
               "detector_config": args.monitor, "adapt": False, "autostart": True, "mode": "active",
-              "stale_timeout_s": 0.1, "realtime_priority": args.realtime_priority}
+              "stale_timeout_s": 0.1, "realtime_priority": args.realtime_priority,
+              "control_thread": bool(args.control_thread)}
     overrides = to_overrides(params, cn.PARAMETERS)
     holder: dict = {"installs": [], "ticks": [], "recording": False}
 
@@ -426,6 +430,7 @@ def run(args) -> dict:
         node_out = work / "node.json"
         node = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--role", "node",
                                  "--executor", args.executor, "--realtime-priority", str(args.realtime_priority),
+                                 "--control-thread" if args.control_thread else "--no-control-thread",
                                  "--registry", str(reg_path), "--monitor", str(monitor), "--rate", str(rate),
                                  "--domain", str(domain), "--node-out", str(node_out)],
                                 cwd=str(ROOT), env=env, start_new_session=True)
@@ -538,6 +543,7 @@ def run(args) -> dict:
             "ticks_recorded_in_swap_phase": node_swaps.get("ticks_recorded"),
             "executor": EXECUTORS[args.executor], "robot_executor": "SingleThreadedExecutor",
             "realtime_priority": args.realtime_priority, "scheduling": status_after.get("scheduling"),
+            "control_thread": bool(args.control_thread), "control_loop": status_after.get("control_loop"),
             "robot_scheduling": robot_sched.describe(),
             "robot_cpu_share": round((robot_cpu1 - robot_cpu0) / (tm1 - tm0), 3),
             "load_avg_before": [round(x, 2) for x in load_avg_before],
@@ -554,7 +560,7 @@ def run(args) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-SUMMARY = ("executor", "realtime_priority", "scheduling", "p50_ms", "p99_ms", "max_ms", "node_in_out", "round_trip", "missed_ticks", "late_ticks",
+SUMMARY = ("executor", "realtime_priority", "scheduling", "control_thread", "control_loop", "p50_ms", "p99_ms", "max_ms", "node_in_out", "round_trip", "missed_ticks", "late_ticks",
            "states_sent", "unmatched_commands", "sandbox_busy", "node_cpu_share", "robot_cpu_share", "node_counters",
            "node_tick_us_max", "drift_alarms", "load_avg_before", "load_avg_after", "swaps")
 
@@ -562,7 +568,8 @@ SUMMARY = ("executor", "realtime_priority", "scheduling", "p50_ms", "p99_ms", "m
 def _label(r: dict) -> str:
     ex = "SingleThreadedExecutor" if r["executor"].startswith("adapters.cli_node") else "MultiThreadedExecutor(4)"
     sched = (r.get("scheduling") or {}).get("tick_thread") or "SCHED_OTHER"
-    return f"{ex}, {sched} (realtime_priority {r.get('realtime_priority', 0)})"
+    where = ", tick on its own control thread (control_thread)" if r.get("control_thread") else ""
+    return f"{ex}{where}, {sched} (realtime_priority {r.get('realtime_priority', 0)})"
 
 
 def _row(r: dict, label: str) -> str:
@@ -603,10 +610,12 @@ def write_md(res: dict, path: Path) -> None:
         "- The first row is the node as `driftgate node controller --params launch/driftgate.yaml` runs it "
         "(`adapters.cli_node.run_nodes`: rclpy's SingleThreadedExecutor; `realtime_priority: 50`, so the "
         "node's threads run SCHED_FIFO 50 via `controller.realtime`, and the sandbox job it competes with runs "
-        "SCHED_OTHER at nice 10); its numbers are the top-level fields of node_latency.json. The second row "
-        "(`comparison` in the JSON) is the same node and load with the other setting named in its label "
-        "(`--compare scheduler`: realtime_priority 0, the kernel's fair scheduler; `--compare multi`: "
-        f"MultiThreadedExecutor). The robot side runs {res.get('robot_scheduling', 'SCHED_OTHER')} in both "
+        "SCHED_OTHER at nice 10; `control_thread: true`, so the joint-state subscription and the tick run on "
+        "a thread of their own, `adapters.ros.control_loop`, while parameters, services, the orchestrator and "
+        "/diagnostics stay on the executor); its numbers are the top-level fields of node_latency.json. The "
+        "second row (`comparison` in the JSON) is the same node and load with the other setting named in its "
+        "label (`--compare thread`: control_thread switched; `--compare scheduler`: realtime_priority 0, the "
+        "kernel's fair scheduler; `--compare multi`: MultiThreadedExecutor). The robot side runs {res.get('robot_scheduling', 'SCHED_OTHER')} in both "
         "(below the node's priority: it keeps its pace, like a real-time robot driver, without delaying the node).",
         "- **node in->out** (the target's p50_ms / p99_ms / max_ms): inside the node, from the rmw reception "
         "timestamp of the joint state (when DDS had it, i.e. including the wait for the executor) to the "
@@ -640,11 +649,19 @@ def write_md(res: dict, path: Path) -> None:
         "- Earlier (2026-11-23, this file's previous version, git history): the same node on a "
         "MultiThreadedExecutor(4) measured in->out p99 8.90 ms and 1 914 missed ticks of 30 001; on the "
         "SingleThreadedExecutor without SCHED_FIFO 1.21 ms and 0 missed on a quieter day.",
-        "- Why one thread: rclpy's MultiThreadedExecutor rebuilds its wait set in Python and busy-spins "
+        "- Why a control thread: with everything on the executor, a joint state waits for rclpy's executor to "
+        "rebuild its wait set in Python from every entity of the node (services, timers, parameter services) "
+        "and for whatever callback is running (orchestrator step, diagnostics, a service); the control loop "
+        "waits on the subscription alone and ticks straight after the take (ros2_control's controller "
+        "manager runs its update loop the same way), with the GIL switch interval lowered to 0.2 ms so "
+        "that a busy executor thread hands the GIL over quickly. The runtime was built for a concurrent "
+        "tick (no lock on the tick path; swaps are single-reference assignments), and the hot-swap table "
+        "below checks it.",
+        "- Why not rclpy's MultiThreadedExecutor instead: it rebuilds its wait set in Python and busy-spins "
         "when a ready callback waits for a busy mutually exclusive callback group (py-spy: the spin thread in "
         "`_spin_once_impl` -> `ThreadPoolExecutor.submit` at ~90 % of a core); every node callback is short "
-        "(the sandbox and the gate are processes of their own, polled), so one thread loses nothing. The price: "
-        "the orchestrator step, diagnostics and services run between ticks, hence the few-ms maxima.",
+        "(the sandbox and the gate are processes of their own, polled), so one executor thread for them loses "
+        "nothing; with control_thread false they also run between ticks, hence that setting's few-ms maxima.",
         "- rclpy's experimental EventsExecutor (rclpy 9.1.2 here) was tried and dropped: its `spin()` never "
         "runs a callback in a private Context (only `spin_once` does), and it fails subscriptions whose callback "
         "takes the MessageInfo (`SystemError: null argument to internal routine`), which the node's in->out "
@@ -695,9 +712,12 @@ def main(argv=None) -> int:
     ap.add_argument("--robot-realtime-priority", type=int, default=40,
                     help="the robot side's SCHED_FIFO priority (default 40: paces the 500 Hz stream like a "
                          "real-time robot driver, below the node so that it never delays it; 0: normal scheduler)")
-    ap.add_argument("--compare", choices=("scheduler", "multi", "none"), default="scheduler",
+    ap.add_argument("--control-thread", action=argparse.BooleanOptionalAction, default=True,
+                    help="the node's control_thread (on in launch/driftgate.yaml): joint states and the tick on a "
+                         "thread of their own; --no-control-thread: everything on the executor")
+    ap.add_argument("--compare", choices=("scheduler", "multi", "thread", "none"), default="thread",
                     help="second run: scheduler = the same node with realtime_priority 0; multi = "
-                         "MultiThreadedExecutor(4); none")
+                         "MultiThreadedExecutor(4); thread = control_thread switched; none")
     ap.add_argument("--role", choices=("bench", "node"), default="bench", help=argparse.SUPPRESS)
     ap.add_argument("--registry", help=argparse.SUPPRESS)
     ap.add_argument("--monitor", help=argparse.SUPPRESS)
@@ -709,7 +729,8 @@ def main(argv=None) -> int:
     res = run(args)
     if args.compare != "none":
         time.sleep(5.0)
-        change = {"realtime_priority": 0} if args.compare == "scheduler" else {"executor": "multi"}
+        change = {"scheduler": {"realtime_priority": 0}, "multi": {"executor": "multi"},
+                  "thread": {"control_thread": not args.control_thread}}[args.compare]
         other = run(argparse.Namespace(**{**vars(args), **change}))
         res["comparison"] = {k: other[k] for k in SUMMARY}
     args.out.mkdir(parents=True, exist_ok=True)

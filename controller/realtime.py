@@ -72,8 +72,9 @@ def current_scheduling(tid: int = 0) -> Scheduling:
     return Scheduling(POLICY_NAMES.get(policy, str(policy)), os.sched_getparam(tid).sched_priority)
 
 
-def enter_realtime(priority: int) -> Scheduling:
-    """SCHED_FIFO `priority` for every thread of this process, reset-on-fork for the caller."""
+def enter_thread_realtime(priority: int) -> Scheduling:
+    """SCHED_FIFO `priority` with reset-on-fork for the calling thread alone (a control thread
+    started after `enter_realtime`: threads are clones, so it was born under the normal scheduler)."""
     if not (isinstance(priority, int) and 0 <= priority <= 99):
         raise ValueError(f"realtime priority must be 0 (off) or 1..99 (SCHED_FIFO), got {priority}")
     now = current_scheduling()
@@ -87,6 +88,14 @@ def enter_realtime(priority: int) -> Scheduling:
         return Scheduling(now.policy, now.priority, priority,
                           error=f"SCHED_FIFO {priority} refused ({e.strerror}): needs CAP_SYS_NICE or an rtprio "
                                 f"limit >= {priority} (ulimit -r, /etc/security/limits.conf)")
+    return Scheduling("SCHED_FIFO", priority, priority, granted=True, threads=1)
+
+
+def enter_realtime(priority: int) -> Scheduling:
+    """SCHED_FIFO `priority` for every thread of this process, reset-on-fork for the caller."""
+    mine = enter_thread_realtime(priority)
+    if not mine.granted:
+        return mine
     me, changed, failed = threading.get_native_id(), 1, []
     for tid in _thread_ids():
         if tid == me:

@@ -322,6 +322,9 @@ def test_cli_node_starts_from_yaml_and_stops_cleanly_on_sigterm(tmp_path):
     # driftgate.yaml asks for realtime_priority 50: granted, or refused with the reason (machine-dependent)
     assert any("control path on SCHED_FIFO 50" in ln or ("realtime_priority 50:" in ln and "refused" in ln)
                for ln in lines), "".join(lines)
+    # control_thread: true in driftgate.yaml: the tick runs on the control loop's thread
+    assert any("control loop thread on SCHED_" in ln and "/joint_states, deadline every 10 ms" in ln
+               for ln in lines + out.splitlines()), "".join(lines) + out
     with Registry(tmp_path / "reg") as reg:
         assert reg.champion_id() is not None and reg.verify().ok
 

@@ -31,8 +31,13 @@ def session(request):
     offsets = {"test_joint_states_trigger_ticks_once_per_accepted_state": 21,
                "test_joint_states_trigger_holds_the_safe_command_when_the_topic_goes_silent": 22,
                "test_promotion_and_rollback_take_effect_at_the_next_tick": 23,
-               "test_a_realtime_priority_not_in_force_is_reported_and_control_runs_on": 25}
-    s = Session(domain(offsets.get(request.node.name, 24)))
+               "test_a_realtime_priority_not_in_force_is_reported_and_control_runs_on": 25,
+               "test_joint_states_trigger_ticks_once_per_accepted_state[thread]": 26,
+               "test_joint_states_trigger_holds_the_safe_command_when_the_topic_goes_silent[thread]": 27,
+               "test_the_control_thread_runs_the_tick_survives_a_failing_tick_and_stops_on_cleanup": 28,
+               "test_the_control_thread_ticks_at_rate_hz_with_trigger_timer": 29}
+    name = request.node.name.replace("[executor]", "")
+    s = Session(domain(offsets.get(name, 24)))
     yield s
     s.close()
 
@@ -55,13 +60,14 @@ def controller(session, root, tag, **kw):
     return session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(**params)))
 
 
-def test_joint_states_trigger_ticks_once_per_accepted_state(session, tmp_path):
+@pytest.mark.parametrize("control_thread", [False, True], ids=["executor", "thread"])
+def test_joint_states_trigger_ticks_once_per_accepted_state(session, tmp_path, control_thread):
     """Each accepted joint state produces exactly one command, computed from that state; refused
     states (NaN, repeated stamp, unknown joint set) produce none; no control timer in this mode (only
     the stale-data watchdog, which ticks when nothing arrived for stale_timeout_s)."""
     root = tmp_path / "registry"
     base = bootstrap_registry(root)
-    ctl = controller(session, root, "trig", autostart=True, stale_timeout_s=2.0)
+    ctl = controller(session, root, "trig", autostart=True, stale_timeout_s=2.0, control_thread=control_thread)
     commands = session.collect(Float64MultiArray, f"{NS}/trig/commands", 100)
     pub = session.probe.create_publisher(JointState, f"{NS}/trig/joint_states", 10)
     session.start()
@@ -106,13 +112,14 @@ def test_joint_states_trigger_ticks_once_per_accepted_state(session, tmp_path):
     assert ctl.set_parameters([cn.Parameter("trigger", value="timer")])[0].successful is False   # read-only
 
 
-def test_joint_states_trigger_holds_the_safe_command_when_the_topic_goes_silent(session, tmp_path):
+@pytest.mark.parametrize("control_thread", [False, True], ids=["executor", "thread"])
+def test_joint_states_trigger_holds_the_safe_command_when_the_topic_goes_silent(session, tmp_path, control_thread):
     """No joint states means no ticks in this mode, so a watchdog must tick: after stale_timeout_s
     the node holds the safe command and reports ERROR on /diagnostics, then resumes on new data."""
     root = tmp_path / "registry"
     bootstrap_registry(root)
     ctl = controller(session, root, "silent", autostart=True, stale_timeout_s=0.2, safe_command=[0.25],
-                     diagnostics_rate_hz=5.0)
+                     diagnostics_rate_hz=5.0, control_thread=control_thread)
     commands = session.collect(Float64MultiArray, f"{NS}/silent/commands", 100)
     diags = session.collect(DiagnosticArray, "/diagnostics", 50)
     pub = session.probe.create_publisher(JointState, f"{NS}/silent/joint_states", 10)
@@ -257,3 +264,105 @@ def test_a_realtime_priority_not_in_force_is_reported_and_control_runs_on(sessio
     st = control_status()
     assert st.level == b"\x01" and {kv.key: kv.value for kv in st.values}["scheduling"] == "SCHED_OTHER"
     assert ctl.runtime.ticks["ok"] == 5
+
+
+def test_the_control_thread_runs_the_tick_survives_a_failing_tick_and_stops_on_cleanup(session, tmp_path):
+    """control_thread: the joint-state subscription lives in the control loop's own wait set (a real
+    rcl subscription of the node, invisible to the executor), every tick runs on that thread at the
+    requested SCHED_FIFO priority (or says why not), a tick that raises is counted and the next state
+    is controlled again, and lifecycle cleanup stops the thread and removes the subscription;
+    configure brings both back."""
+    root = tmp_path / "registry"
+    bootstrap_registry(root)
+    topic = f"{NS}/ct/joint_states"
+    ctl = controller(session, root, "ct", autostart=True, stale_timeout_s=2.0, control_thread=True,
+                     realtime_priority=5)
+    commands = session.collect(Float64MultiArray, f"{NS}/ct/commands", 100)
+    pub = session.probe.create_publisher(JointState, topic, 10)
+    session.start()
+    wait_for(lambda: ctl.lifecycle == "active" and pub.get_subscription_count() > 0, 30, "active controller")
+    loop = ctl.control_loop
+    assert loop is not None and loop.alive
+    assert all(s.topic_name != topic for s in ctl.subscriptions)          # not the executor's
+    t0, k = time.time(), 0
+
+    def send(n_states):
+        nonlocal k
+        for _ in range(n_states):
+            n = len(commands)
+            pub.publish(state(k, t0 + 0.01 * k))
+            k += 1
+            wait_for(lambda: len(commands) > n, 10, f"the command for state {k - 1}")
+
+    send(10)
+    assert ctl._tick_tid == loop.native_id != session._thread.native_id     # ticks on the control thread
+    st = ctl.status()
+    assert st["control_loop"]["alive"] and st["control_loop"]["messages"] >= 10
+    assert st["in_out_latency"]["n"] == 10
+    sched = st["scheduling"]
+    if loop.scheduling.granted:
+        assert sched["ok"] and sched["tick_thread"] == "SCHED_FIFO 5"
+    else:                                                                   # no CAP_SYS_NICE here
+        assert not sched["ok"] and sched["note"] == loop.scheduling.error != ""
+
+    tick = ctl.runtime.tick
+    failures = []
+
+    def failing_tick(*a, **kw):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("a bug in the tick")
+        return tick(*a, **kw)
+
+    ctl.runtime.tick = failing_tick
+    n = len(commands)
+    pub.publish(state(k, t0 + 0.01 * k))                                   # this one's tick raises
+    k += 1
+    wait_for(lambda: loop.counters["callback_errors"] == 1, 10, "the failing tick counted")
+    send(5)                                                                 # and control goes on
+    assert len(commands) == n + 5 and loop.alive and "a bug in the tick" in loop.last_error
+    assert ctl.status()["control_loop"]["callback_errors"] == 1
+
+    assert ctl.trigger_deactivate() == cn.TransitionCallbackReturn.SUCCESS
+    assert ctl.trigger_cleanup() == cn.TransitionCallbackReturn.SUCCESS
+    assert not loop.alive and ctl.control_loop is None
+    wait_for(lambda: pub.get_subscription_count() == 0, 10, "the subscription gone with the loop")
+    assert ctl.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS
+    assert ctl.trigger_activate() == cn.TransitionCallbackReturn.SUCCESS
+    assert ctl.control_loop is not None and ctl.control_loop is not loop and ctl.control_loop.alive
+    wait_for(lambda: pub.get_subscription_count() == 1, 10, "the subscription back")
+    send(3)
+    assert ctl._tick_tid == ctl.control_loop.native_id
+
+
+def test_the_control_thread_ticks_at_rate_hz_with_trigger_timer(session, tmp_path):
+    """control_thread with trigger timer: joint states are only taken in (no tick per state), the
+    loop's deadline ticks, one tick per deadline, waiting (safe command) before any state and on
+    the latest state after."""
+    root = tmp_path / "registry"
+    bootstrap_registry(root)
+    ctl = controller(session, root, "ctt", autostart=True, trigger="timer", rate_hz=100.0, stale_timeout_s=2.0,
+                     control_thread=True)
+    commands = session.collect(Float64MultiArray, f"{NS}/ctt/commands", 100)
+    pub = session.probe.create_publisher(JointState, f"{NS}/ctt/joint_states", 10)
+    session.start()
+    wait_for(lambda: ctl.lifecycle == "active" and pub.get_subscription_count() > 0, 30, "active controller")
+    wait_for(lambda: ctl.runtime.ticks["waiting"] >= 5, 10, "waiting ticks before any joint state")
+    assert ctl.runtime.ticks["ok"] == 0 and list(commands[-1].data) == [0.0]
+    t0 = time.time()
+    for k in range(5):
+        pub.publish(state(k, t0 + 0.01 * k))
+        time.sleep(0.01)
+    wait_for(lambda: ctl.runtime.accepted == 5, 10, "5 states taken in")
+    ok = ctl.runtime.ticks["ok"]
+    wait_for(lambda: ctl.runtime.ticks["ok"] >= ok + 10, 10, "ticks on the latest state without new states")
+    loop = ctl.control_loop
+    assert ctl.runtime.accepted == 5 and loop.counters["messages"] == 5
+    assert ctl._tick_tid == loop.native_id
+    before = loop.counters["deadlines"]
+    ticks = ctl.runtime.ticks["ticks"]
+    after = loop.counters["deadlines"]
+    assert before - 1 <= ticks <= after                                   # one tick per deadline
+    expected = compiled(lqr_policy_genome()).act(CartpoleObservation()(np.array(state(4, 0).position),
+                                                                       np.array(state(4, 0).velocity)))
+    np.testing.assert_allclose(commands[-1].data, expected, rtol=0, atol=1e-12)

@@ -54,6 +54,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from adapters.ros.control_loop import ControlLoop
 from controller.contracts import INCONCLUSIVE, GateOutcome
 from controller.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
@@ -131,6 +132,9 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "watch_tolerance": (0.1, "rollback when live reward < gate prediction - tolerance", True),
     "realtime_priority": (0, "SCHED_FIFO priority 1..99 for the node's threads (0: the normal scheduler); "
                           "applied when the executor starts; the sandbox and gate processes never inherit it", True),
+    "control_thread": (False, "joint-state subscription and tick on a thread of their own (an rcl wait set, "
+                       "SCHED_FIFO realtime_priority); the executor keeps parameters, services, the orchestrator "
+                       "and diagnostics (adapters.ros.control_loop)", True),
     "orchestrator_rate_hz": (5.0, "state machine step rate", True),
     "diagnostics_rate_hz": (1.0, "/diagnostics and ~/comparison rate", True),
 }
@@ -161,6 +165,7 @@ class ControllerNode(LifecycleNode):
         self.in_out = LatencyHistogram()        # DDS reception of a joint state -> its command published
         self.scheduling: Scheduling | None = None   # what enter_realtime did (None: not asked)
         self._tick_tid = 0                      # native id of the thread that runs the control tick
+        self.control_loop: ControlLoop | None = None   # control_thread: the thread that runs the tick
         self.shadow_published = 0
         self.events_published = 0
         self.monitor_note = ""
@@ -280,6 +285,12 @@ class ControllerNode(LifecycleNode):
         self._entities.append((kind, ent))
         return ent
 
+    def destroy_control_loop(self, loop: ControlLoop) -> None:
+        """(for `_destroy_entities`: the loop is added last, so it stops before what it publishes on goes)"""
+        loop.stop()
+        self.control_loop = None
+        self._tick_tid = 0
+
     # -- configure: everything built from parameters ----------------------------------------------
     def _configure(self) -> None:
         from safety.registry import Registry
@@ -363,25 +374,28 @@ class ControllerNode(LifecycleNode):
         self._events_pub = pub(String, "~/events", latched)
         self._diag_pub = pub(DiagnosticArray, "/diagnostics", reliable)
         self._tick_on_message = self.p("trigger") == "joint_states"
-        self._add("subscription", self.create_subscription(JointState, self.p("joint_states_topic"),
-                                                           self._on_joint_state, qos_profile_sensor_data,
-                                                           callback_group=inputs))
+        own_thread = bool(self.p("control_thread"))
+        if not own_thread:
+            self._add("subscription", self.create_subscription(JointState, self.p("joint_states_topic"),
+                                                               self._on_joint_state, qos_profile_sensor_data,
+                                                               callback_group=inputs))
         self._add("subscription", self.create_subscription(Float64MultiArray, self.p("incumbent_topic"),
                                                            self._on_incumbent, qos_profile_sensor_data,
                                                            callback_group=inputs))
         if self.p("reward_topic"):
             self._add("subscription", self.create_subscription(Float64, self.p("reward_topic"), self._on_reward,
                                                                qos_profile_sensor_data, callback_group=inputs))
-        if not self._tick_on_message:
-            self._add("timer", self.create_timer(1.0 / float(self.p("rate_hz")), self._on_tick, callback_group=control))
-        else:
-            # trigger joint_states: a silent topic would mean no tick at all, hence no safe command and
-            # no ERROR on /diagnostics. This watchdog (same callback group as the joint-state
-            # subscription, so it never ticks concurrently with it) ticks only when no tick ran for
-            # stale_timeout_s; that tick holds the safe command and reports stale/waiting. Its period
-            # is stale_timeout_s / 2, not 1 / rate_hz, so it costs nothing while data flows.
-            self._stale_s = float(self.p("stale_timeout_s"))
+        # trigger joint_states: a silent topic would mean no tick at all, hence no safe command and no
+        # ERROR on /diagnostics. A watchdog (never concurrent with the joint-state callback) ticks only
+        # when no tick ran for stale_timeout_s; that tick holds the safe command and reports
+        # stale/waiting. Its period is stale_timeout_s / 2, not 1 / rate_hz: free while data flows.
+        self._stale_s = float(self.p("stale_timeout_s"))
+        if own_thread:
+            pass                                # the control loop (added last, below) ticks and watches
+        elif self._tick_on_message:
             self._add("timer", self.create_timer(self._stale_s / 2.0, self._on_watchdog, callback_group=inputs))
+        else:
+            self._add("timer", self.create_timer(1.0 / float(self.p("rate_hz")), self._on_tick, callback_group=control))
         self._add("timer", self.create_timer(1.0 / float(self.p("orchestrator_rate_hz")), self._on_step,
                                              callback_group=slow))
         self._add("timer", self.create_timer(1.0 / float(self.p("diagnostics_rate_hz")), self._on_diagnostics,
@@ -389,6 +403,13 @@ class ControllerNode(LifecycleNode):
         self._add("service", self.create_service(Trigger, "~/promote", self._srv_promote, callback_group=services))
         self._add("service", self.create_service(Trigger, "~/rollback", self._srv_rollback, callback_group=services))
         self._add("service", self.create_service(Trigger, "~/status", self._srv_status, callback_group=services))
+        if own_thread:   # last: destroyed first, before the publishers it uses
+            period, deadline = ((self._stale_s / 2.0, self._on_watchdog) if self._tick_on_message
+                                else (1.0 / float(self.p("rate_hz")), self._on_tick))
+            self.control_loop = self._add("control_loop", ControlLoop(
+                self, JointState, self.p("joint_states_topic"), qos_profile_sensor_data, self._on_joint_state,
+                period_s=period, on_deadline=deadline, priority=int(self.p("realtime_priority")),
+                name=f"{self.get_name()}_control")).start()
 
     def _make_monitor(self, plant: str, info: dict):
         """The drift monitor from `controller.drift` with the nominal-model residual source. If the
@@ -521,11 +542,15 @@ class ControllerNode(LifecycleNode):
 
     def scheduling_status(self) -> dict:
         """The tick thread's scheduling now, and what was asked for."""
-        now = current_scheduling(self._tick_tid) if self._tick_tid else None
+        try:
+            now = current_scheduling(self._tick_tid) if self._tick_tid else None
+        except OSError:                          # that thread has ended (a control loop stopped)
+            now = None
         requested = int(self.p("realtime_priority"))
         ok = requested == 0 or (now is not None and now.policy == "SCHED_FIFO" and now.priority == requested)
-        note = self.scheduling.error if self.scheduling is not None else ""
-        if requested and self.scheduling is None:
+        applied = self.control_loop.scheduling if self.control_loop is not None else self.scheduling
+        note = applied.error if applied is not None else ""
+        if requested and applied is None:
             note = "not applied: this process does not spin with adapters.cli_node.run_nodes or main()"
         return {"tick_thread": now.describe() if now else "", "requested": requested, "ok": ok,
                 "note": "" if ok else note}
@@ -546,6 +571,7 @@ class ControllerNode(LifecycleNode):
             "commands_published": self.commands_published, "shadow_published": self.shadow_published,
             "tick_us_last": 1e6 * rt.tick_time_last_s, "tick_us_max": 1e6 * rt.tick_time_max_s,
             "in_out_latency": self.in_out.to_dict(bins=True), "scheduling": self.scheduling_status(),
+            "control_loop": self.control_loop.status() if self.control_loop is not None else "executor",
             "incumbent_comparison": rt.incumbent_comparison().to_dict(),
             "detector": (self.monitor.state if self.monitor is not None else self.monitor_note),
             "orchestrator": orch.status() if orch is not None else None})
@@ -559,7 +585,10 @@ class ControllerNode(LifecycleNode):
         name = self.get_fully_qualified_name()
         last = st["last_tick_status"]
         orch = st["orchestrator"] or {}
-        if last in ("stale", "error"):
+        loop = st["control_loop"]
+        if isinstance(loop, dict) and not loop["alive"]:
+            level, msg = DiagnosticStatus.ERROR, f"control loop thread ended: {loop['last_error'] or 'unknown'}"
+        elif last in ("stale", "error"):
             level, msg = DiagnosticStatus.ERROR, f"joint states {last}: holding the safe command"
         elif st["champion"] is None:
             level, msg = DiagnosticStatus.WARN, "no champion: holding the safe command"
@@ -579,7 +608,9 @@ class ControllerNode(LifecycleNode):
                   "commands_published": self.commands_published, "shadow_published": self.shadow_published,
                   "tick_us_last": f"{st['tick_us_last']:.1f}", "tick_us_max": f"{st['tick_us_max']:.1f}",
                   "in_out_us_p99": st["in_out_latency"]["p99_us"] or "", "in_out_n": st["in_out_latency"]["n"],
-                  "scheduling": st["scheduling"]["tick_thread"]}
+                  "scheduling": st["scheduling"]["tick_thread"],
+                  "control_loop": "thread" if isinstance(loop, dict) else loop,
+                  "control_callback_errors": loop["callback_errors"] if isinstance(loop, dict) else 0}
         values.update(st["counters"])
         control = _status(DiagnosticStatus, level, f"{name}: control", msg, self.p("plant"), values)
         if self.monitor is not None:
