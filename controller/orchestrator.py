@@ -342,13 +342,13 @@ class Orchestrator:
         monitor's ring now that `post_alarm_s` of drifted data has accumulated; the event's own
         window (mostly pre-drift) when the monitor cannot give one."""
         window = getattr(ev, "window", None)
-        ring = getattr(self.monitor, "ring", None)
+        recent = getattr(self.monitor, "recent_window", None)
         start = getattr(ev, "onset_t", None)
         start = getattr(ev, "t", None) if start is None else start
-        if ring is None or start is None:
+        if recent is None or start is None:
             return window
         try:
-            fresh = ring.window()
+            fresh = recent()                  # copied between two ticks (the monitor's lock)
             keep = fresh.t >= float(start) - 0.05
             if int(keep.sum()) < 30:
                 return window

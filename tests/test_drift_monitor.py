@@ -295,3 +295,55 @@ def test_hddm_w_backup_fires_on_a_rise_in_exceedance_rate():
     # a conservative backup, for residuals that stay large
     hits = [det.update(float(x)) for x in rng.standard_normal(300) + 2.5]
     assert any(hits) and hits.index(True) < 60 and det.magnitude > 20
+
+
+def test_notify_adapted_and_window_copies_wait_for_an_update_in_progress():
+    """The node ticks on its control thread while the orchestrator re-baselines and copies recent
+    telemetry from the executor's: those wait for an update in progress instead of tearing it."""
+    import threading
+
+    class HeldSource(FakeSource):
+        def __init__(self):
+            super().__init__()
+            self.hold_at, self.entered, self.release = None, threading.Event(), threading.Event()
+
+        def residuals(self, obs, action):
+            if self.n + 1 == self.hold_at:
+                self.entered.set()
+                self.release.wait(30)
+            return super().residuals(obs, action)
+
+    src = HeldSource()
+    mon = make(source=src)
+    feed(mon, 300)                                           # past the 2 s warm-up
+    assert mon.state == "monitoring"
+    src.hold_at = src.n + 1
+    ticking = threading.Thread(target=lambda: mon.update(3.0, np.zeros(2), np.zeros(1), 1.0))
+    ticking.start()
+    assert src.entered.wait(30)                              # the update is inside the residual source
+    results = {}
+    others = [threading.Thread(target=lambda: results.update(window=mon.recent_window())),
+              threading.Thread(target=lambda: results.update(adapted=mon.notify_adapted()))]
+    for th in others:
+        th.start()
+    for th in others:
+        th.join(0.2)
+    assert all(th.is_alive() for th in others) and results == {}   # waiting for the update
+    src.release.set()
+    for th in (ticking, *others):
+        th.join(30)
+        assert not th.is_alive()
+    assert results["window"].t[-1] == 3.0                    # copied after the held update, whole
+    assert mon.state == "warmup" and mon.counters["internal_errors"] == 0
+
+
+def test_a_monitor_survives_pickling_with_a_fresh_lock():
+    """The drift benchmark ships monitors to worker processes; the lock is recreated there."""
+    import pickle
+
+    mon = make()
+    feed(mon, 50)
+    copy = pickle.loads(pickle.dumps(mon))
+    assert copy.lock is not mon.lock and copy.lock.acquire(blocking=False)
+    copy.lock.release()
+    assert copy.all_counters() == mon.all_counters() and len(copy.ring) == len(mon.ring)

@@ -24,10 +24,15 @@ Life cycle and reset semantics
 
 Time is counted in accepted control periods (ticks x dt), not from the timestamps, so a jumping or
 resetting clock cannot stretch or skip the warm-up, the debounce or the cooldown.
+
+Threads: the live node ticks on its control thread while the orchestrator, on the executor, calls
+`notify_adapted()` and copies recent telemetry (`recent_window()`). ``lock`` (re-entrant) makes each
+of those whole with respect to an update; uncontended it costs well under a microsecond.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Iterable, Mapping
 
@@ -76,6 +81,7 @@ class DriftMonitor:
                  calibrating: bool = False, profile: bool = False) -> None:
         self.config = config if config is not None else MonitorConfig()
         cfg = self.config
+        self.lock = threading.RLock()
         self.dt = float(dt)
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.validator = TickValidator(obs_dim, act_dim, dt, cfg.gap_factor, cfg.max_abs,
@@ -107,6 +113,15 @@ class DriftMonitor:
         else:
             raise ValueError("DriftMonitor: give a residual source or the residual channels")
         self.reset()
+
+    def __getstate__(self) -> dict:            # a lock does not cross processes (the drift bench pickles)
+        state = dict(self.__dict__)
+        state.pop("lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
 
     # -- construction -----------------------------------------------------------------------------
     def _threshold(self, name: str) -> float:
@@ -150,29 +165,32 @@ class DriftMonitor:
         channels = dict(source.channels)
         if not channels:
             raise ValueError("DriftMonitor: the residual source has no channels")
-        self.source = source
-        self._build_channels(channels)
-        if hasattr(self, "_state"):
-            self.rebaseline()
+        with self.lock:
+            self.source = source
+            self._build_channels(channels)
+            if hasattr(self, "_state"):
+                self.rebaseline()
 
     # -- reset semantics --------------------------------------------------------------------------
     def reset(self) -> None:
         """Fresh warm-up, empty telemetry ring, no alarm history (config, calibration and the
         lifetime counters are kept)."""
-        self.validator.restart()
-        self.ring.clear()
-        self.features.reset()
-        self._segment = 0
-        self._broken = True
-        self._clock = 0.0                 # accepted control periods x dt
-        self._tick = 0
-        self._last_alarm = -math.inf
-        self._cooldown_until = -math.inf
-        self._rebaseline_at(0.0)
+        with self.lock:
+            self.validator.restart()
+            self.ring.clear()
+            self.features.reset()
+            self._segment = 0
+            self._broken = True
+            self._clock = 0.0                 # accepted control periods x dt
+            self._tick = 0
+            self._last_alarm = -math.inf
+            self._cooldown_until = -math.inf
+            self._rebaseline_at(0.0)
 
     def rebaseline(self) -> None:
         """Re-estimate the residual normalisation from a new warm-up; detectors restart."""
-        self._rebaseline_at(self._clock)
+        with self.lock:
+            self._rebaseline_at(self._clock)
 
     def _rebaseline_at(self, clock: float) -> None:
         self._warm_start = clock
@@ -192,8 +210,9 @@ class DriftMonitor:
 
     def notify_adapted(self) -> None:
         """The controller was replaced: suppress alarms for ``cooldown_s`` and re-baseline."""
-        self._cooldown_until = self._clock + self.config.cooldown_s
-        self.rebaseline()
+        with self.lock:
+            self._cooldown_until = self._clock + self.config.cooldown_s
+            self.rebaseline()
 
     def resync(self) -> None:
         """Declare the telemetry history broken (the next valid tick starts a new segment)."""
@@ -210,12 +229,18 @@ class DriftMonitor:
         failure (a bug, or numpy warnings configured as errors) is counted in ``internal_errors``
         and the history is re-synchronised.
         """
-        try:
-            return self._update(t, obs, action, reward, residuals)
-        except Exception:
-            self.counters["internal_errors"] += 1
-            self._broken = True
-            return None
+        with self.lock:
+            try:
+                return self._update(t, obs, action, reward, residuals)
+            except Exception:
+                self.counters["internal_errors"] += 1
+                self._broken = True
+                return None
+
+    def recent_window(self):
+        """A copy of the telemetry ring (a `TelemetryWindow`), taken between two updates."""
+        with self.lock:
+            return self.ring.window()
 
     def _update(self, t, obs, action, reward, residuals) -> DriftEvent | None:
         prof = self.profile
@@ -403,6 +428,10 @@ class DriftMonitor:
 
     def diagnostics(self) -> dict[str, str]:
         """Flat key -> string map, as a diagnostic_msgs/KeyValue list carries it."""
+        with self.lock:
+            return self._diagnostics()
+
+    def _diagnostics(self) -> dict[str, str]:
         out = {"state": self.state, "monitored_s": f"{self.monitored_seconds:.1f}",
                "calibrated": str(self.calibration is not None).lower()}
         out.update({k: str(v) for k, v in self.all_counters().items()})
