@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "rich>=13",
     "matplotlib>=3.8",
     "pyyaml>=6",
+    "pydantic>=2.5,<3",  # robot profile schema (sim/profile)
     "scipy>=1.11",
     "mcap>=1.2",
     "mcap-ros2-support>=0.5",
@@ -55,6 +56,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", glob("launch/*.py") + glob("launch/*.yaml")),
+        ("share/" + PACKAGE + "/launch/robots", glob("launch/robots/*.yaml")),
     ],
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,

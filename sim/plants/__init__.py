@@ -1,7 +1,9 @@
 """Simulated robots (dm_control suite models) behind one small `Plant` interface.
 
 `make_plant(name, seed, drift)` is the only constructor the rest of driftgate needs; a plant's
-name is what `job.json`, telemetry files and genome metadata carry.
+name is what `job.json`, telemetry files and genome metadata carry. A robot profile file
+(`make_plant("launch/robots/ant.yaml")`, any name ending in .yaml/.yml) gives a `ProfilePlant`
+(`sim.plants.profile_plant`); the bare names stay the hand-coded plants.
 """
 from __future__ import annotations
 
@@ -16,9 +18,17 @@ PLANTS: dict[str, type[Plant]] = {"cartpole": Cartpole, "walker": Walker, "reach
 
 def make_plant(name: str, seed: int = 0, drift: DriftSpec | dict | str | None = None) -> Plant:
     """A fresh plant, reset with `seed`, carrying `drift` (validated against its model)."""
+    if name not in PLANTS and str(name).endswith((".yaml", ".yml")):
+        return make_plant_from_profile(name, seed=seed, drift=drift)
     if name not in PLANTS:
         raise ValueError(f"unknown plant {name!r}; known plants: {sorted(PLANTS)}")
     return PLANTS[name](seed=seed, drift=drift)
 
 
-__all__ = ["PLANTS", "Plant", "Cartpole", "Walker", "Reacher", "make_plant"]
+def make_plant_from_profile(profile, seed: int = 0, drift: DriftSpec | dict | str | None = None) -> Plant:
+    """A `ProfilePlant` from a `RobotProfile`, a profile path or a shipped profile's name."""
+    from sim.plants.profile_plant import ProfilePlant
+    return ProfilePlant(profile, seed=seed, drift=drift)
+
+
+__all__ = ["PLANTS", "Plant", "Cartpole", "Walker", "Reacher", "make_plant", "make_plant_from_profile"]

@@ -211,6 +211,8 @@ class Plant:
     name: str = ""
     obs_names: tuple[str, ...] = ()
     n_sub_steps: int = 1
+    # actions are in command order; MuJoCo's ctrl[k] = action[ctrl_order[k]] (None: the same order)
+    ctrl_order: np.ndarray | None = None
 
     def __init__(self, seed: int = 0, drift: DriftSpec | dict | str | None = None) -> None:
         self.physics = self._make_physics()
@@ -322,7 +324,7 @@ class Plant:
         if self.drift.action_delay:
             self._queue.append(action)
             action = self._queue.popleft()
-        self.data.ctrl[:] = action
+        self.data.ctrl[:] = action if self.ctrl_order is None else action[self.ctrl_order]
         mujoco.mj_step(self.model, self.data, self.n_sub_steps)
         mujoco.mj_forward(self.model, self.data)
         return self.observe(), self.reward()
@@ -469,6 +471,8 @@ class PlantBatch:
         if len(self._queue):
             ctrl, self._queue[self._head] = self._queue[self._head].copy(), ctrl
             self._head = (self._head + 1) % len(self._queue)
+        if plant.ctrl_order is not None:
+            ctrl = ctrl[:, plant.ctrl_order]
         self.data.step(ctrl, plant.n_sub_steps)
         return self.observe(), plant.reward_batch(self.data, self.constants)
 

@@ -105,16 +105,7 @@ class Cartpole(Plant):
                                batch.qvel], axis=1)
 
     def reward_batch(self, batch: DataBatch, constants: np.ndarray) -> np.ndarray:
-        slider, hinge, pole, slide = self._batch_indices()
-        upright = (batch.xmat[:, pole, ZZ] + 1) / 2
-        centered = tolerance(batch.qpos[:, slider], margin=2, per_scalar=True)
-        centered = (1 + centered) / 2
-        small_control = tolerance(batch.ctrl[:, slide], margin=1, value_at_margin=0, sigmoid="quadratic",
-                                  per_scalar=False)
-        small_control = (4 + small_control) / 5
-        small_velocity = tolerance(batch.qvel[:, hinge], margin=5, per_scalar=False)
-        small_velocity = (1 + small_velocity) / 2
-        return upright * small_control * small_velocity * centered
+        return balance_reward(batch, *self._batch_indices())
 
     # accessors named for what they mean
     def cart_position(self) -> float:
@@ -144,3 +135,35 @@ class Cartpole(Plant):
         A, B = linearize(model, np.zeros(model.nq), np.zeros(model.nu), self.n_sub_steps)
         K = lqr_gain(A, B, Q=self.LQR_Q, R=self.LQR_R)
         return CartpoleLQR(K=K, dt=self.control_dt, amplitude=amplitude, period=period)
+
+
+def balance_reward(batch, slider: int, hinge: int, pole: int, slide: int) -> np.ndarray:
+    """dm_control's smooth balance reward of every row of `batch` (qpos address of the cart, dof of
+    the hinge, pole body, cart actuator), bit for bit."""
+    upright = (batch.xmat[:, pole, ZZ] + 1) / 2
+    centered = tolerance(batch.qpos[:, slider], margin=2, per_scalar=True)
+    centered = (1 + centered) / 2
+    small_control = tolerance(batch.ctrl[:, slide], margin=1, value_at_margin=0, sigmoid="quadratic",
+                              per_scalar=False)
+    small_control = (4 + small_control) / 5
+    small_velocity = tolerance(batch.qvel[:, hinge], margin=5, per_scalar=False)
+    small_velocity = (1 + small_velocity) / 2
+    return upright * small_control * small_velocity * centered
+
+
+def reward(model, frames, constants) -> np.ndarray:
+    """Objective entry point of the shipped cartpole profile (launch/robots/cartpole.yaml): the
+    suite's balance reward, the hand-coded plant's own, by the model's names."""
+    return balance_reward(frames, int(model.joint("slider").qposadr[0]), int(model.joint("hinge_1").dofadr[0]),
+                          model.body("pole_1").id, model.actuator("slide").id)
+
+
+reward.fields = ("qpos", "qvel", "xmat", "ctrl")
+
+
+def initialize(model, data, rng: np.random.Generator) -> None:
+    """Initial-state entry point of the shipped cartpole profile: the suite's balance start, the
+    same draws in the same order as `Cartpole._initialize_episode`."""
+    data.qpos[model.joint("slider").qposadr[0]] = rng.uniform(-0.1, 0.1) * (Cartpole.start_cart_range / 0.1)
+    data.qpos[model.joint("hinge_1").qposadr[0]] = rng.uniform(-0.034, 0.034)
+    data.qvel[:] = 0.01 * rng.standard_normal(model.nv)

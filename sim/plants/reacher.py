@@ -120,3 +120,39 @@ class Reacher(Plant):
     def nominal_controller(self, kp: float = 20.0, kd: float = 0.005) -> ReacherJT:
         gear = np.array([0.05, 0.05])  # the suite's nominal motor gear
         return ReacherJT(gear=gear, kp=kp, kd=kd)
+
+
+# -- entry points of the shipped reacher profile (launch/robots/reacher.yaml): the hand-coded plant's
+# circling target, its draws and its reward, the episode's (radius, phase) as episode constants
+
+def initialize(model, data, rng: np.random.Generator) -> np.ndarray:
+    """Random arm pose and target circle, the same draws in the same order as `Reacher`."""
+    data.qpos[model.joint("shoulder").qposadr[0]] = rng.uniform(-np.pi, np.pi)
+    data.qpos[model.joint("wrist").qposadr[0]] = rng.uniform(-2.5, 2.5)
+    return np.array([rng.uniform(0.05, 0.20), rng.uniform(0, 2 * np.pi)])
+
+
+def _to_target(model, frames, constants) -> np.ndarray:
+    radius, phase = constants[:, 0], constants[:, 1]
+    a = phase + 2 * np.pi * frames.time / Reacher.target_period
+    target = radius[:, None] * np.stack([np.sin(a), np.cos(a)], axis=1)
+    return target - frames.geom_xpos[:, model.geom("finger").id, X:Y + 1]
+
+
+def to_target(model, frames, constants) -> np.ndarray:
+    """Extra observation: finger-to-target vector (x, y)."""
+    return _to_target(model, frames, constants)
+
+
+def reward(model, frames, constants) -> np.ndarray:
+    """The suite's reach reward (finger within the target), as `Reacher.reward_batch`."""
+    finger = model.geom("finger").id
+    radii = TARGET_SIZE + float(model.geom_size[finger, 0])
+    d = _to_target(model, frames, constants)
+    distance = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
+    for i in np.flatnonzero(np.abs(distance - radii) <= 1e-9 * radii):
+        distance[i] = np.linalg.norm(d[i])
+    return tolerance(distance, (0, radii), per_scalar=True)
+
+
+to_target.fields = reward.fields = ("time", "geom_xpos")
