@@ -269,6 +269,7 @@ app.add_typer(replay_app)
 from adapters.cli_drift import app as drift_app  # noqa: E402
 
 app.add_typer(drift_app)
+app.add_typer(__import__("adapters.cli_robot", fromlist=["app"]).app)  # driftgate robot init | check
 
 
 def main() -> None:

@@ -109,7 +109,7 @@ def compile_model(doc: ProfileDoc, base: Path, where: str = "profile") -> tuple[
         spec = mujoco.MjSpec.from_file(str(model_path))
         if doc.model.actuators:
             for k, a in enumerate(doc.model.actuators):
-                _add_actuator(spec, a, where, f"model.actuators[{k}]")
+                add_actuator(spec, a, where, f"model.actuators[{k}]")
         elif not spec.actuators:
             raise _err(where, "model.actuators", f"the URDF {model_path.name} declares no actuators and the profile "
                        "has no actuator block; add one (one per driven joint: 'driftgate robot init --urdf' drafts it)")
@@ -120,7 +120,7 @@ def compile_model(doc: ProfileDoc, base: Path, where: str = "profile") -> tuple[
         raise _err(where, field, f"{model_path}: {e}") from None
 
 
-def _add_actuator(spec, a, where: str, field: str) -> None:
+def add_actuator(spec, a, where: str, field: str) -> None:
     if spec.joint(a.joint) is None:
         known = [j.name for j in spec.joints if j.name]
         raise _err(where, f"{field}.joint", f"unknown joint {a.joint!r}; known: {mn.known(known)}")
@@ -211,7 +211,7 @@ class _Resolver:
         if doc.observe.odometry:
             b = self.name("observe.odometry.body", "body", doc.observe.odometry.body)
             free = [j for j in range(model.body_jntadr[b], model.body_jntadr[b] + model.body_jntnum[b])
-                    if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+                    if int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_FREE)]
             if not free:
                 raise _err(where, "observe.odometry.body", f"body {doc.observe.odometry.body!r} has no free joint; "
                            "odometry describes a floating base")
