@@ -117,7 +117,8 @@ def compile_model(doc: ProfileDoc, base: Path, where: str = "profile") -> tuple[
     except ProfileError:
         raise
     except Exception as e:  # MuJoCo's compiler: a missing mesh, a bad XML, an unknown joint
-        raise _err(where, field, f"{model_path}: {e}") from None
+        hint = " (a mesh or other asset file the model names is missing)" if "opening file" in str(e) else ""
+        raise _err(where, field, f"{model_path}: {e}{hint}") from None
 
 
 def add_actuator(spec, a, where: str, field: str) -> None:
