@@ -7,6 +7,7 @@ meaning when someone edits the model, a target does not.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def resolve_model_path(ref: str, base: Path) -> Path:
         path = root / rel
     else:
         path = Path(ref).expanduser()
-        path = path if path.is_absolute() else base / path
+        path = Path(os.path.normpath(path if path.is_absolute() else base / path))   # lexical '..'
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     return path
