@@ -14,6 +14,7 @@ little to separate pole mass from motor gain: see `sim.sysid.record` for the pro
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,11 +152,17 @@ def balance_reward(batch, slider: int, hinge: int, pole: int, slide: int) -> np.
     return upright * small_control * small_velocity * centered
 
 
+_IDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> indices (looked up once)
+
+
 def reward(model, frames, constants) -> np.ndarray:
     """Objective entry point of the shipped cartpole profile (launch/robots/cartpole.yaml): the
     suite's balance reward, the hand-coded plant's own, by the model's names."""
-    return balance_reward(frames, int(model.joint("slider").qposadr[0]), int(model.joint("hinge_1").dofadr[0]),
-                          model.body("pole_1").id, model.actuator("slide").id)
+    ids = _IDS.get(model)
+    if ids is None:
+        ids = _IDS[model] = (int(model.joint("slider").qposadr[0]), int(model.joint("hinge_1").dofadr[0]),
+                             model.body("pole_1").id, model.actuator("slide").id)
+    return balance_reward(frames, *ids)
 
 
 reward.fields = ("qpos", "qvel", "xmat", "ctrl")

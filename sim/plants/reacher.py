@@ -12,6 +12,7 @@ observation only: joint angles give the Jacobian of the two-link arm, `to_target
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,16 @@ class Reacher(Plant):
 # -- entry points of the shipped reacher profile (launch/robots/reacher.yaml): the hand-coded plant's
 # circling target, its draws and its reward, the episode's (radius, phase) as episode constants
 
+_FINGER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> finger geom id
+
+
+def _finger(model) -> int:
+    finger = _FINGER.get(model)
+    if finger is None:
+        finger = _FINGER[model] = model.geom("finger").id
+    return finger
+
+
 def initialize(model, data, rng: np.random.Generator) -> np.ndarray:
     """Random arm pose and target circle, the same draws in the same order as `Reacher`."""
     data.qpos[model.joint("shoulder").qposadr[0]] = rng.uniform(-np.pi, np.pi)
@@ -136,7 +147,7 @@ def _to_target(model, frames, constants) -> np.ndarray:
     radius, phase = constants[:, 0], constants[:, 1]
     a = phase + 2 * np.pi * frames.time / Reacher.target_period
     target = radius[:, None] * np.stack([np.sin(a), np.cos(a)], axis=1)
-    return target - frames.geom_xpos[:, model.geom("finger").id, X:Y + 1]
+    return target - frames.geom_xpos[:, _finger(model), X:Y + 1]
 
 
 def to_target(model, frames, constants) -> np.ndarray:
@@ -146,7 +157,7 @@ def to_target(model, frames, constants) -> np.ndarray:
 
 def reward(model, frames, constants) -> np.ndarray:
     """The suite's reach reward (finger within the target), as `Reacher.reward_batch`."""
-    finger = model.geom("finger").id
+    finger = _finger(model)
     radii = TARGET_SIZE + float(model.geom_size[finger, 0])
     d = _to_target(model, frames, constants)
     distance = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])

@@ -17,6 +17,7 @@ height, joint velocities), like a policy would; the root x position is not obser
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass, field
 
 import mujoco
@@ -170,7 +171,13 @@ def stand_reward(batch, torso: int) -> np.ndarray:
 
 def reward(model, frames, constants) -> np.ndarray:
     """Objective entry point of the shipped walker profile (launch/robots/walker.yaml)."""
-    return stand_reward(frames, model.body("torso").id)
+    torso = _TORSO.get(model)
+    if torso is None:
+        torso = _TORSO[model] = model.body("torso").id
+    return stand_reward(frames, torso)
+
+
+_TORSO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> torso body id
 
 
 reward.fields = ("xpos", "xmat")

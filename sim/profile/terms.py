@@ -119,9 +119,19 @@ def odometry_observer(body: int, free_dof: int) -> tuple[tuple[str, ...], Fn]:
     return names, observe
 
 
+def _columns(adr: np.ndarray):
+    """A slice where the addresses are consecutive (a view, no gather), else the index array."""
+    adr = np.asarray(adr, dtype=int)
+    if len(adr) and np.array_equal(adr, np.arange(adr[0], adr[0] + len(adr))):
+        return slice(int(adr[0]), int(adr[0]) + len(adr))
+    return adr
+
+
 def joint_observer(qpos_adr: np.ndarray, dof_adr: np.ndarray) -> Fn:
+    qpos_cols, dof_cols = _columns(qpos_adr), _columns(dof_adr)
+
     def observe(model, f, constants):
-        return np.concatenate([f.qpos[:, qpos_adr], f.qvel[:, dof_adr]], axis=1)
+        return np.concatenate([f.qpos[:, qpos_cols], f.qvel[:, dof_cols]], axis=1)
 
     observe.fields = ("qpos", "qvel")
     return observe
