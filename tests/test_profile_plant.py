@@ -64,16 +64,20 @@ def test_batch_ticks_match_plant_act(name, drifted):
     assert np.array_equal(obs, np.array([p.reset(s) for p, s in zip(refs, seeds)]))
     assert np.array_equal(batch.constants, np.array([p.episode_constants() for p in refs]).reshape(n, -1))
     rng = np.random.default_rng(PROFILES.index(name))
+    falls = 0
     for t in range(TICKS[name]):
         actions = rng.uniform(-1.5, 1.5, (n, batch.plant.act_dim)) * (1.0 if t % 40 < 30 else 0.2)
         obs, reward = batch.act(actions)
         fallen = batch.plant.fallen_batch(obs)
+        falls += int(fallen.sum())
         for i, p in enumerate(refs):
             ref_obs, ref_reward = p.act(actions[i])
             assert np.array_equal(obs[i], ref_obs), (t, i, obs[i] - ref_obs)
             assert reward[i] == ref_reward, (t, i, reward[i] - ref_reward)
             assert fallen[i] == p.fallen_batch(ref_obs[None])[0] == p.fallen(), (t, i)
             assert np.array_equal(mj_state(batch.plant.model, batch.data.datas[i]), mj_state(p.model, p.data))
+    if name == "walker":
+        assert falls > 0          # the fall conditions were exercised, not only "never fallen"
 
 
 @pytest.mark.parametrize("name", ["ant", "pusher", "walker"])
@@ -212,3 +216,48 @@ def test_declarative_terms_reproduce_the_walker_stand_reward(tmp_path):
         got.append(terms.reward())
         want.append(hand.reward())
     assert np.allclose(got, want, rtol=1e-12, atol=1e-15) and np.std(want) > 0.05
+
+
+MJCF = """<mujoco><option timestep="0.005"/>
+  <worldbody><body name="cart"><joint name="rail" type="slide" axis="1 0 0" range="-1 1"/>
+    <geom type="box" size="0.1 0.1 0.1" mass="1"/>
+    <body name="link" pos="0 0 0.1"><joint name="pivot" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0 0 0.5" size="0.02" mass="0.2"/></body></body></worldbody>
+  <actuator><motor joint="pivot" ctrlrange="-2 2"/><motor name="push" joint="rail" ctrlrange="-1 1"/></actuator>
+  <keyframe><key name="tilted" qpos="0.3 0.2" qvel="0 1"/></keyframe>
+</mujoco>"""
+
+
+def small_robot(tmp_path, **overrides):
+    import yaml
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "slider.xml").write_text(MJCF)
+    doc = {"version": 1, "name": "slider", "model": {"mjcf": "models/slider.xml"}, "control": {"rate_hz": 50},
+           "observe": {"joint_states": {"joints": {"pivot_joint": "pivot", "rail_joint": "rail"}}},
+           "command": {"actuators": ["push", "joint:pivot"]}}
+    doc.update(overrides)
+    (tmp_path / "slider.yaml").write_text(yaml.safe_dump(doc))
+    return make_plant(str(tmp_path / "slider.yaml"))
+
+
+def test_keyframe_and_named_qpos_start_and_observation_order(tmp_path):
+    p = small_robot(tmp_path, initial_state={"keyframe": "tilted", "qpos": {"rail": -0.5}})
+    assert p.n_sub_steps == 4 and p.obs_names[:2] == ("pivot_joint.position", "rail_joint.position")
+    obs = p.reset(0)
+    assert obs.tolist() == [0.2, -0.5, 1.0, 0.0]      # keyframe pivot, named rail, keyframe qvel
+    assert p.act_high.tolist() == [1.0, 2.0]          # command order: push (rail), then the pivot motor
+    p.act([0.5, -1.5])
+    assert p.data.ctrl.tolist() == [-1.5, 0.5]
+
+
+def test_product_of_terms(tmp_path):
+    terms = [{"tolerance": "joint_position(rail)", "bounds": [-0.1, 0.1], "margin": 0.5},
+             {"tolerance": "joint_velocity(pivot)", "margin": 2.0, "sigmoid": "quadratic", "value_at_margin": 0.0,
+              "weight": 2}]
+    p = small_robot(tmp_path, objective={"kind": "terms", "combine": "product", "terms": terms})
+    from dm_control.utils import rewards
+    for q, v in ((0.0, 0.0), (0.3, 0.5), (-0.7, -1.0), (0.05, 3.0)):
+        p.set_qpos_qvel([q, 0.0], [0.0, v])
+        want = rewards.tolerance(np.array([q]), (-0.1, 0.1), 0.5)[0] * \
+            rewards.tolerance(np.array([v]), (0, 0), 2.0, "quadratic", 0.0)[0] ** 2
+        assert np.isclose(p.reward(), want, rtol=1e-14, atol=0)
