@@ -126,8 +126,11 @@ def summary_table(p) -> Table:
     for i, a in enumerate(p.actuators):
         lo, hi = m.actuator_ctrlrange[a]
         rng = f"[{lo:g}, {hi:g}]" if m.actuator_ctrllimited[a] else "unlimited"
+        kind = mn.actuator_kind(m, a)
+        note = "" if kind == mn.INTERFACE_KIND[doc.command.interface] else \
+            f" [yellow](a {kind} actuator behind the {doc.command.interface} interface)[/]"
         t.add_row(f"command[{i}]", doc.command.actuators[i], mn.actuator_label(m, a),
-                  f"{doc.command.interface}, ctrlrange {rng}, safe {p.safe_command[i]:g}")
+                  f"{kind}, ctrlrange {rng}, safe {p.safe_command[i]:g}{note}")
     if p.imu:
         body, site = p.imu
         t.add_row("imu", doc.observe.imu.topic, m.site(site).name if site is not None else m.body(body).name,

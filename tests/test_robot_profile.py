@@ -205,3 +205,16 @@ def test_urdf_actuator_on_an_unknown_joint(tmp_path):
 def test_safe_command_defaults_inside_the_ctrlrange():
     p = load_profile(ROBOTS / "pusher.yaml")
     assert np.array_equal(p.safe_command, np.zeros(7))
+
+
+def test_actuator_kinds_for_the_command_interface(tmp_path):
+    from sim.profile.model_names import actuator_kind
+    p = load_profile(urdf_profile(tmp_path))          # a motor and a position servo
+    assert [actuator_kind(p.model, a) for a in p.actuators] == ["motor", "position"]
+    ant = load_profile(ROBOTS / "ant.yaml")
+    assert {actuator_kind(ant.model, a) for a in ant.actuators} == {"motor"}
+    import mujoco
+    m = mujoco.MjModel.from_xml_string("""<mujoco><worldbody><body><joint name="j" type="hinge"/>
+      <geom size="0.1" mass="1"/></body></worldbody><actuator><motor joint="j"/><position joint="j" kp="5"/>
+      <velocity joint="j" kv="2"/><general joint="j" dyntype="filter" dynprm="0.1"/></actuator></mujoco>""")
+    assert [actuator_kind(m, i) for i in range(4)] == ["motor", "position", "velocity", "other"]

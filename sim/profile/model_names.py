@@ -111,5 +111,24 @@ def resolve_model_path(ref: str, base: Path) -> Path:
     return path
 
 
+def actuator_kind(model: mujoco.MjModel, i: int) -> str:
+    """'motor', 'position' or 'velocity' servo (MuJoCo's shortcuts), else 'other': what a ROS 2
+    forward command controller's interface (effort / position / velocity) should drive."""
+    gain, bias = int(model.actuator_gaintype[i]), int(model.actuator_biastype[i])
+    gp, bp = model.actuator_gainprm[i], model.actuator_biasprm[i]
+    if int(model.actuator_dyntype[i]) != int(mujoco.mjtDyn.mjDYN_NONE) or gain != int(mujoco.mjtGain.mjGAIN_FIXED):
+        return "other"
+    if bias == int(mujoco.mjtBias.mjBIAS_NONE):
+        return "motor"
+    if bias == int(mujoco.mjtBias.mjBIAS_AFFINE) and bp[0] == 0 and bp[1] == -gp[0] and gp[0] > 0:
+        return "position"
+    if bias == int(mujoco.mjtBias.mjBIAS_AFFINE) and bp[0] == 0 and bp[1] == 0 and bp[2] == -gp[0] and gp[0] > 0:
+        return "velocity"
+    return "other"
+
+
+INTERFACE_KIND = {"effort": "motor", "position": "position", "velocity": "velocity"}
+
+
 def one_line(message: str) -> str:
     return " ".join(str(message).split())
