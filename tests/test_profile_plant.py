@@ -222,7 +222,8 @@ MJCF = """<mujoco><option timestep="0.005"/>
   <worldbody><body name="cart"><joint name="rail" type="slide" axis="1 0 0" range="-1 1"/>
     <geom type="box" size="0.1 0.1 0.1" mass="1"/>
     <body name="link" pos="0 0 0.1"><joint name="pivot" type="hinge" axis="0 1 0"/>
-      <geom type="capsule" fromto="0 0 0 0 0 0.5" size="0.02" mass="0.2"/></body></body></worldbody>
+      <geom type="capsule" fromto="0 0 0 0 0 0.5" size="0.02" mass="0.2"/>
+      <site name="imu_site" pos="0 0.01 0.3" euler="30 0 45"/></body></body></worldbody>
   <actuator><motor joint="pivot" ctrlrange="-2 2"/><motor name="push" joint="rail" ctrlrange="-1 1"/></actuator>
   <keyframe><key name="tilted" qpos="0.3 0.2" qvel="0 1"/></keyframe>
 </mujoco>"""
@@ -261,3 +262,20 @@ def test_product_of_terms(tmp_path):
         want = rewards.tolerance(np.array([q]), (-0.1, 0.1), 0.5)[0] * \
             rewards.tolerance(np.array([v]), (0, 0), 2.0, "quadratic", 0.0)[0] ** 2
         assert np.isclose(p.reward(), want, rtol=1e-14, atol=0)
+
+
+def test_imu_on_a_site_is_the_sites_frame(tmp_path):
+    p = small_robot(tmp_path, observe={"joint_states": {"joints": {"pivot_joint": "pivot", "rail_joint": "rail"}},
+                                       "imu": {"site": "imu_site"}})
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        obs, _ = p.act(rng.uniform(-1, 1, 2))
+    site = p.model.site("imu_site").id
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, p.data.site_xmat[site])
+    got = obs[p.obs_names.index("imu.orientation.w"):][:4]
+    assert np.allclose(got, quat * np.sign(quat[0] * got[0]), atol=1e-12)
+    vel = np.zeros(6)
+    mujoco.mj_objectVelocity(p.model, p.data, mujoco.mjtObj.mjOBJ_SITE, site, vel, 1)
+    w = obs[p.obs_names.index("imu.angular_velocity.x"):][:3]
+    assert np.allclose(w, vel[:3], atol=1e-9) and abs(w).max() > 0.1
