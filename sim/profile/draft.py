@@ -97,7 +97,7 @@ def draft_profile(model: mujoco.MjModel, model_path: Path, out: Path, kind: str 
         L += ["model:", f"  urdf: {q(ref)}", *(urdf_actuators or [])]
     else:
         L += [f"model: {{mjcf: {q(ref)}}}"]
-    L += [f"control: {{rate_hz: {rate:.12g}}}   # model timestep {dt:g} s ({1 / dt:.6g} Hz) / {k} sub-steps",
+    L += [f"control: {{rate_hz: {rate:.12g}}}   # model timestep {dt:g} s ({1 / dt:.6g} Hz) / {k} sub-step{'s' if k > 1 else ''}",
           "", "observe:", "  joint_states:                     # sensor_msgs/JointState name -> MuJoCo joint",
           "    topic: joint_states", "    joints:"]
     for j in hinge_slide:
@@ -155,7 +155,7 @@ def _inventory(model: mujoco.MjModel) -> list[str]:
     """Comment lines naming every body, site and sensor (what fall conditions, the IMU and objective
     terms may refer to)."""
     out = ["# What the model has, by name:"]
-    sensors = [f"{model.sensor(i).name} ({mujoco.mjtSensor(int(model.sensor_type[i])).name[8:].lower()})"
+    sensors = [f"{model.sensor(i).name} ({mujoco.mjtSensor(int(model.sensor_type[i])).name.removeprefix('mjSENS_').lower()})"
                for i in range(model.nsensor) if model.sensor(i).name]
     for label, names in (("bodies", [n for n in mn.names(model, "body") if n != "world"]),
                          ("sites", mn.names(model, "site")), ("sensors", sensors)):
