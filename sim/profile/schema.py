@@ -85,6 +85,9 @@ class Control(Strict):
 
 
 class JointStates(Strict):
+    """velocity: where the live nodes take joint velocities from (measured: JointState.velocity;
+    differentiate: from successive positions, for drivers that publish none). The simulated
+    `ProfilePlant` observes MuJoCo's velocities either way."""
     topic: Name = "joint_states"
     joints: dict[Name, Name] = Field(min_length=1)   # ROS JointState name -> MuJoCo joint, in obs order
     velocity: Literal["measured", "differentiate"] = "measured"
@@ -125,7 +128,9 @@ class Observe(Strict):
 
 
 class Command(Strict):
-    """std_msgs/Float64MultiArray index i -> actuator ``actuators[i]``."""
+    """std_msgs/Float64MultiArray index i -> actuator ``actuators[i]``. interface: the forward command
+    controller's (effort / velocity / position); `robot check` flags an actuator of another kind
+    (a motor behind a position interface). Every actuator of the model is listed exactly once."""
     topic: Name = "forward_effort_controller/commands"
     interface: Literal["effort", "velocity", "position"] = "effort"
     actuators: list[Name] = Field(min_length=1)
