@@ -166,3 +166,10 @@ def test_check_against_a_recording(tmp_path):
     assert moved.exit_code == 2 and "observe.joint_states.topic: topic 'joint_states' is not in the recording" in moved.output
     notbag = run("robot", "check", profile, "--bag", tmp_path)
     assert notbag.exit_code == 2 and "not a rosbag2 bag directory" in notbag.output
+
+
+@pytest.mark.parametrize("profile", sorted(ROBOTS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_check_every_shipped_profile(profile):
+    result = run("robot", "check", profile)
+    assert result.exit_code == 0, result.output
+    assert f"ok: {profile.stem}" in result.output and "objective" in result.output
