@@ -10,7 +10,6 @@
 import ast
 import json
 import math
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
-from test_ros_nodes import NS, P, Session, domain, wait_for  # noqa: E402
+from test_ros_nodes import NS, P, Session, domain  # noqa: E402
 
 from adapters.cli_node import _values, load_node_params  # noqa: E402
 from adapters.ros import controller_node as cn  # noqa: E402
@@ -42,6 +41,16 @@ OFFSETS = {"test_two_robots_in_two_namespaces_only_the_drifted_one_alarms": 41,
            "test_use_sim_time_ticks_and_times_out_on_the_clock_topic[thread]": 43,
            "test_effort_incumbent_is_read_from_joint_states_and_canary_is_refused": 44,
            "test_shadow_against_a_ros2_control_style_incumbent_on_the_sim_robot": 45}
+
+
+def wait_for(cond, timeout=30.0, what="condition"):
+    """Poll `cond`; on timeout say what was awaited (`what` may be a callable: evaluated then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
 
 
 @pytest.fixture
