@@ -258,8 +258,9 @@ def _demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry: Pa
                                    control_dt=info["control_dt"], extra={self.falls_topic: "std_msgs/msg/String"},
                                    custom_data={"driftgate.source": "driftgate demo", "driftgate.seed": str(seed)})
             try:
-                self.decisions = DecisionRecorder(self, out / "decisions.jsonl", plant=plant, config=config, topics=topics,
-                                                  seed=seed, registry_path=registry, falls_topic=self.falls_topic)
+                self.decisions = DecisionRecorder(self, out / "decisions.jsonl", plant=plant, config=config,
+                                                  topics=topics, seed=seed, registry_path=registry,
+                                                  falls_topic=self.falls_topic)
             except Exception:
                 self.bag.abort()
                 raise
