@@ -74,11 +74,16 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+# parameters every rclpy node declares itself (not in the nodes' PARAMETERS tables)
+RCLPY_PARAMETERS: dict[str, tuple] = {"use_sim_time": (False, "follow /clock (adapters.ros.node_clock)", False)}
+
+
 def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
     """rclpy Parameters; an int where the node declares a float is converted (YAML writes 100 for
     100.0), empty lists are left out (a typed array parameter keeps its default), unknown names are
     an error (a typo must not be silently ignored)."""
     from rclpy.parameter import Parameter
+    declared = {**RCLPY_PARAMETERS, **declared}
     unknown = sorted(set(values) - set(declared))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(declared)}")

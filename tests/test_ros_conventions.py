@@ -25,7 +25,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from test_ros_nodes import NS, P, Session, domain  # noqa: E402
 
-from adapters.cli_node import _values, load_node_params  # noqa: E402
+from adapters.cli_node import _values, load_node_params, to_overrides  # noqa: E402
 from adapters.ros import controller_node as cn  # noqa: E402
 from adapters.ros import sim_robot_node as sn  # noqa: E402
 from adapters.ros.incumbent import EffortIncumbent, actuated_joints  # noqa: E402
@@ -94,6 +94,8 @@ def test_ros_args_choose_the_yaml_section_and_win_over_the_launcher(tmp_path):
     v = _values(f, "driftgate_controller", "", [], RosArgs.parse(["--ros-args", "-r", "__ns:=/robot_a",
                                                                  "-r", "__node:=left"]))
     assert v == {"rate_hz": 20.0}                                  # the renamed node's section only
+    ov = to_overrides(_values(f, "driftgate_controller", "", ["use_sim_time=true"], RosArgs()), cn.PARAMETERS)
+    assert ("use_sim_time", True) in [(p.name, p.value) for p in ov]   # rclpy's own parameter is accepted
     for bad in (["--namespace-typo"], ["--ros-args", "-r"], ["--ros-args", "-r", "nonsense"],
                 ["--ros-args", "-p", "x"]):
         with pytest.raises(ValueError):

@@ -123,8 +123,8 @@ def test_deactivate_and_shutdown_publish_the_safe_command_last(session, tmp_path
 def test_a_signal_to_the_node_process_publishes_the_safe_command_last(session, request, tmp_path, sig, entry):
     """The controller process drives the test's robot (commands != safe), gets the signal while
     joint states keep streaming, exits 0, and the last command the robot received is the safe
-    command. `cli`: `driftgate node controller --params launch/driftgate.yaml` (control thread,
-    realtime priority asked); `ros2-run`: the `driftgate_controller` entry point with ROS arguments
+    command. `cli`: `driftgate node controller --params launch/driftgate.yaml --ros-args -r
+    __ns:=...` (control thread, realtime priority asked); `ros2-run`: the `driftgate_controller` entry point with ROS arguments
     only (as `ros2 run` / `ros2 launch` start it; ros2 launch stops nodes with SIGINT)."""
     ns = f"{NS}/exit_{entry.replace('-', '_')}"
     reg = tmp_path / "reg"
@@ -133,9 +133,10 @@ def test_a_signal_to_the_node_process_publishes_the_safe_command_last(session, r
               "trigger": "joint_states", "stale_timeout_s": 1.0}
     if entry == "cli":
         cmd = [sys.executable, "-c", "from adapters.cli_node import main; main()", "controller",
-               "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", ns.strip("/")]
+               "--params", str(ROOT / "launch" / "driftgate.yaml")]
         for k, v in common.items():
             cmd += ["--set", f"{k}={v}"]
+        cmd += ["--ros-args", "-r", f"__ns:={ns}"]              # the namespace as ros2 run takes it
     else:
         cmd = [sys.executable, "-c", "from adapters.ros.controller_node import main; main()", "--ros-args",
                "-r", f"__ns:={ns}", "-p", "autostart:=true"]
