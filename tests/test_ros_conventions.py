@@ -40,7 +40,8 @@ OFFSETS = {"test_two_robots_in_two_namespaces_only_the_drifted_one_alarms": 41,
            "test_use_sim_time_ticks_and_times_out_on_the_clock_topic[executor]": 42,
            "test_use_sim_time_ticks_and_times_out_on_the_clock_topic[thread]": 43,
            "test_effort_incumbent_is_read_from_joint_states_and_canary_is_refused": 44,
-           "test_shadow_against_a_ros2_control_style_incumbent_on_the_sim_robot": 45}
+           "test_shadow_against_a_ros2_control_style_incumbent_on_the_sim_robot": 45,
+           "test_sim_robot_command_timeout_follows_the_clock_topic": 47}
 
 
 def wait_for(cond, timeout=30.0, what="condition"):
@@ -236,6 +237,28 @@ def test_use_sim_time_ticks_and_times_out_on_the_clock_topic(session, tmp_path, 
     assert 0.75 * 4 * 5.0 <= n <= 4 * 5.0 + 1, (n, wall)            # 20 in 5 sim-s (wall: ~0.5 s)
     # the orchestrator (its timer and its durations) runs on sim seconds too
     assert ctl.orchestrator.clock() == pytest.approx(clock.t) and ctl.orchestrator.phase.value == "watching"
+
+
+def test_sim_robot_command_timeout_follows_the_clock_topic(session):
+    """The simulated robot with use_sim_time: its command timeout (0.2 s) is in sim seconds. A frozen
+    /clock keeps a command in force however long the wall clock runs; 0.3 sim-s later it is zeros."""
+    tag = f"{NS}/simrobot"
+    clock = SimClock(session, 500.0)
+    sim = session.add(sn.SimRobotNode(namespace=tag, context=session.ctx, parameter_overrides=P(
+        autostep=False, command_timeout_s=0.2) + [Parameter("use_sim_time", value=True)]))
+    cmd = session.probe.create_publisher(Float64MultiArray, f"{tag}/forward_effort_controller/commands", 10)
+    session.start()
+    wait_for(lambda: clock.publish() or sim.clock() >= 500.0, 20, "the robot on /clock")
+    assert sim.clock.sim
+    wait_for(lambda: (cmd.publish(Float64MultiArray(data=[0.5])) or True) and sim.counters["commands"] > 0, 20,
+             "a command at the robot")
+    time.sleep(0.5)                                       # wall time passes, sim time does not
+    sim.step_once()
+    assert sim.counters["timeouts"] == 0 and list(sim._applied) == [0.5]
+    clock.advance(0.3)
+    wait_for(lambda: sim.clock() >= 500.3 - 1e-6, 10, "sim time at the robot")
+    sim.step_once()
+    assert sim.counters["timeouts"] == 1 and list(sim._applied) == [0.0]
 
 
 # ---------------------------------------------------------------------- the ros2_control incumbent
