@@ -20,6 +20,7 @@ from test_ros_nodes import NS, P, Session, domain, wait_for  # noqa: E402
 
 from adapters.ros import controller_node as cn  # noqa: E402
 from controller.bootstrap import bootstrap_registry  # noqa: E402
+from controller.runtime import Authority  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ros
@@ -108,7 +109,13 @@ def test_deactivate_and_shutdown_publish_the_safe_command_last(session, tmp_path
         # a shadow node has no authority: deactivating it publishes nothing (the incumbent drives)
         shadow = session.add(cn.ControllerNode("shadow", namespace=ns, context=session.ctx, parameter_overrides=P(
             registry_path=str(root), trigger="joint_states", mode="shadow", detector_config="none", adapt=False)))
+        # while it configures (subscriptions live, joint states arriving) it has no authority either:
+        # what the runtime held when configure first applied lifecycle x mode
+        during = []
+        apply = shadow._apply_authority
+        shadow._apply_authority = lambda changed=None: (during.append(shadow.runtime.slot.authority), apply(changed))
         assert shadow.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS
+        assert during[0] is Authority.NONE
         assert shadow.trigger_activate() == cn.TransitionCallbackReturn.SUCCESS
         wait_for(lambda: shadow.runtime.ticks["ok"] >= 10, 20, "shadow ticks")
         assert shadow.trigger_deactivate() == cn.TransitionCallbackReturn.SUCCESS

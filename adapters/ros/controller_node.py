@@ -381,6 +381,9 @@ class ControllerNode(LifecycleNode):
                             burst_limit=int(self.p("burst_limit")), guard=guard)
         self.monitor = self._make_monitor(plant, info)
         self.runtime = ControllerRuntime(cfg, make_observation_map(plant), monitor=self.monitor, clock=self.clock)
+        # no authority until on_configure's _apply_authority: the subscriptions made below may tick
+        # (executor or control thread) before it, and a configuring node must never publish a command
+        self.runtime.install(authority=Authority.NONE)
 
         reg_path = self.p("registry_path")
         if not reg_path:
