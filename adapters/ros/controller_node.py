@@ -208,11 +208,13 @@ class ControllerNode(LifecycleNode):
         return [] if v is None else v
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        refused = sim_time_change_refused(self.clock if self.runtime is not None else None, params)
+        configured = getattr(self, "runtime", None) is not None     # (callbacks may run during declaration)
+        refused = sim_time_change_refused(self.clock if configured else None, params)
         if refused:
             return SetParametersResult(successful=False, reason=refused)
         for prm in params:
-            if prm.name == "mode" and incumbent_source.mode_refused(self.p("incumbent_source"), prm.value):
+            if prm.name == "mode" and self.has_parameter("incumbent_source") and \
+                    incumbent_source.mode_refused(self.p("incumbent_source"), prm.value):
                 return SetParametersResult(successful=False, reason=incumbent_source.mode_refused(
                     self.p("incumbent_source"), prm.value))
             if prm.name == "mode" and prm.value not in MODES:
