@@ -110,6 +110,7 @@ def demo(
     settle_s: float = typer.Option(10.0, "--settle-s", help="default injection: this long after the drift "
                                    "monitor is armed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live display"),
+    namespace: str = typer.Option("", help="ROS namespace of the demo's nodes (all their topics move with it)"),
 ) -> None:
     """The whole story over real ROS 2: a simulated robot and the controller node, a drift injected
     once the drift monitor is armed, then detection, sandboxed adaptation, gate, shadow, canary,
@@ -121,7 +122,7 @@ def demo(
         spec = json.loads(drift) if drift else None
         opts = DemoOptions(plant=plant, drift=spec, seed=seed, out=out_dir, drift_at_s=drift_at_s, max_s=max_s,
                            params=params, champion=champion, suite=suite, controller=parse_sets(set_),
-                           sim=parse_sets(sim_set), attempts=attempts, settle_s=settle_s)
+                           sim=parse_sets(sim_set), attempts=attempts, settle_s=settle_s, namespace=namespace)
         err.print(f"[bold]driftgate demo[/]: {plant}, drift {drift or 'default'}, run directory {out_dir} "
                   "(Ctrl-C stops early; the report is still written)")
         result = run_demo(opts, console=err, live=not quiet)

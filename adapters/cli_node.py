@@ -4,7 +4,13 @@
 ``ros__parameters`` of the section named after the node (wildcard sections ``/**`` first, then
 ``name`` and ``/namespace/name``) become parameter overrides, nested mappings flattened with dots
 as ROS does. ``--set key=value`` (YAML value) overrides single parameters. SIGINT / SIGTERM stop
-the executor, run the nodes' cleanup (sandbox jobs are killed) and shut the context down.
+the executor, run the nodes' cleanup (the controller publishes its safe command, sandbox jobs are
+killed) and shut the context down.
+
+Namespaces and remapping: ``--namespace robot_a``, or ROS arguments after ``--ros-args`` as with
+``ros2 run`` (``-r __ns:=/robot_a``, ``-r joint_states:=/other/joint_states``, ``-p name:=value``,
+``use_sim_time`` ...). rcl applies them; the YAML section is chosen with the resulting node name
+and namespace, and ``-p`` wins over ``--params`` and ``--set``.
 
 Mounted by the top-level CLI as ``driftgate node``; also ``python -m adapters.cli_node``.
 """
@@ -17,6 +23,8 @@ from typing import Any, Callable, Optional
 
 import typer
 import yaml
+
+from adapters.ros.ros_args import RosArgs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run the driftgate ROS 2 nodes (controller, simulated robot) from a launch YAML.")
@@ -66,11 +74,16 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+# parameters every rclpy node declares itself (not in the nodes' PARAMETERS tables)
+RCLPY_PARAMETERS: dict[str, tuple] = {"use_sim_time": (False, "follow /clock (adapters.ros.node_clock)", False)}
+
+
 def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
     """rclpy Parameters; an int where the node declares a float is converted (YAML writes 100 for
     100.0), empty lists are left out (a typed array parameter keeps its default), unknown names are
     an error (a typo must not be silently ignored)."""
     from rclpy.parameter import Parameter
+    declared = {**RCLPY_PARAMETERS, **declared}
     unknown = sorted(set(values) - set(declared))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(declared)}")
@@ -90,7 +103,7 @@ def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
 
 
 def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = None,
-              stop: threading.Event | None = None, threads: int = 1) -> None:
+              stop: threading.Event | None = None, threads: int = 1, args: list[str] | None = None) -> None:
     """Build the nodes in a private context, spin them until SIGINT/SIGTERM (or `stop`), clean up.
 
     One thread (rclpy's SingleThreadedExecutor) by default: every callback of the nodes is short
@@ -101,14 +114,18 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     A node that declares ``realtime_priority`` > 0 (the controller) gets its process's threads on
     SCHED_FIFO once the nodes exist (`controller.realtime.enter_realtime`, called by the executor
     thread; what that thread starts later runs under the normal scheduler). Refused: the node says
-    so on /diagnostics and runs on."""
+    so on /diagnostics and runs on.
+
+    `args`: command-line arguments for the context (``--ros-args ...``: remaps, parameters). rclpy's
+    signal handlers are off: they would shut the context down before the nodes' teardown, which
+    must still publish (the controller's safe command)."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     stop = stop or threading.Event()
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=args, context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -156,22 +173,38 @@ def requested_realtime_priority(node) -> int:
     return int(node.get_parameter("realtime_priority").value or 0)
 
 
-def _controller_factory(params: Optional[Path], name: str, namespace: str, sets: list[str], autostart: bool):
-    from adapters.ros import controller_node as cn
-    values = load_node_params(params, name, namespace)
+def _values(params: Optional[Path], name: str, namespace: str, sets: list[str], ros: RosArgs) -> dict[str, Any]:
+    """YAML section (chosen by the effective name and namespace) < --set; names given with
+    ``--ros-args -p`` are left to rcl (rclpy lets constructor overrides win over the command line)."""
+    values = load_node_params(params, ros.name or name, ros.namespace if ros.namespace is not None else namespace)
     values.update(parse_sets(sets))
+    for k in ros.params:
+        values.pop(k, None)
+    return values
+
+
+def _controller_factory(params: Optional[Path], name: str, namespace: str, sets: list[str], autostart: bool,
+                        ros: RosArgs | None = None):
+    from adapters.ros import controller_node as cn
+    values = _values(params, name, namespace, sets, ros or RosArgs())
     if autostart:
         values["autostart"] = True
     overrides = to_overrides(values, cn.PARAMETERS)
     return lambda ctx: cn.ControllerNode(name, context=ctx, namespace=namespace, parameter_overrides=overrides)
 
 
-def _sim_factory(params: Optional[Path], name: str, namespace: str, sets: list[str]):
+def _sim_factory(params: Optional[Path], name: str, namespace: str, sets: list[str], ros: RosArgs | None = None):
     from adapters.ros import sim_robot_node as sn
-    values = load_node_params(params, name, namespace)
-    values.update(parse_sets(sets))
+    values = _values(params, name, namespace, sets, ros or RosArgs())
     overrides = to_overrides(values, sn.PARAMETERS)
     return lambda ctx: sn.SimRobotNode(name, context=ctx, namespace=namespace, parameter_overrides=overrides)
+
+
+def _ros_args(ctx: typer.Context) -> RosArgs:
+    try:
+        return RosArgs.parse(ctx.args)
+    except ValueError as e:
+        _fail(e)
 
 
 def _fail(e: Exception) -> None:
@@ -180,50 +213,59 @@ def _fail(e: Exception) -> None:
 
 
 PARAMS_OPT = typer.Option(None, "--params", help="ROS 2 parameter YAML (e.g. launch/driftgate.yaml)")
+NS_OPT = typer.Option("", help="node namespace (relative topics move with it); or --ros-args -r __ns:=/NS")
+ROS_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}   # --ros-args ... goes to rclpy
 SET_OPT = typer.Option([], "--set", help="override one parameter: key=value (YAML value); repeatable")
 
 
-@app.command()
-def controller(params: Optional[Path] = PARAMS_OPT,
+@app.command(context_settings=ROS_ARGS)
+def controller(ctx: typer.Context, params: Optional[Path] = PARAMS_OPT,
                name: str = typer.Option(CONTROLLER, help="node name (selects the YAML section)"),
-               namespace: str = typer.Option("", help="node namespace"),
+               namespace: str = NS_OPT,
                set_: list[str] = SET_OPT,
                autostart: bool = typer.Option(True, "--autostart/--no-autostart",
                                               help="configure + activate (no lifecycle manager here)"),
                domain_id: Optional[int] = typer.Option(None, help="ROS_DOMAIN_ID (default: environment)")) -> None:
-    """Run the driftgate controller node until SIGINT/SIGTERM."""
+    """Run the driftgate controller node until SIGINT/SIGTERM (then it publishes its safe command).
+    ROS arguments go after --ros-args."""
+    ros = _ros_args(ctx)
     try:
-        factory = _controller_factory(params, name, namespace, set_, autostart)
+        factory = _controller_factory(params, name, namespace, set_, autostart, ros)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([factory], domain_id=domain_id)
+    run_nodes([factory], domain_id=domain_id, args=ros.argv or None)
 
 
-@app.command("sim-robot")
-def sim_robot(params: Optional[Path] = PARAMS_OPT,
+@app.command("sim-robot", context_settings=ROS_ARGS)
+def sim_robot(ctx: typer.Context, params: Optional[Path] = PARAMS_OPT,
               name: str = typer.Option(SIM_ROBOT, help="node name (selects the YAML section)"),
-              namespace: str = typer.Option("", help="node namespace"),
+              namespace: str = NS_OPT,
               set_: list[str] = SET_OPT,
               domain_id: Optional[int] = typer.Option(None, help="ROS_DOMAIN_ID (default: environment)")) -> None:
-    """Run the simulated robot node until SIGINT/SIGTERM."""
+    """Run the simulated robot node until SIGINT/SIGTERM. ROS arguments go after --ros-args."""
+    ros = _ros_args(ctx)
     try:
-        factory = _sim_factory(params, name, namespace, set_)
+        factory = _sim_factory(params, name, namespace, set_, ros)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([factory], domain_id=domain_id)
+    run_nodes([factory], domain_id=domain_id, args=ros.argv or None)
 
 
-@app.command()
-def demo(params: Path = typer.Option(Path("launch/demo.yaml"), "--params", help="parameter YAML with both nodes"),
+@app.command(context_settings=ROS_ARGS)
+def demo(ctx: typer.Context,
+         params: Path = typer.Option(Path("launch/demo.yaml"), "--params", help="parameter YAML with both nodes"),
+         namespace: str = NS_OPT,
          set_: list[str] = SET_OPT,
          domain_id: Optional[int] = typer.Option(None, help="ROS_DOMAIN_ID (default: environment)")) -> None:
-    """Simulated robot + controller in one process (what launch/demo.launch.py starts)."""
+    """Simulated robot + controller in one process (what launch/demo.launch.py starts), in one
+    namespace. ROS arguments go after --ros-args (they apply to both nodes)."""
+    ros = _ros_args(ctx)
     try:
-        sim = _sim_factory(params, SIM_ROBOT, "", [])
-        ctl = _controller_factory(params, CONTROLLER, "", set_, True)
+        sim = _sim_factory(params, SIM_ROBOT, namespace, [], ros)
+        ctl = _controller_factory(params, CONTROLLER, namespace, set_, True, ros)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([sim, ctl], domain_id=domain_id)
+    run_nodes([sim, ctl], domain_id=domain_id, args=ros.argv or None)
 
 
 def main() -> None:

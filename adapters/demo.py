@@ -94,6 +94,7 @@ class DemoOptions:
     attempts: int = 2                         # stop after this many adaptation attempts without promotion
     tail_s: float = 2.0                       # keep recording this long after the story ended
     domain_id: int | None = None              # None: ROS_DOMAIN_ID, else a per-process one
+    namespace: str = ""                       # the three nodes' namespace (their relative topics move with it)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -144,8 +145,8 @@ def prepare(opts: DemoOptions) -> dict:
         raise DemoError(f"attempts must be >= 1, got {opts.attempts}")
     params = Path(opts.params) if opts.params is not None else _repo_file("launch/demo.yaml")
     try:
-        sim_p = load_node_params(params, SIM_ROBOT)
-        ctl_p = load_node_params(params, CONTROLLER)
+        sim_p = load_node_params(params, SIM_ROBOT, opts.namespace)
+        ctl_p = load_node_params(params, CONTROLLER, opts.namespace)
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise DemoError(f"parameter file {params}: {e}") from None
     champion = Path(opts.champion) if opts.champion is not None else \
@@ -227,36 +228,47 @@ class _State:
         return time.monotonic() - self.t0
 
 
-def _demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry: Path, state: _State):
+def demo_topics(node) -> dict[str, str]:
+    """The recorded roles' topics as the nodes use them: relative names resolved in `node`'s
+    namespace (``/diagnostics`` stays absolute)."""
+    from adapters.recording import DEFAULT_TOPICS
+    return {role: t if role == "diagnostics" else node.resolve_topic_name(t.lstrip("/"))
+            for role, t in DEFAULT_TOPICS.items()}
+
+
+def _demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry: Path, state: _State,
+               namespace: str = ""):
     """The recording node: BagRecorder + DecisionRecorder + the drift publisher + live counters."""
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Float64, String
 
     from adapters.decision_recorder import DecisionRecorder
-    from adapters.recording import DEFAULT_TOPICS, BagRecorder
+    from adapters.recording import BagRecorder
     from controller.runtime import plant_info
 
     class DemoNode(Node):
         def __init__(self) -> None:
-            super().__init__(DEMO_NODE, context=ctx)
+            super().__init__(DEMO_NODE, context=ctx, namespace=namespace)
             self.state = state
             info = plant_info(plant)
-            self.falls_topic = f"/{SIM_ROBOT}/falls"
-            self.bag = BagRecorder(self, out / "bag", plant=plant, joint_names=info["joint_names"],
+            topics = demo_topics(self)
+            self.falls_topic = self.resolve_topic_name(f"{SIM_ROBOT}/falls")
+            self.bag = BagRecorder(self, out / "bag", topics=topics, plant=plant, joint_names=info["joint_names"],
                                    control_dt=info["control_dt"], extra={self.falls_topic: "std_msgs/msg/String"},
                                    custom_data={"driftgate.source": "driftgate demo", "driftgate.seed": str(seed)})
             try:
                 self.decisions = DecisionRecorder(self, out / "decisions.jsonl", plant=plant, config=config,
-                                                  seed=seed, registry_path=registry, falls_topic=self.falls_topic)
+                                                  topics=topics, seed=seed, registry_path=registry,
+                                                  falls_topic=self.falls_topic)
             except Exception:
                 self.bag.abort()
                 raise
             reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
             latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self._inject = self.create_publisher(String, f"/{SIM_ROBOT}/inject_drift", reliable)
-            self.create_subscription(Float64, DEFAULT_TOPICS["reward"], self._on_reward, reliable)
+            self._inject = self.create_publisher(String, f"{SIM_ROBOT}/inject_drift", reliable)
+            self.create_subscription(Float64, topics["reward"], self._on_reward, reliable)
             self.create_subscription(String, self.falls_topic, self._on_fall, latched)
             self.closed = False
             self.end_extra: Callable[[], dict] = lambda: {}
@@ -517,17 +529,19 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     errors: list[str] = []
 
     def make_sim(ctx):
-        nodes["sim"] = n = sn.SimRobotNode(SIM_ROBOT, context=ctx, parameter_overrides=sim_over)
+        nodes["sim"] = n = sn.SimRobotNode(SIM_ROBOT, context=ctx, namespace=opts.namespace,
+                                           parameter_overrides=sim_over)
         _quiet(n)
         return n
 
     def make_ctl(ctx):
-        nodes["ctl"] = n = cn.ControllerNode(CONTROLLER, context=ctx, parameter_overrides=ctl_over)
+        nodes["ctl"] = n = cn.ControllerNode(CONTROLLER, context=ctx, namespace=opts.namespace,
+                                             parameter_overrides=ctl_over)
         _quiet(n)
         return n
 
     def make_demo(ctx):
-        nodes["demo"] = n = _demo_node(ctx, out, opts.plant, config, opts.seed, registry, st)
+        nodes["demo"] = n = _demo_node(ctx, out, opts.plant, config, opts.seed, registry, st, opts.namespace)
 
         def end_extra() -> dict:
             ctl = nodes.get("ctl")

@@ -45,7 +45,8 @@ import numpy as np
 
 BAG_FORMAT = "driftgate.bag/1"
 ROLES = ("joint_states", "commands", "reward", "events", "drift_active", "diagnostics")
-# the topics the driftgate nodes use by default (adapters/ros/*.py)
+# the topics the driftgate nodes use by default (adapters/ros/*.py), resolved in the root namespace
+# (the nodes' names are relative: in a namespace they move, see adapters.demo.demo_topics)
 DEFAULT_TOPICS: dict[str, str] = {
     "joint_states": "/joint_states",
     "commands": "/forward_effort_controller/commands",

@@ -400,6 +400,11 @@ class ControllerRuntime:
     def slot(self) -> AuthoritySlot:
         return self._slot
 
+    @property
+    def safe_command(self) -> np.ndarray:
+        """What a tick holds on stale input (a copy); a node publishes it last on its way out."""
+        return self._safe.copy()
+
     def _check_policy(self, p: CompiledPolicy | None) -> None:
         if p is None:
             return

@@ -1,31 +1,39 @@
 """The demo: a simulated MuJoCo cartpole and the driftgate controller driving it.
 
-    ros2 launch driftgate demo.launch.py [params_file:=FILE]
+    ros2 launch driftgate demo.launch.py [params_file:=FILE] [namespace:=NS] [robot:=PLANT]
+                                         [use_sim_time:=true|false]
 
 Both nodes read launch/demo.yaml. The controller's `autostart: true` there makes it configure and
 activate itself (no lifecycle events are emitted here, so the two never race). Inject a drift with
 `ros2 param set /driftgate_sim_robot drift '<DriftSpec JSON>'` and watch `/driftgate_controller/events`
 and `/diagnostics`. The same demo runs in a plain venv with `driftgate node demo`.
+
+Every topic of both nodes is relative, so `namespace:=robot_a` runs the pair under `/robot_a`
+(`/robot_a/joint_states`, `/robot_a/driftgate_controller/events`, ...); two launches with two
+namespaces are two independent robots on one graph. `robot` sets the plant of both nodes (empty:
+the YAML's).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 
-def generate_launch_description():
+def nodes(context):
     params_file = LaunchConfiguration("params_file")
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=PathJoinSubstitution([FindPackageShare("driftgate"), "launch", "demo.yaml"]),
-            description="ROS 2 parameter file with driftgate_sim_robot and driftgate_controller sections"),
+    namespace = LaunchConfiguration("namespace")
+    extra = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() == "true"}
+    robot = LaunchConfiguration("robot").perform(context)
+    if robot:
+        extra["plant"] = robot
+    return [
         Node(
             package="driftgate",
             executable="driftgate_sim_robot",
             name="driftgate_sim_robot",
-            parameters=[params_file],
+            namespace=namespace,
+            parameters=[params_file, extra],
             output="screen",
             emulate_tty=True,
         ),
@@ -33,9 +41,22 @@ def generate_launch_description():
             package="driftgate",
             executable="driftgate_controller",
             name="driftgate_controller",
-            namespace="",
-            parameters=[params_file],
+            namespace=namespace,
+            parameters=[params_file, extra],
             output="screen",
             emulate_tty=True,
         ),
+    ]
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([FindPackageShare("driftgate"), "launch", "demo.yaml"]),
+            description="ROS 2 parameter file with driftgate_sim_robot and driftgate_controller sections"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of both nodes"),
+        DeclareLaunchArgument("robot", default_value="", description="plant of both nodes; empty: the YAML's"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
+        OpaqueFunction(function=nodes),
     ])

@@ -84,7 +84,8 @@ def test_bad_input_leaves_nothing_behind(tmp_path):
 def test_demo_runs_the_story_end_to_end(tmp_path):
     """A shortened `driftgate demo`: 8 s warm-up, drift 2 s after the monitor is armed, a 20 s
     sandbox budget, short shadow/canary/watch; stops after the first adaptation attempt's outcome,
-    which must be the whole story: detected, adapted, gated, shadow, canary, promoted, recovered."""
+    which must be the whole story: detected, adapted, gated, shadow, canary, promoted, recovered.
+    In a namespace (`driftgate demo --namespace`): every node and topic of the story moves with it."""
     monitor = yaml.safe_load((ROOT / "launch" / "drift_monitor.yaml").read_text())
     monitor["drift_monitor"]["ros__parameters"]["warmup_s"] = 8.0
     cfg = tmp_path / "drift_monitor.yaml"
@@ -93,7 +94,7 @@ def test_demo_runs_the_story_end_to_end(tmp_path):
     suite_before = (ROOT / "launch" / "regression_suite.yaml").read_text()
     ticks = []
     result = run_demo(DemoOptions(
-        out=out, seed=0, max_s=95.0, settle_s=2.0, attempts=1, tail_s=1.0, domain_id=_domain(2),
+        out=out, seed=0, max_s=95.0, settle_s=2.0, attempts=1, tail_s=1.0, domain_id=_domain(2), namespace="robot_a",
         controller={"detector_config": str(cfg), "adapt_budget_s": 20.0, "adapt_sysid_budget_s": 6.0,
                     "adapt_workers": 1, "shadow_s": 2.0, "shadow_min_samples": 50, "canary_weights": [0.5, 1.0],
                     "canary_step_s": 1.0, "watch_s": 5.0, "watch_min_samples": 50}),
@@ -131,8 +132,8 @@ def test_demo_runs_the_story_end_to_end(tmp_path):
     from rosbags.highlevel import AnyReader
     with AnyReader([out / "bag"]) as reader:
         topics = {c.topic for c in reader.connections}
-        assert {"/joint_states", "/forward_effort_controller/commands", "/driftgate_controller/events",
-                "/driftgate_sim_robot/drift_active"} <= topics
+        assert {"/robot_a/joint_states", "/robot_a/forward_effort_controller/commands",
+                "/robot_a/driftgate_controller/events", "/robot_a/driftgate_sim_robot/drift_active"} <= topics
     for name in ("decisions.jsonl", "summary.md", "timeline.png", "demo.json", "regression_suite.yaml"):
         assert (out / name).exists(), name
     assert (ROOT / "launch" / "regression_suite.yaml").read_text() == suite_before   # the run's copy changes

@@ -89,11 +89,11 @@ def rig(session, tmp_path, tag, estimate, candidate, sim_params=None, **params):
     script.write_text(SANDBOX)
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(SUITE))
-    topics = {"joint_states_topic": f"{NS}/{tag}/joint_states", "commands_topic": f"{NS}/{tag}/commands"}
+    topics = {"joint_states_topic": f"{tag}/joint_states", "commands_topic": f"{tag}/commands"}   # in NS
     # as launch/demo.yaml: one tick per joint state (each state paired with the command that moved it,
     # whatever the CPU load) and encoder noise on the robot (a noise-free one is unrealistically quiet)
     ctl_params = dict(registry_path=str(root), autostart=True, orchestrator_rate_hz=10.0, trigger="joint_states",
-                      reward_topic=f"{NS}/driftgate_sim_robot/reward", stale_timeout_s=0.5,
+                      reward_topic="driftgate_sim_robot/reward", stale_timeout_s=0.5,
                       sandbox_command=f"{sys.executable} {script} {{job_dir}} '{json.dumps(estimate)}' {candidate}",
                       gate_suite=str(suite), gate_timeout_s=120.0, adapt_budget_s=60.0, post_alarm_s=0.5,
                       retry_backoff_s=120.0, **topics)

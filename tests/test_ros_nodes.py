@@ -98,6 +98,11 @@ def session(request):
 
 
 def topics(tag):
+    """Relative names, as the shipped YAML's: the nodes (in namespace NS) resolve them to NS/tag/..."""
+    return {"joint_states_topic": f"{tag}/joint_states", "commands_topic": f"{tag}/commands"}
+
+
+def resolved(tag):
     return {"joint_states_topic": f"{NS}/{tag}/joint_states", "commands_topic": f"{NS}/{tag}/commands"}
 
 
@@ -152,9 +157,9 @@ def test_cli_params_loading_rules(tmp_path):
 
 
 def test_sim_robot_applies_commands_and_drift_changes_its_dynamics(session):
-    t = topics("sim")
     sim = session.add(sn.SimRobotNode(namespace=NS, context=session.ctx, parameter_overrides=P(
-        autostep=False, command_timeout_s=30.0, **t)))
+        autostep=False, command_timeout_s=30.0, **topics("sim"))))
+    t = resolved("sim")
     states = session.collect(JointState, t["joint_states_topic"], 100)
     rewards = session.collect(Float64, f"{NS}/driftgate_sim_robot/reward", 100)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -205,11 +210,11 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
     with Registry(root, actor="test") as reg:
         child = reg.add(lqr_policy_genome(eps=0.06), parent_id=base)
         reg.promote(child, force=True, reason="test: a champion with a stable ancestor")
-    t = topics("loop")
+    t = resolved("loop")
     inc_topic = f"{NS}/loop/incumbent"
     ctl = session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), incumbent_topic=inc_topic, reward_topic=f"{NS}/driftgate_sim_robot/reward",
-        stale_timeout_s=0.5, diagnostics_rate_hz=4.0, adapt=False, **t)))
+        registry_path=str(root), incumbent_topic="loop/incumbent", reward_topic="driftgate_sim_robot/reward",
+        stale_timeout_s=0.5, diagnostics_rate_hz=4.0, adapt=False, **topics("loop"))))
     events = session.collect(String, f"{NS}/driftgate_controller/events",
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -220,7 +225,8 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
     assert ctl.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS and ctl.lifecycle == "inactive"
     assert ctl.trigger_activate() == cn.TransitionCallbackReturn.SUCCESS and ctl.lifecycle == "active"
     assert ctl.runtime.slot.champion.genome_id == child
-    sim = session.add(sn.SimRobotNode(namespace=NS, context=session.ctx, parameter_overrides=P(seed=3, **t)))
+    sim = session.add(sn.SimRobotNode(namespace=NS, context=session.ctx,
+                                      parameter_overrides=P(seed=3, **topics("loop"))))
     session.start()
 
     # 1. the controller keeps the pole up
@@ -302,7 +308,7 @@ def test_cli_node_starts_from_yaml_and_stops_cleanly_on_sigterm(tmp_path):
     cmd = [sys.executable, "-c", "from adapters.cli_node import main; main()", "controller",
            "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", NS.strip("/"),
            "--set", f"registry_path={tmp_path / 'reg'}", "--set", "bootstrap_champion=lqr",
-           "--set", "detector_config=none", "--set", f"commands_topic={NS}/cli/commands"]
+           "--set", "detector_config=none", "--set", "commands_topic=cli/commands"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60

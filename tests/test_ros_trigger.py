@@ -55,7 +55,7 @@ def state(k, stamp):
 
 def controller(session, root, tag, **kw):
     params = dict(registry_path=str(root), trigger="joint_states", rate_hz=500.0, detector_config="none",
-                  adapt=False, joint_states_topic=f"{NS}/{tag}/joint_states", commands_topic=f"{NS}/{tag}/commands")
+                  adapt=False, joint_states_topic=f"{tag}/joint_states", commands_topic=f"{tag}/commands")   # in NS
     params.update(kw)
     return session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(**params)))
 

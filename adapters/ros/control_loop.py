@@ -23,6 +23,10 @@ not added to the node's list, so the executor never sees it; it is a real rcl su
 node (remapping, namespaces, ``ros2 node info``). A callback that raises is counted and logged,
 never allowed to end the loop.
 
+Sim time: given a `adapters.ros.node_clock.NodeClock` on ``/clock`` (``use_sim_time``), the
+deadlines are in sim time and the loop wakes whenever the clock moves (a jump callback triggers its
+guard condition), so a paused simulation ticks nothing and one at 10x speed ticks 10x as often.
+
 References
 ----------
 ros2_control controller_manager ``ros2_control_node`` (update loop thread, ``thread_priority``);
@@ -46,16 +50,21 @@ class ControlLoop:
 
     def __init__(self, node, msg_type, topic: str, qos, on_message: Callable[[Any, dict], None], *,
                  period_s: float, on_deadline: Callable[[], None], priority: int = 0,
-                 gil_switch_s: float = 2e-4, name: str = "driftgate_control") -> None:
+                 gil_switch_s: float = 2e-4, name: str = "driftgate_control",
+                 clock: Callable[[], float] | None = None) -> None:
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         self.node, self.msg_type, self.topic = node, msg_type, topic
         self.on_message, self.on_deadline = on_message, on_deadline
         self.period_s, self.priority, self.gil_switch_s = float(period_s), int(priority), gil_switch_s
         self.context = node.context
+        self.clock = clock or time.monotonic
+        self._sim = bool(getattr(clock, "sim", False))     # deadlines on /clock: wait for it to move
+        self._jump = None
         check_is_valid_msg_type(msg_type)          # loads the message's type support, as rclpy does
         with node.handle:
             self.subscription = _rclpy.Subscription(node.handle, msg_type, topic, qos.get_c_qos_profile(), None)
+            self.topic = self.subscription.get_topic_name()    # resolved: namespace and remapping applied
         self._wake = _rclpy.GuardCondition(self.context.handle)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -71,6 +80,8 @@ class ControlLoop:
     def start(self) -> "ControlLoop":
         if self.gil_switch_s and sys.getswitchinterval() > self.gil_switch_s:
             sys.setswitchinterval(self.gil_switch_s)
+        if self._sim:
+            self._jump = self.clock.wake_on_jump(self._wake.trigger_guard_condition)
         self._thread.start()
         self.context.on_shutdown(self.stop)          # rclpy.shutdown ends the loop too
         return self
@@ -78,6 +89,12 @@ class ControlLoop:
     def stop(self, timeout: float = 5.0) -> None:
         """Between two ticks: the loop finishes the callback it is in, then the subscription goes."""
         self._stop.set()
+        jump, self._jump = self._jump, None
+        if jump is not None:
+            try:
+                jump.unregister()
+            except Exception:
+                pass
         try:
             self._wake.trigger_guard_condition()
         except Exception:
@@ -109,14 +126,16 @@ class ControlLoop:
         self.node.get_logger().info(f"control loop thread on {self.scheduling.describe()}: {self.topic}, "
                                     f"deadline every {1e3 * self.period_s:g} ms")
         wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self.context.handle)
-        deadline = time.monotonic() + self.period_s
+        clock, sim = self.clock, self._sim
+        deadline = clock() + self.period_s
         try:
             with self.context.handle, self.subscription, self._wake:
                 while not self._stop.is_set() and self.context.ok():
                     wait_set.clear_entities()
                     wait_set.add_subscription(self.subscription)
                     wait_set.add_guard_condition(self._wake)
-                    wait_set.wait(max(0, int((deadline - time.monotonic()) * 1e9)))
+                    # sim time: no wall-clock timeout; the clock's jump callback wakes the loop
+                    wait_set.wait(-1 if sim else max(0, int((deadline - clock()) * 1e9)))
                     self.counters["wakeups"] += 1
                     while not self._stop.is_set():
                         taken = self.subscription.take_message(self.msg_type, False)
@@ -124,7 +143,7 @@ class ControlLoop:
                             break
                         self.counters["messages"] += 1
                         self._call(self.on_message, *taken)
-                    now = time.monotonic()
+                    now = clock()
                     if now >= deadline and not self._stop.is_set():
                         self.counters["deadlines"] += 1
                         self._call(self.on_deadline)
@@ -138,5 +157,6 @@ class ControlLoop:
 
     def status(self) -> dict:
         return {"alive": self.alive, "topic": self.topic, "period_s": self.period_s,
+                "clock": getattr(self.clock, "source", "monotonic"),
                 "scheduling": self.scheduling.describe() if self.scheduling else "", **self.counters,
                 "last_error": self.last_error}

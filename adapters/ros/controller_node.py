@@ -21,16 +21,30 @@ Configure loads the registry and the champion and creates every publisher, subsc
 and timer; cleanup destroys them. ``autostart: true`` configures and activates the node itself on
 start-up (for `driftgate node controller` in a plain venv, where no lifecycle manager runs).
 
-Interfaces (names relative to the node unless absolute):
+Interfaces (topic parameters are ROS names: relative ones, the defaults, resolve in the node's
+namespace, so ``namespace:=robot_a`` or a ``--ros-args -r`` remap moves them; ``~/`` ones are
+private to the node):
 
-- sub  ``joint_states_topic`` (JointState), ``incumbent_topic`` (Float64MultiArray, shadow/canary),
-       ``reward_topic`` (Float64, optional live performance signal for the watch period)
-- pub  ``commands_topic`` (Float64MultiArray), ``~/shadow_commands`` (Float64MultiArray: the
+- sub  ``joint_states_topic`` (JointState, default ``joint_states``), ``incumbent_topic``
+       (Float64MultiArray, shadow/canary; with ``incumbent_source: joint_state_effort`` none, the
+       incumbent is read from ``JointState.effort``: `adapters.ros.incumbent`), ``reward_topic``
+       (Float64, optional live performance signal for the watch period)
+- pub  ``commands_topic`` (Float64MultiArray, default ``forward_effort_controller/commands``),
+       ``~/shadow_commands`` (Float64MultiArray: the
        champion's actions in shadow, the candidate's while one is in shadow/canary),
        ``~/comparison`` (String, JSON, 1 Hz), ``~/events`` (String, JSON, transient local),
-       ``/diagnostics`` (DiagnosticArray, 1 Hz)
+       ``/diagnostics`` (DiagnosticArray, 1 Hz; absolute as diagnostic_updater's, the status names
+       carry the node's full name)
 - srv  ``~/promote``, ``~/rollback``, ``~/status`` (std_srvs/Trigger)
 - ``mode`` (active | shadow | canary) and a few thresholds can be changed at run time.
+
+Time: ``use_sim_time: true`` puts the tick, the stale-input timeout, canary windows, the
+orchestrator's timers and durations and the diagnostics on ``/clock`` (`adapters.ros.node_clock`).
+
+Safe on exit: every orderly way out of authority (deactivate, cleanup, shutdown, SIGINT/SIGTERM
+through `adapters.cli_node.run_nodes` and `main`) publishes ``safe_command`` once more, after the
+last tick, before the publisher goes (`_publish_safe`). After SIGKILL nothing can: the robot side
+must time out stale commands (README, "Safe on exit").
 """
 from __future__ import annotations
 
@@ -42,7 +56,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -54,12 +67,14 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from adapters.ros import incumbent as incumbent_source
 from adapters.ros.control_loop import ControlLoop
+from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from controller.contracts import INCONCLUSIVE, GateOutcome
 from controller.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
 from controller.orchestrator import Orchestrator, OrchestratorConfig
-from controller.realtime import Scheduling, current_scheduling, enter_realtime
+from controller.realtime import Scheduling, current_scheduling
 from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
                                 make_observation_map, plant_info)
 
@@ -72,10 +87,14 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "plant": ("cartpole", "simulated plant the policy was evolved for (cartpole | walker | reacher)", True),
     "joint_names": (_T.STRING_ARRAY, "robot names of the plant's joints, in the plant's joint order "
                     "(default: the MuJoCo names)", True),
-    "joint_states_topic": ("/joint_states", "sensor_msgs/JointState input", True),
-    "commands_topic": ("/forward_effort_controller/commands", "forward command controller input", True),
-    "incumbent_topic": ("/incumbent_controller/commands", "the existing controller's commands (shadow/canary)",
-                        True),
+    "joint_states_topic": ("joint_states", "sensor_msgs/JointState input (relative: in the node's namespace)",
+                           True),
+    "commands_topic": ("forward_effort_controller/commands", "forward command controller input", True),
+    "incumbent_source": ("topic", "where the incumbent's command is observed (shadow/canary): topic "
+                         "(incumbent_topic) | joint_state_effort (JointState.effort of the actuated joints, a "
+                         "ros2_control incumbent; shadow only)", True),
+    "incumbent_topic": ("incumbent_controller/commands", "the existing controller's commands (incumbent_source "
+                        "topic)", True),
     "reward_topic": ("", "std_msgs/Float64 live performance signal (empty: none)", True),
     "rate_hz": (100.0, "control rate of the command publisher", True),
     "trigger": ("timer", "timer: tick at rate_hz; joint_states: tick on every accepted joint state", True),
@@ -143,11 +162,13 @@ _POSITIVE = {"rate_hz", "stale_timeout_s", "max_abs_input", "orchestrator_rate_h
 
 
 class ControllerNode(LifecycleNode):
-    """See the module docstring. `clock` (monotonic seconds) is injectable for tests."""
+    """See the module docstring. `clock` (seconds) is injectable for tests; by default configure
+    picks `NodeClock` (/clock under use_sim_time, else monotonic)."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, clock=time.monotonic, **kwargs: Any) -> None:
+    def __init__(self, node_name: str = NODE_NAME, *, clock=None, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self.clock = clock
+        self._clock_given = clock
+        self.clock = clock or time.monotonic
         for name, (default, desc, ro) in PARAMETERS.items():
             d = ParameterDescriptor(description=desc, read_only=ro)
             if name == "canary_weight":
@@ -171,6 +192,9 @@ class ControllerNode(LifecycleNode):
         self.monitor_note = ""
         self._entities: list = []
         self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()      # a tick and the exit's safe command never interleave
+        self.safe_exits = 0                     # safe commands published on the way out of authority
+        self._effort_incumbent: incumbent_source.EffortIncumbent | None = None
         self._mode_applied: str | None = None
         if self.p("autostart"):
             self._autostart_timer = self.create_timer(0.0, self._autostart)
@@ -184,7 +208,15 @@ class ControllerNode(LifecycleNode):
         return [] if v is None else v
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        configured = getattr(self, "runtime", None) is not None     # (callbacks may run during declaration)
+        refused = sim_time_change_refused(self.clock if configured else None, params)
+        if refused:
+            return SetParametersResult(successful=False, reason=refused)
         for prm in params:
+            if prm.name == "mode" and self.has_parameter("incumbent_source") and \
+                    incumbent_source.mode_refused(self.p("incumbent_source"), prm.value):
+                return SetParametersResult(successful=False, reason=incumbent_source.mode_refused(
+                    self.p("incumbent_source"), prm.value))
             if prm.name == "mode" and prm.value not in MODES:
                 return SetParametersResult(successful=False, reason=f"mode must be one of {MODES}, got {prm.value!r}")
             if prm.name == "trigger" and prm.value not in ("timer", "joint_states"):
@@ -239,29 +271,63 @@ class ControllerNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        had = self._has_authority()
         self.lifecycle = "inactive"
         self._apply_authority()
+        if had:
+            self._publish_safe("deactivate")
         self._publish_event({"event": "lifecycle", "state": "inactive"})
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
+        self._teardown("cleanup")
         self.lifecycle = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
+        self._teardown("shutdown")
         self.lifecycle = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
+        self._teardown("error")
         self.lifecycle = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
-    def _teardown(self) -> None:
+    def _has_authority(self) -> bool:
+        """True while this node's commands drive the robot (champion or relayed incumbent)."""
+        rt = self.runtime
+        return rt is not None and rt.slot.authority is not Authority.NONE
+
+    def _publish_safe(self, why: str, ack_timeout_s: float = 0.5) -> None:
+        """The node's last command: the safe command, once the authority is already NONE (so no
+        later tick publishes) and after any tick in flight (the tick lock). Waits (bounded) for
+        reliable subscribers (forward_command_controller's) to acknowledge it, so that a process
+        about to exit does not take it down with the publisher."""
+        rt, pub = self.runtime, getattr(self, "_cmd_pub", None)
+        if rt is None or pub is None:
+            return
+        with self._tick_lock:
+            try:
+                pub.publish(Float64MultiArray(data=rt.safe_command.tolist()))
+                self.safe_exits += 1
+            except Exception as e:       # the context is already gone: nothing more can be done here
+                self.get_logger().error(f"safe command not published on {why}: {e}")
+                return
+        try:
+            if pub.get_subscription_count():
+                from rclpy.duration import Duration
+                pub.wait_for_all_acked(Duration(nanoseconds=int(ack_timeout_s * 1e9)))
+        except Exception:
+            pass
+        self.get_logger().info(f"{why}: safe command {rt.safe_command.tolist()} published")
+
+    def _teardown(self, why: str = "teardown") -> None:
         if self.runtime is not None:
+            had = self._has_authority()
             self.runtime.install(authority=Authority.NONE)
+            if had:
+                self._publish_safe(why)
         if self.orchestrator is not None:
             if self.orchestrator.runner is not None:
                 self.orchestrator.runner.cancel()
@@ -299,6 +365,14 @@ class ControllerNode(LifecycleNode):
         joints = tuple(self.p("joint_names") or info["joint_names"])
         if len(joints) != len(info["joint_names"]):
             raise ValueError(f"joint_names has {len(joints)} names; plant {plant!r} has joints {info['joint_names']}")
+        source = self.p("incumbent_source")
+        incumbent_source.check_source(source)
+        refused = incumbent_source.mode_refused(source, self.p("mode"))
+        if refused:
+            raise ValueError(refused)
+        self._effort_incumbent = incumbent_source.EffortIncumbent(
+            joints, incumbent_source.actuated_joints(plant)) if source == "joint_state_effort" else None
+        self.clock = self._clock_given or NodeClock(self)   # chosen once: see adapters.ros.node_clock
         bounds = json.loads(self.p("guard_joint_bounds") or "{}")
         guard = GuardConfig.from_names(joints, bounds, max_divergence=float(self.p("guard_max_divergence")),
                                        incumbent_timeout_s=float(self.p("incumbent_timeout_s")))
@@ -309,6 +383,9 @@ class ControllerNode(LifecycleNode):
                             burst_limit=int(self.p("burst_limit")), guard=guard)
         self.monitor = self._make_monitor(plant, info)
         self.runtime = ControllerRuntime(cfg, make_observation_map(plant), monitor=self.monitor, clock=self.clock)
+        # no authority until on_configure's _apply_authority: the subscriptions made below may tick
+        # (executor or control thread) before it, and a configuring node must never publish a command
+        self.runtime.install(authority=Authority.NONE)
 
         reg_path = self.p("registry_path")
         if not reg_path:
@@ -379,9 +456,10 @@ class ControllerNode(LifecycleNode):
             self._add("subscription", self.create_subscription(JointState, self.p("joint_states_topic"),
                                                                self._on_joint_state, qos_profile_sensor_data,
                                                                callback_group=inputs))
-        self._add("subscription", self.create_subscription(Float64MultiArray, self.p("incumbent_topic"),
-                                                           self._on_incumbent, qos_profile_sensor_data,
-                                                           callback_group=inputs))
+        if self._effort_incumbent is None:
+            self._add("subscription", self.create_subscription(Float64MultiArray, self.p("incumbent_topic"),
+                                                               self._on_incumbent, qos_profile_sensor_data,
+                                                               callback_group=inputs))
         if self.p("reward_topic"):
             self._add("subscription", self.create_subscription(Float64, self.p("reward_topic"), self._on_reward,
                                                                qos_profile_sensor_data, callback_group=inputs))
@@ -409,7 +487,7 @@ class ControllerNode(LifecycleNode):
             self.control_loop = self._add("control_loop", ControlLoop(
                 self, JointState, self.p("joint_states_topic"), qos_profile_sensor_data, self._on_joint_state,
                 period_s=period, on_deadline=deadline, priority=int(self.p("realtime_priority")),
-                name=f"{self.get_name()}_control")).start()
+                name=f"{self.get_name()}_control", clock=self.clock)).start()
 
     def _make_monitor(self, plant: str, info: dict):
         """The drift monitor from `controller.drift` with the nominal-model residual source. If the
@@ -464,6 +542,10 @@ class ControllerNode(LifecycleNode):
         if rt is None:
             return
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        if self._effort_incumbent is not None and msg.effort:   # a ros2_control incumbent's applied command
+            inc = self._effort_incumbent.command(msg.name, msg.effort)
+            if inc is not None:
+                rt.ingest_incumbent(inc)
         ok = rt.ingest(stamp, msg.name, msg.position, msg.velocity)
         if ok and self._tick_on_message:
             self._on_tick(received_ns=info.get("received_timestamp") if info else None)
@@ -493,6 +575,10 @@ class ControllerNode(LifecycleNode):
             return
         if not self._tick_tid:
             self._tick_tid = threading.get_native_id()
+        with self._tick_lock:                  # uncontended but on the way out (see _publish_safe)
+            self._tick(rt, received_ns)
+
+    def _tick(self, rt: ControllerRuntime, received_ns: int | None) -> None:
         out = rt.tick(defer_monitor=True)      # the command leaves first, the drift monitor updates after
         try:
             if out.command is not None:
@@ -684,22 +770,13 @@ def _replace(cfg, **kw):
 
 
 def main(args: list[str] | None = None) -> None:
-    """`ros2 run driftgate driftgate_controller --ros-args --params-file FILE` entry point."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = ControllerNode()
-    executor = SingleThreadedExecutor()     # why one thread: see adapters.cli_node.run_nodes
-    executor.add_node(node)
-    if node.p("realtime_priority"):         # this thread spins: see controller.realtime
-        node.note_scheduling(enter_realtime(int(node.p("realtime_priority"))))
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._teardown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    """`ros2 run driftgate driftgate_controller --ros-args --params-file FILE` entry point.
+
+    Spun by `adapters.cli_node.run_nodes` with the ROS arguments: its SIGINT/SIGTERM handlers stop
+    the executor and leave the context up, so the node's teardown can still publish the safe
+    command (rclpy's own handlers shut the context down first, and the publisher with it)."""
+    from adapters.cli_node import run_nodes
+    run_nodes([lambda ctx: ControllerNode(context=ctx)], args=args if args is not None else sys.argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,14 @@ steps the physics one control tick and publishes `sensor_msgs/JointState` (posit
 the plant's joint order, optionally renamed by ``joint_names``, plus ``sensor_noise_std`` Gaussian
 encoder noise if set: a noise-free simulator is an unrealistically quiet robot, whose drift-monitor
 residuals are numerically zero until the first hiccup of the command stream) and the plant's reward on
-``~/reward`` (std_msgs/Float64) for reporting.
+``~/reward`` (std_msgs/Float64) for reporting. ``effort`` carries the command applied over the step
+to each actuated joint (0 for passive joints), as joint_state_broadcaster reports an effort
+command interface (what a ros2_control incumbent is observed by: `adapters.ros.incumbent`).
+
+Topic names are ROS names: relative by default (``joint_states``,
+``forward_effort_controller/commands``), so a namespace or a remap moves them; ``~/`` ones are
+private. ``use_sim_time: true`` puts the command timeout and the fall pause on ``/clock``
+(`adapters.ros.node_clock`), as the stepping timer already is.
 
 Drift is injected at run time, as a DriftSpec JSON:
 
@@ -45,7 +52,6 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
@@ -55,6 +61,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from sim.drift_spec import DriftSpec
 from sim.plants import make_plant
 
@@ -66,8 +73,9 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "rate_hz": (0.0, "physics/publish rate (0: the plant's control rate)", True),
     "joint_names": (Parameter.Type.STRING_ARRAY, "names published for the plant's joints (default: MuJoCo names)",
                     True),
-    "joint_states_topic": ("/joint_states", "sensor_msgs/JointState output", True),
-    "commands_topic": ("/forward_effort_controller/commands", "Float64MultiArray command input", True),
+    "joint_states_topic": ("joint_states", "sensor_msgs/JointState output (relative: in the node's namespace)",
+                           True),
+    "commands_topic": ("forward_effort_controller/commands", "Float64MultiArray command input", True),
     "command_timeout_s": (0.2, "no command for this long: apply zeros", True),
     "drift": ("", "DriftSpec JSON applied to the plant now ('' : nominal); changeable at run time", False),
     "lockstep": (False, "step only when a new command arrived (or the command timed out)", True),
@@ -89,6 +97,8 @@ class SimRobotNode(Node):
         for name, (default, desc, ro) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=desc, read_only=ro))
         self.plant = make_plant(self.p("plant"), seed=int(self.p("seed")))
+        self.clock = NodeClock(self)
+        self._actuated = self._actuated_joints()
         self._episode = 0
         names = list(self.p("joint_names") or self.plant.joint_names)
         if len(names) != len(self.plant.joint_names):
@@ -103,6 +113,7 @@ class SimRobotNode(Node):
         self._paused_until = -float("inf")
         self.last_reward = float("nan")
         self._command = np.zeros(self.plant.act_dim)
+        self._applied = np.zeros(self.plant.act_dim)      # what the last step applied (JointState.effort)
         self._command_time = -float("inf")
         self._fresh_command = False
         self._published_once = False
@@ -147,7 +158,17 @@ class SimRobotNode(Node):
         self._drift_pub.publish(String(data=json.dumps({"drift": d.as_dict(), "hash": d.hash,
                                                         "time": time.time()})))
 
+    def _actuated_joints(self) -> list[int]:
+        """Joint index driven by each actuator (-1: not a joint transmission: no effort reported)."""
+        import mujoco
+        m = self.plant.model
+        return [int(m.actuator_trnid[i, 0]) if int(m.actuator_trntype[i]) == int(mujoco.mjtTrn.mjTRN_JOINT) else -1
+                for i in range(m.nu)]
+
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        refused = sim_time_change_refused(self.clock, params)
+        if refused:
+            return SetParametersResult(successful=False, reason=refused)
         for prm in params:
             if prm.name == "drift":
                 try:
@@ -204,7 +225,7 @@ class SimRobotNode(Node):
         """Count the fall, hold for fall_pause_s, start the next episode."""
         self.counters["falls"] += 1
         self._new_episode()
-        self._paused_until = time.monotonic() + float(self.p("fall_pause_s"))
+        self._paused_until = self.clock() + float(self.p("fall_pause_s"))
         self._falls_pub.publish(String(data=json.dumps({
             "falls": self.counters["falls"], "episode": self._episode, "joint": joint, "value": value,
             "time": time.time()})))
@@ -215,6 +236,7 @@ class SimRobotNode(Node):
         self.plant.reset(seed)
         self._fresh_command = False
         self._command = np.zeros(self.plant.act_dim)
+        self._applied = np.zeros(self.plant.act_dim)
         return seed
 
     # -- commands and stepping --------------------------------------------------------------------
@@ -223,10 +245,10 @@ class SimRobotNode(Node):
         if a.shape != (self.plant.act_dim,) or not np.isfinite(a).all():
             self.counters["bad_commands"] += 1
             return
-        if time.monotonic() < self._paused_until:
+        if self.clock() < self._paused_until:
             return      # computed from the fallen robot's last state: the new episode starts from zeros
         self._command = a
-        self._command_time = time.monotonic()
+        self._command_time = self.clock()
         self._fresh_command = True
         self.counters["commands"] += 1
 
@@ -235,23 +257,24 @@ class SimRobotNode(Node):
             self.publish_state()
             return
         if self._paused_until > -float("inf"):
-            if time.monotonic() < self._paused_until:
+            if self.clock() < self._paused_until:
                 return                          # being caught: no physics, nothing published
             self._paused_until = -float("inf")
             self.publish_state()                # the new episode's first state, after the gap
             return
         if self.p("lockstep") and not self._fresh_command and \
-                time.monotonic() - self._command_time < float(self.p("command_timeout_s")):
+                self.clock() - self._command_time < float(self.p("command_timeout_s")):
             return
         self.step_once()
 
     def step_once(self) -> float:
         """Apply the held command (zeros after the timeout), step one control tick, publish."""
-        if time.monotonic() - self._command_time > float(self.p("command_timeout_s")):
+        if self.clock() - self._command_time > float(self.p("command_timeout_s")):
             action = np.zeros(self.plant.act_dim)
             self.counters["timeouts"] += 1
         else:
             action = self._command
+        self._applied = np.clip(action, self.plant.act_low, self.plant.act_high)
         self._fresh_command = False
         _, reward = self.plant.act(action)
         self.last_reward = float(reward)
@@ -276,6 +299,11 @@ class SimRobotNode(Node):
             v = v + self._noise_std * self._noise_rng.standard_normal(v.shape)
         msg.position = q.tolist()
         msg.velocity = v.tolist()
+        effort = [0.0] * len(self.joint_names)
+        for a, j in enumerate(self._actuated):
+            if j >= 0:
+                effort[j] += float(self._applied[a])
+        msg.effort = effort
         self._js_pub.publish(msg)
         if self.counters["steps"]:
             self._reward_pub.publish(Float64(data=self.last_reward))
@@ -289,18 +317,8 @@ class SimRobotNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """`ros2 run driftgate driftgate_sim_robot --ros-args --params-file FILE` entry point."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = SimRobotNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    from adapters.cli_node import run_nodes
+    run_nodes([lambda ctx: SimRobotNode(context=ctx)], args=args if args is not None else sys.argv)
 
 
 if __name__ == "__main__":
