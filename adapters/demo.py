@@ -61,16 +61,9 @@ class DemoError(ValueError):
 
 def _repo_file(rel: str) -> Path:
     """A file shipped with driftgate: from the working directory if it is there (a clone), else the
-    installed package data (``share/driftgate`` for launch files, the package root for assets)."""
-    p = Path(rel)
-    if p.is_absolute() or p.exists():
-        return p
-    import sim
-    root = Path(sim.__file__).resolve().parent.parent
-    for cand in (root / rel, root.parent.parent.parent / "share" / "driftgate" / rel):
-        if cand.exists():
-            return cand
-    return p
+    installed copy (`sim.shipped`: colcon share, wheel package data or the checkout)."""
+    from sim.shipped import resolve
+    return resolve(rel)
 
 
 @dataclass
@@ -149,7 +142,7 @@ def prepare(opts: DemoOptions) -> dict:
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise DemoError(f"parameter file {params}: {e}") from None
     champion = Path(opts.champion) if opts.champion is not None else \
-        _repo_file(f"sim/assets/champions/{opts.plant}.safetensors")
+        _repo_file(f"champions/{opts.plant}.safetensors")
     if not champion.is_file():
         raise DemoError(f"no champion for plant {opts.plant!r} at {champion}; evolve one with "
                         f"`driftgate train-nominal --plant {opts.plant}` or pass --champion FILE")

@@ -82,9 +82,7 @@ import yaml
 from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
                                   gate_record, jsonable, make_header, monitor_stats)
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SUITES = {"cartpole": ROOT / "launch" / "regression_suite.yaml"}
-CHAMPIONS = ROOT / "sim" / "assets" / "champions"
+DEFAULT_SUITES = {"cartpole": "launch/regression_suite.yaml"}   # shipped names (sim.shipped)
 REQUIRED_ROLES = ("joint_states", "commands")
 
 
@@ -497,8 +495,12 @@ def _champion(cfg: ReplayConfig, plant: str):
             return lqr_policy_genome(plant), "lqr"
         if src:
             return load_genome(src), Path(src).name
-        path = CHAMPIONS / f"{plant}.safetensors"
-        if path.exists():
+        from sim.shipped import shipped_file
+        try:
+            path = shipped_file(f"champions/{plant}.safetensors")
+        except FileNotFoundError:
+            path = None
+        if path is not None:
             return load_genome(path), f"shipped:{path.name}"
         if plant == "cartpole":
             from controller.bootstrap import lqr_policy_genome
@@ -510,10 +512,12 @@ def _champion(cfg: ReplayConfig, plant: str):
 
 def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
     from safety.suite import SuiteError, load_suite
-    src = Path(cfg.gate.suite) if cfg.gate.suite else DEFAULT_SUITES.get(plant)
+    from sim.shipped import resolve
+    src = cfg.gate.suite or DEFAULT_SUITES.get(plant)
     if src is None:
         raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "
                           "(or gate.enabled: false)")
+    src = resolve(src)
     try:
         doc = yaml.safe_load(src.read_text())
     except OSError as e:

@@ -718,6 +718,62 @@ def _append_text(text: str, entry: dict) -> str | None:
     return text.rstrip("\n") + "\n" + block
 
 
+def working_suite(base_path: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
+    """The suite file the gate reads and promotions append to: `base_path` (a shipped or reviewed
+    suite, never written to) copied to `dest_path` (under the registry), with the archive scenarios
+    that earlier promotions appended to `dest_path` carried over. Returns `dest_path`.
+
+    Why a copy: the archive grows with every promotion, and a shipped file (installed package data,
+    or a tracked file in a checkout) must not change under the user. Run at every start, so edits
+    of the base suite reach the gate; an archived regime the base already holds (same DriftSpec) or
+    whose name it now uses is not duplicated. Atomic and locked like `append_archive`.
+    """
+    base, dest = Path(base_path), Path(dest_path)
+    if base.resolve() == dest.resolve():
+        raise SuiteError(f"{dest}: the working suite must not be the base suite itself")
+    base_suite = load_suite(base)
+    text = base.read_bytes().decode("utf-8")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(dest):
+        carried: list[dict] = []
+        if dest.exists():
+            old = _parse_text(dest.read_text(encoding="utf-8"), str(dest))
+            names = {s.name for s in base_suite.scenarios}
+            hashes = {s.drift.hash for s in base_suite.scenarios if s.tag == "archive"}
+            for raw in (old or {}).get("scenarios") or []:
+                if not (isinstance(raw, Mapping) and raw.get("tag") == "archive") or raw.get("name") in names:
+                    continue
+                try:
+                    h = DriftSpec.parse(raw.get("drift") or {}).hash
+                except ValueError:
+                    continue
+                if h not in hashes:
+                    hashes.add(h)
+                    names.add(raw.get("name"))
+                    carried.append(dict(raw))
+        want = _parse_text(text, str(base))
+        want = {**want, "scenarios": [*want["scenarios"], *carried]}
+        new_text = text
+        for entry in carried:
+            new_text = _append_text(new_text, entry) if new_text is not None else None
+        try:
+            ok = new_text is not None and _parse_text(new_text, str(dest)) == want
+        except SuiteError:
+            ok = False
+        if not ok:
+            new_text = yaml.safe_dump(want, sort_keys=False, default_flow_style=None, allow_unicode=True,
+                                      width=100)
+        data = new_text.encode("utf-8")
+        parse_suite(_parse_text(new_text, str(dest)), source=str(dest), path=str(dest),
+                    sha256=hashlib.sha256(data).hexdigest())
+        if not dest.exists() or dest.read_bytes() != data:
+            if not dest.exists():
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.close(fd)
+            _replace_file(dest, data)
+    return dest
+
+
 def append_archive(suite_path: str | os.PathLike, drift: DriftSpec | Mapping | str, *,
                    name: str | None = None, seeds: list[int] | int | None = None,
                    horizon: int | None = None, tolerance: float | None = None,

@@ -15,7 +15,19 @@ from typing import Any, Mapping
 import yaml
 
 NODE_NAME = "drift_monitor"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "launch" / "drift_monitor.yaml"
+DEFAULT_CONFIG_NAME = "launch/drift_monitor.yaml"    # share-relative: found in every install (sim.shipped)
+
+
+def default_config_path() -> Path:
+    """The shipped monitor YAML of this install (colcon share, wheel package data or checkout)."""
+    from sim.shipped import shipped_file
+    return shipped_file(DEFAULT_CONFIG_NAME)
+
+
+try:
+    DEFAULT_CONFIG_PATH = default_config_path()
+except FileNotFoundError:   # reported by load_config() when it is needed
+    DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG_NAME
 
 
 @dataclass(frozen=True)
@@ -188,8 +200,10 @@ def from_mapping(data: Mapping[str, Any] | None) -> MonitorConfig:
 
 
 def load_config(path: str | Path | None = None) -> MonitorConfig:
-    """Read a monitor YAML file (the shipped default when `path` is None)."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    """Read a monitor YAML file (the shipped default when `path` is None; a relative path that does
+    not exist in the working directory, or ``package://driftgate/...``, names a shipped file)."""
+    from sim.shipped import resolve
+    path = resolve(path) if path is not None else default_config_path()
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
