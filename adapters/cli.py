@@ -261,11 +261,15 @@ def adapt(
 def train_nominal_cmd(
     plant: Plant = typer.Option("cartpole"), generations: int = typer.Option(60), seed: int = typer.Option(0),
     horizon: int = typer.Option(300), workers: int = typer.Option(1),
-    out: Optional[Path] = typer.Option(None, help="default: sim/assets/champions/<plant>.safetensors"),
+    out: Optional[Path] = typer.Option(None, help="default in a source checkout: sim/assets/champions/"
+                                       "<plant>.safetensors (an installed package is never written to)"),
 ) -> None:
     """Evolve a nominal champion for a plant from scratch (what `adapt` and the demo start from)."""
     from sim.adapt_job import ASSETS, train_nominal
     from sim.genome import save_genome
+
+    if out is None and not (ASSETS.parents[2] / "setup.py").is_file():
+        fail("--out is required outside a source checkout: the installed package's champions are not rewritten")
 
     with _progress(generations, False) as progress:
         bar = progress.add_task(f"nominal champion for {plant}", total=generations, status="")
