@@ -49,28 +49,28 @@ ROS_REQUIRES = [
 
 DEV_REQUIRES = ["pytest>=8", "hypothesis>=6"]
 
-# launch/*.yaml (the shipped configuration) also travels as package data of `sim`
-# (sim/assets/launch/), so a wheel finds it through importlib.resources; a colcon build installs it to
-# share/driftgate/launch as well (data_files). sim/shipped.py resolves both. launch/ stays the one
+# launch/*.yaml (the shipped configuration) also travels as package data of `controller`
+# (controller/assets/launch/), so a wheel finds it through importlib.resources; a colcon build installs it to
+# share/driftgate/launch as well (data_files). controller/shipped.py resolves both. launch/ stays the one
 # copy in the source tree.
 SHIPPED_CONFIG = sorted(glob("launch/*.yaml"))
 
 
 class BuildPyWithConfig(build_py):
-    """build_py that also copies launch/*.yaml into the built `sim` package (sim/assets/launch)."""
+    """build_py that also copies launch/*.yaml into the built `controller` package (controller/assets/launch)."""
 
     def run(self):
         super().run()
         if getattr(self, "editable_mode", False):   # an editable install reads launch/ from the checkout
             return
-        dest = os.path.join(self.build_lib, "sim", "assets", "launch")
+        dest = os.path.join(self.build_lib, "controller", "assets", "launch")
         self.mkpath(dest)
         for src in SHIPPED_CONFIG:
             self.copy_file(src, os.path.join(dest, os.path.basename(src)))
 
     def get_outputs(self, include_bytecode=True):
         return super().get_outputs(include_bytecode) + [
-            os.path.join(self.build_lib, "sim", "assets", "launch", os.path.basename(s)) for s in SHIPPED_CONFIG]
+            os.path.join(self.build_lib, "controller", "assets", "launch", os.path.basename(s)) for s in SHIPPED_CONFIG]
 
 
 setup(

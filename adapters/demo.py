@@ -24,9 +24,10 @@ a balance controller cannot bring a fallen pole back up, and a real robot would 
 upright by an operator.
 
 Run directory (default ``runs/demo``): ``registry/`` (a fresh registry bootstrapped with the shipped
-champion; sandbox and gate jobs under ``registry/jobs``), ``regression_suite.yaml`` (a copy: the
-orchestrator appends an archive scenario to it on promotion, the repository's file stays as it
-is), ``bag/`` (rosbag2 MCAP), ``decisions.jsonl``, ``report.json``, ``timeline.png``,
+champion; sandbox and gate jobs under ``registry/jobs``; the gate's working suite
+``registry/gate_suite.yaml``, to which a promotion appends an archive scenario),
+``regression_suite.yaml`` (a copy of the suite the run started from; the repository's file is never
+written to), ``bag/`` (rosbag2 MCAP), ``decisions.jsonl``, ``report.json``, ``timeline.png``,
 ``summary.md``, ``demo.json`` (what ran, with which settings, how long). A previous demo run there is
 replaced; any other non-empty directory is refused.
 """
@@ -61,8 +62,8 @@ class DemoError(ValueError):
 
 def _repo_file(rel: str) -> Path:
     """A file shipped with driftgate: from the working directory if it is there (a clone), else the
-    installed copy (`sim.shipped`: colcon share, wheel package data or the checkout)."""
-    from sim.shipped import resolve
+    installed copy (`controller.shipped`: colcon share, wheel package data or the checkout)."""
+    from controller.shipped import resolve
     return resolve(rel)
 
 

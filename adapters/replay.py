@@ -80,12 +80,12 @@ import numpy as np
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from sim.config_model import Int, Listy, Strict, Text, ValidationError, describe
+from controller.config_model import Int, Listy, Strict, Text, ValidationError, describe
 
 from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
                                   gate_record, jsonable, make_header, monitor_stats)
 
-DEFAULT_SUITES = {"cartpole": "launch/regression_suite.yaml"}   # shipped names (sim.shipped)
+DEFAULT_SUITES = {"cartpole": "launch/regression_suite.yaml"}   # shipped names (controller.shipped)
 REQUIRED_ROLES = ("joint_states", "commands")
 
 
@@ -141,7 +141,7 @@ _GUARD_KEYS = ("max_divergence", "joint_bounds")
 
 
 # ---------------------------------------------------------------------- the file's model
-# One pydantic model for the replay configuration file (sim.config_model: errors as
+# One pydantic model for the replay configuration file (controller.config_model: errors as
 # "path.to.field: must be ..., got ..."); the frozen dataclasses above stay what replay reads.
 
 _NonNeg = Annotated[float, Field(ge=0)]
@@ -529,7 +529,7 @@ def _champion(cfg: ReplayConfig, plant: str):
             return lqr_policy_genome(plant), "lqr"
         if src:
             return load_genome(src), Path(src).name
-        from sim.shipped import shipped_file
+        from controller.shipped import shipped_file
         try:
             path = shipped_file(f"champions/{plant}.safetensors")
         except FileNotFoundError:
@@ -546,7 +546,7 @@ def _champion(cfg: ReplayConfig, plant: str):
 
 def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
     from safety.suite import SuiteError, load_suite
-    from sim.shipped import resolve
+    from controller.shipped import resolve
     src = cfg.gate.suite or DEFAULT_SUITES.get(plant)
     if src is None:
         raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "

@@ -85,7 +85,7 @@ import numpy as np
 import yaml
 from pydantic import Field
 
-from sim.config_model import Int, Strict, ValidationError, describe
+from controller.config_model import Int, Strict, ValidationError, describe
 
 from safety.constraints import Limits, limits_for
 from sim.drift_spec import FIELDS as DRIFT_FIELDS
@@ -114,7 +114,7 @@ class SuiteError(ValueError):
 
 
 # ---------------------------------------------------------------------- the file's model
-# One pydantic model for the suite file (sim.config_model): the keys, types and ranges of every
+# One pydantic model for the suite file (controller.config_model): the keys, types and ranges of every
 # section, worded as "path: must be ..., got ..." (a scenario is named by its index and name). What
 # needs the robot's model (joint and body names, drift specs, probes, stress bounds) is checked
 # by the parser below once the document has this shape.

@@ -116,12 +116,10 @@ def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int
 
 def nominal_champion(plant: str) -> Genome:
     """The shipped nominal champion for `plant` (sim/assets/champions/<plant>.safetensors)."""
-    from sim.shipped import shipped_file
-    try:
-        path = shipped_file(f"champions/{plant}.safetensors")
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"no shipped champion for plant {plant!r} ({e}); "
-                                f"create one with `driftgate train-nominal --plant {plant}`") from None
+    path = ASSETS / f"{plant}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no shipped champion for plant {plant!r} at {path}; "
+                                f"create one with `driftgate train-nominal --plant {plant}`")
     return load_genome(path)
 
 

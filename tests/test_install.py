@@ -79,14 +79,15 @@ def _py(code: str, env: dict, cwd: Path) -> str:
 
 def test_wheel_carries_the_shipped_files_and_resolves_them_outside_the_checkout(installed, tmp_path):
     prefix, site, env = installed
-    out = _py("import controller, sim.shipped as s, controller.drift.config as c\n"
+    out = _py("import controller, controller.shipped as s, controller.drift.config as c\n"
               "print(controller.__file__); print(s.shipped_file('launch/drift_monitor.yaml'))\n"
               "print(s.shipped_file('launch/regression_suite.yaml')); print(s.shipped_file('champions/cartpole.safetensors'))\n"
               "print(c.load_config().warmup_s)", env, tmp_path)
     code, monitor, suite, champion, warmup = out.splitlines()
     assert Path(code).is_relative_to(site)           # the installed code, not the checkout
-    for p in (monitor, suite, champion):
-        assert Path(p).is_relative_to(site / "sim" / "assets"), p
+    for p in (monitor, suite):
+        assert Path(p).is_relative_to(site / "controller" / "assets" / "launch"), p
+    assert Path(champion).is_relative_to(site / "sim" / "assets" / "champions"), champion
     assert _sha(Path(monitor)) == _sha(ROOT / "launch" / "drift_monitor.yaml")
     assert float(warmup) > 0
 
@@ -95,7 +96,8 @@ def test_installed_node_starts_with_the_monitor_armed_and_leaves_shipped_files_a
     prefix, site, env = installed
     exe = prefix / "bin" / "driftgate"
     assert exe.is_file()
-    shipped = {p: _sha(p) for p in (site / "sim" / "assets" / "launch").glob("*.yaml")}
+    shipped = {p: _sha(p) for p in (site / "controller" / "assets" / "launch").glob("*.yaml")}
+    assert shipped
     tracked = _sha(ROOT / "launch" / "regression_suite.yaml")
     env = {**env, "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(100 + os.getpid() % 90)}
     log = tmp_path / "node.log"
@@ -139,10 +141,10 @@ def test_colcon_layout_finds_the_files_through_the_ament_index(installed, tmp_pa
     colcon = tmp_path / "install" / "driftgate"
     shutil.copytree(prefix, colcon, symlinks=True)
     csite = colcon / site.relative_to(prefix)
-    shutil.rmtree(csite / "sim" / "assets" / "launch")
+    shutil.rmtree(csite / "controller" / "assets" / "launch")
     shutil.rmtree(csite / "sim" / "assets" / "champions")
     cenv = {**env, "PYTHONPATH": str(csite), "AMENT_PREFIX_PATH": str(colcon)}
-    code = ("import sim.shipped as s, controller.drift.config as c\n"
+    code = ("import controller.shipped as s, controller.drift.config as c\n"
             "print(s.ament_share()); print(s.shipped_file('launch/drift_monitor.yaml'))\n"
             "print(s.shipped_file('champions/cartpole.safetensors')); print(s.resolve('launch/regression_suite.yaml'))\n"
             "print(c.load_config().warmup_s)")
@@ -152,6 +154,6 @@ def test_colcon_layout_finds_the_files_through_the_ament_index(installed, tmp_pa
         assert Path(p).is_relative_to(colcon / "share" / "driftgate"), p
     # without the ament index on the path there is nothing left to find: the error says where it looked
     nenv = {k: v for k, v in cenv.items() if k != "AMENT_PREFIX_PATH"}
-    r = subprocess.run([sys.executable, "-c", "import sim.shipped as s; s.shipped_file('launch/drift_monitor.yaml')"],
+    r = subprocess.run([sys.executable, "-c", "import controller.shipped as s; s.shipped_file('launch/drift_monitor.yaml')"],
                        env=nenv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "looked in" in r.stderr

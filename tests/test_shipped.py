@@ -1,4 +1,4 @@
-"""Shipped files are found by one resolver (`sim.shipped`), and promotions never write to them.
+"""Shipped files are found by one resolver (`controller.shipped`), and promotions never write to them.
 
 The wheel and colcon installs themselves are tested in test_install.py; here the resolver's rules
 and the gate's working copy of the suite (what `archive_on_promotion` appends to) are checked in
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from safety.suite import SuiteError, append_archive, load_suite, working_suite
-from sim import shipped
+from controller import shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "launch" / "regression_suite.yaml"

@@ -670,9 +670,9 @@ def _status(cls, level, name: str, message: str, hardware_id: str, values: dict)
 
 def _package_path(path: str) -> Path:
     """A relative file path as given (from the working directory) if it exists there, else the shipped
-    file of that name (`sim.shipped`: ``champions/cartpole.safetensors``, ``launch/...``, also
+    file of that name (`controller.shipped`: ``champions/cartpole.safetensors``, ``launch/...``, also
     ``package://driftgate/...``), so it resolves from a clone, an editable install, a wheel or colcon."""
-    from sim.shipped import resolve
+    from controller.shipped import resolve
     return resolve(path)
 
 

@@ -15,15 +15,15 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 from pydantic import Field, model_validator
 
-from sim.config_model import Int, Listy, Strict, Text, ValidationError, describe
+from controller.config_model import Int, Listy, Strict, Text, ValidationError, describe
 
 NODE_NAME = "drift_monitor"
-DEFAULT_CONFIG_NAME = "launch/drift_monitor.yaml"    # share-relative: found in every install (sim.shipped)
+DEFAULT_CONFIG_NAME = "launch/drift_monitor.yaml"    # share-relative: found in every install (controller.shipped)
 
 
 def default_config_path() -> Path:
     """The shipped monitor YAML of this install (colcon share, wheel package data or checkout)."""
-    from sim.shipped import shipped_file
+    from controller.shipped import shipped_file
     return shipped_file(DEFAULT_CONFIG_NAME)
 
 
@@ -148,7 +148,7 @@ def _plain(x):
 
 
 # ---------------------------------------------------------------------- the file's model
-# One pydantic model per configuration file (sim.config_model): it defines what the YAML may hold
+# One pydantic model per configuration file (controller.config_model): it defines what the YAML may hold
 # and words every error as "path.to.field: must be ..., got ...". The frozen dataclasses above stay
 # the contract the monitor reads.
 
@@ -253,7 +253,7 @@ def from_mapping(data: Mapping[str, Any] | None) -> MonitorConfig:
 def load_config(path: str | Path | None = None) -> MonitorConfig:
     """Read a monitor YAML file (the shipped default when `path` is None; a relative path that does
     not exist in the working directory, or ``package://driftgate/...``, names a shipped file)."""
-    from sim.shipped import resolve
+    from controller.shipped import resolve
     path = resolve(path) if path is not None else default_config_path()
     try:
         data = yaml.safe_load(path.read_text())

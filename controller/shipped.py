@@ -6,9 +6,9 @@ share-relative name, whichever way driftgate was installed:
 
 1. a colcon / ament install: ``<prefix>/share/driftgate/<name>`` through ``ament_index_python``
    (the package registered in the ament resource index on ``AMENT_PREFIX_PATH``);
-2. a wheel (``pip install`` without ``-e``): package data inside the ``sim`` package
-   (``sim/assets/launch/*.yaml`` is copied there at build time by setup.py, the champions are
-   package data already), read through ``importlib.resources``;
+2. a wheel (``pip install`` without ``-e``): package data, read through ``importlib.resources``
+   (``controller/assets/launch/*.yaml`` is copied there at build time by setup.py; the champions
+   are package data of ``sim`` already, ``sim/assets/champions``);
 3. a source checkout (clone or editable install): ``launch/`` at the repository root and
    ``sim/assets/champions``.
 
@@ -27,7 +27,7 @@ PACKAGE = "driftgate"
 PACKAGE_URI = f"package://{PACKAGE}/"
 # share-relative prefix -> (package with the data, folder inside it, folder in a source checkout)
 _LAYOUT = {
-    "launch": ("sim", "assets/launch", "launch"),
+    "launch": ("controller", "assets/launch", "launch"),   # not `sim`: importing it registers gym envs
     "champions": ("sim", "assets/champions", "sim/assets/champions"),
 }
 _CHECKOUT = Path(__file__).resolve().parents[1]
