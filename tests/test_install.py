@@ -59,9 +59,12 @@ def installed(tmp_path_factory):
                        capture_output=True, text=True, cwd=base)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (wheel,) = wheels.glob("driftgate-*.whl")
-    r = subprocess.run(pip + ["install", "--no-deps", "--no-compile", "--prefix", str(prefix), str(wheel)],
+    # --ignore-installed: without it pip would first uninstall the driftgate of the running environment
+    r = subprocess.run(pip + ["install", "--no-deps", "--no-compile", "--ignore-installed", "--no-warn-script-location",
+                              "--prefix", str(prefix), str(wheel)],
                        capture_output=True, text=True, cwd=base)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Uninstalling" not in r.stdout, r.stdout
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
     assert (site / "controller" / "__init__.py").is_file(), sorted(p.name for p in site.iterdir())
     env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
