@@ -3,9 +3,12 @@
 `pip install -e .[ros,dev] -c constraints.txt` in a plain venv; `colcon build` in a ROS 2 workspace
 (where rclpy and the message packages come from the workspace, so the `ros` extra is not needed).
 """
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
 
 PACKAGE = "driftgate"
 
@@ -24,11 +27,11 @@ INSTALL_REQUIRES = [
     "rich>=13",
     "matplotlib>=3.8",
     "pyyaml>=6",
-    "pydantic>=2.5,<3",  # robot profile schema (sim/profile)
     "scipy>=1.11",
     "mcap>=1.2",
     "mcap-ros2-support>=0.5",
     "rosbags>=0.10",
+    "pydantic>=2.6,<3",  # the configuration files' models and the robot profile schema
 ]
 
 # ROS 2 (kilted) from PyPI wheels: a real DDS node in a plain venv. Leave this extra out inside
@@ -39,11 +42,36 @@ ROS_REQUIRES = [
     "ros-sensor-msgs",
     "ros-diagnostic-msgs",
     "ros-std-srvs",
-    "ros-geometry-msgs",
-    "ros-trajectory-msgs",
+    "ros-lifecycle-msgs",
+    "ros-rcl-interfaces",
+    "ros-ament-index-python",
 ]
 
 DEV_REQUIRES = ["pytest>=8", "hypothesis>=6"]
+
+# launch/*.yaml (the shipped configuration) also travels as package data of `controller`
+# (controller/assets/launch/), so a wheel finds it through importlib.resources; a colcon build installs it to
+# share/driftgate/launch as well (data_files). controller/shipped.py resolves both. launch/ stays the one
+# copy in the source tree.
+SHIPPED_CONFIG = sorted(glob("launch/*.yaml"))
+
+
+class BuildPyWithConfig(build_py):
+    """build_py that also copies launch/*.yaml into the built `controller` package (controller/assets/launch)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):   # an editable install reads launch/ from the checkout
+            return
+        dest = os.path.join(self.build_lib, "controller", "assets", "launch")
+        self.mkpath(dest)
+        for src in SHIPPED_CONFIG:
+            self.copy_file(src, os.path.join(dest, os.path.basename(src)))
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [
+            os.path.join(self.build_lib, "controller", "assets", "launch", os.path.basename(s)) for s in SHIPPED_CONFIG]
+
 
 setup(
     name=PACKAGE,
@@ -55,9 +83,11 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
-        ("share/" + PACKAGE + "/launch", glob("launch/*.py") + glob("launch/*.yaml")),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.py") + SHIPPED_CONFIG),
+        ("share/" + PACKAGE + "/champions", glob("sim/assets/champions/*.safetensors")),
         ("share/" + PACKAGE + "/launch/robots", glob("launch/robots/*.yaml")),
     ],
+    cmdclass={"build_py": BuildPyWithConfig},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"ros": ROS_REQUIRES, "dev": DEV_REQUIRES},

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from adapters.cli_help import Backend, Method, Noise, Plant, Task
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="driftgate: keep robot controllers working when the robot drifts.")
 err = Console(stderr=True)
@@ -36,8 +38,8 @@ def _progress(total: int, quiet: bool) -> Progress:
 
 @app.command()
 def evolve(
-    task: str = typer.Option("cartpole-switch", help="cartpole-switch | lunarlander-switch | ant"),
-    method: str = typer.Option("srghn", help="srghn | cmaes | cmaes-restart | openes | fixed-rate | frozen-head"),
+    task: Task = typer.Option("cartpole-switch", help="Switch benchmark"),
+    method: Method = typer.Option("srghn", help="evolution method (SR-GHN, baselines, ablations)"),
     generations: int = typer.Option(300, help="number of generations"),
     seed: int = typer.Option(0, help="run seed (same seed -> same result on 1 or N workers)"),
     cf: float = typer.Option(0.0, help="child-credit factor: parent score = (1-cf) own + cf mean(children)"),
@@ -48,7 +50,7 @@ def evolve(
     schedule: Optional[str] = typer.Option(None, help='switch windows in generations, e.g. "100-200"'),
     horizon: Optional[int] = typer.Option(None, help="episode length cap (task default when omitted)"),
     workers: int = typer.Option(1, help="evaluation worker processes"),
-    noise: str = typer.Option("port", help="SR-GHN noise convention: port (sd=std) | original (sd=std^2)"),
+    noise: Noise = typer.Option("port", help="SR-GHN noise convention: port (sd=std), original (sd=std^2)"),
     json_out: Path = typer.Option(..., "--json-out", help="where to write the run record (JSON)"),
     save_best: Optional[Path] = typer.Option(None, "--save-best", help="write the best genome (.safetensors)"),
     init_genome: Optional[Path] = typer.Option(None, "--init-genome", help="seed the run from a saved genome"),
@@ -89,8 +91,8 @@ def evolve(
 
 @app.command()
 def demo(
-    plant: str = typer.Option("cartpole", help="simulated robot (a shipped champion and a regression suite "
-                                                "for it are needed)"),
+    plant: Plant = typer.Option("cartpole", help="simulated robot (a shipped champion and a regression suite "
+                                                 "for it are needed)"),
     drift: Optional[str] = typer.Option(None, help='DriftSpec JSON injected on the robot (default for the '
                                         'cartpole: {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}})'),
     seed: int = typer.Option(0, help="the simulated robot's episode seed"),
@@ -175,9 +177,28 @@ def switch_demo(
               f"{png}, {out_dir}/champion.safetensors")
 
 
+def _adapt_progress(progress: Progress, max_generations: int):
+    """A sandbox progress callback: one bar for system identification, one for the generations."""
+    bars: dict[str, int] = {}
+
+    def on(msg: dict) -> None:
+        stage = msg.get("stage")
+        if stage == "sysid":
+            bars["sysid"] = progress.add_task("system identification", total=1, status=f"{msg.get('ticks', '?')} ticks")
+        elif stage == "sysid done" and "sysid" in bars:
+            progress.update(bars["sysid"], completed=1, status=f"{msg.get('wall_s', 0):.1f} s")
+        elif stage in ("generation", "confirm"):
+            if "gen" not in bars:
+                bars["gen"] = progress.add_task("evolving", total=max_generations, status="")
+            best = msg.get("best", msg.get("score"))
+            status = f"best {best:.3g}" if isinstance(best, (int, float)) else ""
+            progress.update(bars["gen"], completed=min(max_generations, int(msg.get("gen", 0)) + 1), status=status)
+    return on
+
+
 @app.command()
 def adapt(
-    plant: str = typer.Option("cartpole", help="cartpole | walker | reacher"),
+    plant: Plant = typer.Option("cartpole", help="simulated robot"),
     drift: str = typer.Option('{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}',
                               help="the simulated robot's true drift (DriftSpec JSON)"),
     budget_s: float = typer.Option(120.0, "--budget-s", help="wall-clock budget of the evolution"),
@@ -186,11 +207,12 @@ def adapt(
     champion: Optional[Path] = typer.Option(None, help="champion genome to adapt (default: the shipped one)"),
     telemetry: Optional[Path] = typer.Option(None, help="telemetry window .npz (qpos, qvel, actions, control_dt "
                                              "[, breaks])"),
-    workers: int = typer.Option(1), backend: str = typer.Option("local", help="local | ray"),
+    workers: int = typer.Option(1), backend: Backend = typer.Option("local", help="evaluation backend"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray)"),
     max_generations: int = typer.Option(300), horizon: int = typer.Option(300),
     sysid_budget_s: float = typer.Option(20.0, "--sysid-budget-s"),
     wall_limit_s: float = typer.Option(0.0, "--wall-limit-s", help="sandbox kill limit (default: budget + 120 s)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Identify the drifted robot by replay, evolve a candidate in the sandbox, write result.json."""
     import numpy as np
@@ -222,7 +244,9 @@ def adapt(
     write_job(job_dir, job, seeds, window)
     limits = SandboxLimits(wall_s=wall_limit_s or budget_s + sysid_budget_s + 120.0)
     err.print(f"[bold]adapting[/] {plant} under {drift} in the sandbox (budget {budget_s:g} s) ...")
-    outcome = run_sandbox(job_dir, limits)
+    with _progress(max_generations, quiet) as progress:
+        on_progress = _adapt_progress(progress, max_generations)
+        outcome = run_sandbox(job_dir, limits, on_progress=on_progress)
     copy_result(outcome, out)
     if outcome.status != "ok":
         fail(f"sandbox {outcome.status}: {outcome.reason} (see {job_dir}/sandbox.log)", code=1)
@@ -236,13 +260,17 @@ def adapt(
 
 @app.command("train-nominal")
 def train_nominal_cmd(
-    plant: str = typer.Option("cartpole"), generations: int = typer.Option(60), seed: int = typer.Option(0),
+    plant: Plant = typer.Option("cartpole"), generations: int = typer.Option(60), seed: int = typer.Option(0),
     horizon: int = typer.Option(300), workers: int = typer.Option(1),
-    out: Optional[Path] = typer.Option(None, help="default: sim/assets/champions/<plant>.safetensors"),
+    out: Optional[Path] = typer.Option(None, help="default in a source checkout: sim/assets/champions/"
+                                       "<plant>.safetensors (an installed package is never written to)"),
 ) -> None:
     """Evolve a nominal champion for a plant from scratch (what `adapt` and the demo start from)."""
     from sim.adapt_job import ASSETS, train_nominal
     from sim.genome import save_genome
+
+    if out is None and not (ASSETS.parents[2] / "setup.py").is_file():
+        fail("--out is required outside a source checkout: the installed package's champions are not rewritten")
 
     with _progress(generations, False) as progress:
         bar = progress.add_task(f"nominal champion for {plant}", total=generations, status="")

@@ -11,11 +11,14 @@ import importlib.util
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from adapters.cli_help import Plant
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Drift detection: calibrate the monitor, run the labelled benchmark.")
@@ -40,25 +43,44 @@ def _segments(t, obs, act, rew, seg_s: float):
             for i, j in zip(edges[:-1], edges[1:])]
 
 
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), console=err, disable=quiet, transient=False)
+
+
+def _tracked(items, progress: Progress, task) -> Iterator:
+    """Yield `items` (lazily produced windows), advancing the bar after each one is consumed."""
+    for x in items:
+        yield x
+        progress.advance(task)
+
+
 @app.command("drift-calibrate")
 def drift_calibrate(
-    plant: str = typer.Option(..., help="plant whose nominal model gives the residuals: cartpole | walker | reacher"),
     out: Path = typer.Option(..., "--out", help="calibration JSON to write (point calibration_file at it)"),
+    plant: Optional[Plant] = typer.Option(None, help="plant whose nominal model gives the residuals "
+                                          "(default with --bag: the plant the bag names)"),
+    bag: Optional[Path] = typer.Option(None, "--bag", help="nominal telemetry recorded on the robot: a driftgate "
+                                       "or rosbag2 MCAP bag directory (stops at a drift the bag marks active)"),
     recording: Optional[Path] = typer.Option(None, help="nominal telemetry .npz with t, obs, action "
-                                             "(reward optional); simulated when omitted"),
-    minutes: float = typer.Option(60.0, help="minutes of nominal telemetry to simulate (no recording)"),
+                                             "(reward optional)"),
+    minutes: float = typer.Option(60.0, help="minutes of nominal telemetry to simulate (no --bag / --recording)"),
     segment_minutes: float = typer.Option(5.0, help="each segment gets its own warm-up; the thresholds "
                                           "cover warm-up variation (>= warm-up + 1 min)"),
     config: Optional[Path] = typer.Option(None, help="monitor YAML (default launch/drift_monitor.yaml)"),
     factor: Optional[float] = typer.Option(None, help="threshold = factor x calibration peak (default from config)"),
-    seed: int = typer.Option(0, help="simulation seed (no recording)"),
+    seed: int = typer.Option(0, help="simulation seed (simulated telemetry only)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
-    """Turn a nominal recording (or simulated nominal telemetry) into detector thresholds."""
-    from controller.drift import DriftMonitor, calibrate, load_config
+    """Turn nominal telemetry (a recorded bag, an .npz recording, or a simulation) into detector thresholds."""
+    from controller.drift import DriftMonitor, TelemetryWindow, calibrate, load_config
     from sim.nominal_model import STATE_CODECS, make_predictor
 
-    if plant not in STATE_CODECS:
-        fail(f"unknown plant {plant!r}; known: {sorted(STATE_CODECS)}")
+    plant_name = plant
+    if bag is not None and recording is not None:
+        fail("give --bag or --recording, not both")
+    if plant_name is None and bag is None:
+        fail("--plant is required (unless --bag names it)")
     if not (math.isfinite(minutes) and minutes > 0):
         fail(f"--minutes must be a positive number, got {minutes}")
     if factor is not None and not (math.isfinite(factor) and factor > 0):
@@ -70,45 +92,80 @@ def drift_calibrate(
     seg_s = segment_minutes * 60.0
     if not (math.isfinite(seg_s) and seg_s >= cfg.warmup_s + 60.0):
         fail(f"--segment-minutes must cover the warm-up ({cfg.warmup_s:g} s) plus at least 1 min")
-    source = make_predictor(plant, cfg)
-    probe = source._plant
-    obs_dim, act_dim, dt = probe.obs_dim, probe.act_dim, probe.control_dt
-    if recording is not None:
-        try:
-            with np.load(recording) as z:
-                t, obs, act = (np.asarray(z[k], dtype=float) for k in ("t", "obs", "action"))
-                rew = np.asarray(z["reward"], float) if "reward" in z else np.full(len(t), np.nan)
-        except (OSError, KeyError, ValueError) as exc:
-            fail(f"cannot read recording {recording}: {exc}")
-        if obs.ndim != 2 or obs.shape[1] != obs_dim or act.ndim != 2 or act.shape[1] != act_dim \
-                or not (len(t) == len(obs) == len(act) == len(rew)):
-            fail(f"recording {recording}: expected t (n,), obs (n, {obs_dim}), action (n, {act_dim}) "
-                 f"for plant {plant!r}; got {t.shape}, {obs.shape}, {act.shape}")
-        windows = _segments(t, obs, act, rew, seg_s)
-        monitored = sum(max(0.0, len(w) * dt - cfg.warmup_s) for w in windows)
-    else:
-        from sim.drift_scenarios import SCENARIOS, record_nominal
-        from controller.drift import TelemetryWindow
-        if plant not in SCENARIOS:
-            fail(f"no simulated scenario for {plant!r} ({sorted(SCENARIOS)}); give --recording")
-        n = max(1, int(math.ceil(minutes * 60.0 / (seg_s - cfg.warmup_s))))
-        windows = []
-        for k in range(n):
-            t, obs, act, rew = record_nominal(plant, seg_s, seed=seed + k, with_reward=False)
-            windows.append(TelemetryWindow(t, obs, act, rew, np.zeros(len(t), dtype=np.int64)))
-        monitored = n * (seg_s - cfg.warmup_s)
-    block = max(1.0, min(len(w) * dt for w in windows) - cfg.warmup_s - 2 * dt)
-    cfg = cfg.replace(calibration_file="",
-                      page_hinkley={**cfg.to_dict()["page_hinkley"], "block_s": block})
-    monitor = DriftMonitor(cfg, obs_dim=obs_dim, act_dim=act_dim, dt=dt, source=source,
-                           calibrating=True)
-    if monitored <= 0:
-        fail("the recording is shorter than the warm-up: nothing to calibrate on")
-    cal = calibrate(monitor, windows, factor, plant)
+    with _progress(quiet) as progress:
+        telemetry = None
+        if bag is not None:
+            from adapters.bag_telemetry import read_bag_telemetry
+            from adapters.replay import ReplayError
+            task = progress.add_task(f"reading {bag.name}", total=1.0)
+            try:
+                telemetry = read_bag_telemetry(bag, plant=plant_name,
+                                               progress=lambda f: progress.update(task, completed=f))
+            except ReplayError as exc:
+                fail(str(exc))
+            plant_name = telemetry.plant
+            if len(telemetry) < 2:
+                fail(f"bag {bag}: no nominal joint states with commands to calibrate on"
+                     + (f" (a drift is marked active from {telemetry.drift_at_s:g} s)"
+                        if telemetry.drift_at_s is not None else ""))
+        if plant_name not in STATE_CODECS:
+            fail(f"unknown plant {plant_name!r}; known: {sorted(STATE_CODECS)}")
+        source = make_predictor(plant_name, cfg)
+        probe = source._plant
+        obs_dim, act_dim, dt = probe.obs_dim, probe.act_dim, probe.control_dt
+        if telemetry is not None:
+            t, obs, act, rew = telemetry.t, telemetry.obs, telemetry.action, telemetry.reward
+            if obs.shape[1] != obs_dim or act.shape[1] != act_dim:
+                fail(f"bag {bag}: observations {obs.shape[1]} / commands {act.shape[1]} wide; plant "
+                     f"{plant_name!r} has {obs_dim} / {act_dim}")
+            windows = _segments(t, obs, act, rew, seg_s)
+        elif recording is not None:
+            try:
+                with np.load(recording) as z:
+                    t, obs, act = (np.asarray(z[k], dtype=float) for k in ("t", "obs", "action"))
+                    rew = np.asarray(z["reward"], float) if "reward" in z else np.full(len(t), np.nan)
+            except (OSError, KeyError, ValueError) as exc:
+                fail(f"cannot read recording {recording}: {exc}")
+            if obs.ndim != 2 or obs.shape[1] != obs_dim or act.ndim != 2 or act.shape[1] != act_dim \
+                    or not (len(t) == len(obs) == len(act) == len(rew)):
+                fail(f"recording {recording}: expected t (n,), obs (n, {obs_dim}), action (n, {act_dim}) "
+                     f"for plant {plant_name!r}; got {t.shape}, {obs.shape}, {act.shape}")
+            windows = _segments(t, obs, act, rew, seg_s)
+        else:
+            from sim.drift_scenarios import SCENARIOS, record_nominal
+            if plant_name not in SCENARIOS:
+                fail(f"no simulated scenario for {plant_name!r} ({sorted(SCENARIOS)}); give --bag or --recording")
+            n = max(1, int(math.ceil(minutes * 60.0 / (seg_s - cfg.warmup_s))))
+
+            def simulated():   # one segment at a time: the bar moves while they are simulated
+                for k in range(n):
+                    t, obs, act, rew = record_nominal(plant_name, seg_s, seed=seed + k, with_reward=False)
+                    yield TelemetryWindow(t, obs, act, rew, np.zeros(len(t), dtype=np.int64))
+            windows = simulated()
+            lengths = [int(round(seg_s / dt))] * n
+        if not isinstance(windows, list):
+            monitored = len(lengths) * (seg_s - cfg.warmup_s)
+        else:
+            lengths = [len(w) for w in windows]
+            monitored = sum(max(0.0, k * dt - cfg.warmup_s) for k in lengths)
+        block = max(1.0, min(lengths) * dt - cfg.warmup_s - 2 * dt)
+        cfg = cfg.replace(calibration_file="",
+                          page_hinkley={**cfg.to_dict()["page_hinkley"], "block_s": block})
+        monitor = DriftMonitor(cfg, obs_dim=obs_dim, act_dim=act_dim, dt=dt, source=source,
+                               calibrating=True)
+        if monitored <= 0:
+            fail("the recording is shorter than the warm-up: nothing to calibrate on")
+        task = progress.add_task("calibrating", total=len(lengths))
+        cal = calibrate(monitor, _tracked(windows, progress, task), factor, plant_name)
     cal.save(out)
-    err.print(f"wrote {out}: {cal.nominal_hours * 60:.1f} monitored minutes in {len(windows)} "
+    err.print(f"wrote {out}: {cal.nominal_hours * 60:.1f} monitored minutes in {len(lengths)} "
               f"segment(s); thresholds " +
               ", ".join(f"{k}={v:.2f}" for k, v in cal.thresholds.items()))
+    if telemetry is not None:
+        err.print(f"bag {bag}: {len(telemetry)} joint states" +
+                  (f", {telemetry.skipped} skipped" if telemetry.skipped else "") +
+                  (f"; stopped at the drift marked active at {telemetry.drift_at_s:g} s"
+                   if telemetry.drift_at_s is not None else ""))
     if cal.note:
         err.print(f"[yellow]note:[/] {cal.note}")
     fires = {k: v for k, v in cal.nominal_fires.items() if v}

@@ -48,7 +48,8 @@ def load_node_params(path: str | Path | None, node_name: str, namespace: str = "
     """The flattened ``ros__parameters`` for `node_name` in a ROS 2 parameter file (or {})."""
     if path is None:
         return {}
-    doc = yaml.safe_load(Path(path).read_text()) or {}
+    from controller.shipped import resolve     # launch/driftgate.yaml names the shipped file from any directory
+    doc = yaml.safe_load(resolve(path).read_text()) or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a ROS 2 parameter file (top level must be a mapping)")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""

@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from adapters.cli_help import Plant
+
 os.environ.setdefault("MUJOCO_GL", "disable")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -102,7 +104,7 @@ def report_cmd(
 @app.command("simulate-bag")
 def simulate_bag_cmd(
     out_bag: Path = typer.Option(..., "--out", help="bag directory to create"),
-    plant: str = typer.Option("cartpole", help="cartpole | walker | reacher"),
+    plant: Plant = typer.Option("cartpole", help="simulated robot"),
     seconds: float = typer.Option(120.0, help="length of the recording (simulated seconds)"),
     drift: str = typer.Option('{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}',
                               help="DriftSpec JSON injected mid-run ('' : none)"),

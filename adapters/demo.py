@@ -24,9 +24,10 @@ a balance controller cannot bring a fallen pole back up, and a real robot would 
 upright by an operator.
 
 Run directory (default ``runs/demo``): ``registry/`` (a fresh registry bootstrapped with the shipped
-champion; sandbox and gate jobs under ``registry/jobs``), ``regression_suite.yaml`` (a copy: the
-orchestrator appends an archive scenario to it on promotion, the repository's file stays as it
-is), ``bag/`` (rosbag2 MCAP), ``decisions.jsonl``, ``report.json``, ``timeline.png``,
+champion; sandbox and gate jobs under ``registry/jobs``; the gate's working suite
+``registry/gate_suite.yaml``, to which a promotion appends an archive scenario),
+``regression_suite.yaml`` (a copy of the suite the run started from; the repository's file is never
+written to), ``bag/`` (rosbag2 MCAP), ``decisions.jsonl``, ``report.json``, ``timeline.png``,
 ``summary.md``, ``demo.json`` (what ran, with which settings, how long). A previous demo run there is
 replaced; any other non-empty directory is refused.
 """
@@ -61,16 +62,9 @@ class DemoError(ValueError):
 
 def _repo_file(rel: str) -> Path:
     """A file shipped with driftgate: from the working directory if it is there (a clone), else the
-    installed package data (``share/driftgate`` for launch files, the package root for assets)."""
-    p = Path(rel)
-    if p.is_absolute() or p.exists():
-        return p
-    import sim
-    root = Path(sim.__file__).resolve().parent.parent
-    for cand in (root / rel, root.parent.parent.parent / "share" / "driftgate" / rel):
-        if cand.exists():
-            return cand
-    return p
+    installed copy (`controller.shipped`: colcon share, wheel package data or the checkout)."""
+    from controller.shipped import resolve
+    return resolve(rel)
 
 
 @dataclass
@@ -150,7 +144,7 @@ def prepare(opts: DemoOptions) -> dict:
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise DemoError(f"parameter file {params}: {e}") from None
     champion = Path(opts.champion) if opts.champion is not None else \
-        _repo_file(f"sim/assets/champions/{opts.plant}.safetensors")
+        _repo_file(f"champions/{opts.plant}.safetensors")
     if not champion.is_file():
         raise DemoError(f"no champion for plant {opts.plant!r} at {champion}; evolve one with "
                         f"`driftgate train-nominal --plant {opts.plant}` or pass --champion FILE")

@@ -74,17 +74,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Mapping, Optional
 
 import numpy as np
 import yaml
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from controller.config_model import Int, Listy, Strict, Text, ValidationError, describe
 
 from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
                                   gate_record, jsonable, make_header, monitor_stats)
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SUITES = {"cartpole": ROOT / "launch" / "regression_suite.yaml"}
-CHAMPIONS = ROOT / "sim" / "assets" / "champions"
+DEFAULT_SUITES = {"cartpole": "launch/regression_suite.yaml"}   # shipped names (controller.shipped)
 REQUIRED_ROLES = ("joint_states", "commands")
 
 
@@ -139,85 +140,116 @@ _ORCH_KEYS = ("retry_backoff_s", "post_alarm_s", "shadow_s", "shadow_min_samples
 _GUARD_KEYS = ("max_divergence", "joint_bounds")
 
 
-def _check_value(where: str, default: Any, value: Any) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ReplayError(f"replay config: {where} must be true/false, got {value!r}")
-        return value
-    if isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ReplayError(f"replay config: {where} must be a finite number, got {value!r}")
-        if isinstance(default, int):
-            if not float(value).is_integer():
-                raise ReplayError(f"replay config: {where} must be an integer, got {value!r}")
-            return int(value)
-        return float(value)
-    if isinstance(default, str):
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise ReplayError(f"replay config: {where} must be a string, got {value!r}")
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
-            raise ReplayError(f"replay config: {where} must be a list of strings, got {value!r}")
-        return tuple(value)
-    if isinstance(default, dict) or default is None:
-        if value is None:
-            return {} if isinstance(default, dict) else None
-        if not isinstance(value, Mapping):
-            raise ReplayError(f"replay config: {where} must be a mapping, got {value!r}")
-        return dict(value)
-    return value
+# ---------------------------------------------------------------------- the file's model
+# One pydantic model for the replay configuration file (controller.config_model: errors as
+# "path.to.field: must be ..., got ..."); the frozen dataclasses above stay what replay reads.
+
+_NonNeg = Annotated[float, Field(ge=0)]
+_Pos = Annotated[float, Field(gt=0)]
+_Count = Annotated[Int, Field(ge=1)]
+_Opt = Optional
 
 
-def _build(cls, data: Any, where: str):
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ReplayError(f"replay config: {where or 'top level'} must be a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ReplayError(f"replay config: unknown key(s) {unknown} in {where or 'top level'}; "
-                          f"known: {sorted(fields)}")
-    kw = {}
-    for name, value in data.items():
-        f = fields[name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        key = f"{where}.{name}" if where else name
-        kw[name] = _build(type(default), value, key) if dataclasses.is_dataclass(default) else \
-            _check_value(key, default, value)
-    return cls(**kw)
+def _absolute(topic: Optional[str]) -> Optional[str]:
+    if topic is not None and not topic.startswith("/"):
+        raise ValueError(f"must be an absolute topic name (a bag records /name), got {topic!r}")
+    return topic
+
+
+_Topic = Annotated[Optional[str], AfterValidator(_absolute)]
+
+
+class _TopicsModel(Strict):
+    joint_states: _Topic = None
+    commands: _Topic = None
+    reward: _Topic = None
+    events: _Topic = None
+    drift_active: _Topic = None
+    diagnostics: _Topic = None
+
+
+def _topics_roles() -> tuple[str, ...]:
+    return tuple(_TopicsModel.model_fields)
+
+
+class _OrchestratorModel(Strict):
+    retry_backoff_s: _Opt[_NonNeg] = None
+    post_alarm_s: _Opt[_NonNeg] = None
+    shadow_s: _Opt[_NonNeg] = None
+    shadow_min_samples: _Opt[_Count] = None
+    shadow_timeout_s: _Opt[_NonNeg] = None
+    shadow_max_divergence_mean: _Opt[_NonNeg] = None
+    shadow_max_saturation: _Opt[Annotated[float, Field(ge=0, le=1)]] = None
+    canary_weights: _Opt[Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1), Listy]] = None
+    canary_step_s: _Opt[_NonNeg] = None
+    canary_slice_s: _Opt[_Pos] = None
+    canary_duty: _Opt[Annotated[float, Field(gt=0, le=1)]] = None
+    watch_s: _Opt[_NonNeg] = None
+    watch_min_samples: _Opt[_Count] = None
+    watch_tolerance: _Opt[_NonNeg] = None
+    refresh_s: _Opt[_Pos] = None
+
+
+class _GuardModel(Strict):
+    max_divergence: _Opt[_Pos] = None
+    joint_bounds: _Opt[dict[str, Annotated[list[float], Field(min_length=2, max_length=2), Listy]]] = None
+
+
+class _AdaptModel(Strict):
+    enabled: bool = True
+    latency_s: _NonNeg = 60.0
+    wall_limit_s: _Pos = 900.0
+    generations: _Count = 20
+    population: _Count = 10
+    children: _Count = 2
+    horizon: _Count = 300
+    sysid_max_evals: _Count = 600
+    workers: _Count = 1
+    drift_hint: _Opt[dict] = None
+
+
+class _GateModel(Strict):
+    enabled: bool = True
+    suite: Text = ""
+    latency_s: _NonNeg = 10.0
+    timeout_s: _Pos = 900.0
+    overrides: Annotated[dict, BeforeValidator(lambda x: {} if x is None else x)] = {}
+
+
+class ReplayModel(Strict):
+    """The replay configuration file (``--config``; see the module docstring and launch/replay.yaml)."""
+
+    plant: Text = ""
+    champion: Text = ""
+    joint_names: Annotated[list[str], Listy, BeforeValidator(lambda x: [] if x is None else x)] = []
+    sample_s: _Pos = 1.0
+    step_s: _Pos = 0.2
+    topics: Annotated[_TopicsModel, BeforeValidator(lambda x: {} if x is None else x)] = _TopicsModel()
+    monitor_file: Text = ""
+    monitor: Annotated[dict, BeforeValidator(lambda x: {} if x is None else x)] = {}   # the monitor's own model
+    orchestrator: Annotated[_OrchestratorModel, BeforeValidator(lambda x: {} if x is None else x)] = \
+        _OrchestratorModel()
+    guard: Annotated[_GuardModel, BeforeValidator(lambda x: {} if x is None else x)] = _GuardModel()
+    adapt: Annotated[_AdaptModel, BeforeValidator(lambda x: {} if x is None else x)] = _AdaptModel()
+    gate: Annotated[_GateModel, BeforeValidator(lambda x: {} if x is None else x)] = _GateModel()
+
+    def to_config(self) -> ReplayConfig:
+        given = lambda m: m.model_dump(exclude_none=True)  # noqa: E731 - only the keys the file sets
+        return ReplayConfig(plant=self.plant, champion=self.champion, joint_names=tuple(self.joint_names),
+                            sample_s=self.sample_s, step_s=self.step_s, topics=given(self.topics),
+                            monitor_file=self.monitor_file, monitor=dict(self.monitor),
+                            orchestrator=given(self.orchestrator), guard=given(self.guard),
+                            adapt=AdaptSettings(**self.adapt.model_dump()),
+                            gate=GateSettings(**self.gate.model_dump()))
 
 
 def config_from_mapping(data: Mapping | None, base_dir: Path | None = None) -> ReplayConfig:
-    """Validate a replay configuration mapping (ReplayError names unknown keys and bad values)."""
-    cfg = _build(ReplayConfig, data or {}, "")
-    from adapters.recording import ROLES
-    bad = sorted(set(cfg.topics) - set(ROLES))
-    if bad:
-        raise ReplayError(f"replay config: unknown key(s) {bad} in topics; known: {sorted(ROLES)}")
-    for role, topic in cfg.topics.items():
-        if not isinstance(topic, str) or not topic.startswith("/"):
-            raise ReplayError(f"replay config: topics.{role} must be an absolute topic name, got {topic!r}")
-    bad = sorted(set(cfg.orchestrator) - set(_ORCH_KEYS))
-    if bad:
-        raise ReplayError(f"replay config: unknown key(s) {bad} in orchestrator; known: {sorted(_ORCH_KEYS)}")
-    bad = sorted(set(cfg.guard) - set(_GUARD_KEYS))
-    if bad:
-        raise ReplayError(f"replay config: unknown key(s) {bad} in guard; known: {sorted(_GUARD_KEYS)}")
-    for name in ("sample_s", "step_s"):
-        if not getattr(cfg, name) > 0:
-            raise ReplayError(f"replay config: {name} must be > 0")
-    for name in ("latency_s",):
-        if getattr(cfg.adapt, name) < 0 or getattr(cfg.gate, name) < 0:
-            raise ReplayError(f"replay config: adapt/gate {name} must be >= 0")
-    for name in ("generations", "population", "children", "horizon", "sysid_max_evals", "workers"):
-        if getattr(cfg.adapt, name) < 1:
-            raise ReplayError(f"replay config: adapt.{name} must be a positive integer")
-    if not (cfg.adapt.wall_limit_s > 0 and cfg.gate.timeout_s > 0):
-        raise ReplayError("replay config: adapt.wall_limit_s and gate.timeout_s must be > 0")
+    """Validate a replay configuration mapping (ReplayError names the path to a bad key or value)."""
+    data = {} if data is None else data
+    try:
+        cfg = ReplayModel.model_validate(data).to_config()
+    except ValidationError as e:
+        raise ReplayError(f"replay config: {describe(e, ReplayModel, data)}") from None
     if base_dir is not None:   # paths in a config file are relative to the file
         rel = lambda p: str((base_dir / p).resolve()) if p and p not in ("lqr",) and not Path(p).is_absolute() else p  # noqa: E731
         cfg = dataclasses.replace(cfg, champion=rel(cfg.champion), monitor_file=rel(cfg.monitor_file),
@@ -497,8 +529,12 @@ def _champion(cfg: ReplayConfig, plant: str):
             return lqr_policy_genome(plant), "lqr"
         if src:
             return load_genome(src), Path(src).name
-        path = CHAMPIONS / f"{plant}.safetensors"
-        if path.exists():
+        from controller.shipped import shipped_file
+        try:
+            path = shipped_file(f"champions/{plant}.safetensors")
+        except FileNotFoundError:
+            path = None
+        if path is not None:
             return load_genome(path), f"shipped:{path.name}"
         if plant == "cartpole":
             from controller.bootstrap import lqr_policy_genome
@@ -510,10 +546,12 @@ def _champion(cfg: ReplayConfig, plant: str):
 
 def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
     from safety.suite import SuiteError, load_suite
-    src = Path(cfg.gate.suite) if cfg.gate.suite else DEFAULT_SUITES.get(plant)
+    from controller.shipped import resolve
+    src = cfg.gate.suite or DEFAULT_SUITES.get(plant)
     if src is None:
         raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "
                           "(or gate.enabled: false)")
+    src = resolve(src)
     try:
         doc = yaml.safe_load(src.read_text())
     except OSError as e:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -293,29 +294,7 @@ def plot_timeline(log: DecisionLog, path: str | os.PathLike, report: dict | None
     ax2.set_xlabel("time [s] (orange dashed: drift injected)")
 
     # 4. adaptation progress per sandbox job
-    ads = log.of("adaptation")
-    plotted = False
-    for r in ads:
-        g = r.data.get("generations") or []
-        if g:
-            ax3.plot([x.get("gen") for x in g], [x.get("best") for x in g], marker=".", lw=1,
-                     label=f"{r.data.get('job')} ({'ok' if r.data.get('ok') else 'failed'})")
-            plotted = True
-        if r.data.get("target_return") is not None:
-            ax3.axhline(r.data["target_return"], color="gray", ls=":", lw=0.8)
-    if plotted:
-        lo, hi = ax3.get_xlim()
-        if hi - lo < 2:
-            ax3.set_xlim(lo - 1, hi + 1)
-        ax3.legend(fontsize=7)
-        ax3.set_xlabel("generation")
-        ax3.set_ylabel("best return (calibrated sim)")
-    else:
-        msg = "no sandbox job in this run" if not ads else "sandbox job(s) returned no generation log"
-        ax3.text(0.5, 0.5, msg, transform=ax3.transAxes, ha="center", va="center", color="gray")
-        ax3.set_xticks([])
-        ax3.set_yticks([])
-    ax3.set_title("adaptation progress (sandbox)", fontsize=9)
+    adaptation_panel(ax3, log.of("adaptation"))
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
@@ -323,7 +302,75 @@ def plot_timeline(log: DecisionLog, path: str | os.PathLike, report: dict | None
     return path
 
 
+def _job_words(d: dict) -> str:
+    """One sandbox job in words: what a curve cannot show for fewer than two generations."""
+    g = d.get("generations") or []
+    state = "ok" if d.get("ok") else f"failed: {d.get('error')}" if d.get("error") else "failed"
+    if not g:
+        what = "no generation log"
+    else:
+        best = g[-1].get("best")
+        what = f"{len(g)} generation{'s' if len(g) != 1 else ''}" + \
+            (f", best return {_num(best)}" if isinstance(best, (int, float)) else "")
+    if d.get("target_return") is not None:
+        what += f" (target {_num(d['target_return'])})"
+    return f"{d.get('job') or 'job'} ({state}): {what}"
+
+
+def adaptation_panel(ax, ads) -> None:
+    """Best return per generation of each sandbox job that logged at least two generations; jobs
+    with fewer, or no job at all, are said in words (a single point on an axis says nothing)."""
+    curves = [r for r in ads if len(r.data.get("generations") or []) >= 2]
+    words = [_job_words(r.data) for r in ads if r not in curves]
+    for r in curves:
+        g = r.data["generations"]
+        ax.plot([x.get("gen") for x in g], [x.get("best") for x in g], marker=".", lw=1,
+                label=f"{r.data.get('job')} ({'ok' if r.data.get('ok') else 'failed'})")
+        if r.data.get("target_return") is not None:
+            ax.axhline(r.data["target_return"], color="gray", ls=":", lw=0.8)
+    if curves:
+        ax.legend(fontsize=7)
+        ax.set_xlabel("generation")
+        ax.set_ylabel("best return (calibrated sim)")
+        if words:
+            ax.text(0.01, 0.02, "\n".join(words), transform=ax.transAxes, ha="left", va="bottom", fontsize=7,
+                    color="gray")
+    else:
+        ax.text(0.5, 0.5, "\n".join(words) if words else "no sandbox job in this run", transform=ax.transAxes,
+                ha="center", va="center", color="gray", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_title("adaptation progress (sandbox)", fontsize=9)
+
+
 # ---------------------------------------------------------------------- markdown
+
+_LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{5,}(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def _num(x: float, sig: int = 4) -> str:
+    """A measured number for people: `sig` significant digits, no float noise (0.1 + 0.2)."""
+    return f"{x:.{sig}g}" if isinstance(x, float) else str(x)
+
+
+def _rounded(obj: Any, sig: int = 4) -> Any:
+    """`obj` with every float rounded to `sig` significant digits (for JSON shown in the summary)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{sig}g}") if math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _rounded(v, sig) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v, sig) for v in obj]
+    return obj
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(_rounded(obj), sort_keys=True)
+
+
+def _text(s: Any) -> str:
+    """Free text from the decisions (reasons, notes, errors): long floats in it shortened."""
+    return _LONG_FLOAT.sub(lambda m: _num(float(m.group())), str(s))
 
 def _f(x: Any, nd: int = 3) -> str:
     if x is None:
@@ -350,7 +397,7 @@ def markdown_summary(rep: dict, log: DecisionLog, png: str | None = "timeline.pn
               f"| plant | {rep.get('plant')} |",
               f"| duration | {_f(rep.get('duration_s'), 1)} s |",
               f"| seed | {_f(rep.get('seed'))} |",
-              f"| drift | {json.dumps(rep['drift'], sort_keys=True) if rep.get('drift') else '-'} |",
+              f"| drift | {_dumps(rep['drift']) if rep.get('drift') else '-'} |",
               f"| drift injected at | {_f(rep.get('drift_injected_at_s'), 2)} s |",
               f"| detected after | {_f(rep.get('detected_after_s'), 2)} s |",
               f"| time to adapt (drift -> promotion) | {_f(rep.get('time_to_adapt_s'), 1)} s |",
@@ -385,9 +432,9 @@ def markdown_summary(rep: dict, log: DecisionLog, png: str | None = "timeline.pn
         for r in ads:
             d = r.data
             est = d.get("drift_estimate") or (d.get("sysid") or {}).get("estimate")
-            note = d.get("error") or (f"budget bound: {d['budget_bound']}" if d.get("budget_bound") else "")
+            note = _text(d.get("error") or (f"budget bound: {d['budget_bound']}" if d.get("budget_bound") else ""))
             lines.append(f"| {_f(r.t, 2)} | {d.get('job')} | {_f(d.get('ok'))} | "
-                         f"{json.dumps(est, sort_keys=True) if est else '-'} | {_f(d.get('return_before'), 1)} -> "
+                         f"{_dumps(est) if est else '-'} | {_f(d.get('return_before'), 1)} -> "
                          f"{_f(d.get('return_after'), 1)} ({_f(d.get('nominal_return'), 1)}) | "
                          f"{len(d.get('generations') or [])} | {note} |")
     else:
@@ -400,7 +447,7 @@ def markdown_summary(rep: dict, log: DecisionLog, png: str | None = "timeline.pn
         d = r.data
         lines += [f"### {d.get('verdict')} at {_f(r.t, 2)} s: candidate {_short(d.get('candidate'))}"
                   f" (stage {d.get('stage') or '-'}, predicted reward {_f(d.get('predicted_reward'))})", ""]
-        lines += [f"- {x}" for x in d.get("reasons") or []]
+        lines += [f"- {_text(x)}" for x in d.get("reasons") or []]
         rows = d.get("scenarios") or []
         if rows:
             lines += ["", "| scenario | tag | metric | n | candidate | incumbent | diff | CI | status |",
@@ -412,20 +459,20 @@ def markdown_summary(rep: dict, log: DecisionLog, png: str | None = "timeline.pn
         lines.append("")
     if not gates:
         for v in rep.get("verdicts", []):
-            lines.append(f"- {v['verdict']} at {_f(v['t'], 2)} s: {'; '.join(v.get('reasons') or [])}")
+            lines.append(f"- {v['verdict']} at {_f(v['t'], 2)} s: {_text('; '.join(v.get('reasons') or []))}")
     lines += ["", "## Transitions", ""]
     trs = log.of("transition")
     if trs:
         lines += ["| t [s] | from | to | reason |", "|---:|---|---|---|"]
         lines += [f"| {_f(r.t, 2)} | {r.data.get('from')} | {r.data.get('to')} | "
-                  f"{str(r.data.get('reason') or '').replace('|', '/')} |" for r in trs]
+                  f"{_text(r.data.get('reason') or '').replace('|', '/')} |" for r in trs]
     else:
         lines.append("none" + ("" if (h.get("config") or {}).get("adapt_stage", True) else
                                " (monitor stage only: --no-adapt)"))
     mc = rep.get("monitor_counters") or {}
     if mc:
         lines += ["", "## Monitor counters", "",
-                  ", ".join(f"{k} {v}" for k, v in sorted(mc.items()) if v)]
+                  _text(", ".join(f"{k} {v}" for k, v in sorted(mc.items()) if v))]
     return "\n".join(lines) + "\n"
 
 

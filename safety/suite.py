@@ -79,10 +79,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Annotated, Any, Iterator, Mapping, Optional
 
 import numpy as np
 import yaml
+from pydantic import Field
+
+from controller.config_model import Int, Strict, ValidationError, describe
 
 from safety.constraints import Limits, limits_for
 from sim.drift_spec import FIELDS as DRIFT_FIELDS
@@ -100,9 +103,6 @@ _TOP_KEYS = {"version", "name", "plant", "defaults", "gate", "constraints", "sce
 _DEFAULT_KEYS = {"horizon", "seeds", "metric"}
 _SCENARIO_KEYS = {"name", "tag", "plant", "drift", "variant", "seeds", "horizon", "metric", "margin",
                   "tolerance", "min_metric", "probe", "stress", "constraints", "note", "source"}
-_GATE_KEYS = {"min_seeds", "margin", "tolerance", "ci_level", "resamples", "seed", "hurdle", "static"}
-_HURDLE_KEYS = {"seeds", "horizon", "margin"}
-_STATIC_KEYS = {"max_abs_weight", "max_params"}
 _CONSTRAINT_KEYS = {"max_saturation", "max_jerk", "state"}
 _STRESS_KEYS = {"seed", "bounds"}
 _PROBE_KEYS = {"initial_offset": {"kind", "joints"}, "push": {"kind", "joints", "at"},
@@ -111,6 +111,87 @@ _PROBE_KEYS = {"initial_offset": {"kind", "joints"}, "push": {"kind", "joints", 
 
 class SuiteError(ValueError):
     """A suite file (or an edit of one) is malformed; the message names the file and the place."""
+
+
+# ---------------------------------------------------------------------- the file's model
+# One pydantic model for the suite file (controller.config_model): the keys, types and ranges of every
+# section, worded as "path: must be ..., got ..." (a scenario is named by its index and name). What
+# needs the robot's model (joint and body names, drift specs, probes, stress bounds) is checked
+# by the parser below once the document has this shape.
+
+_Opt = Optional
+_Fin = float                               # strict + allow_inf_nan=False: a finite number
+
+
+class _HurdleModel(Strict):
+    seeds: Annotated[Int, Field(ge=0)] = 3
+    horizon: Annotated[Int, Field(ge=1)] = 100
+    margin: Annotated[float, Field(ge=0)] = 0.1
+
+
+class _StaticModel(Strict):
+    max_abs_weight: Annotated[float, Field(gt=0)] = 1000.0
+    max_params: Annotated[Int, Field(ge=1)] = 1_000_000
+
+
+class _GateSectionModel(Strict):
+    min_seeds: Annotated[Int, Field(ge=2)] = 5
+    margin: Annotated[float, Field(ge=0)] = 0.02
+    tolerance: Annotated[float, Field(ge=0)] = 0.02
+    ci_level: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
+    resamples: Annotated[Int, Field(ge=100)] = 2000
+    seed: Annotated[Int, Field(ge=0)] = 0
+    hurdle: _HurdleModel = _HurdleModel()
+    static: _StaticModel = _StaticModel()
+
+
+class _ConstraintsModel(Strict):
+    max_saturation: _Opt[Annotated[float, Field(ge=0, le=1)]] = None
+    max_jerk: _Opt[Annotated[float, Field(gt=0)]] = None
+    state: _Opt[dict[str, Any]] = None          # joint -> [low, high]: joint names need the plant
+
+
+class _DefaultsModel(Strict):
+    horizon: _Opt[Annotated[Int, Field(ge=1)]] = None
+    seeds: Any = None                           # a count or a list (checked with the scenario)
+    metric: _Opt[str] = None
+
+
+class _ScenarioModel(Strict):
+    name: Any
+    tag: Any
+    plant: _Opt[str] = None
+    drift: Any = None
+    variant: Any = None
+    seeds: Any = None
+    horizon: _Opt[Annotated[Int, Field(ge=1)]] = None
+    metric: _Opt[str] = None
+    margin: _Opt[Annotated[float, Field(ge=0)]] = None
+    tolerance: _Opt[Annotated[float, Field(ge=0)]] = None
+    min_metric: _Opt[_Fin] = None
+    probe: Any = None
+    stress: Any = None
+    constraints: _Opt[_ConstraintsModel] = None
+    note: _Opt[str] = None
+    source: _Opt[dict] = None
+
+
+class SuiteModel(Strict):
+    """The regression suite file (see the module docstring)."""
+
+    version: Int = SUITE_VERSION
+    name: Any = None
+    plant: str
+    defaults: _Opt[_DefaultsModel] = None
+    gate: _Opt[_GateSectionModel] = None
+    constraints: _Opt[_ConstraintsModel] = None
+    scenarios: list[_ScenarioModel]
+
+    def gate_config(self) -> "GateConfig":
+        g = self.gate or _GateSectionModel()
+        return GateConfig(min_seeds=g.min_seeds, margin=g.margin, tolerance=g.tolerance, ci_level=g.ci_level,
+                          resamples=g.resamples, seed=g.seed, hurdle=HurdleConfig(**g.hurdle.model_dump()),
+                          max_abs_weight=g.static.max_abs_weight, max_params=g.static.max_params)
 
 
 # ---------------------------------------------------------------------- contracts
@@ -477,42 +558,6 @@ def _constraints(ctx: _Ctx, where: str, raw: Any, plant: str) -> dict:
     return out
 
 
-def _gate(ctx: _Ctx, raw: Any) -> GateConfig:
-    if raw is None:
-        return GateConfig()
-    d = _keys(ctx, "gate", raw, _GATE_KEYS)
-    kw: dict[str, Any] = {}
-    if "min_seeds" in d:
-        kw["min_seeds"] = _int(ctx, "gate.min_seeds", d["min_seeds"], lo=2)
-    for k in ("margin", "tolerance"):
-        if k in d:
-            kw[k] = _num(ctx, f"gate.{k}", d[k], lo=0.0)
-    if "ci_level" in d:
-        kw["ci_level"] = _num(ctx, "gate.ci_level", d["ci_level"], lo=0.5, hi=0.999)
-    if "resamples" in d:
-        kw["resamples"] = _int(ctx, "gate.resamples", d["resamples"], lo=100)
-    if "seed" in d:
-        kw["seed"] = _int(ctx, "gate.seed", d["seed"], lo=0)
-    if "hurdle" in d:
-        h = _keys(ctx, "gate.hurdle", d["hurdle"], _HURDLE_KEYS)
-        hk: dict[str, Any] = {}
-        if "seeds" in h:
-            hk["seeds"] = _int(ctx, "gate.hurdle.seeds", h["seeds"], lo=0)
-        if "horizon" in h:
-            hk["horizon"] = _int(ctx, "gate.hurdle.horizon", h["horizon"], lo=1)
-        if "margin" in h:
-            hk["margin"] = _num(ctx, "gate.hurdle.margin", h["margin"], lo=0.0)
-        kw["hurdle"] = HurdleConfig(**hk)
-    if "static" in d:
-        s = _keys(ctx, "gate.static", d["static"], _STATIC_KEYS)
-        if "max_abs_weight" in s:
-            kw["max_abs_weight"] = _num(ctx, "gate.static.max_abs_weight", s["max_abs_weight"], lo=0.0,
-                                        lo_open=True)
-        if "max_params" in s:
-            kw["max_params"] = _int(ctx, "gate.static.max_params", s["max_params"], lo=1)
-    return GateConfig(**kw)
-
-
 def _scenario(ctx: _Ctx, i: int, raw: Any, plant: str, defaults: dict, gate: GateConfig,
               suite_constraints: dict) -> Scenario:
     label = f"scenarios[{i}]"
@@ -588,6 +633,12 @@ def parse_suite(doc: Any, *, source: str = "<suite>", path: str | None = None,
     """Validate a parsed YAML/JSON document and resolve every default. Raises SuiteError."""
     from sim.plants import PLANTS
     ctx = _Ctx(source)
+    if isinstance(doc, Mapping) and isinstance(doc.get("scenarios"), list) and not doc["scenarios"]:
+        raise ctx.fail("scenarios", "expected a non-empty list of scenarios")
+    try:
+        model = SuiteModel.model_validate(doc)
+    except ValidationError as e:
+        raise SuiteError(f"{source}: {describe(e, SuiteModel, doc)}") from None
     d = _keys(ctx, "top level", doc, _TOP_KEYS, required=("plant", "scenarios"))
     if d.get("version", SUITE_VERSION) != SUITE_VERSION:
         raise ctx.fail("version", f"unsupported suite version {d['version']!r} (this code reads {SUITE_VERSION})")
@@ -598,7 +649,7 @@ def parse_suite(doc: Any, *, source: str = "<suite>", path: str | None = None,
     if not isinstance(name, str) or not name:
         raise ctx.fail("name", f"expected a non-empty string, got {name!r}")
     defaults = _keys(ctx, "defaults", d.get("defaults") or {}, _DEFAULT_KEYS)
-    gate = _gate(ctx, d.get("gate"))
+    gate = model.gate_config()
     suite_constraints = _constraints(ctx, "constraints", d.get("constraints"), plant)
     raw_scenarios = d["scenarios"]
     if not isinstance(raw_scenarios, list) or not raw_scenarios:
@@ -716,6 +767,62 @@ def _append_text(text: str, entry: dict) -> str | None:
     block = yaml.safe_dump([entry], sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
     block = "".join(indent + ln + "\n" for ln in block.splitlines())
     return text.rstrip("\n") + "\n" + block
+
+
+def working_suite(base_path: str | os.PathLike, dest_path: str | os.PathLike) -> Path:
+    """The suite file the gate reads and promotions append to: `base_path` (a shipped or reviewed
+    suite, never written to) copied to `dest_path` (under the registry), with the archive scenarios
+    that earlier promotions appended to `dest_path` carried over. Returns `dest_path`.
+
+    Why a copy: the archive grows with every promotion, and a shipped file (installed package data,
+    or a tracked file in a checkout) must not change under the user. Run at every start, so edits
+    of the base suite reach the gate; an archived regime the base already holds (same DriftSpec) or
+    whose name it now uses is not duplicated. Atomic and locked like `append_archive`.
+    """
+    base, dest = Path(base_path), Path(dest_path)
+    if base.resolve() == dest.resolve():
+        raise SuiteError(f"{dest}: the working suite must not be the base suite itself")
+    base_suite = load_suite(base)
+    text = base.read_bytes().decode("utf-8")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(dest):
+        carried: list[dict] = []
+        if dest.exists():
+            old = _parse_text(dest.read_text(encoding="utf-8"), str(dest))
+            names = {s.name for s in base_suite.scenarios}
+            hashes = {s.drift.hash for s in base_suite.scenarios if s.tag == "archive"}
+            for raw in (old or {}).get("scenarios") or []:
+                if not (isinstance(raw, Mapping) and raw.get("tag") == "archive") or raw.get("name") in names:
+                    continue
+                try:
+                    h = DriftSpec.parse(raw.get("drift") or {}).hash
+                except ValueError:
+                    continue
+                if h not in hashes:
+                    hashes.add(h)
+                    names.add(raw.get("name"))
+                    carried.append(dict(raw))
+        want = _parse_text(text, str(base))
+        want = {**want, "scenarios": [*want["scenarios"], *carried]}
+        new_text = text
+        for entry in carried:
+            new_text = _append_text(new_text, entry) if new_text is not None else None
+        try:
+            ok = new_text is not None and _parse_text(new_text, str(dest)) == want
+        except SuiteError:
+            ok = False
+        if not ok:
+            new_text = yaml.safe_dump(want, sort_keys=False, default_flow_style=None, allow_unicode=True,
+                                      width=100)
+        data = new_text.encode("utf-8")
+        parse_suite(_parse_text(new_text, str(dest)), source=str(dest), path=str(dest),
+                    sha256=hashlib.sha256(data).hexdigest())
+        if not dest.exists() or dest.read_bytes() != data:
+            if not dest.exists():
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.close(fd)
+            _replace_file(dest, data)
+    return dest
 
 
 def append_archive(suite_path: str | os.PathLike, drift: DriftSpec | Mapping | str, *,

@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -155,8 +156,10 @@ def _child_limits(limits: SandboxLimits):
     return apply
 
 
-def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimits()) -> SandboxOutcome:
-    """Run the job in a child process under `limits`; always returns an outcome."""
+def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimits(),
+                on_progress: Callable[[dict], None] | None = None) -> SandboxOutcome:
+    """Run the job in a child process under `limits`; always returns an outcome. `on_progress` gets
+    each progress line the child writes to sandbox.log (``{"stage": ..., ...}``) while it runs."""
     job_dir = Path(job_dir)
     t0 = time.perf_counter()
     try:
@@ -171,7 +174,10 @@ def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimit
         proc = subprocess.Popen([sys.executable, "-m", "sim.sandbox", str(job_dir)], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, preexec_fn=_child_limits(limits), env=env)
         try:
-            proc.wait(timeout=limits.wall_s)
+            if on_progress is None:
+                proc.wait(timeout=limits.wall_s)
+            else:
+                _follow(proc, job_dir / "sandbox.log", time.perf_counter() + limits.wall_s, on_progress)
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
@@ -195,6 +201,31 @@ def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimit
     tail = (job_dir / "sandbox.log").read_text(errors="replace")[-400:]
     return SandboxOutcome("killed", f"child exited with code {rc} without a result; log tail: {tail.strip()}",
                           result, None, rc, wall)
+
+
+def _follow(proc: subprocess.Popen, log: Path, deadline: float, on_progress: Callable[[dict], None]) -> None:
+    """Wait for the child like ``proc.wait(timeout)``, passing its JSON progress lines on as they come."""
+    with open(log, "rb") as f:
+        buf = b""
+        while True:
+            try:
+                proc.wait(timeout=max(0.0, min(0.25, deadline - time.perf_counter())))
+                done = True
+            except subprocess.TimeoutExpired:
+                done = False
+            buf += f.read()
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(msg, dict) and "stage" in msg:
+                    on_progress(msg)
+            if done:
+                return
+            if time.perf_counter() >= deadline:
+                raise subprocess.TimeoutExpired(proc.args, 0)
 
 
 def _cpu_exhausted(limits: SandboxLimits, wall: float) -> bool:

@@ -1,5 +1,6 @@
 """The drift sub-app (drift-calibrate, drift-bench) through typer's CliRunner."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,11 @@ from adapters import cli_drift
 from controller.drift import Calibration
 
 runner = CliRunner()
+
+
+def _flat(text: str) -> str:
+    """CLI output with rich's panel borders and line wrapping removed."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
 FAST_YAML = """drift_monitor:
   ros__parameters:
     warmup_s: 3.0
@@ -65,7 +71,8 @@ def test_calibrate_simulated(tmp_path, fast_config):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--plant", "humanoid"], "unknown plant"),
+    (["--plant", "humanoid"], "'humanoid' is not one of 'cartpole', 'walker', 'reacher'"),
+    ([], "--plant is required"),
     (["--plant", "cartpole", "--minutes", "-1"], "--minutes"),
     (["--plant", "cartpole", "--factor", "0"], "--factor"),
     (["--plant", "reacher"], "no simulated scenario"),
@@ -73,7 +80,7 @@ def test_calibrate_simulated(tmp_path, fast_config):
 def test_calibrate_rejects_bad_input(tmp_path, args, msg):
     out = tmp_path / "cal.json"
     r = runner.invoke(cli_drift.app, ["drift-calibrate", "--out", str(out), *args])
-    assert r.exit_code == 2 and msg in r.output
+    assert r.exit_code == 2 and msg in _flat(r.output), r.output
     assert not out.exists()
 
 
@@ -87,6 +94,64 @@ def test_calibrate_rejects_a_recording_of_the_wrong_shape(tmp_path):
     r = runner.invoke(cli_drift.app, ["drift-calibrate", "--plant", "cartpole", "--out", str(out),
                                       "--recording", str(tmp_path / "missing.npz")])
     assert r.exit_code == 2 and "cannot read" in r.output
+
+
+@pytest.fixture(scope="module")
+def nominal_bag(tmp_path_factory):
+    """A driftgate bag (`simulate-bag`): 100 s nominal, then the default drift for 30 s."""
+    from adapters.cli_replay import app as replay_app
+    path = tmp_path_factory.mktemp("bag") / "robot"
+    r = runner.invoke(replay_app, ["simulate-bag", "--out", str(path), "--seconds", "130", "--drift-at", "100",
+                                   "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    return path
+
+
+def test_calibrate_from_a_recorded_bag_uses_its_nominal_part_only(tmp_path, fast_config, nominal_bag):
+    from adapters.bag_telemetry import read_bag_telemetry
+    tel = read_bag_telemetry(nominal_bag)
+    # every joint state before the drift marker, each with the command sent after it
+    assert tel.plant == "cartpole" and len(tel) == 10000 and tel.skipped == 0
+    assert tel.drift_at_s == pytest.approx(100.0)
+    assert tel.obs.shape == (10000, 5) and tel.action.shape == (10000, 1)
+    assert np.all(np.diff(tel.t) > 0) and np.isfinite(tel.action).all() and np.ptp(tel.action) > 0
+    everything = read_bag_telemetry(nominal_bag, nominal_only=False)
+    assert len(everything) == 13000 and everything.drift_at_s is None
+    out = tmp_path / "cal.json"
+    r = runner.invoke(cli_drift.app, ["drift-calibrate", "--bag", str(nominal_bag), "--out", str(out),
+                                      "--config", str(fast_config), "--segment-minutes", "1.07"])
+    assert r.exit_code == 0, r.output
+    assert "10000 joint states" in r.output and "drift marked active at 100 s" in r.output
+    cal = Calibration.load(out)
+    assert cal.plant == "cartpole" and cal.dt == 0.01     # the plant named by the bag
+    assert set(cal.thresholds) == {"ph:one_step", "ph:kstep_0.10s", "ph:kstep_0.25s"}
+    assert cal.nominal_hours * 3600 == pytest.approx(100.0 - 3.0, abs=0.5)   # the nominal part minus warm-up
+    # the same telemetry as an .npz gives the same thresholds: one pairing rule
+    rec = tmp_path / "same.npz"
+    np.savez(rec, t=tel.t, obs=tel.obs, action=tel.action, reward=tel.reward)
+    out2 = tmp_path / "cal2.json"
+    r = runner.invoke(cli_drift.app, ["drift-calibrate", "--plant", "cartpole", "--recording", str(rec),
+                                      "--out", str(out2), "--config", str(fast_config), "--segment-minutes", "1.07"])
+    assert r.exit_code == 0, r.output
+    assert Calibration.load(out2).thresholds == cal.thresholds
+
+
+def test_calibrate_from_a_bag_refuses_bad_input(tmp_path, fast_config, nominal_bag):
+    out = tmp_path / "cal.json"
+    cases = [(["--bag", str(tmp_path / "missing")], "does not exist"),
+             (["--bag", str(nominal_bag), "--plant", "walker"], "walker"),
+             (["--bag", str(nominal_bag), "--recording", str(tmp_path / "x.npz")], "not both")]
+    for args, msg in cases:
+        r = runner.invoke(cli_drift.app, ["drift-calibrate", "--out", str(out), "--config", str(fast_config),
+                                          "--segment-minutes", "1.07", *args])
+        assert r.exit_code == 2 and msg in r.output, (args, r.output)
+        assert not out.exists()
+    # a bag that is drifted from the start has no nominal telemetry
+    from adapters.recording import simulate_bag
+    drifted = simulate_bag(tmp_path / "drifted", seconds=5.0, drift={"mass_scale": {"pole_1": 2.0}}, drift_at_s=0.0)
+    r = runner.invoke(cli_drift.app, ["drift-calibrate", "--bag", str(drifted), "--out", str(out),
+                                      "--config", str(fast_config), "--segment-minutes", "1.07"])
+    assert r.exit_code == 2 and "no nominal joint states" in r.output and not out.exists()
 
 
 def test_bench_runs_a_tiny_benchmark(tmp_path, monkeypatch):

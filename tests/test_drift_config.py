@@ -114,3 +114,25 @@ def test_calibrate_on_recorded_windows_sets_thresholds_above_peaks():
         calibrate(DriftMonitor(MonitorConfig(), obs_dim=1, act_dim=1, dt=dt, source=Src()), windows)
     with pytest.raises(ValueError, match="no nominal"):
         calibrate(mon, [])
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"page_hinkley": {"threshold_factor": -1.0}}, "page_hinkley.threshold_factor: must be > 0, got -1.0"),
+    ({"kswin": {"window_size": 0}}, "kswin.window_size: must be >= 1, got 0"),
+    ({"hddm_w": {"drift_confidence": 1.5}}, "hddm_w.drift_confidence: must be < 1, got 1.5"),
+    ({"nominal_model": {"horizons_s": [0.1, -0.2]}}, "nominal_model.horizons_s[1]: must be > 0, got -0.2"),
+    ({"warmpu_s": 10.0}, "top level: unknown key(s) ['warmpu_s'] (did you mean 'warmup_s'?)"),
+    ({"page_hinkley": {"delat": 0.5}}, "page_hinkley: unknown key(s) ['delat'] (did you mean 'delta'?)"),
+    ({"min_warmup_samples": "40"}, "min_warmup_samples: expected an integer, got '40'"),
+])
+def test_errors_name_the_path_to_the_bad_field(bad, msg):
+    """One pydantic model for the file: every message is `drift monitor config: <path>: <what>`."""
+    with pytest.raises(ValueError) as e:
+        from_mapping(bad)
+    assert str(e.value).startswith("drift monitor config: ") and msg in str(e.value), str(e.value)
+
+
+def test_integral_floats_and_yaml_nulls_are_accepted_as_before():
+    cfg = from_mapping({"min_warmup_samples": 40.0, "calibration_file": None, "hddm_w": {"channels": ("one_step",)}})
+    assert cfg.min_warmup_samples == 40 and isinstance(cfg.min_warmup_samples, int)
+    assert cfg.calibration_file == "" and cfg.hddm_w.channels == ("one_step",)

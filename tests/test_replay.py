@@ -325,11 +325,14 @@ def test_missing_topics_and_empty_bags(bag, tmp_path):
 
 
 def test_config_with_unknown_keys(bag, tmp_path):
-    cases = [({"monitr": {}}, r"unknown key\(s\) \['monitr'\] in top level"),
-             ({"adapt": {"generatons": 3}}, r"unknown key\(s\) \['generatons'\] in adapt"),
-             ({"orchestrator": {"shadow_secs": 1}}, r"unknown key\(s\) \['shadow_secs'\] in orchestrator"),
-             ({"topics": {"joints": "/j"}}, r"unknown key\(s\) \['joints'\] in topics"),
-             ({"sample_s": "fast"}, "sample_s must be a finite number")]
+    cases = [({"monitr": {}}, r"top level: unknown key\(s\) \['monitr'\] \(did you mean 'monitor'\?\)"),
+             ({"adapt": {"generatons": 3}}, r"adapt: unknown key\(s\) \['generatons'\] \(did you mean 'generations'"),
+             ({"orchestrator": {"shadow_secs": 1}}, r"orchestrator: unknown key\(s\) \['shadow_secs'\]"),
+             ({"topics": {"joints": "/j"}}, r"topics: unknown key\(s\) \['joints'\]"),
+             ({"sample_s": "fast"}, "sample_s: expected a finite number, got 'fast'"),
+             ({"adapt": {"workers": 0}}, r"adapt.workers: must be >= 1, got 0"),
+             ({"orchestrator": {"canary_weights": [0.5, 2.0]}}, r"orchestrator.canary_weights\[1\]: must be <= 1"),
+             ({"topics": {"commands": "cmd"}}, "topics.commands: must be an absolute topic name")]
     for i, (data, match) in enumerate(cases):
         f = tmp_path / f"c{i}.yaml"
         f.write_text(yaml.safe_dump(data))
@@ -337,7 +340,8 @@ def test_config_with_unknown_keys(bag, tmp_path):
             load_replay_config(f)
         res = CliRunner().invoke(cli_replay.app, ["replay", str(bag), "--out", str(tmp_path / "o"), "--config",
                                                   str(f), "-q"])
-        assert res.exit_code == 2 and ("unknown key" in res.output or "must be" in res.output), res.output
+        assert res.exit_code == 2 and ("unknown key" in res.output or "must be" in res.output
+                                       or "expected" in res.output), res.output
         assert not (tmp_path / "o").exists()
     # keys of the drift monitor section are checked by the monitor's own loader
     with pytest.raises(ReplayError, match=r"monitor: .*unknown key\(s\) \['warmup'\]"):
@@ -389,3 +393,14 @@ def test_shipped_replay_config_is_the_defaults(tmp_path):
     assert info.counts["/joint_states"] == 200 and info.custom["driftgate.drift_at_s"] == "1.0"
     res = CliRunner().invoke(cli_replay.app, ["simulate-bag", "--out", str(tmp_path / "c"), "--drift", "{bad"])
     assert res.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_the_config_model_covers_every_role_and_the_shipped_file():
+    """One pydantic model for the file: the topics it names are the recorder's roles, and
+    launch/replay.yaml (every setting at its default) loads to the defaults."""
+    from adapters.recording import ROLES
+    from adapters.replay import ReplayConfig, ReplayModel, _topics_roles
+    assert _topics_roles() == tuple(ROLES)
+    cfg = load_replay_config(Path(__file__).resolve().parents[1] / "launch" / "replay.yaml")
+    assert cfg.adapt == ReplayConfig().adapt and cfg.sample_s == ReplayConfig().sample_s
+    assert ReplayModel.model_validate({}).to_config() == ReplayConfig()

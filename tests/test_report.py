@@ -1,6 +1,7 @@
 """The decisions format (controller.decisions) and the reports rendered from it (adapters.report):
 a live run's decisions (written the way a node writes them) and a replay's render the same way."""
 import json
+import re
 import math
 
 import numpy as np
@@ -278,3 +279,49 @@ def test_decision_recorder_writes_a_live_run_from_the_topics(tmp_path):
     rep = render_report(path.parent)
     assert rep["champion_lineage"] == [champ, cand] and rep["verdicts"][0]["verdict"] == "PASS"
     assert rep["drift"] == DRIFT and rep["detected_after_s"] is not None
+
+
+def _panel(records):
+    """The timeline's adaptation panel drawn on its own axes for these adaptation records."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from adapters.report import adaptation_panel
+    fig, ax = plt.subplots()
+    adaptation_panel(ax, [Decision(float(i), "adaptation", r) for i, r in enumerate(records)])
+    texts = [t.get_text() for t in ax.texts]
+    curves = [ln for ln in ax.lines if len(ln.get_xdata()) > 0 and ln.get_linestyle() != ":"]
+    plt.close(fig)
+    return curves, " ".join(texts)
+
+
+def test_adaptation_panel_says_in_words_what_one_point_cannot_show():
+    one = {"job": "job-1", "ok": True, "generations": [{"gen": 0, "best": 123.456789, "mean": 50.0}],
+           "target_return": 150.0}
+    curves, text = _panel([one])
+    assert curves == [] and "job-1 (ok): 1 generation, best return 123.5 (target 150)" in text
+    curves, text = _panel([{"job": "job-2", "ok": False, "error": "sandbox timeout", "generations": []}])
+    assert curves == [] and "job-2 (failed: sandbox timeout): no generation log" in text
+    curves, text = _panel([])
+    assert curves == [] and text == "no sandbox job in this run"
+    many = {"job": "job-3", "ok": True, "generations": [{"gen": i, "best": 100.0 + i} for i in range(4)]}
+    curves, text = _panel([many, one])
+    assert len(curves) == 1 and list(curves[0].get_xdata()) == [0, 1, 2, 3]
+    assert "job-1 (ok): 1 generation" in text        # the short job is still named
+
+
+def test_summary_prints_no_float_noise(tmp_path):
+    noisy = {"mass_scale": {"pole_1": 2.9876543210987654}, "actuator_gain": {"slide": -0.9999999999999998}}
+    with DecisionWriter(tmp_path / "decisions.jsonl", make_header("live", "cartpole", counterfactual=False)) as w:
+        w.write(1.0, "drift_injected", drift=noisy, hash="h1")
+        w.write(2.0, "adaptation", job="job-1", ok=True, candidate=CAND, return_before=20.123456789012,
+                return_after=280.98765432101234, nominal_return=290.0, drift_estimate=noisy,
+                generations=[{"gen": 0, "best": 1.0}])
+        w.write(3.0, "gate", candidate=CAND, verdict="FAIL", stage="suite", predicted_reward=0.30000000000000004,
+                reasons=["target: CI lower bound 0.012345678901234567 <= margin 0.05"], scenarios=[])
+    render_report(tmp_path, png=False)
+    md = (tmp_path / "summary.md").read_text()
+    assert re.search(r"\d\.\d{7,}", md) is None, [ln for ln in md.splitlines() if re.search(r"\d\.\d{7,}", ln)]
+    assert '"pole_1": 2.988' in md and '"slide": -1.0' in md
+    assert "CI lower bound 0.01235 <= margin 0.05" in md and "predicted reward 0.300" in md

@@ -96,3 +96,29 @@ def test_a_job_past_its_memory_limit_ends_as_a_clean_failure(tmp_path, champion)
     outcome = run_sandbox(job_dir, SandboxLimits(memory_mb=200, wall_s=120))
     assert outcome.status in ("failed", "killed")
     assert outcome.reason and outcome.candidate_path is None
+
+
+def test_progress_lines_reach_the_caller_while_the_child_runs(tmp_path, champion):
+    """`driftgate adapt` draws its progress bars from these (adapters.cli._adapt_progress)."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from adapters.cli import _adapt_progress
+    seen = []
+    job_dir = write_job(tmp_path / "job", AdaptJob(**SMALL), [champion])
+    outcome = run_sandbox(job_dir, SandboxLimits(wall_s=240), on_progress=seen.append)
+    assert outcome.status == "ok", outcome.reason
+    stages = [m["stage"] for m in seen]
+    assert stages[:2] == ["sysid", "sysid done"] and "generation" in stages
+    gens = [m["gen"] for m in seen if m["stage"] == "generation"]
+    assert gens == sorted(gens) and len(gens) == len(outcome.result["generations"])
+    # the bars: system identification done, one step per generation reported
+    progress = Progress(console=Console(file=io.StringIO()))
+    on = _adapt_progress(progress, SMALL["max_generations"])
+    for m in seen:
+        on(m)
+    bars = {t.description: t for t in progress.tasks}
+    assert bars["system identification"].completed == 1
+    assert bars["evolving"].completed == max(gens) + 1 and bars["evolving"].total == SMALL["max_generations"]

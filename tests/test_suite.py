@@ -145,7 +145,11 @@ BAD = [
     (with_scenario(3, probe={"kind": "push", "at": 50, "joints": {"hinge_1": 1.0}}, metric="tail_reward"),
      "not inside the horizon"),
     (with_scenario(3, constraints={"state": {"elbow": [0, 1]}}), "unknown key(s) ['elbow']"),
-    (with_scenario(3, constraints={"max_saturation": 2}), "must be <= 1.0"),
+    (with_scenario(3, constraints={"max_saturation": 2}), "'offset'.constraints.max_saturation: must be <= 1, got 2"),
+    (with_scenario(0, metrc="return"), "unknown key(s) ['metrc'] (did you mean 'metric'?)"),
+    (doc(gate={"hurdle": {"seeds": -1}}), "gate.hurdle.seeds: must be >= 0, got -1"),
+    (doc(gate={"static": {"max_params": "many"}}), "gate.static.max_params: expected an integer, got 'many'"),
+    (doc(defaults={"horizon": True}), "defaults.horizon: expected an integer, got True"),
     (with_scenario(3, constraints={"state": {"slider": [1, -1]}}), "low 1.0 must be < high -1.0"),
 ]
 

@@ -390,6 +390,7 @@ class ControllerNode(LifecycleNode):
         reg_path = self.p("registry_path")
         if not reg_path:
             raise ValueError("registry_path is not set")
+        reg_path = str(Path(reg_path).expanduser().absolute())   # mutable state: logged where it is
         boot = self.p("bootstrap_champion")
         if boot:
             from controller.bootstrap import bootstrap_registry, lqr_policy_genome
@@ -397,6 +398,8 @@ class ControllerNode(LifecycleNode):
             genome = lqr_policy_genome(plant) if boot == "lqr" else load_genome(_package_path(boot))
             bootstrap_registry(reg_path, genome, actor=f"{self.get_name()}-bootstrap")
         self.registry = Registry(reg_path, actor=self.get_fully_qualified_name())
+        suite = _gate_suite(self.p("gate_suite"), reg_path, bool(self.p("archive_on_promotion")))
+        self.get_logger().info(f"registry {reg_path}; gate suite {suite or '(none)'}")
         job_root = Path(self.p("job_root") or Path(reg_path) / "jobs")
         job_root.mkdir(parents=True, exist_ok=True)
         budgets = {"wall_s": float(self.p("adapt_budget_s")), "generations": int(self.p("adapt_generations")),
@@ -407,7 +410,7 @@ class ControllerNode(LifecycleNode):
             plant=plant, job_root=job_root, adapt=bool(self.p("adapt")), budgets=budgets,
             drift_hint=json.loads(hint) if hint else None, retry_backoff_s=float(self.p("retry_backoff_s")),
             post_alarm_s=float(self.p("post_alarm_s")),
-            archive_suite=(self.p("gate_suite") or None) if self.p("archive_on_promotion") else None,
+            archive_suite=suite if suite and self.p("archive_on_promotion") else None,
             shadow_s=float(self.p("shadow_s")), shadow_min_samples=int(self.p("shadow_min_samples")),
             shadow_timeout_s=float(self.p("shadow_timeout_s")),
             shadow_max_divergence_mean=float(self.p("shadow_max_divergence")),
@@ -429,7 +432,6 @@ class ControllerNode(LifecycleNode):
                                           "sysid_budget_s": float(self.p("adapt_sysid_budget_s"))})
         else:
             runner = SubprocessRunner()
-        suite = self.p("gate_suite")
         gate = ProcessGate(reg_path, suite, job_root / "gate", timeout_s=float(self.p("gate_timeout_s")),
                            actor=f"{self.get_fully_qualified_name()}-gate") if suite else \
             FunctionGate(lambda req: GateOutcome(INCONCLUSIVE, ("no gate_suite configured: holding",)))
@@ -753,15 +755,24 @@ def _status(cls, level, name: str, message: str, hardware_id: str, values: dict)
 
 
 def _package_path(path: str) -> Path:
-    """A relative file path as given (from the working directory) if it exists there, else relative
-    to where the driftgate packages are installed: ``sim/assets/champions/cartpole.safetensors`` is
-    package data (setup.py), so it resolves from a clean clone, an editable install or a wheel alike."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    import sim
-    installed = Path(sim.__file__).resolve().parent.parent / p
-    return installed if installed.exists() else p
+    """A relative file path as given (from the working directory) if it exists there, else the shipped
+    file of that name (`controller.shipped`: ``champions/cartpole.safetensors``, ``launch/...``, also
+    ``package://driftgate/...``), so it resolves from a clone, an editable install, a wheel or colcon."""
+    from controller.shipped import resolve
+    return resolve(path)
+
+
+def _gate_suite(given: str, registry: str, archive: bool) -> str:
+    """The suite file the gate reads. With `archive` (archive_on_promotion) it is a working copy under
+    the registry (``<registry>/gate_suite.yaml``, `safety.suite.working_suite`) that promotions append
+    to: the given file (shipped or reviewed) is never written to."""
+    if not given:
+        return ""
+    base = _package_path(given)
+    if not archive:
+        return str(base)
+    from safety.suite import working_suite
+    return str(working_suite(base, Path(registry) / "gate_suite.yaml"))
 
 
 def _replace(cfg, **kw):

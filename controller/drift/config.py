@@ -10,12 +10,27 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
+from pydantic import Field, model_validator
+
+from controller.config_model import Int, Listy, Strict, Text, ValidationError, describe
 
 NODE_NAME = "drift_monitor"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "launch" / "drift_monitor.yaml"
+DEFAULT_CONFIG_NAME = "launch/drift_monitor.yaml"    # share-relative: found in every install (controller.shipped)
+
+
+def default_config_path() -> Path:
+    """The shipped monitor YAML of this install (colcon share, wheel package data or checkout)."""
+    from controller.shipped import shipped_file
+    return shipped_file(DEFAULT_CONFIG_NAME)
+
+
+try:
+    DEFAULT_CONFIG_PATH = default_config_path()
+except FileNotFoundError:   # reported by load_config() when it is needed
+    DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG_NAME
 
 
 @dataclass(frozen=True)
@@ -132,49 +147,94 @@ def _plain(x):
     return x
 
 
-def _build(cls, data: Mapping[str, Any], where: str):
-    if not isinstance(data, Mapping):
-        raise ValueError(f"drift monitor config: {where or 'top level'} must be a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"drift monitor config: unknown key(s) {unknown} in {where or 'top level'}; "
-                         f"known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        f = fields[name]
-        key = f"{where}.{name}" if where else name
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, key)
-        elif isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise ValueError(f"drift monitor config: {key} must be a list, got {value!r}")
-            kwargs[name] = tuple(value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f"drift monitor config: {key} must be true/false, got {value!r}")
-            kwargs[name] = value
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"drift monitor config: {key} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"drift monitor config: {key} must be finite, got {value!r}")
-            if isinstance(default, int):
-                if not float(value).is_integer():
-                    raise ValueError(f"drift monitor config: {key} must be an integer, "
-                                     f"got {value!r}")
-                value = int(value)
-            kwargs[name] = type(default)(value)
-        elif isinstance(default, str):
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
-                raise ValueError(f"drift monitor config: {key} must be a string, got {value!r}")
-            kwargs[name] = value
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+# ---------------------------------------------------------------------- the file's model
+# One pydantic model per configuration file (controller.config_model): it defines what the YAML may hold
+# and words every error as "path.to.field: must be ..., got ...". The frozen dataclasses above stay
+# the contract the monitor reads.
+
+Pos = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Prob = Annotated[float, Field(gt=0, lt=1)]
+
+
+class _PageHinkleyModel(Strict):
+    enabled: bool = True
+    delta: NonNeg = 0.5
+    alpha: Annotated[float, Field(gt=0, le=1)] = 1.0
+    min_instances: Annotated[Int, Field(ge=1)] = 30
+    threshold_factor: Pos = 2.0
+    target_false_alarms_per_h: Pos = 0.001
+    block_s: Pos = 300.0
+    default_threshold: Pos = 50.0
+
+
+class _HddmWModel(Strict):
+    enabled: bool = True
+    channels: Annotated[list[Annotated[str, Field(min_length=1)]], Listy] = ["one_step"]
+    drift_confidence: Prob = 0.001
+    warning_confidence: Prob = 0.005
+    lambda_val: Prob = 0.05
+
+
+class _AdwinModel(Strict):
+    enabled: bool = False
+    delta: Prob = 0.002
+
+
+class _KswinModel(Strict):
+    enabled: bool = False
+    decimation: Annotated[Int, Field(ge=1)] = 10
+    alpha: Prob = 0.005
+    window_size: Annotated[Int, Field(ge=1)] = 100
+    stat_size: Annotated[Int, Field(ge=1)] = 30
+
+
+class _NominalModelModel(Strict):
+    horizons_s: Annotated[list[Pos], Field(min_length=1), Listy] = [0.1, 0.25]
+    every_s: Pos = 0.25
+    blend: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+    @model_validator(mode="after")
+    def _one_window_at_a_time(self):
+        if self.every_s < max(self.horizons_s):
+            raise ValueError(f"every_s ({self.every_s}) must be >= the longest horizon ({max(self.horizons_s)}): "
+                             "one open-loop window at a time")
+        return self
+
+
+class MonitorModel(Strict):
+    """The drift monitor YAML (``drift_monitor: ros__parameters:`` or the bare mapping)."""
+
+    warmup_s: NonNeg = 60.0
+    min_warmup_samples: Annotated[Int, Field(ge=1)] = 40
+    quantile: Annotated[float, Field(gt=0.5, lt=1)] = 0.99
+    clip: Pos = 10.0
+    whiten: Literal["diag", "full"] = "diag"
+    vote_k: Annotated[Int, Field(ge=1)] = 1
+    vote_window_s: NonNeg = 0.5
+    debounce_s: NonNeg = 10.0
+    cooldown_s: NonNeg = 60.0
+    gap_factor: Annotated[float, Field(gt=1)] = 2.5
+    max_abs: Pos = 1.0e6
+    clock_reset_ticks: Annotated[Int, Field(ge=1)] = 10
+    window_s: NonNeg = 20.0
+    tau_s: NonNeg = 1.0
+    calibration_file: Text = ""
+    page_hinkley: _PageHinkleyModel = _PageHinkleyModel()
+    hddm_w: _HddmWModel = _HddmWModel()
+    adwin: _AdwinModel = _AdwinModel()
+    kswin: _KswinModel = _KswinModel()
+    nominal_model: _NominalModelModel = _NominalModelModel()
+
+    def to_config(self) -> MonitorConfig:
+        d = self.model_dump()
+        return MonitorConfig(
+            **{k: v for k, v in d.items() if not isinstance(v, dict)},
+            page_hinkley=PageHinkleyConfig(**d["page_hinkley"]),
+            hddm_w=HddmWConfig(**{**d["hddm_w"], "channels": tuple(d["hddm_w"]["channels"])}),
+            adwin=AdwinConfig(**d["adwin"]), kswin=KswinConfig(**d["kswin"]),
+            nominal_model=NominalModelConfig(**{**d["nominal_model"],
+                                                "horizons_s": tuple(d["nominal_model"]["horizons_s"])}))
 
 
 def from_mapping(data: Mapping[str, Any] | None) -> MonitorConfig:
@@ -184,12 +244,17 @@ def from_mapping(data: Mapping[str, Any] | None) -> MonitorConfig:
         data = dict(data[NODE_NAME])
     if "ros__parameters" in data:
         data = dict(data["ros__parameters"] or {})
-    return _build(MonitorConfig, data, "")
+    try:
+        return MonitorModel.model_validate(data).to_config()
+    except ValidationError as e:
+        raise ValueError(f"drift monitor config: {describe(e, MonitorModel, data)}") from None
 
 
 def load_config(path: str | Path | None = None) -> MonitorConfig:
-    """Read a monitor YAML file (the shipped default when `path` is None)."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    """Read a monitor YAML file (the shipped default when `path` is None; a relative path that does
+    not exist in the working directory, or ``package://driftgate/...``, names a shipped file)."""
+    from controller.shipped import resolve
+    path = resolve(path) if path is not None else default_config_path()
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

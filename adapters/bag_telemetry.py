@@ -1,0 +1,161 @@
+"""Telemetry arrays from a recorded bag: what the drift monitor saw, as (t, obs, action, reward).
+
+`driftgate drift-calibrate --bag BAG` calibrates the detector on nominal telemetry recorded on the
+robot: a bag written by driftgate (``BagRecorder``, ``simulate_bag``, the demo) or any rosbag2 MCAP
+recording with a ``sensor_msgs/JointState`` and a ``std_msgs/Float64MultiArray`` command topic. The
+bag is opened and its topics are found exactly as replay does (`adapters.replay.inspect_bag`), and
+each joint state is paired with the command published after it (zero-order hold when a second
+state comes first), the pairing the live node and replay feed the monitor with.
+
+Only nominal telemetry calibrates: where the bag marks a drift as active (the simulated robot's
+``drift_active`` topic with a non-empty DriftSpec), the telemetry stops there.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+
+@dataclass
+class BagTelemetry:
+    plant: str
+    t: np.ndarray            # (n,) joint-state stamps, seconds from the first
+    obs: np.ndarray          # (n, obs_dim) the plant's observation of each joint state
+    action: np.ndarray       # (n, act_dim) the command sent after it
+    reward: np.ndarray       # (n,) latest reward (NaN: none yet / no reward topic)
+    skipped: int             # joint states without a usable command or with other joints
+    drift_at_s: float | None  # where a drift marker cut the nominal part (None: no drift in the bag)
+    topics: dict
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
+                       topics: Mapping[str, str] | None = None, joint_names: Sequence[str] | None = None,
+                       nominal_only: bool = True,
+                       progress: Callable[[float], None] | None = None) -> BagTelemetry:
+    """Read a bag's joint states and commands (`adapters.replay.ReplayError` on bad input: a missing,
+    damaged or empty bag, missing topics, commands of the wrong size, a plant the bag does not name)."""
+    from rosbags.rosbag2 import Reader
+
+    from adapters.recording import typestore
+    from adapters.replay import ReplayError, _bag_error, inspect_bag
+    from controller.runtime import make_observation_map, plant_info
+    from sim.nominal_model import STATE_CODECS
+
+    info = inspect_bag(bag, topics)
+    plant = plant or info.custom.get("driftgate.plant", "")
+    if not plant:
+        raise ReplayError(f"bag {info.path} does not name its plant (no driftgate.plant in metadata.yaml): "
+                          "give --plant")
+    if plant not in STATE_CODECS:
+        raise ReplayError(f"unknown plant {plant!r}; known: {sorted(STATE_CODECS)}")
+    pinfo = plant_info(plant)
+    names = list(joint_names or [])
+    if not names:
+        try:
+            names = json.loads(info.custom.get("driftgate.joint_names") or "[]")
+        except ValueError:
+            names = []
+    names = names or list(pinfo["joint_names"])
+    if len(names) != len(pinfo["joint_names"]):
+        raise ReplayError(f"joint names {names} do not match plant {plant!r} joints {pinfo['joint_names']}")
+    act_dim = int(pinfo["act_dim"])
+    obs_map = make_observation_map(plant)
+    js_topic, cmd_topic = info.topics["joint_states"], info.topics["commands"]
+    rew_topic, drift_topic = info.topics.get("reward"), info.topics.get("drift_active")
+    wanted = {x for x in (js_topic, cmd_topic, rew_topic, drift_topic) if x}
+    ts_out, obs_out, act_out, rew_out = [], [], [], []
+    pending = last_cmd = None
+    reward = math.nan
+    skipped = 0
+    drift_at = None
+    order: dict[tuple, object] = {}
+    t0 = None
+    span = max(1, info.end_ns - info.start_ns)
+
+    def emit(p, a) -> None:
+        ts_out.append(p[0])
+        obs_out.append(obs_map(p[1], p[2]))
+        act_out.append(a)
+        rew_out.append(p[3])
+
+    try:
+        with Reader(info.path) as r:
+            conns = [c for c in r.connections if c.topic in wanted]
+            deser = typestore().deserialize_cdr
+            for k, (c, ts, raw) in enumerate(r.messages(connections=conns)):
+                if progress is not None and k % 2000 == 0:
+                    progress(min(1.0, (ts - info.start_ns) / span))
+                if c.topic == drift_topic:
+                    try:
+                        d = json.loads(deser(raw, c.msgtype).data)
+                        active = bool(d.get("drift"))
+                    except (ValueError, AttributeError):
+                        active = False
+                    if active and nominal_only:
+                        drift_at = (ts - info.start_ns) / 1e9
+                        break
+                elif c.topic == js_topic:
+                    m = deser(raw, c.msgtype)
+                    if pending is not None:
+                        if last_cmd is not None:
+                            emit(pending, last_cmd)
+                        else:
+                            skipped += 1
+                    key = tuple(m.name)
+                    idx = order.get(key)
+                    if idx is None:
+                        pos = {n: i for i, n in enumerate(key)}
+                        idx = np.array([pos[n] for n in names], dtype=np.intp) \
+                            if all(n in pos for n in names) and len(pos) == len(key) else False
+                        order[key] = idx
+                    if idx is False or len(m.position) != len(key) or len(m.velocity) != len(key):
+                        skipped += 1
+                        pending = None
+                        continue
+                    st = m.header.stamp
+                    stamp = st.sec + 1e-9 * st.nanosec
+                    if stamp <= 0:
+                        stamp = ts / 1e9
+                    t0 = stamp if t0 is None else t0
+                    pending = (stamp - t0, np.asarray(m.position, float)[idx], np.asarray(m.velocity, float)[idx],
+                               reward)
+                elif c.topic == cmd_topic:
+                    a = np.asarray(deser(raw, c.msgtype).data, dtype=np.float64)
+                    if a.shape != (act_dim,):
+                        raise ReplayError(f"bag {info.path}: commands on {c.topic} have {a.size} values; plant "
+                                          f"{plant!r} takes {act_dim}")
+                    last_cmd = a
+                    if pending is not None:
+                        emit(pending, a)
+                        pending = None
+                elif c.topic == rew_topic:
+                    x = float(deser(raw, c.msgtype).data)
+                    if math.isfinite(x):
+                        reward = x
+            if pending is not None and last_cmd is not None:
+                emit(pending, last_cmd)
+    except ReplayError:
+        raise
+    except Exception as e:
+        raise _bag_error(info.path, e, reading=True) from None
+    if progress is not None:
+        progress(1.0)
+    n = len(ts_out)
+    obs_dim = obs_map.obs_dim
+    return BagTelemetry(plant=plant, t=np.asarray(ts_out, float).reshape(n),
+                        obs=np.asarray(obs_out, float).reshape(n, obs_dim),
+                        action=np.asarray(act_out, float).reshape(n, act_dim),
+                        reward=np.asarray(rew_out, float).reshape(n), skipped=skipped, drift_at_s=drift_at,
+                        topics=dict(info.topics))
+
+
+__all__ = ["BagTelemetry", "read_bag_telemetry"]
