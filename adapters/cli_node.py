@@ -71,9 +71,11 @@ def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
     100.0), empty lists are left out (a typed array parameter keeps its default), unknown names are
     an error (a typo must not be silently ignored)."""
     from rclpy.parameter import Parameter
-    unknown = sorted(set(values) - set(declared))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(declared)}")
+
+    from controller.params import unknown_names
+    msg = unknown_names(list(values), list(declared))
+    if msg:
+        raise ValueError(msg)
     out = []
     for k, v in values.items():
         default = declared[k][0]
@@ -89,6 +91,15 @@ def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
     return out
 
 
+class NodeFailed(RuntimeError):
+    """A node could not start (its configure failed on autostart); the message is one line, `code`
+    the exit status it asks for (2: bad parameters, 1: anything else)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = None,
               stop: threading.Event | None = None, threads: int = 1) -> None:
     """Build the nodes in a private context, spin them until SIGINT/SIGTERM (or `stop`), clean up.
@@ -97,6 +108,9 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     (the sandbox and the gate run in processes of their own and are polled), and rclpy's
     MultiThreadedExecutor busy-spins a core whenever a ready timer waits on a busy callback group,
     which cost the control loop missed ticks (benchmarks/results/node_latency.md).
+
+    A node whose ``fatal`` attribute becomes a message (the controller, when configure fails on
+    autostart) ends the run: the nodes are cleaned up and `NodeFailed` is raised with that message.
 
     A node that declares ``realtime_priority`` > 0 (the controller) gets its process's threads on
     SCHED_FIFO once the nodes exist (`controller.realtime.enter_realtime`, called by the executor
@@ -107,6 +121,7 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     from rclpy.signals import SignalHandlerOptions
 
     stop = stop or threading.Event()
+    failure: tuple[str, int] | None = None
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
     previous = {}
@@ -133,8 +148,12 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
             executor.spin()
         spinner = threading.Thread(target=spin, name="driftgate-executor", daemon=True)
         spinner.start()
-        while not stop.wait(0.2):
+        while not stop.wait(0.05):
             if not spinner.is_alive():
+                break
+            failed = [n for n in nodes if getattr(n, "fatal", None)]
+            if failed:                # autostart's configure failed: nothing will retry it
+                failure = (failed[0].fatal, int(getattr(failed[0], "fatal_code", 1)))
                 break
         executor.shutdown(timeout_sec=5.0)
         spinner.join(timeout=5.0)
@@ -147,6 +166,8 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
         rclpy.try_shutdown(context=ctx)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if failure:
+        raise NodeFailed(*failure)
 
 
 def requested_realtime_priority(node) -> int:
@@ -174,9 +195,18 @@ def _sim_factory(params: Optional[Path], name: str, namespace: str, sets: list[s
     return lambda ctx: sn.SimRobotNode(name, context=ctx, namespace=namespace, parameter_overrides=overrides)
 
 
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2)
+def _fail(e: Exception, code: int = 2) -> None:
+    from adapters.cli_common import fail
+    fail(str(e), code)
+
+
+def _run(factories: list, domain_id: Optional[int]) -> None:
+    """run_nodes; a node that cannot configure ends the process with one line and exit status 2
+    (bad parameters) or 1 (anything else, e.g. an unreadable registry)."""
+    try:
+        run_nodes(factories, domain_id=domain_id)
+    except NodeFailed as e:
+        _fail(e, e.code)
 
 
 PARAMS_OPT = typer.Option(None, "--params", help="ROS 2 parameter YAML (e.g. launch/driftgate.yaml)")
@@ -196,7 +226,7 @@ def controller(params: Optional[Path] = PARAMS_OPT,
         factory = _controller_factory(params, name, namespace, set_, autostart)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([factory], domain_id=domain_id)
+    _run([factory], domain_id)
 
 
 @app.command("sim-robot")
@@ -210,7 +240,7 @@ def sim_robot(params: Optional[Path] = PARAMS_OPT,
         factory = _sim_factory(params, name, namespace, set_)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([factory], domain_id=domain_id)
+    _run([factory], domain_id)
 
 
 @app.command()
@@ -223,7 +253,7 @@ def demo(params: Path = typer.Option(Path("launch/demo.yaml"), "--params", help=
         ctl = _controller_factory(params, CONTROLLER, "", set_, True)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([sim, ctl], domain_id=domain_id)
+    _run([sim, ctl], domain_id)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 
 ASSETS = Path(__file__).parent / "assets" / "champions"
 EVAL_EPISODES = 5
+NO_SCORE = 1e-6          # returns at or below this are "scores nothing" (rewards are >= 0)
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,9 @@ class AdaptJob:
             from sim.plants import make_plant
             make_plant(self.plant).apply_drift(DriftSpec.parse(self.drift))   # names checked against the model
         for name in ("budget_s", "sysid_budget_s", "target_fraction"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"job.{name}: must be > 0, got {getattr(self, name)}")
+            v = float(getattr(self, name))
+            if not (v > 0 and v < float("inf")):
+                raise ValueError(f"job.{name}: must be a finite number > 0, got {getattr(self, name)}")
         for name in ("max_generations", "population", "children", "horizon", "workers", "telemetry_ticks"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"job.{name}: must be a positive integer, got {getattr(self, name)}")
@@ -249,6 +251,13 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "wall_s": time.perf_counter() - t0,
         "job": job.to_dict(),
     }
+    best = max((g.best for g in res.generations), default=0.0)
+    if not any(x > NO_SCORE for x in (result["return_before"], result["return_after"], best)):  # NaN too
+        # a robot on which no controller scores anything (a drift outside what the simulator can
+        # represent, a diverging model) is not an adaptation: the candidate must not be offered
+        result["status"] = "failed"
+        result["error"] = (f"the drifted robot scores nothing: return {result['return_before']:g} before, "
+                           f"{result['return_after']:g} after, best {best:g} during the search")
     return result, candidate
 
 

@@ -46,9 +46,12 @@ class ControlLoop:
 
     def __init__(self, node, msg_type, topic: str, qos, on_message: Callable[[Any, dict], None], *,
                  period_s: float, on_deadline: Callable[[], None], priority: int = 0,
-                 gil_switch_s: float = 2e-4, name: str = "driftgate_control") -> None:
+                 gil_switch_s: float = 2e-4, max_messages: int = 20, name: str = "driftgate_control") -> None:
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
+        if not max_messages >= 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        self.max_messages = int(max_messages)
         self.node, self.msg_type, self.topic = node, msg_type, topic
         self.on_message, self.on_deadline = on_message, on_deadline
         self.period_s, self.priority, self.gil_switch_s = float(period_s), int(priority), gil_switch_s
@@ -61,7 +64,10 @@ class ControlLoop:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.scheduling: Scheduling | None = None
         self.native_id = 0
-        self.counters = {"wakeups": 0, "messages": 0, "deadlines": 0, "callback_errors": 0}
+        # messages: handed to on_message; dropped: taken but not handed on (over max_messages in one
+        # period: a flood); late_deadlines: the periodic work ran more than one period late
+        self.counters = {"wakeups": 0, "messages": 0, "dropped": 0, "deadlines": 0, "late_deadlines": 0,
+                         "callback_errors": 0}
         self.last_error = ""
 
     @property
@@ -110,6 +116,7 @@ class ControlLoop:
                                     f"deadline every {1e3 * self.period_s:g} ms")
         wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self.context.handle)
         deadline = time.monotonic() + self.period_s
+        handled = 0                                  # messages handed on in this period
         try:
             with self.context.handle, self.subscription, self._wake:
                 while not self._stop.is_set() and self.context.ok():
@@ -118,16 +125,25 @@ class ControlLoop:
                     wait_set.add_guard_condition(self._wake)
                     wait_set.wait(max(0, int((deadline - time.monotonic()) * 1e9)))
                     self.counters["wakeups"] += 1
-                    while not self._stop.is_set():
+                    # a flood must not hold the tick: take while the deadline has not come, hand on at
+                    # most max_messages per period, drop (and count) the rest
+                    while not self._stop.is_set() and time.monotonic() < deadline:
                         taken = self.subscription.take_message(self.msg_type, False)
                         if taken is None:
                             break
+                        if handled >= self.max_messages:
+                            self.counters["dropped"] += 1
+                            continue
+                        handled += 1
                         self.counters["messages"] += 1
                         self._call(self.on_message, *taken)
                     now = time.monotonic()
                     if now >= deadline and not self._stop.is_set():
                         self.counters["deadlines"] += 1
+                        if now - deadline > self.period_s:
+                            self.counters["late_deadlines"] += 1
                         self._call(self.on_deadline)
+                        handled = 0
                         deadline += self.period_s
                         if deadline <= now:          # overran: the next period from now, no catch-up burst
                             deadline = now + self.period_s

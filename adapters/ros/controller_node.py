@@ -44,7 +44,7 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -59,12 +59,12 @@ from controller.contracts import INCONCLUSIVE, GateOutcome
 from controller.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
 from controller.orchestrator import Orchestrator, OrchestratorConfig
+from controller.params import MODES, ParameterError, allowed, check_value, declare_checked
 from controller.realtime import Scheduling, current_scheduling, enter_realtime
 from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
                                 make_observation_map, plant_info)
 
 NODE_NAME = "driftgate_controller"
-MODES = ("active", "shadow", "canary")
 _T = Parameter.Type
 
 # name -> (default or type, description, read_only, extra descriptor kwargs)
@@ -88,6 +88,11 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "safe_command": (_T.DOUBLE_ARRAY, "command held on stale input (default zeros)", True),
     "max_abs_input": (1.0e6, "joint positions/velocities above this are refused", True),
     "burst_limit": (10, "more joint states than this between two ticks counts a burst", True),
+    "max_joint_states_per_tick": (20, "control_thread: joint states taken per control period at most; the "
+                                  "rest are dropped and counted, so a flood never delays a tick", True),
+    "velocity_source": ("measured", "measured: JointState.velocity is required (positions-only messages are "
+                        "refused, ERROR on /diagnostics); differentiate: velocities by differencing consecutive "
+                        "positions over their header stamps (for drivers that publish positions only)", True),
     "guard_max_divergence": (0.5, "canary: |a_challenger - a_base| above this hands authority back", True),
     "guard_joint_bounds": ("{}", 'canary: JSON {"joint": [low, high]} on positions', True),
     "incumbent_timeout_s": (0.2, "canary: incumbent commands older than this hand authority back", True),
@@ -138,8 +143,6 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "orchestrator_rate_hz": (5.0, "state machine step rate", True),
     "diagnostics_rate_hz": (1.0, "/diagnostics and ~/comparison rate", True),
 }
-_POSITIVE = {"rate_hz", "stale_timeout_s", "max_abs_input", "orchestrator_rate_hz", "diagnostics_rate_hz",
-             "canary_period_s", "adapt_budget_s", "gate_timeout_s", "incumbent_timeout_s"}
 
 
 class ControllerNode(LifecycleNode):
@@ -148,17 +151,17 @@ class ControllerNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, *, clock=time.monotonic, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.clock = clock
-        for name, (default, desc, ro) in PARAMETERS.items():
-            d = ParameterDescriptor(description=desc, read_only=ro)
-            if name == "canary_weight":
-                d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
-            if name == "realtime_priority":
-                d.integer_range = [IntegerRange(from_value=0, to_value=99, step=1)]
-            self.declare_parameter(name, default, d)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.lifecycle = "unconfigured"
         self.runtime: ControllerRuntime | None = None
         self.orchestrator: Orchestrator | None = None
+        # the check first, then the declarations: start-up overrides pass the run-time check too;
+        # refused ones keep their default and make configure fail (controller.params)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.parameter_errors: list[str] = declare_checked(self, PARAMETERS)
+        self.fatal: str | None = None          # autostart: why configure failed (the CLI exits with it)
+        self.configure_error: str | None = None
+        self.configure_bad_input = False
+        self.fatal_code = 1
         self.registry = None
         self.monitor = None
         self.commands_published = 0
@@ -185,14 +188,9 @@ class ControllerNode(LifecycleNode):
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for prm in params:
-            if prm.name == "mode" and prm.value not in MODES:
-                return SetParametersResult(successful=False, reason=f"mode must be one of {MODES}, got {prm.value!r}")
-            if prm.name == "trigger" and prm.value not in ("timer", "joint_states"):
-                return SetParametersResult(successful=False, reason="trigger must be timer or joint_states")
-            if prm.name in _POSITIVE and not (isinstance(prm.value, (int, float)) and prm.value > 0):
-                return SetParametersResult(successful=False, reason=f"{prm.name} must be > 0")
-            if prm.name == "canary_window_s" and not (isinstance(prm.value, (int, float)) and prm.value > 0):
-                return SetParametersResult(successful=False, reason="canary_window_s must be > 0")
+            why = check_value(prm.name, prm.value)
+            if why is not None:
+                return SetParametersResult(successful=False, reason=why)
         changed = {prm.name: prm.value for prm in params}
         if "adapt" in changed and self.orchestrator is not None:
             self.orchestrator.config = _replace(self.orchestrator.config, adapt=bool(changed["adapt"]))
@@ -210,12 +208,21 @@ class ControllerNode(LifecycleNode):
         self.destroy_timer(self._autostart_timer)
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
+        else:                    # no lifecycle manager will retry: the process must end and say why
+            self.fatal = self.configure_error or "configure failed"
+            self.fatal_code = 2 if self.configure_bad_input else 1
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.configure_error = None
         try:
+            if self.parameter_errors:
+                raise ParameterError(self.parameter_errors[0])
             self._configure()
         except Exception as e:   # a bad parameter or registry: stay unconfigured, say why
-            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            self.configure_bad_input = isinstance(e, ParameterError)
+            why = str(e) if isinstance(e, ParameterError) else f"{type(e).__name__}: {e}"
+            self.configure_error = " ".join(f"configure failed: {why}".split())    # one line
+            self.get_logger().error(self.configure_error)
             self._destroy_entities()
             self.runtime = self.orchestrator = None
             if self.registry is not None:
@@ -298,21 +305,29 @@ class ControllerNode(LifecycleNode):
         info = plant_info(plant)
         joints = tuple(self.p("joint_names") or info["joint_names"])
         if len(joints) != len(info["joint_names"]):
-            raise ValueError(f"joint_names has {len(joints)} names; plant {plant!r} has joints {info['joint_names']}")
+            raise ParameterError(f"parameter joint_names: {len(joints)} names given; plant {plant!r} has "
+                                 f"{len(info['joint_names'])} joints {info['joint_names']} (robot names in this order)")
         bounds = json.loads(self.p("guard_joint_bounds") or "{}")
-        guard = GuardConfig.from_names(joints, bounds, max_divergence=float(self.p("guard_max_divergence")),
-                                       incumbent_timeout_s=float(self.p("incumbent_timeout_s")))
+        try:
+            guard = GuardConfig.from_names(joints, bounds, max_divergence=float(self.p("guard_max_divergence")),
+                                           incumbent_timeout_s=float(self.p("incumbent_timeout_s")))
+        except ValueError as e:
+            raise ParameterError(f"parameter guard_joint_bounds: {e}") from None
         safe = tuple(float(x) for x in self.p("safe_command")) or None
-        cfg = RuntimeConfig(joint_names=joints, act_dim=info["act_dim"], act_low=tuple(info["act_low"]),
-                            act_high=tuple(info["act_high"]), safe_command=safe,
-                            stale_after_s=float(self.p("stale_timeout_s")), max_abs=float(self.p("max_abs_input")),
-                            burst_limit=int(self.p("burst_limit")), guard=guard)
+        try:                                 # finite, one per actuator, inside the actuator bounds
+            cfg = RuntimeConfig(joint_names=joints, act_dim=info["act_dim"], act_low=tuple(info["act_low"]),
+                                act_high=tuple(info["act_high"]), safe_command=safe,
+                                stale_after_s=float(self.p("stale_timeout_s")),
+                                max_abs=float(self.p("max_abs_input")), burst_limit=int(self.p("burst_limit")),
+                                velocity_source=self.p("velocity_source"), guard=guard)
+        except ValueError as e:
+            raise ParameterError(f"parameter {_runtime_param(str(e))}: {e}") from None
         self.monitor = self._make_monitor(plant, info)
         self.runtime = ControllerRuntime(cfg, make_observation_map(plant), monitor=self.monitor, clock=self.clock)
 
         reg_path = self.p("registry_path")
         if not reg_path:
-            raise ValueError("registry_path is not set")
+            raise ParameterError("parameter registry_path: is not set; allowed: " + allowed("registry_path"))
         boot = self.p("bootstrap_champion")
         if boot:
             from controller.bootstrap import bootstrap_registry, lqr_policy_genome
@@ -406,10 +421,13 @@ class ControllerNode(LifecycleNode):
         if own_thread:   # last: destroyed first, before the publishers it uses
             period, deadline = ((self._stale_s / 2.0, self._on_watchdog) if self._tick_on_message
                                 else (1.0 / float(self.p("rate_hz")), self._on_tick))
+            # a flood never delays the tick: at most max_joint_states_per_tick per control period (timer),
+            # or per 1/rate_hz of the watchdog period (joint_states trigger); the rest is dropped, counted
+            per_period = int(self.p("max_joint_states_per_tick")) * max(1, round(period * float(self.p("rate_hz"))))
             self.control_loop = self._add("control_loop", ControlLoop(
                 self, JointState, self.p("joint_states_topic"), qos_profile_sensor_data, self._on_joint_state,
                 period_s=period, on_deadline=deadline, priority=int(self.p("realtime_priority")),
-                name=f"{self.get_name()}_control")).start()
+                max_messages=per_period, name=f"{self.get_name()}_control")).start()
 
     def _make_monitor(self, plant: str, info: dict):
         """The drift monitor from `controller.drift` with the nominal-model residual source. If the
@@ -676,6 +694,13 @@ def _package_path(path: str) -> Path:
     import sim
     installed = Path(sim.__file__).resolve().parent.parent / p
     return installed if installed.exists() else p
+
+
+def _runtime_param(message: str) -> str:
+    """The parameter a RuntimeConfig error is about (its message starts with the field name)."""
+    field = message.split(" ", 1)[0].rstrip(":")
+    return {"safe_command": "safe_command", "joint_names": "joint_names", "stale_after_s": "stale_timeout_s",
+            "velocity_source": "velocity_source"}.get(field, field)
 
 
 def _replace(cfg, **kw):
