@@ -126,7 +126,7 @@ def demo(
     except json.JSONDecodeError as e:
         fail(f"--drift: not valid JSON ({e})")
     except (DemoError, typer.BadParameter) as e:
-        fail(str(e))
+        fail(str(e), getattr(e, "code", 2))
     rep = result.report
     out.print(summary_table(rep, result))
     out.print(f"report: {out_dir}/report.json, {out_dir}/summary.md, {out_dir}/timeline.png; "

@@ -335,6 +335,10 @@ class ControllerNode(LifecycleNode):
             genome = lqr_policy_genome(plant) if boot == "lqr" else load_genome(_package_path(boot))
             bootstrap_registry(reg_path, genome, actor=f"{self.get_name()}-bootstrap")
         self.registry = Registry(reg_path, actor=self.get_fully_qualified_name())
+        robot = self.registry.robot()        # a registry for another robot would only ever hold the safe command
+        if robot is not None and (robot["obs_dim"], robot["act_dim"]) != (self.runtime.obs_map.obs_dim, info["act_dim"]):
+            raise ParameterError(f"parameter registry_path: the registry at {reg_path} holds policies for another "
+                                 f"robot ({robot}), not plant {plant!r}")
         job_root = Path(self.p("job_root") or Path(reg_path) / "jobs")
         job_root.mkdir(parents=True, exist_ok=True)
         budgets = {"wall_s": float(self.p("adapt_budget_s")), "generations": int(self.p("adapt_generations")),
