@@ -251,14 +251,20 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "wall_s": time.perf_counter() - t0,
         "job": job.to_dict(),
     }
-    best = max((g.best for g in res.generations), default=0.0)
-    if not any(x > NO_SCORE for x in (result["return_before"], result["return_after"], best)):  # NaN too
-        # a robot on which no controller scores anything (a drift outside what the simulator can
-        # represent, a diverging model) is not an adaptation: the candidate must not be offered
-        result["status"] = "failed"
-        result["error"] = (f"the drifted robot scores nothing: return {result['return_before']:g} before, "
-                           f"{result['return_after']:g} after, best {best:g} during the search")
+    why = no_score(result["return_before"], result["return_after"])
+    if why:
+        # a robot on which neither the champion nor the candidate scores anything (a drift outside
+        # what the simulator can represent, a diverging model) is not an adaptation: nothing is offered
+        result["status"], result["error"] = "failed", why
     return result, candidate
+
+
+def no_score(before: float, after: float) -> str | None:
+    """The reason an adaptation failed when neither policy scores on the drifted robot, else None
+    (returns are sums of rewards >= 0; NaN counts as nothing)."""
+    if any(x > NO_SCORE for x in (before, after)):
+        return None
+    return f"the drifted robot scores nothing: return {before:g} before adaptation and {after:g} after"
 
 
 def _sysid_error(params: dict[str, float], truth: DriftSpec | None) -> dict[str, float] | None:
