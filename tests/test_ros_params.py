@@ -214,3 +214,29 @@ def test_a_joint_state_flood_cannot_hold_the_control_loop(ctx):
     assert len(per_period) >= 30 and loop.counters["dropped"] >= 50, (len(per_period), loop.counters)
     assert max(per_period) <= 3, per_period
     assert loop.counters["messages"] + loop.counters["dropped"] >= sum(per_period)
+
+
+def test_positions_only_joint_states_get_an_error_naming_the_choice(ctx, registry):
+    """velocity_source measured: refused from the first message, ERROR on /diagnostics saying what to set;
+    differentiate: control resumes with estimated velocities."""
+    for source, accepted in (("measured", False), ("differentiate", True)):
+        n = node(ctx, registry, velocity_source=source)
+        try:
+            assert n.trigger_configure() == SUCCESS and n.trigger_activate() == SUCCESS
+            sent = []
+            n._diag_pub.publish = sent.append                 # what /diagnostics would carry
+            for k in range(3):
+                msg = JointState(name=["slider", "hinge_1"], position=[0.0, 0.01 * k], velocity=[])
+                msg.header.stamp.sec, msg.header.stamp.nanosec = 100, 10_000_000 * (k + 1)
+                n._on_joint_state(msg, {})
+            n._on_tick()
+            n._on_diagnostics()
+            control = sent[-1].status[0]
+            if accepted:
+                assert n.runtime.accepted == 2 and n.runtime.last_output.status == "ok"
+            else:
+                assert n.runtime.accepted == 0 and n.runtime.refused["no_velocity"] == 3
+                assert control.level == b"\x02" and "velocity_source: differentiate" in control.message
+        finally:
+            n._teardown()
+            n.destroy_node()

@@ -610,8 +610,14 @@ class ControllerNode(LifecycleNode):
         loop = st["control_loop"]
         if isinstance(loop, dict) and not loop["alive"]:
             level, msg = DiagnosticStatus.ERROR, f"control loop thread ended: {loop['last_error'] or 'unknown'}"
-        elif last in ("stale", "error"):
-            level, msg = DiagnosticStatus.ERROR, f"joint states {last}: holding the safe command"
+        elif last in ("stale", "error") or (last == "waiting" and rt.first_refusal):
+            # every joint state refused (e.g. positions only with velocity_source measured): say why
+            problem = rt.input_problem()
+            level, msg = DiagnosticStatus.ERROR, f"joint states {last}: holding the safe command" + \
+                (f" ({problem})" if problem and not rt.accepted else "")
+            if problem and not rt.accepted and not getattr(self, "_input_problem_logged", False):
+                self._input_problem_logged = True
+                self.get_logger().error(f"no joint state accepted so far: {problem}")
         elif st["champion"] is None:
             level, msg = DiagnosticStatus.WARN, "no champion: holding the safe command"
         elif last in (None, "waiting"):
@@ -632,7 +638,8 @@ class ControllerNode(LifecycleNode):
                   "in_out_us_p99": st["in_out_latency"]["p99_us"] or "", "in_out_n": st["in_out_latency"]["n"],
                   "scheduling": st["scheduling"]["tick_thread"],
                   "control_loop": "thread" if isinstance(loop, dict) else loop,
-                  "control_callback_errors": loop["callback_errors"] if isinstance(loop, dict) else 0}
+                  "control_callback_errors": loop["callback_errors"] if isinstance(loop, dict) else 0,
+                  "joint_states_dropped": loop["dropped"] if isinstance(loop, dict) else 0}
         values.update(st["counters"])
         control = _status(DiagnosticStatus, level, f"{name}: control", msg, self.p("plant"), values)
         if self.monitor is not None:
