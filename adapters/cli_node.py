@@ -40,7 +40,8 @@ def load_node_params(path: str | Path | None, node_name: str, namespace: str = "
     """The flattened ``ros__parameters`` for `node_name` in a ROS 2 parameter file (or {})."""
     if path is None:
         return {}
-    doc = yaml.safe_load(Path(path).read_text()) or {}
+    from sim.safeio import read_text_bounded
+    doc = yaml.safe_load(read_text_bounded(path, what="parameter file")) or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a ROS 2 parameter file (top level must be a mapping)")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""

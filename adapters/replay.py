@@ -79,6 +79,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import yaml
 
+from sim.safeio import read_text_bounded
+
 from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
                                   gate_record, jsonable, make_header, monitor_stats)
 
@@ -231,7 +233,7 @@ def load_replay_config(path: str | os.PathLike | None = None) -> ReplayConfig:
         return ReplayConfig()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text_bounded(path, what="replay config"))
     except OSError as e:
         raise ReplayError(f"cannot read config {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
@@ -319,7 +321,7 @@ def inspect_bag(path: str | os.PathLike, topics: Mapping[str, str] | None = None
         with Reader(path) as r:
             conns = list(r.connections)
             start, end = int(r.start_time), int(r.end_time) - 1   # rosbags: end = last + 1 ns
-        meta = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        meta = yaml.safe_load(read_text_bounded(path / "metadata.yaml", what="bag metadata"))["rosbag2_bagfile_information"]
         custom = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
         files = [path / f for f in meta.get("relative_file_paths") or []]
     except ReplayError:
@@ -515,7 +517,7 @@ def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
         raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "
                           "(or gate.enabled: false)")
     try:
-        doc = yaml.safe_load(src.read_text())
+        doc = yaml.safe_load(read_text_bounded(src, what="gate suite"))
     except OSError as e:
         raise ReplayError(f"gate suite {src}: {e.strerror or e}") from None
     except yaml.YAMLError as e:

@@ -64,3 +64,15 @@ def inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     except (OSError, RuntimeError):
         return False
     return real == base or base in real.parents
+
+
+MAX_CONFIG_BYTES = 16 << 20      # parameter files, suites, monitor and replay configs, bag metadata
+
+
+def read_text_bounded(path: str | os.PathLike, max_bytes: int = MAX_CONFIG_BYTES, *, what: str = "file") -> str:
+    """`read_bounded` decoded as UTF-8 (UnsafeFileError if it is not text)."""
+    data = read_bounded(path, max_bytes, what=what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnsafeFileError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from sim.safeio import read_text_bounded
+
 NODE_NAME = "drift_monitor"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "launch" / "drift_monitor.yaml"
 
@@ -191,7 +193,7 @@ def load_config(path: str | Path | None = None) -> MonitorConfig:
     """Read a monitor YAML file (the shipped default when `path` is None)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text_bounded(path, what="drift monitor config"))
     except yaml.YAMLError as exc:
         raise ValueError(f"drift monitor config {path}: not valid YAML ({exc})") from None
     cfg = from_mapping(data)
