@@ -458,7 +458,10 @@ class Registry:
     @staticmethod
     def _record(row: tuple) -> GenomeRecord:
         d = dict(zip(_GENOME_FIELDS, row))
-        d["fitness"] = json.loads(d["fitness"])
+        try:
+            d["fitness"] = json.loads(d["fitness"])
+        except (TypeError, ValueError) as e:     # only an edited or damaged database gets here
+            raise RegistryStateError(f"genome {d.get('id')!r}: unreadable index row ({e}); run `registry verify`")
         return GenomeRecord(**d)
 
     def _get(self, c: sqlite3.Connection, genome_id: str) -> GenomeRecord | None:
