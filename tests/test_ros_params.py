@@ -240,3 +240,14 @@ def test_positions_only_joint_states_get_an_error_naming_the_choice(ctx, registr
         finally:
             n._teardown()
             n.destroy_node()
+
+
+def test_driftgate_demo_exits_2_with_one_line_when_the_controller_cannot_configure(tmp_path):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain(11)))
+    r = subprocess.run([sys.executable, "-c", "from adapters.cli import main; main()", "demo", "-q",
+                        "--out", str(tmp_path / "demo"), "--set", "mode=bogus"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("error: configure failed: parameter mode: 'bogus' is not allowed; "
+                                                 "allowed: one of active | shadow | canary")
+    assert "Traceback" not in r.stdout + r.stderr
