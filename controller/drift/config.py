@@ -14,8 +14,6 @@ from typing import Any, Mapping
 
 import yaml
 
-from sim.safeio import read_text_bounded
-
 NODE_NAME = "drift_monitor"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "launch" / "drift_monitor.yaml"
 
@@ -191,6 +189,7 @@ def from_mapping(data: Mapping[str, Any] | None) -> MonitorConfig:
 
 def load_config(path: str | Path | None = None) -> MonitorConfig:
     """Read a monitor YAML file (the shipped default when `path` is None)."""
+    from sim.safeio import read_text_bounded   # here: controller.drift itself stays free of sim
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
         data = yaml.safe_load(read_text_bounded(path, what="drift monitor config"))
