@@ -106,6 +106,9 @@ def test_path_start_up_values_are_refused(ctx, registry, tmp_path):
                     "does not exist")
     configure_fails(node(ctx, registry, bootstrap_champion="/dev/zero"), "parameter bootstrap_champion",
                     "regular file")
+    bad = tmp_path / "monitor.yaml"
+    bad.write_text("detectors: [\n")
+    configure_fails(node(ctx, registry, detector_config=str(bad)), "parameter detector_config", "YAML")
 
 
 def test_json_start_up_values_are_refused(ctx, registry):

@@ -448,6 +448,9 @@ class ControllerNode(LifecycleNode):
             return DriftMonitor(cfg, obs_dim=len(info["obs_names"]), act_dim=info["act_dim"], dt=info["control_dt"],
                                 source=make_predictor(plant, cfg), act_low=info["act_low"], act_high=info["act_high"])
         except Exception as e:
+            if path:                         # a file the user named and that does not load: bad input
+                raise ParameterError(f"parameter detector_config: {path!r} cannot be used: "
+                                     f"{type(e).__name__}: {e}") from None
             self.monitor_note = f"unavailable: {type(e).__name__}: {e}"
             self.get_logger().warning(f"drift monitor {self.monitor_note}")
             return None
