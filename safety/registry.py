@@ -404,6 +404,9 @@ class Registry:
                     self._conn.execute("ROLLBACK")
                 if isinstance(e, sqlite3.Error):
                     raise RegistryStateError(f"registry database error, nothing changed: {e}") from e
+                if isinstance(e, UnicodeDecodeError):
+                    raise RegistryStateError(f"registry database holds text that is not UTF-8 (damaged), "
+                                             f"nothing changed: {e}") from e
                 raise
 
     @contextmanager
@@ -415,6 +418,8 @@ class Registry:
                 yield self._conn
             except sqlite3.Error as e:
                 raise RegistryStateError(f"registry database error: {e}") from e
+            except UnicodeDecodeError as e:      # a damaged page: text columns with bytes that are not UTF-8
+                raise RegistryStateError(f"registry database holds text that is not UTF-8 (damaged): {e}") from e
             finally:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -438,7 +443,7 @@ class Registry:
     def _check_format(self) -> None:
         try:
             meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.Error as e:
+        except (sqlite3.Error, UnicodeDecodeError) as e:
             raise RegistryError(f"{self.db_path} is not a driftgate registry: {e}") from e
         if meta.get("format") != FORMAT:
             raise RegistryError(f"{self.db_path} is not a driftgate registry (format={meta.get('format')!r})")
@@ -550,6 +555,10 @@ class Registry:
                 self._check_id(parent_id)
             genome = genome.with_lineage(parent_id=parent_id)
         gid = genome.id
+        if genome.parent_id is not None and not (isinstance(genome.parent_id, str)
+                                                 and _ID_RE.fullmatch(genome.parent_id)):
+            raise RegistryError(f"genome {gid}: parent {genome.parent_id!r} is not a genome id "
+                                "(32 lowercase hex characters)")
         if genome.parent_id == gid:
             raise RegistryError(f"genome {gid} cannot be its own parent")
         fitness_text = _json_text(genome.fitness, "genome fitness")
@@ -863,6 +872,7 @@ class Registry:
             if self.genome_dir.is_dir() else ()
         if not self.genome_dir.is_dir() and records:
             problems.append(f"genome directory {self.genome_dir} is missing")
+        problems = [" ".join(str(p).split()) for p in problems]     # one line each (SQLite's own have newlines)
         return RegistryCheck(ok=not problems, audit=chain, problems=tuple(problems),
                              genomes_checked=len(records), orphan_files=orphans)
 
@@ -887,8 +897,8 @@ def _database_problems(c: sqlite3.Connection) -> list[str]:
     problems: list[str] = []
     try:
         rows = [r[0] for r in c.execute("PRAGMA integrity_check(20)").fetchall()]
-    except sqlite3.DatabaseError as e:
-        return [f"database: integrity_check could not run: {e}"]
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+        return [f"database: integrity_check could not run or report: {e}"]
     if rows != ["ok"]:
         problems.append(f"database: integrity_check: {'; '.join(map(str, rows[:5]))}")
     have = set(c.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())

@@ -271,3 +271,31 @@ def test_symlinks_out_of_the_registry_are_not_followed(tmp_path):
         with pytest.raises(RegistryError, match="leads out of the registry"):
             reg.add(mk())
     assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [path.name]   # nothing written there
+
+
+def test_text_that_is_not_utf8_in_the_database_is_a_clean_refusal(reg_root):
+    """A damaged page can leave bytes in a TEXT column that Python cannot decode: every read and
+    `verify` must end as a RegistryError / one-line exit 1, never a UnicodeDecodeError."""
+    root, a, b, c = reg_root
+    conn = sqlite3.connect(root / DB_NAME)
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("UPDATE audit SET actor = CAST(X'61ff62' AS TEXT) WHERE seq = 2")
+    conn.execute("UPDATE genomes SET fitness = CAST(X'7bff7d' AS TEXT) WHERE id = ?", (c,))
+    conn.commit()
+    conn.close()
+    with Registry(root) as reg:
+        for read in (reg.list, reg.history, reg.verify):
+            with pytest.raises(RegistryError, match="UTF-8"):
+                read()
+    r = CliRunner().invoke(app, ["verify", "--registry", str(root)])
+    assert r.exit_code == 1 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert len(r.stderr.strip().splitlines()) == 1 and "UTF-8" in r.stderr
+
+
+def test_a_parent_that_is_not_a_genome_id_is_refused(reg_root):
+    root, a, *_ = reg_root
+    before = snapshot(root)
+    with Registry(root) as reg:
+        with pytest.raises(RegistryError, match="not a genome id"):
+            reg.add(mk(parent_id="../../etc"))
+    assert snapshot(root) == before
