@@ -41,7 +41,10 @@ def load_node_params(path: str | Path | None, node_name: str, namespace: str = "
     if path is None:
         return {}
     from sim.safeio import read_text_bounded
-    doc = yaml.safe_load(read_text_bounded(path, what="parameter file")) or {}
+    try:
+        doc = yaml.safe_load(read_text_bounded(path, what="parameter file")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a ROS 2 parameter file (top level must be a mapping)")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""

@@ -504,7 +504,7 @@ def startup_battery(rep: Report, work: Path, smoke: bool) -> None:
         else:
             p.write_text(text)
         rep.run(battery, f"--params file: {label}", lambda p=p: judge_cli(cli(["node", "controller", "--params", str(p)]),
-                                                                      expect_codes=(2,)))
+                                                                      expect_codes=(2,), needle=str(p)))
     zero = work / "params-devzero.yaml"
     zero.symlink_to("/dev/zero")
     rep.run(battery, "--params file: symlink to /dev/zero", lambda: judge_cli(
