@@ -562,9 +562,6 @@ def hostile_files_battery(rep: Report, work: Path, smoke: bool) -> None:
     hostile = work / "hostile"
     hostile.mkdir()
 
-    def nan_weights(meta):
-        pass
-
     def body_nan(body):
         body[0:4] = b"\x00\x00\xc0\x7f"         # float32 NaN in the first weight
 
@@ -575,7 +572,7 @@ def hostile_files_battery(rep: Report, work: Path, smoke: bool) -> None:
         "header not JSON": lambda p: p.write_bytes((8).to_bytes(8, "little") + b"{notjson"),
         "no driftgate metadata": lambda p: p.write_bytes(_genome_bytes_with(
             header_edit=lambda h: h["__metadata__"].pop("driftgate"))),
-        "NaN weight (id recomputed? no: id mismatch)": lambda p: p.write_bytes(_genome_bytes_with(body_edit=body_nan)),
+        "NaN weight (content id no longer matches)": lambda p: p.write_bytes(_genome_bytes_with(body_edit=body_nan)),
         "content id does not match": lambda p: p.write_bytes(_genome_bytes_with(
             meta_edit=lambda m: m.__setitem__("id", "0" * 32))),
         "act_low > act_high": lambda p: p.write_bytes(_genome_bytes_with(
