@@ -59,7 +59,7 @@ from controller.contracts import INCONCLUSIVE, GateOutcome
 from controller.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
 from controller.orchestrator import Orchestrator, OrchestratorConfig
-from controller.params import MODES, ParameterError, allowed, check_value, declare_checked
+from controller.params import MODES, ParameterError, allowed, check_value, declare_checked  # noqa: F401 (MODES: re-exported)
 from controller.realtime import Scheduling, current_scheduling, enter_realtime
 from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
                                 make_observation_map, plant_info)
