@@ -317,7 +317,7 @@ class Registry:
             self._check_format()
             if robot is not None:
                 self._record_robot(robot)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, UnicodeDecodeError) as e:   # (a damaged schema: SQLite's message holds its bytes)
             self._conn.close()
             raise RegistryStateError(f"{self.db_path} is not a usable driftgate registry: {e}") from e
         except BaseException:
