@@ -299,3 +299,22 @@ def test_a_parent_that_is_not_a_genome_id_is_refused(reg_root):
         with pytest.raises(RegistryError, match="not a genome id"):
             reg.add(mk(parent_id="../../etc"))
     assert snapshot(root) == before
+
+
+def test_a_schema_damaged_into_bytes_that_are_not_utf8_is_refused_on_open(reg_root):
+    """SQLite quotes the damaged schema in its error message; that message is not UTF-8 either."""
+    root, *_ = reg_root
+    db = root / DB_NAME
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(db.read_bytes())
+    i = data.find(b"CREATE TABLE genomes")
+    assert i > 0
+    data[i + 7] = 0xa7                      # 'CREATE \xa7ABLE genomes': malformed schema, quoted back
+    db.write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match="not a usable driftgate registry"):
+        Registry(root)
+    r = CliRunner().invoke(app, ["verify", "--registry", str(root)])
+    assert r.exit_code == 1 and (r.exception is None or isinstance(r.exception, SystemExit))
+    assert len(r.stderr.strip().splitlines()) == 1
