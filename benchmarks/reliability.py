@@ -158,7 +158,7 @@ class RobotStack:
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
-        self.ns, self.JointState = ns, JointState
+        self.ns, self.JointState, self.domain_id = ns, JointState, domain_id
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain_id)
         self.node = rclpy.create_node("robot_stack", namespace=ns, context=self.ctx)
@@ -229,6 +229,30 @@ class RobotStack:
 
 SAFE = 0.25          # the configured safe command: distinguishable from the champion's action at rest
 
+# The flood publisher (argv: namespace, seconds, first stamp); prints "<sent> <seconds>".
+FLOOD = """
+import sys, time, rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+ns, seconds, t, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+rclpy.init()
+node = rclpy.create_node("flood", namespace=ns)
+pub = node.create_publisher(JointState, ns + "/joint_states", qos_profile_sensor_data)
+msg = JointState(name=["slider", "hinge_1"], position=[0.0, 0.0], velocity=[0.0, 0.0])
+time.sleep(1.0)                                  # discovery
+n, t0 = 0, time.monotonic()
+while time.monotonic() - t0 < seconds:
+    t += 1e-5
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int((t - int(t)) * 1e9)
+    pub.publish(msg)
+    n += 1
+    if rate and n % 50 == 0:                     # paced in bursts of 50 (0 = as fast as it goes)
+        ahead = t0 + n / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+print(n, time.monotonic() - t0)
+"""
+
 
 def robot_stack_battery(rep: Report, work: Path, smoke: bool) -> None:
     battery = "robot stack"
@@ -238,7 +262,7 @@ def robot_stack_battery(rep: Report, work: Path, smoke: bool) -> None:
     args = ["node", "controller", "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", ns.strip("/"),
             "--domain-id", str(domain_id),
             "--set", f"registry_path={reg}", "--set", "bootstrap_champion=lqr", "--set", "detector_config=none",
-            "--set", "realtime_priority=0", "--set", "adapt=false", "--set", f"safe_command=[{SAFE}]",
+            "--set", "adapt=false", "--set", f"safe_command=[{SAFE}]",      # realtime_priority: the shipped 50
             "--set", f"joint_states_topic={ns}/joint_states", "--set", f"commands_topic={ns}/commands",
             "--set", f"incumbent_topic={ns}/incumbent", "--set", "gate_suite=''"]
     log = open(work / "controller.log", "w")
@@ -293,6 +317,9 @@ def _stack_cases(rep: Report, stack: RobotStack, proc, smoke: bool) -> None:
         c = dict(st["counters"])
         loop = st.get("control_loop")
         c["dropped"] = loop.get("dropped", 0) if isinstance(loop, dict) else 0
+        c["late_deadlines"] = loop.get("late_deadlines", 0) if isinstance(loop, dict) else 0
+        c["deadlines"] = loop.get("deadlines", 0) if isinstance(loop, dict) else 0
+        c["commands_published"] = st["commands_published"]
         return c
 
     def refused_case(name: str, reason: str, send: Callable[[], None], n: int = 5,
@@ -388,37 +415,43 @@ def _stack_cases(rep: Report, stack: RobotStack, proc, smoke: bool) -> None:
                 f"status {st['last_tick_status']}, control back: {bool(back)}")
     rep.run(battery, "silence 0.6 s, then data resumes", silence)
 
-    def flood(seconds: float = 1.0 if smoke else 3.0):
+    def flood(rate: float, seconds: float = 1.0 if smoke else 3.0):
+        """A publisher process of its own (so that this client's GIL does not delay the commands it
+        timestamps) sends joint states as fast as it can; the node's control loop must run every
+        deadline on time (late_deadlines: a deadline more than one period late) and the commands
+        keep coming (longest gap at the client <= the 100 ms stale timeout)."""
         stack.stream(0.2)
         before = counters()
         k0 = len(stack.commands)
-        stop = threading.Event()
-        sent = [0]
-
-        def pump():
-            while not stop.is_set():
-                stack.send(stamp=stack.stamp(1e-5))
-                sent[0] += 1
-        th = threading.Thread(target=pump, daemon=True)
+        start = stack.t + 1.0
+        stack.t = start + 100.0                       # the flood's stamps lie between; ours resume after
         t0 = time.monotonic()
-        th.start()
-        time.sleep(seconds)
-        stop.set()
-        th.join()
+        r = subprocess.run([sys.executable, "-c", FLOOD, stack.ns, str(seconds), repr(start), str(rate)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "ROS_DOMAIN_ID": str(stack.domain_id)})
         wall = time.monotonic() - t0
         time.sleep(0.2)
-        cmds = [c for c in stack.commands[k0:] if c[0] <= t0 + wall]
+        sent, flood_s = (float(x) for x in r.stdout.split()[-2:])
+        t_end = t0 + wall
+        cmds = [c for c in stack.commands[k0:] if c[0] <= t_end]
         after = counters()
         gaps = [b[0] - a[0] for a, b in zip(cmds, cmds[1:])]
         unsafe = _commands_safe(cmds)
         if unsafe:
             return "unsafe command", unsafe
         worst = max(gaps) if gaps else math.inf
-        detail = (f"{sent[0] / wall:.0f} joint states/s sent for {wall:.1f} s; {len(cmds) / wall:.0f} commands/s, "
-                  f"longest gap {1e3 * worst:.0f} ms; handed on {after['accepted'] - before['accepted']}, "
-                  f"dropped {after['dropped'] - before['dropped']}")
-        return ("survived" if worst <= 0.1 else "unsafe command"), detail
-    rep.run(battery, "joint-state flood (publisher as fast as it goes)", flood)
+        late = after["late_deadlines"] - before["late_deadlines"]
+        published = after["commands_published"] - before["commands_published"]
+        span = wall + 0.2 + (time.monotonic() - t_end - 0.2)      # between the two status reads
+        detail = (f"{sent / flood_s:.0f} joint states/s for {flood_s:.1f} s from another process; the node: "
+                  f"{after['deadlines'] - before['deadlines']} deadlines, {late} late (> one 10 ms period), "
+                  f"{published / span:.0f} commands/s published, {after['accepted'] - before['accepted']} joint "
+                  f"states handed on, {after['dropped'] - before['dropped']} dropped; at this client: "
+                  f"{len(cmds) / wall:.0f} commands/s, longest gap {1e3 * worst:.0f} ms (its own scheduling included)")
+        return ("survived" if late == 0 and published / span >= 90 else "unsafe command"), detail
+    for rate in (9000.0, 0.0):
+        rep.run(battery, f"joint-state flood ({f'{rate:.0f}/s' if rate else 'as fast as a Python publisher goes'})",
+                lambda rate=rate: flood(rate))
 
     def incumbent(data, counter="incumbent_refused"):
         def go():
