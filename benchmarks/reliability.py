@@ -284,6 +284,13 @@ def robot_stack_battery(rep: Report, work: Path, smoke: bool) -> None:
         if st is None or st.get("lifecycle") != "active":
             rep.add(battery, "controller starts", "traceback", f"not active: {(work / 'controller.log').read_text()[-400:]}")
             return
+        sched = st.get("scheduling") or {}
+        rep.notes.append(f"robot stack: `driftgate node controller --params launch/driftgate.yaml` (control thread, "
+                         f"realtime_priority {sched.get('requested')}: tick thread on {sched.get('tick_thread') or '?'}"
+                         f"{'' if sched.get('ok') else ', not granted: ' + str(sched.get('note'))}), the nominal LQR "
+                         f"champion, safe_command [{SAFE}], this benchmark and its clients under nice 10. Without "
+                         "SCHED_FIFO, on this shared 2-core VM at load ~11, floods were answered with late deadlines "
+                         "(22-45 in 3 s), as any tick starved of CPU would be.")
         _stack_cases(rep, stack, proc, smoke)
     finally:
         if stack is not None:
