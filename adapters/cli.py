@@ -21,13 +21,11 @@ from adapters.cli_help import Backend, Method, Noise, Plant, Task
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="driftgate: keep robot controllers working when the robot drifts.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)   # never wrapped: one message, one line
 out = Console()
 
 
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+from adapters.cli_common import fail  # noqa: E402  one line on stderr, exit 2 / 1
 
 
 def _progress(total: int, quiet: bool) -> Progress:
@@ -131,7 +129,7 @@ def demo(
     except json.JSONDecodeError as e:
         fail(f"--drift: not valid JSON ({e})")
     except (DemoError, typer.BadParameter) as e:
-        fail(str(e))
+        fail(str(e), getattr(e, "code", 2))
     rep = result.report
     out.print(summary_table(rep, result))
     out.print(f"report: {out_dir}/report.json, {out_dir}/summary.md, {out_dir}/timeline.png; "
@@ -222,8 +220,22 @@ def adapt(
     from sim.sandbox import SandboxLimits, copy_result, run_sandbox, write_job
     from sim.sysid import Telemetry
 
+    import math
+    for opt, v in (("--budget-s", budget_s), ("--sysid-budget-s", sysid_budget_s)):
+        if not (math.isfinite(v) and v > 0):
+            fail(f"{opt}: must be a finite number of seconds > 0, got {v}")
+    if not (math.isfinite(wall_limit_s) and wall_limit_s >= 0):
+        fail(f"--wall-limit-s: must be a finite number of seconds >= 0, got {wall_limit_s}")
     try:
         spec = json.loads(drift) if drift else None
+    except json.JSONDecodeError as e:
+        fail(f"--drift: not valid JSON ({e})")
+    try:
+        from sim.drift_spec import DriftSpec
+        DriftSpec.parse(spec)
+    except ValueError as e:
+        fail(f"--drift: {e}")
+    try:
         job = AdaptJob(plant=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
                        ray_address=ray_address, max_generations=max_generations, horizon=horizon,
                        sysid_budget_s=sysid_budget_s)

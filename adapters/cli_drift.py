@@ -22,13 +22,11 @@ from adapters.cli_help import Plant
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Drift detection: calibrate the monitor, run the labelled benchmark.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)   # never wrapped: one message, one line
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code)
+from adapters.cli_common import fail  # noqa: E402  one line on stderr, exit 2 / 1
 
 
 def _segments(t, obs, act, rew, seg_s: float):

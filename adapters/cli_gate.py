@@ -32,8 +32,8 @@ EXIT_NOT_PASS = 3
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_ERROR)
+    from adapters.cli_common import fail
+    fail(message, EXIT_ERROR)
 
 
 def _check_output(path: Path) -> None:

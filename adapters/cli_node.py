@@ -49,7 +49,12 @@ def load_node_params(path: str | Path | None, node_name: str, namespace: str = "
     if path is None:
         return {}
     from controller.shipped import resolve     # launch/driftgate.yaml names the shipped file from any directory
-    doc = yaml.safe_load(resolve(path).read_text()) or {}
+    from sim.safeio import read_text_bounded
+    path = resolve(path)
+    try:
+        doc = yaml.safe_load(read_text_bounded(path, what="parameter file")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a ROS 2 parameter file (top level must be a mapping)")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
@@ -84,10 +89,11 @@ def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
     100.0), empty lists are left out (a typed array parameter keeps its default), unknown names are
     an error (a typo must not be silently ignored)."""
     from rclpy.parameter import Parameter
+    from controller.params import unknown_names
     declared = {**RCLPY_PARAMETERS, **declared}
-    unknown = sorted(set(values) - set(declared))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(declared)}")
+    msg = unknown_names(list(values), list(declared))
+    if msg:
+        raise ValueError(msg)
     out = []
     for k, v in values.items():
         default = declared[k][0]
@@ -103,6 +109,15 @@ def to_overrides(values: dict[str, Any], declared: dict[str, tuple]) -> list:
     return out
 
 
+class NodeFailed(RuntimeError):
+    """A node could not start (its configure failed on autostart); the message is one line, `code`
+    the exit status it asks for (2: bad parameters, 1: anything else)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = None,
               stop: threading.Event | None = None, threads: int = 1, args: list[str] | None = None) -> None:
     """Build the nodes in a private context, spin them until SIGINT/SIGTERM (or `stop`), clean up.
@@ -111,6 +126,9 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     (the sandbox and the gate run in processes of their own and are polled), and rclpy's
     MultiThreadedExecutor busy-spins a core whenever a ready timer waits on a busy callback group,
     which cost the control loop missed ticks (benchmarks/results/node_latency.md).
+
+    A node whose ``fatal`` attribute becomes a message (the controller, when configure fails on
+    autostart) ends the run: the nodes are cleaned up and `NodeFailed` is raised with that message.
 
     A node that declares ``realtime_priority`` > 0 (the controller) gets its process's threads on
     SCHED_FIFO once the nodes exist (`controller.realtime.enter_realtime`, called by the executor
@@ -125,6 +143,7 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     from rclpy.signals import SignalHandlerOptions
 
     stop = stop or threading.Event()
+    failure: tuple[str, int] | None = None
     ctx = rclpy.Context()
     rclpy.init(args=args, context=ctx, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
     previous = {}
@@ -151,8 +170,12 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
             executor.spin()
         spinner = threading.Thread(target=spin, name="driftgate-executor", daemon=True)
         spinner.start()
-        while not stop.wait(0.2):
+        while not stop.wait(0.05):
             if not spinner.is_alive():
+                break
+            failed = [n for n in nodes if getattr(n, "fatal", None)]
+            if failed:                # autostart's configure failed: nothing will retry it
+                failure = (failed[0].fatal, int(getattr(failed[0], "fatal_code", 1)))
                 break
         executor.shutdown(timeout_sec=5.0)
         spinner.join(timeout=5.0)
@@ -165,6 +188,8 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
         rclpy.try_shutdown(context=ctx)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if failure:
+        raise NodeFailed(*failure)
 
 
 def requested_realtime_priority(node) -> int:
@@ -208,9 +233,18 @@ def _ros_args(ctx: typer.Context) -> RosArgs:
         _fail(e)
 
 
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(2)
+def _fail(e: Exception, code: int = 2) -> None:
+    from adapters.cli_common import fail
+    fail(str(e), code)
+
+
+def _run(factories: list, domain_id: Optional[int], args: list[str] | None = None) -> None:
+    """run_nodes; a node that cannot configure ends the process with one line and exit status 2
+    (bad parameters) or 1 (anything else, e.g. an unreadable registry)."""
+    try:
+        run_nodes(factories, domain_id=domain_id, args=args)
+    except NodeFailed as e:
+        _fail(e, e.code)
 
 
 PARAMS_OPT = typer.Option(None, "--params", help="ROS 2 parameter YAML (e.g. launch/driftgate.yaml)")
@@ -234,7 +268,7 @@ def controller(ctx: typer.Context, params: Optional[Path] = PARAMS_OPT,
         factory = _controller_factory(params, name, namespace, set_, autostart, ros)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([factory], domain_id=domain_id, args=ros.argv or None)
+    _run([factory], domain_id, ros.argv or None)
 
 
 @app.command("sim-robot", context_settings=ROS_ARGS)
@@ -249,7 +283,7 @@ def sim_robot(ctx: typer.Context, params: Optional[Path] = PARAMS_OPT,
         factory = _sim_factory(params, name, namespace, set_, ros)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([factory], domain_id=domain_id, args=ros.argv or None)
+    _run([factory], domain_id, ros.argv or None)
 
 
 @app.command(context_settings=ROS_ARGS)
@@ -266,7 +300,7 @@ def demo(ctx: typer.Context,
         ctl = _controller_factory(params, CONTROLLER, namespace, set_, True, ros)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
-    run_nodes([sim, ctl], domain_id=domain_id, args=ros.argv or None)
+    _run([sim, ctl], domain_id, ros.argv or None)
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from safety.audit import AuditError
-from safety.registry import STATUSES, Registry, RegistryError
+from adapters.cli_common import BAD_INPUT, RUNTIME_FAILURE, fail
+from safety.registry import STATUSES, Registry, RegistryError, RegistryStateError, robot_for_plant
 from sim.genome import GenomeFileError
 
 app = typer.Typer(name="registry", help="Champion registry: genomes, lineage, promotion, rollback, audit log.",
@@ -34,12 +35,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Turn the errors a user can cause into one line on stderr and exit status 1."""
+    """Errors become one line on stderr: exit 2 for bad input (an illegal operation, a genome for
+    another robot, an unreadable genome file), 1 for a damaged or unavailable registry."""
     try:
         yield
-    except (RegistryError, GenomeFileError, AuditError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+    except (RegistryStateError, AuditError) as e:
+        fail(e, RUNTIME_FAILURE)
+    except (RegistryError, GenomeFileError, OSError) as e:
+        fail(e, BAD_INPUT)
 
 
 @contextmanager
@@ -57,10 +60,17 @@ def _dump(obj: object) -> None:
 
 
 @app.command()
-def init(registry: RegistryDir) -> None:
+def init(registry: RegistryDir,
+         plant: Annotated[Optional[str], typer.Option(
+             "--plant", help="The robot (simulated plant) its policies drive; genomes for any other robot "
+             "are refused. Default: the first champion's.")] = None) -> None:
     """Create a registry in DIR (opening an existing one is fine)."""
     with _errors():
-        Registry.init(registry, actor=ACTOR).close()
+        try:
+            robot = robot_for_plant(plant) if plant is not None else None
+        except ValueError as e:
+            raise RegistryError(f"--plant: {e}") from None
+        Registry.init(registry, actor=ACTOR, robot=robot).close()
     typer.echo(f"registry ready at {registry}")
 
 
@@ -179,4 +189,4 @@ def verify(registry: RegistryDir, as_json: AsJson = False) -> None:
         for p in result.problems[1:]:
             typer.echo(f"  also: {p}", err=True)
     if not result.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(RUNTIME_FAILURE)

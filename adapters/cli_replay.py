@@ -23,13 +23,11 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Record, replay and report: what would driftgate have done on a recorded bag?")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)   # never wrapped: one message, one line
 out = Console()
 
 
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, highlight=False)
-    raise typer.Exit(code)
+from adapters.cli_common import fail  # noqa: E402  one line on stderr, exit 2 / 1
 
 
 @app.command("replay")

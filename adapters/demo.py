@@ -57,7 +57,12 @@ REPORT_KEYS = ("plant", "drift", "detected_after_s", "time_to_adapt_s", "return_
 
 
 class DemoError(ValueError):
-    """Bad demo input (unknown plant, bad drift, missing champion or suite, a directory in the way)."""
+    """Bad demo input (unknown plant, bad drift, missing champion or suite, a directory in the way);
+    `code`: the exit status (2 bad input, 1 a runtime failure such as a node that cannot start)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _repo_file(rel: str) -> Path:
@@ -493,7 +498,7 @@ def run_demo(opts: DemoOptions, *, console=None, live: bool = True,
 
 def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live: bool,
          on_tick: Callable[[dict], None] | None) -> DemoResult:
-    from adapters.cli_node import run_nodes, to_overrides
+    from adapters.cli_node import NodeFailed, run_nodes, to_overrides
     from adapters.report import render_report
     from adapters.ros import controller_node as cn
     from adapters.ros import sim_robot_node as sn
@@ -562,6 +567,8 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     th.start()
     try:
         run_nodes([make_sim, make_ctl, make_demo], domain_id=domain_id, stop=stop)
+    except NodeFailed as e:          # the controller could not configure: no story to tell
+        raise DemoError(str(e), code=e.code) from None
     finally:
         stop.set()
         th.join(timeout=10)

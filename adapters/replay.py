@@ -82,6 +82,8 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from controller.config_model import Int, Listy, Strict, Text, ValidationError, describe
 
+from sim.safeio import read_text_bounded
+
 from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
                                   gate_record, jsonable, make_header, monitor_stats)
 
@@ -263,7 +265,7 @@ def load_replay_config(path: str | os.PathLike | None = None) -> ReplayConfig:
         return ReplayConfig()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text_bounded(path, what="replay config"))
     except OSError as e:
         raise ReplayError(f"cannot read config {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
@@ -331,6 +333,21 @@ def _sha256_files(paths) -> str:
     return h.hexdigest()
 
 
+def _check_storage_files(bag: Path, files: list[Path]) -> None:
+    import stat
+
+    from sim.safeio import inside
+    for f in files:
+        if not inside(f, bag):
+            raise ReplayError(f"bag {bag}: storage file {f.name} lies outside the bag directory; refused")
+        try:
+            st = os.stat(f)
+        except OSError as e:
+            raise ReplayError(f"bag {bag}: storage file {f.name}: {e.strerror or e}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ReplayError(f"bag {bag}: storage file {f.name} is not a regular file; refused")
+
+
 def inspect_bag(path: str | os.PathLike, topics: Mapping[str, str] | None = None) -> BagInfo:
     """Open a bag and check what replay needs (ReplayError otherwise). Does not read messages."""
     from rosbags.rosbag2 import Reader
@@ -348,12 +365,15 @@ def inspect_bag(path: str | os.PathLike, topics: Mapping[str, str] | None = None
     if not (path / "metadata.yaml").exists():
         raise ReplayError(f"{path} is not a rosbag2 bag directory (no metadata.yaml)")
     try:   # the low-level reader: schemas of topics replay does not use are never parsed
+        # first what the reader would open, bounded: the metadata (regular file, size-capped) and
+        # every storage file (regular files inside the bag: no device, pipe or link out of it)
+        meta = yaml.safe_load(read_text_bounded(path / "metadata.yaml", what="bag metadata"))["rosbag2_bagfile_information"]
+        custom = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
+        files = [path / str(f) for f in meta.get("relative_file_paths") or []]
+        _check_storage_files(path, files)
         with Reader(path) as r:
             conns = list(r.connections)
             start, end = int(r.start_time), int(r.end_time) - 1   # rosbags: end = last + 1 ns
-        meta = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        custom = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
-        files = [path / f for f in meta.get("relative_file_paths") or []]
     except ReplayError:
         raise
     except Exception as e:   # rosbags raises its own errors, and struct/zstd/yaml errors on damage
@@ -553,7 +573,7 @@ def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
                           "(or gate.enabled: false)")
     src = resolve(src)
     try:
-        doc = yaml.safe_load(src.read_text())
+        doc = yaml.safe_load(read_text_bounded(src, what="gate suite"))
     except OSError as e:
         raise ReplayError(f"gate suite {src}: {e.strerror or e}") from None
     except yaml.YAMLError as e:

@@ -52,7 +52,9 @@ from sim.policy import PolicySpec
 
 # Reasons a message is refused (the keys of `ControllerRuntime.refused`).
 REFUSALS = ("bad_time", "repeated_time", "backwards_time", "wrong_length", "missing_joint",
-            "duplicate_name", "non_finite", "out_of_range", "bad_message")
+            "duplicate_name", "non_finite", "out_of_range", "bad_message", "no_velocity")
+# What to do with a JointState whose velocity array is empty (many drivers publish positions only).
+VELOCITY_SOURCES = ("measured", "differentiate")
 # Tick-level counters (the keys of `ControllerRuntime.ticks`).
 TICK_COUNTERS = ("ticks", "ok", "stale", "waiting", "no_policy", "obs_error", "policy_error",
                  "bursts", "guard_trips", "monitor_errors", "internal_errors")
@@ -210,6 +212,7 @@ class RuntimeConfig:
     max_abs: float = 1.0e6                            # larger magnitudes are refused (sensor glitch)
     burst_limit: int = 10                             # more messages than this between ticks: a burst
     clock_reset_after: int = 10                       # backwards stamps in a row = the clock was reset
+    velocity_source: str = "measured"                 # measured | differentiate (see `ingest`)
     guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self) -> None:
@@ -217,8 +220,27 @@ class RuntimeConfig:
             raise ValueError(f"joint_names must be non-empty and unique, got {self.joint_names!r}")
         if self.act_dim < 1:
             raise ValueError(f"act_dim must be >= 1, got {self.act_dim}")
-        if self.safe_command is not None and len(self.safe_command) != self.act_dim:
-            raise ValueError(f"safe_command has {len(self.safe_command)} values, act_dim is {self.act_dim}")
+        for name in ("act_low", "act_high"):
+            b = getattr(self, name)
+            if b is not None and (len(b) != self.act_dim or not all(math.isfinite(float(x)) for x in b)):
+                raise ValueError(f"{name} must hold {self.act_dim} finite values, got {b!r}")
+        if self.act_low is not None and self.act_high is not None and \
+                not all(lo <= hi for lo, hi in zip(self.act_low, self.act_high)):
+            raise ValueError(f"act_low {self.act_low} must be <= act_high {self.act_high}")
+        if self.safe_command is not None:
+            safe = tuple(self.safe_command)
+            if len(safe) != self.act_dim:
+                raise ValueError(f"safe_command has {len(safe)} values, the robot has {self.act_dim} actuators")
+            if not all(isinstance(x, (int, float)) and math.isfinite(float(x)) for x in safe):
+                raise ValueError(f"safe_command {list(safe)} must be finite")
+            lo = self.act_low or (-math.inf,) * self.act_dim
+            hi = self.act_high or (math.inf,) * self.act_dim
+            if not all(a <= x <= b for x, a, b in zip(safe, lo, hi)):
+                raise ValueError(f"safe_command {list(safe)} is outside the actuator bounds "
+                                 f"[{list(lo)}, {list(hi)}]")
+        if self.velocity_source not in VELOCITY_SOURCES:
+            raise ValueError(f"velocity_source must be one of {' | '.join(VELOCITY_SOURCES)}, "
+                             f"got {self.velocity_source!r}")
         if not (self.stale_after_s > 0 and self.max_abs > 0 and self.burst_limit >= 1):
             raise ValueError("stale_after_s and max_abs must be > 0, burst_limit >= 1")
 
@@ -370,6 +392,11 @@ class ControllerRuntime:
             np.asarray(config.safe_command, dtype=np.float64)
         self._low = None if config.act_low is None else np.asarray(config.act_low, dtype=np.float64)
         self._high = None if config.act_high is None else np.asarray(config.act_high, dtype=np.float64)
+        self._safe = self._clip(self._safe)     # checked by RuntimeConfig; clipped again, whatever comes
+        self._safe.flags.writeable = False
+        self._differentiate = config.velocity_source == "differentiate"
+        self._prev_positions: tuple[float, np.ndarray] | None = None   # (stamp, positions) for differencing
+        self.first_refusal: dict[str, str] = {}  # reason -> a one-line description of its first message
         self._slot = AuthoritySlot()
         self._tripped_generation = -1
         self.last_trip: GuardTrip | None = None
@@ -473,9 +500,18 @@ class ControllerRuntime:
         return out
 
     # -- input (subscription callbacks) ---------------------------------------------------------
-    def _refuse(self, reason: str) -> bool:
+    def _refuse(self, reason: str, detail: str = "") -> bool:
         self.refused[reason] += 1
+        if reason not in self.first_refusal:
+            self.first_refusal[reason] = detail or reason
         return False
+
+    def input_problem(self) -> str:
+        """Why joint states are being refused, in words (for the stale diagnostic), or ''."""
+        if not self.first_refusal:
+            return ""
+        worst = max(self.first_refusal, key=lambda k: self.refused.get(k, 0))
+        return f"{self.refused[worst]} refused as {worst}: {self.first_refusal[worst]}"
 
     def _order(self, names: tuple) -> np.ndarray | str:
         """Indices of the configured joints in a message's name list (cached per name list)."""
@@ -519,12 +555,19 @@ class ControllerRuntime:
             return self._refuse("bad_message")
         pos = np.asarray(positions, dtype=np.float64)
         vel = np.asarray(velocities, dtype=np.float64)
-        if pos.ndim != 1 or vel.ndim != 1 or pos.shape[0] != len(names) or vel.shape[0] != len(names):
-            return self._refuse("wrong_length")
+        positions_only = vel.ndim == 1 and vel.shape[0] == 0 and len(names) > 0
+        if positions_only and not self._differentiate:
+            return self._refuse("no_velocity", "JointState without velocities (positions only); set "
+                                "velocity_source: differentiate to estimate them from the positions")
+        if pos.ndim != 1 or vel.ndim != 1 or pos.shape[0] != len(names) or \
+                (vel.shape[0] != len(names) and not positions_only):
+            return self._refuse("wrong_length", f"{len(names)} names, {pos.shape[0] if pos.ndim else '?'} "
+                                f"positions, {vel.shape[0] if vel.ndim else '?'} velocities")
         order = self._order(names)
         if isinstance(order, str):
             return self._refuse(order)
-        p, v = pos[order], vel[order]
+        p = pos[order]
+        v = np.zeros_like(p) if positions_only else vel[order]
         if not (np.isfinite(p).all() and np.isfinite(v).all()):
             return self._refuse("non_finite")
         m = self.config.max_abs
@@ -537,6 +580,7 @@ class ControllerRuntime:
             if self._backwards_run < self.config.clock_reset_after:
                 return self._refuse("backwards_time")
             self.clock_resets += 1
+            self._prev_positions = None
             if self.monitor is not None:
                 try:
                     self.monitor.resync()
@@ -544,6 +588,20 @@ class ControllerRuntime:
                     pass
         self._backwards_run = 0
         self._last_stamp = stamp
+        if self._differentiate:
+            # velocity = position difference over the stamps of two consecutive accepted messages; the
+            # first message (or the first after a gap longer than the stale timeout) only primes it
+            prev, self._prev_positions = self._prev_positions, (stamp, p)
+            if prev is None or stamp - prev[0] > self.config.stale_after_s:
+                return self._refuse("no_velocity", "first positions-only joint state: velocity estimate "
+                                    "starts with the next one") if positions_only else self._accept(stamp, now, p, v)
+            if positions_only:
+                v = (p - prev[1]) / (stamp - prev[0])
+                if not np.isfinite(v).all() or np.abs(v).max() > m:
+                    return self._refuse("out_of_range", "differenced velocity out of range")
+        return self._accept(stamp, now, p, v)
+
+    def _accept(self, stamp: float, now: float, p: np.ndarray, v: np.ndarray) -> bool:
         self._latest = Sample(stamp, float(now), p, v)
         self.accepted += 1
         return True
@@ -591,7 +649,7 @@ class ControllerRuntime:
         except Exception:
             self.ticks["internal_errors"] += 1
             slot = self._slot
-            out = TickOutput(now, "error", None if slot.authority is Authority.NONE else self._safe.copy())
+            out = TickOutput(now, "error", None if slot.authority is Authority.NONE else self._clip(self._safe.copy()))
         self.last_output = out
         self.tick_time_last_s = 0.0
         self._account(time.perf_counter() - t0)
@@ -623,8 +681,8 @@ class ControllerRuntime:
         if slot.authority is Authority.INCUMBENT:
             inc = self._fresh_incumbent(now)
             if inc is not None:
-                return TickOutput(now, status, inc.copy(), latency_s=latency)
-        return TickOutput(now, status, self._safe.copy(), latency_s=latency)
+                return TickOutput(now, status, self._clip(inc.copy()), latency_s=latency)
+        return TickOutput(now, status, self._clip(self._safe.copy()), latency_s=latency)
 
     def _fresh_incumbent(self, now: float) -> np.ndarray | None:
         inc = self._incumbent

@@ -17,6 +17,16 @@ Why this shape:
   and the content id (`load_genome(..., expected_id=...)`) before any weights are returned.
   Promotion and rollback verify the target file before switching, so a corrupt file can never
   become the champion and the previous champion stays in force.
+* **One robot.** The registry records the robot its policies drive (observation and action sizes,
+  action bounds; optionally the plant's name) at `init(robot=...)` or with its first champion;
+  `add` and `promote` refuse a genome for any other robot, before anything is written.
+* **Refusals leave no trace.** Every check runs before the first write; a genome file written
+  for an `add` whose transaction then fails is removed again.
+* **Bounded reads.** Genome files are read as regular files only, size-capped before reading,
+  never through a symlink (`sim.safeio`); the genome directory must not lead out of the registry.
+* **`verify` trusts nothing it can check:** SQLite's own ``PRAGMA integrity_check`` (an index
+  that disagrees with its table), the schema text against what this code creates, the champion
+  invariant counted on the table itself (``NOT INDEXED``), the audit chain, every file.
 * **WAL** lets the live side read the champion pointer while the gate writes, without blocking.
 * The live control tick never touches this module's disk paths: `FallbackCache.refresh()` runs
   outside the tick and the tick only reads the in-memory snapshot.
@@ -54,8 +64,11 @@ import numpy as np
 
 from safety import audit
 from safety.audit import AuditRow, VerifyResult, canonical_json
-from sim.genome import Genome, GenomeFileError, load_genome, save_genome
+from sim.atomicio import atomic_write_bytes
+from sim.genome import (Genome, GenomeFileError, genome_file_bytes, genome_from_bytes, load_genome,
+                        read_genome_bytes)
 from sim.policy import PolicySpec
+from sim.safeio import inside
 
 DB_NAME = "registry.sqlite"
 GENOME_DIR = "genomes"
@@ -127,7 +140,11 @@ class RegistryError(RuntimeError):
     """Bad input or an illegal operation; the registry was left unchanged."""
 
 
-class GenomeIntegrityError(RegistryError):
+class RegistryStateError(RegistryError):
+    """The registry itself is damaged, locked or unreadable (a runtime failure, not bad input)."""
+
+
+class GenomeIntegrityError(RegistryStateError):
     """A genome file is missing or its bytes do not match the index: it is never loaded."""
 
 
@@ -228,6 +245,34 @@ def check_transition(from_status: str, to_status: str, via: str) -> None:
                             f"legal from {from_status}: {', '.join(legal) or 'none (terminal)'}")
 
 
+ROBOT_KEYS = ("obs_dim", "act_dim", "discrete", "act_low", "act_high")
+
+
+def robot_of(spec: PolicySpec, plant: str | None = None) -> dict:
+    """The robot a policy drives: what a genome must match to be registered here (its hidden
+    layers may differ; its interface to the robot may not)."""
+    out = {"obs_dim": int(spec.obs_dim), "act_dim": int(spec.act_dim), "discrete": bool(spec.discrete),
+           "act_low": float(spec.act_low), "act_high": float(spec.act_high)}
+    if plant is not None:
+        out["plant"] = str(plant)
+    return out
+
+
+def robot_for_plant(plant: str) -> dict:
+    """The robot identity of one of the simulated plants (for `registry init --plant`)."""
+    from sim.plant_task import plant_policy_spec
+    return robot_of(plant_policy_spec(plant, (1,)), plant)
+
+
+def _robot_mismatch(robot: dict, genome: Genome) -> str | None:
+    have = robot_of(genome.policy_spec)
+    diff = [f"{k} {have[k]!r} (registry: {robot[k]!r})" for k in ROBOT_KEYS if k in robot and have[k] != robot[k]]
+    if not diff:
+        return None
+    name = f" ({robot['plant']})" if robot.get("plant") else ""
+    return (f"genome {genome.id} drives another robot than this registry's{name}: " + ", ".join(diff))
+
+
 class Registry:
     """The champion registry in directory `root` (see module docstring).
 
@@ -239,7 +284,8 @@ class Registry:
     their own. With WAL, readers on separate connections do not wait for writers.
     """
 
-    def __init__(self, root: str | os.PathLike, *, create: bool = False, actor: str = "driftgate"):
+    def __init__(self, root: str | os.PathLike, *, create: bool = False, actor: str = "driftgate",
+                 robot: dict | None = None):
         self.root = Path(root)
         self.db_path = self.root / DB_NAME
         self.genome_dir = self.root / GENOME_DIR
@@ -259,7 +305,7 @@ class Registry:
             self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0,
                                          check_same_thread=False)
         except sqlite3.Error as e:
-            raise RegistryError(f"cannot open registry database {self.db_path}: {e}") from e
+            raise RegistryStateError(f"cannot open registry database {self.db_path}: {e}") from e
         try:
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -269,17 +315,66 @@ class Registry:
             if create:
                 self._create_schema()
             self._check_format()
-        except sqlite3.Error as e:
+            if robot is not None:
+                self._record_robot(robot)
+        except (sqlite3.Error, UnicodeDecodeError) as e:   # (a damaged schema: SQLite's message holds its bytes)
             self._conn.close()
-            raise RegistryError(f"{self.db_path} is not a usable driftgate registry: {e}") from e
+            raise RegistryStateError(f"{self.db_path} is not a usable driftgate registry: {e}") from e
         except BaseException:
             self._conn.close()
             raise
 
     @classmethod
-    def init(cls, root: str | os.PathLike, *, actor: str = "driftgate") -> "Registry":
-        """Create (or open, if it already exists) the registry in `root`."""
-        return cls(root, create=True, actor=actor)
+    def init(cls, root: str | os.PathLike, *, actor: str = "driftgate", robot: dict | None = None) -> "Registry":
+        """Create (or open, if it already exists) the registry in `root`. `robot` (`robot_of`,
+        `robot_for_plant`): the robot its policies drive; without it, the first champion's."""
+        return cls(root, create=True, actor=actor, robot=robot)
+
+    # ------------------------------------------------------------------ the robot
+
+    def robot(self) -> dict | None:
+        """The robot this registry's policies drive (None until init(robot=) or a first champion)."""
+        with self._read() as c:
+            return self._robot(c)
+
+    def _robot(self, c: sqlite3.Connection) -> dict | None:
+        r = c.execute("SELECT value FROM meta WHERE key = 'robot'").fetchone()
+        if r is None:
+            return None
+        try:
+            robot = json.loads(r[0])
+            if not isinstance(robot, dict) or not set(ROBOT_KEYS) <= set(robot):
+                raise ValueError("missing keys")
+        except ValueError as e:
+            raise RegistryStateError(f"{self.db_path}: the recorded robot is unreadable ({e}); run `registry verify`")
+        return robot
+
+    def _record_robot(self, robot: dict) -> None:
+        if not isinstance(robot, dict) or not set(ROBOT_KEYS) <= set(robot):
+            raise RegistryError(f"robot must name {', '.join(ROBOT_KEYS)}, got {robot!r}")
+        text = _json_text(robot, "robot")
+        with self._write() as c:
+            have = self._robot(c)
+            if have is not None:
+                if {k: have.get(k) for k in robot} != robot and \
+                        {k: have[k] for k in ROBOT_KEYS} != {k: robot[k] for k in ROBOT_KEYS}:
+                    raise RegistryError(f"this registry's robot is {have}, not {robot}")
+                return
+            c.execute("INSERT INTO meta VALUES ('robot', ?)", (text,))
+            audit.append(c, actor=self.actor, action="robot", evidence={"robot": robot})
+
+    def _check_robot(self, c: sqlite3.Connection, genome: Genome) -> dict | None:
+        """The recorded robot (or None); RegistryError if `genome` is for another robot."""
+        robot = self._robot(c)
+        if robot is None:           # an older registry: its champion defines the robot
+            cur = self._champion(c)
+            if cur is not None:
+                robot = robot_of(self._load_verified(cur).policy_spec)
+        if robot is not None:
+            why = _robot_mismatch(robot, genome)
+            if why:
+                raise RegistryError(why)
+        return robot
 
     # ------------------------------------------------------------------ plumbing
 
@@ -300,7 +395,7 @@ class Registry:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
-                raise RegistryError(f"registry is locked or unwritable: {e}") from e
+                raise RegistryStateError(f"registry is locked or unwritable: {e}") from e
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
@@ -308,7 +403,10 @@ class Registry:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 if isinstance(e, sqlite3.Error):
-                    raise RegistryError(f"registry database error, nothing changed: {e}") from e
+                    raise RegistryStateError(f"registry database error, nothing changed: {e}") from e
+                if isinstance(e, UnicodeDecodeError):
+                    raise RegistryStateError(f"registry database holds text that is not UTF-8 (damaged), "
+                                             f"nothing changed: {e}") from e
                 raise
 
     @contextmanager
@@ -319,7 +417,9 @@ class Registry:
                 self._conn.execute("BEGIN")
                 yield self._conn
             except sqlite3.Error as e:
-                raise RegistryError(f"registry database error: {e}") from e
+                raise RegistryStateError(f"registry database error: {e}") from e
+            except UnicodeDecodeError as e:      # a damaged page: text columns with bytes that are not UTF-8
+                raise RegistryStateError(f"registry database holds text that is not UTF-8 (damaged): {e}") from e
             finally:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -343,7 +443,7 @@ class Registry:
     def _check_format(self) -> None:
         try:
             meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.Error as e:
+        except (sqlite3.Error, UnicodeDecodeError) as e:
             raise RegistryError(f"{self.db_path} is not a driftgate registry: {e}") from e
         if meta.get("format") != FORMAT:
             raise RegistryError(f"{self.db_path} is not a driftgate registry (format={meta.get('format')!r})")
@@ -363,7 +463,10 @@ class Registry:
     @staticmethod
     def _record(row: tuple) -> GenomeRecord:
         d = dict(zip(_GENOME_FIELDS, row))
-        d["fitness"] = json.loads(d["fitness"])
+        try:
+            d["fitness"] = json.loads(d["fitness"])
+        except (TypeError, ValueError) as e:     # only an edited or damaged database gets here
+            raise RegistryStateError(f"genome {d.get('id')!r}: unreadable index row ({e}); run `registry verify`")
         return GenomeRecord(**d)
 
     def _get(self, c: sqlite3.Connection, genome_id: str) -> GenomeRecord | None:
@@ -377,8 +480,13 @@ class Registry:
         return rec
 
     def _champion(self, c: sqlite3.Connection) -> GenomeRecord | None:
-        r = c.execute(f"SELECT {_GENOME_COLS} FROM genomes WHERE status = 'champion'").fetchone()
-        return None if r is None else self._record(r)
+        """The champion read from the table itself, not through the one_champion index: an index
+        entry edited on disk must not be able to crown another genome (a handful of rows: cheap)."""
+        rows = c.execute(f"SELECT {_GENOME_COLS} FROM genomes NOT INDEXED WHERE status = 'champion'").fetchall()
+        if len(rows) > 1:
+            raise RegistryStateError(f"{self.db_path}: {len(rows)} genomes have status champion; the database was "
+                                "edited outside driftgate (run `registry verify`)")
+        return None if not rows else self._record(rows[0])
 
     def _ancestors(self, c: sqlite3.Connection, genome_id: str) -> list[GenomeRecord]:
         """`genome_id` then its parent, grandparent, ... (depth-capped against a doctored cycle)."""
@@ -397,17 +505,20 @@ class Registry:
     def _load_verified(self, rec: GenomeRecord) -> Genome:
         """Read the file, check its sha256 against the index and its content id; else refuse."""
         path = self._path(rec.id)
+        if not inside(self.genome_dir, self.root):
+            raise GenomeIntegrityError(f"genome {rec.id}: {self.genome_dir} leads out of the registry "
+                                       "(a symlink); refusing to read through it")
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise GenomeIntegrityError(f"genome {rec.id}: file {path} is missing or unreadable: {e}") from e
+            data = read_genome_bytes(path, follow_symlinks=False)
+        except GenomeFileError as e:
+            raise GenomeIntegrityError(f"genome {rec.id}: file is missing or unreadable: {e}") from e
         digest = _sha256(data)
         if digest != rec.file_sha256:
             raise GenomeIntegrityError(
                 f"genome {rec.id}: file {path} does not match the registry (sha256 {digest[:16]}..., "
                 f"expected {rec.file_sha256[:16]}...): corrupt or replaced, refusing to load it")
         try:
-            return load_genome(path, expected_id=rec.id)
+            return genome_from_bytes(data, path, expected_id=rec.id)
         except GenomeFileError as e:
             raise GenomeIntegrityError(f"genome {rec.id}: {e}") from e
 
@@ -444,38 +555,66 @@ class Registry:
                 self._check_id(parent_id)
             genome = genome.with_lineage(parent_id=parent_id)
         gid = genome.id
+        if genome.parent_id is not None and not (isinstance(genome.parent_id, str)
+                                                 and _ID_RE.fullmatch(genome.parent_id)):
+            raise RegistryError(f"genome {gid}: parent {genome.parent_id!r} is not a genome id "
+                                "(32 lowercase hex characters)")
         if genome.parent_id == gid:
             raise RegistryError(f"genome {gid} cannot be its own parent")
         fitness_text = _json_text(genome.fitness, "genome fitness")
-        with self._write() as c:
-            existing = self._get(c, gid)
-            if existing is not None:
-                if explicit_parent and existing.parent_id != genome.parent_id:
-                    raise RegistryError(f"genome {gid} is already registered with parent "
-                                        f"{existing.parent_id}, not {genome.parent_id}")
-                return gid
-            if genome.parent_id is not None and self._get(c, genome.parent_id) is None:
-                where = "given" if explicit_parent else "named in the genome's metadata"
-                raise RegistryError(f"parent {genome.parent_id} ({where}) is not in the registry: "
-                                    "add it first, or pass another parent (or none)")
-            path = self._path(gid)
-            save_genome(genome, path)
-            _fsync_dir(path.parent)
-            data = path.read_bytes()
-            try:
-                load_genome(path, expected_id=gid)
-            except GenomeFileError as e:
-                raise GenomeIntegrityError(f"genome {gid} did not read back intact: {e}") from e
-            digest = _sha256(data)
-            now = time.time()
-            c.execute(f"INSERT INTO genomes ({_GENOME_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                      (gid, genome.parent_id, "candidate", genome.kind, int(genome.generation),
-                       genome.drift_hash, float(genome.created), now, fitness_text, digest, None))
-            audit.append(c, actor=self.actor, action="add", genome_id=gid, to_status="candidate",
-                         now=now, evidence={"parent_id": genome.parent_id, "file_sha256": digest,
-                                            "drift_hash": genome.drift_hash, "kind": genome.kind,
-                                            "source": source, "reason": reason,
-                                            "evidence": evidence or {}})
+        evidence_obj = {"parent_id": genome.parent_id, "drift_hash": genome.drift_hash, "kind": genome.kind,
+                        "source": source, "reason": reason, "evidence": evidence or {}}
+        _json_text(evidence_obj, "evidence")
+        try:
+            genome_bytes = genome_file_bytes(genome)
+            genome_from_bytes(genome_bytes, expected_id=gid)       # what will be written reads back
+        except (GenomeFileError, ValueError, TypeError) as e:
+            raise RegistryError(f"cannot add genome {gid}: {e}") from e
+        if not inside(self.genome_dir, self.root):
+            raise RegistryError(f"{self.genome_dir} leads out of the registry (a symlink); not writing there")
+        path = self._path(gid)
+        written = False
+        try:
+            with self._write() as c:
+                existing = self._get(c, gid)
+                if existing is not None:
+                    if explicit_parent and existing.parent_id != genome.parent_id:
+                        raise RegistryError(f"genome {gid} is already registered with parent "
+                                            f"{existing.parent_id}, not {genome.parent_id}")
+                    return gid
+                if genome.parent_id is not None and self._get(c, genome.parent_id) is None:
+                    where = "given" if explicit_parent else "named in the genome's metadata"
+                    raise RegistryError(f"parent {genome.parent_id} ({where}) is not in the registry: "
+                                        "add it first, or pass another parent (or none)")
+                self._check_robot(c, genome)
+                # every check passed: now the file, then the row and the audit row (one transaction)
+                existed = os.path.lexists(path)
+                if existed and not path.is_symlink() and path.is_file():
+                    os.unlink(path)         # an orphan of an interrupted add: replaced by these bytes
+                elif existed:
+                    raise RegistryError(f"{path} exists and is not a regular file; not overwriting it")
+                atomic_write_bytes(path, genome_bytes)
+                written = True
+                _fsync_dir(path.parent)
+                try:
+                    data = read_genome_bytes(path, follow_symlinks=False)
+                    genome_from_bytes(data, path, expected_id=gid)
+                except GenomeFileError as e:
+                    raise GenomeIntegrityError(f"genome {gid} did not read back intact: {e}") from e
+                digest = _sha256(data)
+                now = time.time()
+                c.execute(f"INSERT INTO genomes ({_GENOME_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                          (gid, genome.parent_id, "candidate", genome.kind, int(genome.generation),
+                           genome.drift_hash, float(genome.created), now, fitness_text, digest, None))
+                audit.append(c, actor=self.actor, action="add", genome_id=gid, to_status="candidate",
+                             now=now, evidence={**evidence_obj, "file_sha256": digest})
+        except BaseException:
+            if written:                     # the transaction did not commit: the file goes too
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            raise
         return gid
 
     def set_status(self, genome_id: str, status: str, *, reason: str = "",
@@ -539,7 +678,14 @@ class Registry:
                     raise RegistryError(f"cannot promote {rec.id} without a PASS gate report ({got}); "
                                         "use force=True only for bootstrapping")
                 gate = {"report_id": r[0], "verdict": r[1], "sha256": r[2]}
-            self._load_verified(rec)
+            genome = self._load_verified(rec)
+            robot = self._check_robot(c, genome)
+            if robot is None:               # the first champion defines the registry's robot
+                first = robot_of(genome.policy_spec)
+                c.execute("INSERT OR IGNORE INTO meta VALUES ('robot', ?)", (_json_text(first, "robot"),))
+                audit.append(c, actor=self.actor, action="robot", genome_id=rec.id,
+                             from_status=rec.status, to_status=rec.status,
+                             evidence={"robot": first, "from": "first champion"})
             replaced = self._displace_champion(c, unconfirmed_to="retired")
             c.execute("UPDATE genomes SET status = 'champion' WHERE id = ?", (rec.id,))
             audit.append(c, actor=self.actor, action="promote", genome_id=rec.id,
@@ -705,6 +851,7 @@ class Registry:
         """Audit chain + every genome file's bytes + replay of the log against the index."""
         problems: list[str] = []
         with self._read() as c:
+            db_problems = _database_problems(c)
             chain = audit.verify(c)
             rows = audit.rows(c) if chain.ok else []
             records = [self._record(r) for r in
@@ -719,13 +866,60 @@ class Registry:
                 problems.append(str(e))
         if chain.ok:
             problems.extend(_replay(rows, records, reports))
+        problems.extend(db_problems)
         known = {f"{r.id}.safetensors" for r in records}
         orphans = tuple(sorted(p.name for p in self.genome_dir.iterdir() if p.name not in known)) \
             if self.genome_dir.is_dir() else ()
         if not self.genome_dir.is_dir() and records:
             problems.append(f"genome directory {self.genome_dir} is missing")
+        problems = [" ".join(str(p).split()) for p in problems]     # one line each (SQLite's own have newlines)
         return RegistryCheck(ok=not problems, audit=chain, problems=tuple(problems),
                              genomes_checked=len(records), orphan_files=orphans)
+
+
+def _expected_schema() -> set[tuple[str, str, str]]:
+    """(type, name, sql) of every table and index this code creates, as SQLite stores them."""
+    mem = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        mem.execute("BEGIN")
+        for stmt in audit.split_statements(_SCHEMA):
+            mem.execute(stmt)
+        audit.ensure_schema(mem)
+        mem.execute("COMMIT")
+        return set(mem.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())
+    finally:
+        mem.close()
+
+
+def _database_problems(c: sqlite3.Connection) -> list[str]:
+    """What SQLite itself can tell: page/index consistency, the schema text, the champion
+    invariant counted on the table (not through the one_champion index)."""
+    problems: list[str] = []
+    try:
+        rows = [r[0] for r in c.execute("PRAGMA integrity_check(20)").fetchall()]
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+        return [f"database: integrity_check could not run or report: {e}"]
+    if rows != ["ok"]:
+        problems.append(f"database: integrity_check: {'; '.join(map(str, rows[:5]))}")
+    have = set(c.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())
+    want = _expected_schema()
+    for typ, name, _sql in sorted(want - have):
+        problems.append(f"database: schema of {typ} {name} differs from what driftgate creates (edited or missing)")
+    for typ, name, _sql in sorted(have - want):
+        if (typ, name) not in {(t, n) for t, n, _ in want}:
+            problems.append(f"database: unexpected {typ} {name} in the schema")
+    n = c.execute("SELECT count(*) FROM genomes NOT INDEXED WHERE status = 'champion'").fetchone()[0]
+    if n > 1:
+        problems.append(f"database: {n} genomes have status champion (at most one may)")
+    try:
+        via_index = c.execute("SELECT id FROM genomes INDEXED BY one_champion WHERE status = 'champion'").fetchall()
+        via_table = c.execute("SELECT id FROM genomes NOT INDEXED WHERE status = 'champion'").fetchall()
+        if sorted(via_index) != sorted(via_table):
+            problems.append("database: the one_champion index disagrees with the genomes table "
+                            f"(index: {[r[0] for r in via_index]}, table: {[r[0] for r in via_table]})")
+    except sqlite3.DatabaseError as e:
+        problems.append(f"database: the one_champion index is unusable: {e}")
+    return problems
 
 
 def _replay(rows: list[AuditRow], records: list[GenomeRecord], reports: list[tuple]) -> list[str]:
@@ -745,7 +939,7 @@ def _replay(rows: list[AuditRow], records: list[GenomeRecord], reports: list[tup
         try:
             ev = row.evidence_obj
             gid = row.genome_id
-            if row.action == "init":
+            if row.action in ("init", "robot"):
                 continue
             if row.action == "add":
                 state[gid] = {"status": "candidate", "stable": False, "parent_id": ev["parent_id"],

@@ -87,6 +87,8 @@ from pydantic import Field
 
 from controller.config_model import Int, Strict, ValidationError, describe
 
+from sim.safeio import MAX_CONFIG_BYTES, read_bounded
+
 from safety.constraints import Limits, limits_for
 from sim.drift_spec import FIELDS as DRIFT_FIELDS
 from sim.drift_spec import SCALE_FIELDS, TABLE_FIELDS, DriftSpec, variant
@@ -695,7 +697,7 @@ def load_suite(path: str | os.PathLike) -> Suite:
     """Read, parse and validate a suite file. Raises SuiteError (never a bare YAML/OS error)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_CONFIG_BYTES, what="suite file")
     except OSError as e:
         raise SuiteError(f"cannot read suite file {path}: {e.strerror or e}") from None
     try:

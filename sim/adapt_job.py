@@ -38,6 +38,7 @@ from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 
 ASSETS = Path(__file__).parent / "assets" / "champions"
 EVAL_EPISODES = 5
+NO_SCORE = 1e-6          # returns at or below this are "scores nothing" (rewards are >= 0)
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,9 @@ class AdaptJob:
             from sim.plants import make_plant
             make_plant(self.plant).apply_drift(DriftSpec.parse(self.drift))   # names checked against the model
         for name in ("budget_s", "sysid_budget_s", "target_fraction"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"job.{name}: must be > 0, got {getattr(self, name)}")
+            v = float(getattr(self, name))
+            if not (v > 0 and v < float("inf")):
+                raise ValueError(f"job.{name}: must be a finite number > 0, got {getattr(self, name)}")
         for name in ("max_generations", "population", "children", "horizon", "workers", "telemetry_ticks"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"job.{name}: must be a positive integer, got {getattr(self, name)}")
@@ -249,7 +251,20 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "wall_s": time.perf_counter() - t0,
         "job": job.to_dict(),
     }
+    why = no_score(result["return_before"], result["return_after"])
+    if why:
+        # a robot on which neither the champion nor the candidate scores anything (a drift outside
+        # what the simulator can represent, a diverging model) is not an adaptation: nothing is offered
+        result["status"], result["error"] = "failed", why
     return result, candidate
+
+
+def no_score(before: float, after: float) -> str | None:
+    """The reason an adaptation failed when neither policy scores on the drifted robot, else None
+    (returns are sums of rewards >= 0; NaN counts as nothing)."""
+    if any(x > NO_SCORE for x in (before, after)):
+        return None
+    return f"the drifted robot scores nothing: return {before:g} before adaptation and {after:g} after"
 
 
 def _sysid_error(params: dict[str, float], truth: DriftSpec | None) -> dict[str, float] | None:

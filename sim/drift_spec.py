@@ -19,6 +19,18 @@ Fields (all optional; the empty spec is the nominal robot):
 - ``obs_noise``      std of Gaussian noise added to every observation (>= 0).
 - ``action_delay``   whole control ticks between a command and its effect (0..MAX_ACTION_DELAY).
 
+Physical plausibility bounds (`BOUNDS`; a value outside is refused with the field and the bounds,
+because a simulator fed 1e9 g or a 1e-9 mass produces numbers, not a robot):
+
+- ``mass_scale``     [1e-2, 1e2]      a hundredth to a hundred times the nominal mass
+- ``friction_scale`` [1e-3, 1e3]
+- ``actuator_gain``  |g| in [1e-3, 1e2]   (either sign)
+- ``damping_scale``  [1e-3, 1e5]      (worn joints: system identification searches up to 1e4)
+- ``gravity``        scale in [1e-2, 1e1]; a 3-vector of norm <= 1e1 x 9.81 m/s^2 (any direction)
+- ``obs_bias``       |b| <= 1e3
+- ``obs_noise``      [0, 1e2]
+- ``action_delay``   [0, MAX_ACTION_DELAY] ticks
+
 ``"*"`` (every object) is accepted in the four model tables and stacks multiplicatively with a
 named entry (``{"*": 0.5, "left_foot": 0.5}`` makes the left foot 0.25).
 
@@ -43,6 +55,17 @@ TABLE_FIELDS = SCALE_FIELDS + ("actuator_gain", "obs_bias")
 FIELDS = TABLE_FIELDS + ("gravity", "obs_noise", "action_delay")
 MAX_ACTION_DELAY = 100
 WILDCARD = "*"
+# (low, high) of each value's magnitude (see the module docstring); composed specs obey them too.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "mass_scale": (1e-2, 1e2),
+    "friction_scale": (1e-3, 1e3),
+    "actuator_gain": (1e-3, 1e2),
+    "damping_scale": (1e-3, 1e5),
+    "gravity": (1e-2, 1e1),
+    "obs_bias": (0.0, 1e3),
+    "obs_noise": (0.0, 1e2),
+}
+NOMINAL_GRAVITY = 9.81
 
 # Fields mj_setConst recomputes from masses/gears. Kept with the nominal copy so that removing a
 # spec restores them exactly instead of recomputing them (recomputing is not guaranteed bit-exact).
@@ -87,6 +110,11 @@ def _table(name: str, value: Any) -> Pairs:
         if name == "actuator_gain" and x == 0:
             raise ValueError(f"DriftSpec.actuator_gain[{key!r}]: gain must be non-zero "
                              f"(negative = inverted wiring), got 0")
+        lo, hi = BOUNDS[name]
+        if not lo <= abs(x) <= hi:
+            what = "|value|" if name in ("actuator_gain", "obs_bias") else "value"
+            raise ValueError(f"DriftSpec.{name}[{key!r}]: {x!r} is not physically plausible; "
+                             f"{what} must be in [{lo:g}, {hi:g}]")
         if x != identity:
             out[key] = x
     return tuple(sorted(out.items()))
@@ -98,11 +126,19 @@ def _gravity(value: Any) -> float | tuple[float, float, float] | None:
     if isinstance(value, (list, tuple, np.ndarray)):
         if len(value) != 3:
             raise ValueError(f"DriftSpec.gravity: expected a scale or a 3-vector, got {value!r}")
-        return tuple(_finite(v, f"gravity[{i}]") for i, v in enumerate(value))
+        g = tuple(_finite(v, f"gravity[{i}]") for i, v in enumerate(value))
+        limit = BOUNDS["gravity"][1] * NOMINAL_GRAVITY
+        if math.sqrt(sum(v * v for v in g)) > limit:
+            raise ValueError(f"DriftSpec.gravity: {list(g)} is not physically plausible; its norm must be "
+                             f"<= {limit:g} m/s^2")
+        return g
     x = _finite(value, "gravity")
     if x <= 0:
         raise ValueError(f"DriftSpec.gravity: scale must be > 0 (use a 3-vector to point it "
                          f"elsewhere), got {x!r}")
+    lo, hi = BOUNDS["gravity"]
+    if not lo <= x <= hi:
+        raise ValueError(f"DriftSpec.gravity: scale {x!r} is not physically plausible; must be in [{lo:g}, {hi:g}]")
     return None if x == 1.0 else x
 
 
@@ -129,8 +165,8 @@ class DriftSpec:
             object.__setattr__(self, name, _table(name, getattr(self, name)))
         object.__setattr__(self, "gravity", _gravity(self.gravity))
         noise = _finite(self.obs_noise, "obs_noise")
-        if noise < 0:
-            raise ValueError(f"DriftSpec.obs_noise: std must be >= 0, got {noise!r}")
+        if not 0 <= noise <= BOUNDS["obs_noise"][1]:
+            raise ValueError(f"DriftSpec.obs_noise: std must be in [0, {BOUNDS['obs_noise'][1]:g}], got {noise!r}")
         object.__setattr__(self, "obs_noise", noise)
         delay = self.action_delay
         if isinstance(delay, float) and delay.is_integer():

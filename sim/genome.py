@@ -31,6 +31,8 @@ from sim.policy import PolicySpec
 
 META_KEY = "driftgate"
 FORMAT_VERSION = 1
+# Larger files are refused before they are read (the largest shipped genome is ~0.3 MB).
+MAX_GENOME_BYTES = 64 << 20
 
 
 class GenomeFileError(ValueError):
@@ -98,10 +100,14 @@ class Genome:
         }
 
 
+def genome_file_bytes(genome: Genome) -> bytes:
+    """The safetensors bytes `save_genome` writes (ValueError for metadata JSON cannot carry)."""
+    return save({"genome": genome.vector}, metadata={META_KEY: canonical_json(genome.metadata())})
+
+
 def save_genome(genome: Genome, path: str | os.PathLike) -> Path:
     """Write atomically; returns the path. The file never exists half-written."""
-    data = save({"genome": genome.vector}, metadata={META_KEY: canonical_json(genome.metadata())})
-    return atomic_write_bytes(path, data)
+    return atomic_write_bytes(path, genome_file_bytes(genome))
 
 
 def read_metadata(data: bytes) -> dict:
@@ -118,13 +124,25 @@ def read_metadata(data: bytes) -> dict:
         raise GenomeFileError(f"no driftgate metadata in file: {e}") from e
 
 
-def load_genome(path: str | os.PathLike, expected_id: str | None = None) -> Genome:
+def read_genome_bytes(path: str | os.PathLike, *, follow_symlinks: bool = True) -> bytes:
+    """A genome file's bytes: a regular file of at most MAX_GENOME_BYTES, read without blocking
+    (`sim.safeio`); `follow_symlinks=False` refuses a symlink (files inside a registry)."""
+    from sim.safeio import read_bounded
+    try:
+        return read_bounded(path, MAX_GENOME_BYTES, follow_symlinks=follow_symlinks, what="genome file")
+    except OSError as e:
+        raise GenomeFileError(str(e)) from None
+
+
+def load_genome(path: str | os.PathLike, expected_id: str | None = None, *,
+                follow_symlinks: bool = True) -> Genome:
     """Load and verify a genome file (shape vs metadata, content hash vs metadata and `expected_id`)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise GenomeFileError(f"cannot read genome file {path}: {e}") from e
+    return genome_from_bytes(read_genome_bytes(path, follow_symlinks=follow_symlinks), path, expected_id)
+
+
+def genome_from_bytes(data: bytes, path: str | os.PathLike = "<bytes>", expected_id: str | None = None) -> Genome:
+    """Parse and verify a genome file's bytes (see `load_genome`); `path` only names it in errors."""
     meta = read_metadata(data)
     try:
         tensors = load(data)
@@ -140,6 +158,8 @@ def load_genome(path: str | os.PathLike, expected_id: str | None = None) -> Geno
     if vec.size != meta.get("num_params"):
         raise GenomeFileError(f"{path}: vector has {vec.size} values, metadata says {meta.get('num_params')}")
     try:
+        if not isinstance(meta.get("policy_spec"), dict):
+            raise ValueError("policy_spec must be an object")
         spec = PolicySpec(**{k: v for k, v in meta["policy_spec"].items()})
         genome = Genome(vector=vec, policy_spec=spec, kind=meta["kind"], model=meta.get("model") or None,
                         parent_id=meta.get("parent_id"), generation=int(meta.get("generation", 0)),

@@ -43,6 +43,13 @@ class PolicySpec:
         if self.obs_dim <= 0 or self.act_dim <= 0 or any(h <= 0 for h in self.hidden):
             raise ValueError(f"PolicySpec sizes must be positive, got obs={self.obs_dim} "
                              f"hidden={self.hidden} act={self.act_dim}")
+        for name in ("act_low", "act_high"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v):
+                raise ValueError(f"PolicySpec.{name} must be a finite number, got {v!r}")
+        if not self.act_low < self.act_high:
+            raise ValueError(f"PolicySpec: act_low {self.act_low} must be < act_high {self.act_high}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         sizes = (self.obs_dim, *self.hidden, self.act_dim)
         tensors = []

@@ -263,8 +263,9 @@ def child_main(job_dir: str) -> int:
             print(json.dumps({"stage": stage, **{k: v for k, v in info.items() if k != "estimate"}}), flush=True)
 
         result, candidate = run_job(job, seeds, telemetry, progress=progress)
-        save_genome(candidate, job_dir / "candidate.safetensors")
-        result["candidate_file"] = "candidate.safetensors"
+        if result.get("status") == "ok":       # a failed job (e.g. nothing scores) offers no candidate
+            save_genome(candidate, job_dir / "candidate.safetensors")
+            result["candidate_file"] = "candidate.safetensors"
         result["rclpy_imported"] = "rclpy" in sys.modules
         atomic_write_json(job_dir / "result.json", result)
         return 0

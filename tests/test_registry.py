@@ -467,7 +467,7 @@ def test_cli_round_trip(tmp_path):
 def test_cli_errors_are_one_clear_line(tmp_path):
     d = tmp_path / "reg"
     r = _cli("list", "--registry", d)
-    assert r.exit_code == 1 and "not a driftgate registry" in r.stderr and not d.exists()
+    assert r.exit_code == 2 and "not a driftgate registry" in r.stderr and not d.exists()   # bad input
     _cli("init", "--registry", d)
     for args in (["promote", "--registry", d, "0" * 32],
                  ["show", "--registry", d, "zzz"],
@@ -475,7 +475,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
                  ["rollback", "--registry", d],
                  ["list", "--registry", d, "--status", "winner"]):
         r = _cli(*args)
-        assert r.exit_code == 1, args
+        assert r.exit_code == 2, args                       # bad input: 2, as every driftgate command
         assert r.stderr.startswith("error: ") and "Traceback" not in r.output
         assert r.stdout == ""
     assert _cli("verify", "--registry", d).exit_code == 0

@@ -73,7 +73,7 @@ def test_refusals_are_counted_by_reason():
     assert not rt.ingest(2.0, ["slider"], [0.0], [0.0], now=2.0)            # missing joint
     assert not rt.ingest(2.0, ["slider", "slider", "hinge_1"], [0] * 3, [0] * 3, now=2.0)
     assert not rt.ingest(2.0, list(JOINTS), [0.0], [0.0, 0.0], now=2.0)     # wrong length
-    assert not rt.ingest(2.0, list(JOINTS), [0.0, 0.0], [], now=2.0)        # no velocities
+    assert not rt.ingest(2.0, list(JOINTS), [0.0, 0.0], [], now=2.0)        # no velocities (measured)
     assert not feed(rt, 2.0, pos=(1e9, 0.0))
     assert not feed(rt, math.nan)
     assert not feed(rt, 0.0)                                   # unstamped
@@ -81,8 +81,8 @@ def test_refusals_are_counted_by_reason():
     assert not rt.ingest(2.0, list(JOINTS), ["a", "b"], [0, 0], now=2.0)
     r = rt.refused
     assert (r["repeated_time"], r["backwards_time"], r["non_finite"], r["missing_joint"], r["duplicate_name"],
-            r["wrong_length"], r["out_of_range"], r["bad_time"]) == (1, 1, 2, 1, 1, 2, 1, 2)
-    assert r["bad_message"] == 2
+            r["wrong_length"], r["out_of_range"], r["bad_time"]) == (1, 1, 2, 1, 1, 1, 1, 2)
+    assert r["bad_message"] == 2 and r["no_velocity"] == 1
     assert rt.accepted == 1
     assert rt.tick(now=1.01).status == "ok"
 

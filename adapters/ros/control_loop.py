@@ -50,10 +50,13 @@ class ControlLoop:
 
     def __init__(self, node, msg_type, topic: str, qos, on_message: Callable[[Any, dict], None], *,
                  period_s: float, on_deadline: Callable[[], None], priority: int = 0,
-                 gil_switch_s: float = 2e-4, name: str = "driftgate_control",
+                 gil_switch_s: float = 2e-4, max_messages: int = 20, name: str = "driftgate_control",
                  clock: Callable[[], float] | None = None) -> None:
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
+        if not max_messages >= 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        self.max_messages = int(max_messages)
         self.node, self.msg_type, self.topic = node, msg_type, topic
         self.on_message, self.on_deadline = on_message, on_deadline
         self.period_s, self.priority, self.gil_switch_s = float(period_s), int(priority), gil_switch_s
@@ -70,7 +73,10 @@ class ControlLoop:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.scheduling: Scheduling | None = None
         self.native_id = 0
-        self.counters = {"wakeups": 0, "messages": 0, "deadlines": 0, "callback_errors": 0}
+        # messages: handed to on_message; dropped: taken but not handed on (over max_messages in one
+        # period: a flood); late_deadlines: the periodic work ran more than one period late
+        self.counters = {"wakeups": 0, "messages": 0, "dropped": 0, "deadlines": 0, "late_deadlines": 0,
+                         "callback_errors": 0}
         self.last_error = ""
 
     @property
@@ -128,6 +134,7 @@ class ControlLoop:
         wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self.context.handle)
         clock, sim = self.clock, self._sim
         deadline = clock() + self.period_s
+        handled = 0                                  # messages handed on in this period
         try:
             with self.context.handle, self.subscription, self._wake:
                 while not self._stop.is_set() and self.context.ok():
@@ -137,16 +144,25 @@ class ControlLoop:
                     # sim time: no wall-clock timeout; the clock's jump callback wakes the loop
                     wait_set.wait(-1 if sim else max(0, int((deadline - clock()) * 1e9)))
                     self.counters["wakeups"] += 1
-                    while not self._stop.is_set():
+                    # a flood must not hold the tick: take while the deadline has not come, hand on at
+                    # most max_messages per period, drop (and count) the rest
+                    while not self._stop.is_set() and clock() < deadline:
                         taken = self.subscription.take_message(self.msg_type, False)
                         if taken is None:
                             break
+                        if handled >= self.max_messages:
+                            self.counters["dropped"] += 1
+                            continue
+                        handled += 1
                         self.counters["messages"] += 1
                         self._call(self.on_message, *taken)
                     now = clock()
                     if now >= deadline and not self._stop.is_set():
                         self.counters["deadlines"] += 1
+                        if now - deadline > self.period_s:
+                            self.counters["late_deadlines"] += 1
                         self._call(self.on_deadline)
+                        handled = 0
                         deadline += self.period_s
                         if deadline <= now:          # overran: the next period from now, no catch-up burst
                             deadline = now + self.period_s

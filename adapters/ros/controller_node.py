@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -74,12 +74,12 @@ from controller.contracts import INCONCLUSIVE, GateOutcome
 from controller.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
 from controller.orchestrator import Orchestrator, OrchestratorConfig
+from controller.params import MODES, ParameterError, allowed, check_value, declare_checked  # noqa: F401 (MODES: re-exported)
 from controller.realtime import Scheduling, current_scheduling
 from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
                                 make_observation_map, plant_info)
 
 NODE_NAME = "driftgate_controller"
-MODES = ("active", "shadow", "canary")
 _T = Parameter.Type
 
 # name -> (default or type, description, read_only, extra descriptor kwargs)
@@ -107,6 +107,11 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "safe_command": (_T.DOUBLE_ARRAY, "command held on stale input (default zeros)", True),
     "max_abs_input": (1.0e6, "joint positions/velocities above this are refused", True),
     "burst_limit": (10, "more joint states than this between two ticks counts a burst", True),
+    "max_joint_states_per_tick": (20, "control_thread: joint states taken per control period at most; the "
+                                  "rest are dropped and counted, so a flood never delays a tick", True),
+    "velocity_source": ("measured", "measured: JointState.velocity is required (positions-only messages are "
+                        "refused, ERROR on /diagnostics); differentiate: velocities by differencing consecutive "
+                        "positions over their header stamps (for drivers that publish positions only)", True),
     "guard_max_divergence": (0.5, "canary: |a_challenger - a_base| above this hands authority back", True),
     "guard_joint_bounds": ("{}", 'canary: JSON {"joint": [low, high]} on positions', True),
     "incumbent_timeout_s": (0.2, "canary: incumbent commands older than this hand authority back", True),
@@ -157,8 +162,6 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "orchestrator_rate_hz": (5.0, "state machine step rate", True),
     "diagnostics_rate_hz": (1.0, "/diagnostics and ~/comparison rate", True),
 }
-_POSITIVE = {"rate_hz", "stale_timeout_s", "max_abs_input", "orchestrator_rate_hz", "diagnostics_rate_hz",
-             "canary_period_s", "adapt_budget_s", "gate_timeout_s", "incumbent_timeout_s"}
 
 
 class ControllerNode(LifecycleNode):
@@ -169,17 +172,17 @@ class ControllerNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._clock_given = clock
         self.clock = clock or time.monotonic
-        for name, (default, desc, ro) in PARAMETERS.items():
-            d = ParameterDescriptor(description=desc, read_only=ro)
-            if name == "canary_weight":
-                d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
-            if name == "realtime_priority":
-                d.integer_range = [IntegerRange(from_value=0, to_value=99, step=1)]
-            self.declare_parameter(name, default, d)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.lifecycle = "unconfigured"
         self.runtime: ControllerRuntime | None = None
         self.orchestrator: Orchestrator | None = None
+        # the check first, then the declarations: start-up overrides pass the run-time check too;
+        # refused ones keep their default and make configure fail (controller.params)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.parameter_errors: list[str] = declare_checked(self, PARAMETERS)
+        self.fatal: str | None = None          # autostart: why configure failed (the CLI exits with it)
+        self.configure_error: str | None = None
+        self.configure_bad_input = False
+        self.fatal_code = 1
         self.registry = None
         self.monitor = None
         self.commands_published = 0
@@ -217,14 +220,9 @@ class ControllerNode(LifecycleNode):
                     incumbent_source.mode_refused(self.p("incumbent_source"), prm.value):
                 return SetParametersResult(successful=False, reason=incumbent_source.mode_refused(
                     self.p("incumbent_source"), prm.value))
-            if prm.name == "mode" and prm.value not in MODES:
-                return SetParametersResult(successful=False, reason=f"mode must be one of {MODES}, got {prm.value!r}")
-            if prm.name == "trigger" and prm.value not in ("timer", "joint_states"):
-                return SetParametersResult(successful=False, reason="trigger must be timer or joint_states")
-            if prm.name in _POSITIVE and not (isinstance(prm.value, (int, float)) and prm.value > 0):
-                return SetParametersResult(successful=False, reason=f"{prm.name} must be > 0")
-            if prm.name == "canary_window_s" and not (isinstance(prm.value, (int, float)) and prm.value > 0):
-                return SetParametersResult(successful=False, reason="canary_window_s must be > 0")
+            why = check_value(prm.name, prm.value)
+            if why is not None:
+                return SetParametersResult(successful=False, reason=why)
         changed = {prm.name: prm.value for prm in params}
         if "adapt" in changed and self.orchestrator is not None:
             self.orchestrator.config = _replace(self.orchestrator.config, adapt=bool(changed["adapt"]))
@@ -242,12 +240,21 @@ class ControllerNode(LifecycleNode):
         self.destroy_timer(self._autostart_timer)
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
+        else:                    # no lifecycle manager will retry: the process must end and say why
+            self.fatal = self.configure_error or "configure failed"
+            self.fatal_code = 2 if self.configure_bad_input else 1
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.configure_error = None
         try:
+            if self.parameter_errors:
+                raise ParameterError(self.parameter_errors[0])
             self._configure()
         except Exception as e:   # a bad parameter or registry: stay unconfigured, say why
-            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            self.configure_bad_input = isinstance(e, ParameterError)
+            why = str(e) if isinstance(e, ParameterError) else f"{type(e).__name__}: {e}"
+            self.configure_error = " ".join(f"configure failed: {why}".split())    # one line
+            self.get_logger().error(self.configure_error)
             self._destroy_entities()
             self.runtime = self.orchestrator = None
             if self.registry is not None:
@@ -364,23 +371,31 @@ class ControllerNode(LifecycleNode):
         info = plant_info(plant)
         joints = tuple(self.p("joint_names") or info["joint_names"])
         if len(joints) != len(info["joint_names"]):
-            raise ValueError(f"joint_names has {len(joints)} names; plant {plant!r} has joints {info['joint_names']}")
+            raise ParameterError(f"parameter joint_names: {len(joints)} names given; plant {plant!r} has "
+                                 f"{len(info['joint_names'])} joints {info['joint_names']} (robot names in this order)")
         source = self.p("incumbent_source")
         incumbent_source.check_source(source)
         refused = incumbent_source.mode_refused(source, self.p("mode"))
         if refused:
-            raise ValueError(refused)
+            raise ParameterError(f"parameter incumbent_source: {refused}")
         self._effort_incumbent = incumbent_source.EffortIncumbent(
             joints, incumbent_source.actuated_joints(plant)) if source == "joint_state_effort" else None
         self.clock = self._clock_given or NodeClock(self)   # chosen once: see adapters.ros.node_clock
         bounds = json.loads(self.p("guard_joint_bounds") or "{}")
-        guard = GuardConfig.from_names(joints, bounds, max_divergence=float(self.p("guard_max_divergence")),
-                                       incumbent_timeout_s=float(self.p("incumbent_timeout_s")))
+        try:
+            guard = GuardConfig.from_names(joints, bounds, max_divergence=float(self.p("guard_max_divergence")),
+                                           incumbent_timeout_s=float(self.p("incumbent_timeout_s")))
+        except ValueError as e:
+            raise ParameterError(f"parameter guard_joint_bounds: {e}") from None
         safe = tuple(float(x) for x in self.p("safe_command")) or None
-        cfg = RuntimeConfig(joint_names=joints, act_dim=info["act_dim"], act_low=tuple(info["act_low"]),
-                            act_high=tuple(info["act_high"]), safe_command=safe,
-                            stale_after_s=float(self.p("stale_timeout_s")), max_abs=float(self.p("max_abs_input")),
-                            burst_limit=int(self.p("burst_limit")), guard=guard)
+        try:                                 # finite, one per actuator, inside the actuator bounds
+            cfg = RuntimeConfig(joint_names=joints, act_dim=info["act_dim"], act_low=tuple(info["act_low"]),
+                                act_high=tuple(info["act_high"]), safe_command=safe,
+                                stale_after_s=float(self.p("stale_timeout_s")),
+                                max_abs=float(self.p("max_abs_input")), burst_limit=int(self.p("burst_limit")),
+                                velocity_source=self.p("velocity_source"), guard=guard)
+        except ValueError as e:
+            raise ParameterError(f"parameter {_runtime_param(str(e))}: {e}") from None
         self.monitor = self._make_monitor(plant, info)
         self.runtime = ControllerRuntime(cfg, make_observation_map(plant), monitor=self.monitor, clock=self.clock)
         # no authority until on_configure's _apply_authority: the subscriptions made below may tick
@@ -389,7 +404,7 @@ class ControllerNode(LifecycleNode):
 
         reg_path = self.p("registry_path")
         if not reg_path:
-            raise ValueError("registry_path is not set")
+            raise ParameterError("parameter registry_path: is not set; allowed: " + allowed("registry_path"))
         reg_path = str(Path(reg_path).expanduser().absolute())   # mutable state: logged where it is
         boot = self.p("bootstrap_champion")
         if boot:
@@ -398,6 +413,10 @@ class ControllerNode(LifecycleNode):
             genome = lqr_policy_genome(plant) if boot == "lqr" else load_genome(_package_path(boot))
             bootstrap_registry(reg_path, genome, actor=f"{self.get_name()}-bootstrap")
         self.registry = Registry(reg_path, actor=self.get_fully_qualified_name())
+        robot = self.registry.robot()        # a registry for another robot would only ever hold the safe command
+        if robot is not None and (robot["obs_dim"], robot["act_dim"]) != (self.runtime.obs_map.obs_dim, info["act_dim"]):
+            raise ParameterError(f"parameter registry_path: the registry at {reg_path} holds policies for another "
+                                 f"robot ({robot}), not plant {plant!r}")
         suite = _gate_suite(self.p("gate_suite"), reg_path, bool(self.p("archive_on_promotion")))
         self.get_logger().info(f"registry {reg_path}; gate suite {suite or '(none)'}")
         job_root = Path(self.p("job_root") or Path(reg_path) / "jobs")
@@ -486,10 +505,13 @@ class ControllerNode(LifecycleNode):
         if own_thread:   # last: destroyed first, before the publishers it uses
             period, deadline = ((self._stale_s / 2.0, self._on_watchdog) if self._tick_on_message
                                 else (1.0 / float(self.p("rate_hz")), self._on_tick))
+            # a flood never delays the tick: at most max_joint_states_per_tick per control period (timer),
+            # or per 1/rate_hz of the watchdog period (joint_states trigger); the rest is dropped, counted
+            per_period = int(self.p("max_joint_states_per_tick")) * max(1, round(period * float(self.p("rate_hz"))))
             self.control_loop = self._add("control_loop", ControlLoop(
                 self, JointState, self.p("joint_states_topic"), qos_profile_sensor_data, self._on_joint_state,
                 period_s=period, on_deadline=deadline, priority=int(self.p("realtime_priority")),
-                name=f"{self.get_name()}_control", clock=self.clock)).start()
+                max_messages=per_period, name=f"{self.get_name()}_control", clock=self.clock)).start()
 
     def _make_monitor(self, plant: str, info: dict):
         """The drift monitor from `controller.drift` with the nominal-model residual source. If the
@@ -506,6 +528,9 @@ class ControllerNode(LifecycleNode):
             return DriftMonitor(cfg, obs_dim=len(info["obs_names"]), act_dim=info["act_dim"], dt=info["control_dt"],
                                 source=make_predictor(plant, cfg), act_low=info["act_low"], act_high=info["act_high"])
         except Exception as e:
+            if path:                         # a file the user named and that does not load: bad input
+                raise ParameterError(f"parameter detector_config: {path!r} cannot be used: "
+                                     f"{type(e).__name__}: {e}") from None
             self.monitor_note = f"unavailable: {type(e).__name__}: {e}"
             self.get_logger().warning(f"drift monitor {self.monitor_note}")
             return None
@@ -676,8 +701,14 @@ class ControllerNode(LifecycleNode):
         loop = st["control_loop"]
         if isinstance(loop, dict) and not loop["alive"]:
             level, msg = DiagnosticStatus.ERROR, f"control loop thread ended: {loop['last_error'] or 'unknown'}"
-        elif last in ("stale", "error"):
-            level, msg = DiagnosticStatus.ERROR, f"joint states {last}: holding the safe command"
+        elif last in ("stale", "error") or (last == "waiting" and rt.first_refusal):
+            # every joint state refused (e.g. positions only with velocity_source measured): say why
+            problem = rt.input_problem()
+            level, msg = DiagnosticStatus.ERROR, f"joint states {last}: holding the safe command" + \
+                (f" ({problem})" if problem and not rt.accepted else "")
+            if problem and not rt.accepted and not getattr(self, "_input_problem_logged", False):
+                self._input_problem_logged = True
+                self.get_logger().error(f"no joint state accepted so far: {problem}")
         elif st["champion"] is None:
             level, msg = DiagnosticStatus.WARN, "no champion: holding the safe command"
         elif last in (None, "waiting"):
@@ -698,7 +729,8 @@ class ControllerNode(LifecycleNode):
                   "in_out_us_p99": st["in_out_latency"]["p99_us"] or "", "in_out_n": st["in_out_latency"]["n"],
                   "scheduling": st["scheduling"]["tick_thread"],
                   "control_loop": "thread" if isinstance(loop, dict) else loop,
-                  "control_callback_errors": loop["callback_errors"] if isinstance(loop, dict) else 0}
+                  "control_callback_errors": loop["callback_errors"] if isinstance(loop, dict) else 0,
+                  "joint_states_dropped": loop["dropped"] if isinstance(loop, dict) else 0}
         values.update(st["counters"])
         control = _status(DiagnosticStatus, level, f"{name}: control", msg, self.p("plant"), values)
         if self.monitor is not None:
@@ -773,6 +805,13 @@ def _gate_suite(given: str, registry: str, archive: bool) -> str:
         return str(base)
     from safety.suite import working_suite
     return str(working_suite(base, Path(registry) / "gate_suite.yaml"))
+
+
+def _runtime_param(message: str) -> str:
+    """The parameter a RuntimeConfig error is about (its message starts with the field name)."""
+    field = message.split(" ", 1)[0].rstrip(":")
+    return {"safe_command": "safe_command", "joint_names": "joint_names", "stale_after_s": "stale_timeout_s",
+            "velocity_source": "velocity_source"}.get(field, field)
 
 
 def _replace(cfg, **kw):

@@ -254,9 +254,10 @@ def load_config(path: str | Path | None = None) -> MonitorConfig:
     """Read a monitor YAML file (the shipped default when `path` is None; a relative path that does
     not exist in the working directory, or ``package://driftgate/...``, names a shipped file)."""
     from controller.shipped import resolve
+    from sim.safeio import read_text_bounded   # here: controller.drift itself stays free of sim
     path = resolve(path) if path is not None else default_config_path()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text_bounded(path, what="drift monitor config"))
     except yaml.YAMLError as exc:
         raise ValueError(f"drift monitor config {path}: not valid YAML ({exc})") from None
     cfg = from_mapping(data)
