@@ -164,3 +164,17 @@ def test_existing_out_is_kept(lqr_bag, tmp_path):
     res = runner.invoke(app, ["champion", "distill", str(lqr_bag), "--robot", "cartpole", "--out", str(out)])
     assert res.exit_code == 2 and "--out" in res.output
     assert out.read_bytes() == b"precious"
+
+
+def test_refine_generations_evolves_from_the_distilled_genome(lqr_bag):
+    """--refine-generations: SR-GHN evolution on the plant's objective starts from the distilled
+    genome; the result is a root genome that records which distilled genome it came from."""
+    demo = read_demonstration(lqr_bag, "cartpole")
+    cfg = DistillConfig(max_rounds=5, episodes=2, horizon=50, refine_generations=2)
+    res = distill(demo, "cartpole", cfg)
+    ref = res.report["refined"]
+    assert ref["generations"] == 2 and len(ref["best_per_generation"]) == 2
+    assert res.genome.fitness["source"] == "distilled + refined"
+    assert res.genome.fitness["distilled_id"] == ref["distilled_id"]
+    assert res.genome.parent_id is None and res.genome.generation == 2
+    assert res.report["closed_loop"]["refined"]["mean"] > 0.5 * res.report["closed_loop"]["incumbent"]["mean"]
