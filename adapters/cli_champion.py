@@ -19,6 +19,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 EXIT_BAD_INPUT = 2
@@ -144,7 +145,8 @@ def summary_table(report: dict) -> Table:
               f"{cl['distilled']['mean']:.1f} (median {cl['distilled']['median']:.1f})")
     inc = cl.get("incumbent")
     if inc:
-        t.add_row("incumbent return", f"{inc['mean']:.1f}  [{inc['how']}]")
+        t.add_row("incumbent return", f"{inc['mean']:.1f}")
+        t.add_row("  incumbent measured as", escape(inc["how"]))
         if cl.get("ratio") is not None:
             t.add_row("distilled / incumbent", f"{cl['ratio']:.3f}")
     if cl.get("refined"):

@@ -314,8 +314,8 @@ def distill(demo: Demonstration, plant_name: str, cfg: DistillConfig = DistillCo
     """Fit, write, evaluate (and optionally refine) a champion from `demo`. See the module docstring.
 
     `incumbent`: "nominal" re-simulates the plant's nominal controller on the same seeds, "recorded"
-    compares with the recorded mean reward per tick, "none" skips it, "auto" is nominal where the
-    plant has one, else recorded where the bag has rewards; a callable is a factory of the incumbent
+    compares with the recorded mean reward per tick, "none" skips it, "auto" is nominal for the
+    built-in plants, else recorded where the bag has rewards; a callable is a factory of the incumbent
     controller (one per episode; its `how` attribute, if any, describes it in the report)."""
     from sim.drift_spec import DriftSpec
     from sim.plant_task import plant_policy_spec
@@ -325,7 +325,10 @@ def distill(demo: Demonstration, plant_name: str, cfg: DistillConfig = DistillCo
     t0 = time.perf_counter()
     if not callable(incumbent) and incumbent not in ("auto", "nominal", "recorded", "none"):
         raise DistillError("--incumbent", f"must be auto, nominal, recorded or none, got {incumbent!r}")
-    spec = plant_policy_spec(plant_name, cfg.hidden)
+    try:
+        spec = plant_policy_spec(plant_name, cfg.hidden)
+    except (ValueError, OSError) as e:
+        raise DistillError("--robot", str(e)) from None
     if len(demo) < cfg.min_ticks:
         raise DistillError("BAG", f"{len(demo)} paired ticks (joint state + command); distillation needs at "
                            f"least {cfg.min_ticks} (--min-ticks)")
@@ -338,7 +341,10 @@ def distill(demo: Demonstration, plant_name: str, cfg: DistillConfig = DistillCo
                                f"genome for {base.policy_spec}")
     else:
         base = base_srghn(spec, cfg.seed)
-    obs = observations(plant_name, demo.positions, demo.velocities)
+    try:
+        obs = observations(plant_name, demo.positions, demo.velocities)
+    except ValueError as e:      # e.g. a floating base: the runtime cannot observe it from joints alone
+        raise DistillError("--robot", str(e)) from None
     train, val, test = split_ticks(len(demo), cfg.block_ticks, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     say(f"distilling {demo.source.get('command_topic', 'commands')} from "
         f"{demo.source.get('joint_state_topic', 'joint states')} ({len(demo)} paired ticks) for {plant_name}")
@@ -359,7 +365,10 @@ def distill(demo: Demonstration, plant_name: str, cfg: DistillConfig = DistillCo
     if callable(incumbent):
         nominal, how = incumbent, getattr(incumbent, "how", "the given controller, simulated on the same seeds")
     else:
-        nominal = nominal_controller(plant_name) if incumbent in ("auto", "nominal") else None
+        from sim.plants import PLANTS
+        # a robot profile's "nominal controller" only holds the safe command: auto never compares with it
+        auto_nominal = incumbent == "auto" and plant_name in PLANTS
+        nominal = nominal_controller(plant_name) if incumbent == "nominal" or auto_nominal else None
         how = "the plant's nominal controller, re-simulated on the same seeds"
     if incumbent == "nominal" and nominal is None:
         raise DistillError("--incumbent", f"plant {plant_name!r} has no nominal controller to re-simulate")
