@@ -178,3 +178,13 @@ def test_refine_generations_evolves_from_the_distilled_genome(lqr_bag):
     assert res.genome.fitness["distilled_id"] == ref["distilled_id"]
     assert res.genome.parent_id is None and res.genome.generation == 2
     assert res.report["closed_loop"]["refined"]["mean"] > 0.5 * res.report["closed_loop"]["incumbent"]["mean"]
+
+
+def test_distill_for_a_robot_profile(lqr_bag):
+    """--robot PROFILE.yaml: the profile's observation (the runtime's kinematic map) and, with no
+    controller in a profile, the recorded reward as the incumbent's measure."""
+    demo = read_demonstration(lqr_bag, "launch/robots/cartpole.yaml")
+    rep = distill(demo, "launch/robots/cartpole.yaml", DistillConfig(episodes=5)).report
+    assert rep["policy"]["obs_dim"] == 4                      # joint positions and velocities
+    assert rep["closed_loop"]["incumbent"]["how"].startswith("recorded reward")
+    assert rep["closed_loop"]["ratio"] >= 0.9, rep["closed_loop"]
