@@ -66,7 +66,7 @@ def verify_through_registry(path: Path) -> str:
 @app.command("distill")
 def distill_cmd(
     bag: Path = typer.Argument(..., help="rosbag2 bag directory: joint states in, the incumbent's commands out"),
-    robot: str = typer.Option(..., "--robot", help="plant name (cartpole, walker, reacher) or robot profile YAML"),
+    robot: str = typer.Option(..., "--robot", help="a built-in plant name or a robot profile YAML"),
     out: Path = typer.Option(..., "--out", help="genome file to write (.safetensors); the report goes next to it "
                              "(.json)"),
     joint_state_topic: Optional[str] = typer.Option(None, "--joint-state-topic", help="JointState topic (default: "
