@@ -188,3 +188,12 @@ def test_distill_for_a_robot_profile(lqr_bag):
     assert rep["policy"]["obs_dim"] == 4                      # joint positions and velocities
     assert rep["closed_loop"]["incumbent"]["how"].startswith("recorded reward")
     assert rep["closed_loop"]["ratio"] >= 0.9, rep["closed_loop"]
+
+
+def test_base_genome_for_another_policy_is_refused(lqr_bag, tmp_path):
+    from sim.distill import base_srghn
+    from sim.genome import save_genome
+    from sim.plant_task import plant_policy_spec
+    save_genome(base_srghn(plant_policy_spec("walker"), 0), tmp_path / "walker_base.safetensors")
+    _bad([str(lqr_bag), "--robot", "cartpole", "--base", str(tmp_path / "walker_base.safetensors")], tmp_path,
+         "--base")
