@@ -3,7 +3,8 @@
 Per plant and seed: record `seconds` of the nominal robot driven by its incumbent controller with
 sigma = 0.01 sensor noise (`adapters.recording.simulate_bag`, no drift: what the drift scenarios
 drive it with, i.e. the cartpole's nominal LQR tracking a moving setpoint, the walker's squat LQR),
-distil a champion from the bag (`sim.distill`, default settings, the seed as its seed), and measure:
+(`cartpole:static`: the nominal LQR about a fixed setpoint, a controller
+without hidden state that a policy of the joint state can represent exactly), distil a champion from the bag (`sim.distill`, default settings, the seed as its seed), and measure:
 
 - the fit error on held-out ticks: RMSE per command channel relative to the commands' spread
   (mean over channels);
@@ -45,10 +46,21 @@ from sim.atomicio import atomic_write_bytes, atomic_write_json  # noqa: E402
 from sim.distill import DistillConfig, distill  # noqa: E402
 
 
-def incumbent_factory(plant: str):
+STATIC = ":static"   # suffix: the plant's nominal controller about a fixed setpoint (no clock inside)
+
+
+def incumbent_factory(case: str):
     """The controller `simulate_bag` drove the plant with, fresh per episode."""
     from sim.drift_scenarios import SCENARIOS
     from sim.plants import make_plant
+    plant = case.removesuffix(STATIC)
+    if case.endswith(STATIC):
+        def make():
+            ctrl = make_plant(plant).nominal_controller(amplitude=0.0)
+            ctrl.reset()
+            return ctrl
+        make.how = f"the recording's controller ({plant} nominal controller, fixed setpoint), same seeds"
+        return make
     sc = SCENARIOS[plant]
 
     def make():
@@ -57,16 +69,19 @@ def incumbent_factory(plant: str):
     return make
 
 
-def run_one(plant: str, seed: int, seconds: float, cfg: DistillConfig, work: Path) -> dict:
+def run_one(case: str, seed: int, seconds: float, cfg: DistillConfig, work: Path) -> dict:
     t0 = time.perf_counter()
-    bag = simulate_bag(work / f"{plant}-{seed}", plant=plant, seconds=seconds, seed=seed)
+    plant = case.removesuffix(STATIC)
+    ctrl = incumbent_factory(case)() if case.endswith(STATIC) else None
+    bag = simulate_bag(work / f"{plant}-{seed}-{len(case)}", plant=plant, seconds=seconds, seed=seed,
+                       controller=ctrl)
     t_rec = time.perf_counter() - t0
     demo = read_demonstration(bag, plant)
-    res = distill(demo, plant, cfg, incumbent=incumbent_factory(plant))
+    res = distill(demo, plant, cfg, incumbent=incumbent_factory(case))
     r = res.report
     rel = [x for x in r["fit_error"]["relative"] if x is not None]
     cl = r["closed_loop"]
-    return {"plant": plant, "seed": seed, "ticks": r["ticks"], "test_ticks": r["split"]["test"],
+    return {"plant": case, "seed": seed, "ticks": r["ticks"], "test_ticks": r["split"]["test"],
             "rel_rmse_mean": float(np.mean(rel)), "rel_rmse_max": float(np.max(rel)),
             "rmse": r["fit_error"]["rmse"], "distilled_return": cl["distilled"]["mean"],
             "incumbent_return": cl["incumbent"]["mean"], "ratio": cl["ratio"],
@@ -101,7 +116,8 @@ def markdown(rec: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--plants", default="cartpole,walker")
+    ap.add_argument("--plants", default="cartpole,cartpole:static,walker",
+                    help="plants; NAME:static = its nominal controller about a fixed setpoint")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")

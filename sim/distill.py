@@ -165,8 +165,10 @@ def fit_policy(spec: PolicySpec, obs: np.ndarray, commands: np.ndarray, train: n
             err = torch.where(at_lo[idx], torch.clamp(err, min=0.0), err)
             return (err ** 2).mean()
 
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.iters_per_round, history_size=20,
-                                line_search_fn="strong_wolfe")
+        def lbfgs() -> torch.optim.LBFGS:
+            return torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.iters_per_round, history_size=20,
+                                     line_search_fn="strong_wolfe")
+        opt = lbfgs()
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
@@ -176,8 +178,12 @@ def fit_policy(spec: PolicySpec, obs: np.ndarray, commands: np.ndarray, train: n
 
         best = (math.inf, 0, [p.detach().clone() for p in params])
         since, rnd = 0, 0
+        last = math.inf
         for rnd in range(1, cfg.max_rounds + 1):
-            opt.step(closure)
+            now = float(opt.step(closure).detach())
+            if not now < last * (1 - 1e-6):
+                opt = lbfgs()       # a stalled L-BFGS (stale curvature pairs) starts afresh
+            last = now
             with torch.no_grad():
                 for p in params:
                     p.clamp_(-VALUE_LIMIT, VALUE_LIMIT)      # what the SR-GHN head can write
