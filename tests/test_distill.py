@@ -28,6 +28,21 @@ def lqr_bag(tmp_path_factory) -> Path:
     return simulate_bag(tmp_path_factory.mktemp("bags") / "lqr", plant="cartpole", seconds=60.0, seed=3)
 
 
+def static_lqr():
+    """The nominal LQR about a fixed setpoint: a pure function of the joint state, fresh per episode."""
+    from sim.plants import make_plant
+    ctrl = make_plant("cartpole").nominal_controller(amplitude=0.0)
+    ctrl.reset()
+    return ctrl
+
+
+@pytest.fixture(scope="module")
+def static_bag(tmp_path_factory) -> Path:
+    """40 s of the nominal cartpole under its LQR about a fixed setpoint."""
+    return simulate_bag(tmp_path_factory.mktemp("bags") / "static", plant="cartpole", seconds=40.0, seed=4,
+                        controller=static_lqr())
+
+
 @pytest.fixture(scope="module")
 def distilled(lqr_bag, tmp_path_factory):
     out = tmp_path_factory.mktemp("champ") / "cartpole_distilled.safetensors"
@@ -47,7 +62,9 @@ def test_distilled_champion_balances_like_the_incumbent(distilled):
     # the held-out fit error is small next to the spread of the commands
     fe = report["fit_error"]
     assert fe["ticks"] == report["split"]["test"] > 0
-    assert fe["relative"][0] < 0.35, fe
+    # this incumbent tracks a setpoint that moves with its own clock: the joint state cannot explain
+    # that part of its commands (the static incumbent below is fitted to within a few per cent)
+    assert fe["relative"][0] < 0.5, fe
     assert "held-out RMSE" in text and "distilled / incumbent" in text
 
 
@@ -72,14 +89,24 @@ def test_registry_add_accepts_the_distilled_genome(distilled, tmp_path):
     assert res.output.strip() == report["genome_id"]
 
 
-def test_shuffled_commands_give_no_working_champion(lqr_bag):
+def test_a_state_feedback_incumbent_is_copied_closely(static_bag):
+    """An incumbent that is a function of the joint state: small held-out error, same return on the
+    same seeds as the incumbent itself (given as the controller factory)."""
+    rep = distill(read_demonstration(static_bag, "cartpole"), "cartpole", DistillConfig(),
+                  incumbent=static_lqr).report
+    assert rep["fit_error"]["relative"][0] < 0.1, rep["fit_error"]
+    assert rep["closed_loop"]["incumbent"]["how"] == "the given controller, simulated on the same seeds"
+    assert rep["closed_loop"]["ratio"] >= 0.9, rep["closed_loop"]
+
+
+def test_shuffled_commands_give_no_working_champion(static_bag):
     """The mutant: commands shuffled against the joint states that caused them. The closed-loop
     check (>= 90 % of the incumbent) must fail, and the fit error must be of the commands' spread."""
-    demo = read_demonstration(lqr_bag, "cartpole")
+    demo = read_demonstration(static_bag, "cartpole")
     perm = np.random.default_rng(0).permutation(len(demo))
     bad = Demonstration(demo.positions, demo.velocities, demo.commands[perm], demo.stamps, demo.rewards,
                         demo.source)
-    rep = distill(bad, "cartpole", DistillConfig(episodes=10)).report
+    rep = distill(bad, "cartpole", DistillConfig(episodes=10), incumbent=static_lqr).report
     assert rep["closed_loop"]["ratio"] < 0.9, rep["closed_loop"]
     assert rep["fit_error"]["relative"][0] > 0.8
 
