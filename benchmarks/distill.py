@@ -87,21 +87,25 @@ def run_one(case: str, seed: int, seconds: float, cfg: DistillConfig, work: Path
             "incumbent_return": cl["incumbent"]["mean"], "ratio": cl["ratio"],
             "passed": bool(cl["ratio"] is not None and cl["ratio"] >= 0.9),
             "fit_rounds": r["fit"]["rounds"], "fit_wall_s": r["fit"]["wall_s"], "distill_wall_s": r["wall_s"],
-            "record_wall_s": t_rec, "genome_id": r["genome_id"]}
+            "record_wall_s": t_rec, "genome_id": r["genome_id"], "seconds": seconds, "episodes": cfg.episodes,
+            "horizon": cfg.horizon}
 
 
 def markdown(rec: dict) -> str:
     lines = [f"# Distillation: a champion from the robot's own controller ({rec['date']})", "",
              f"Machine: {rec['machine']}. Command: `{rec['command']}`. Wall: {rec['wall_s']:.0f} s.", "",
-             f"Per seed: {rec['seconds']:g} s recording of the nominal robot under its incumbent controller "
-             "(sigma 0.01 sensor noise), distilled with default settings; closed loop over "
-             f"{rec['episodes']} episodes x {rec['horizon']} ticks, same seeds for both controllers. "
+             "Per seed: a recording of the nominal robot under its incumbent controller (sigma 0.01 sensor "
+             "noise; `cartpole` = its nominal LQR tracking a setpoint that moves with the controller's own clock, "
+             "`cartpole:static` = the same LQR about a fixed setpoint, `walker` = its squat LQR), distilled with "
+             "default settings (the seed is the split / fit seed too); closed loop over episodes x 300 ticks, "
+             "same episode seeds for both controllers; ratio = distilled / incumbent mean return. "
              "Relative RMSE = held-out RMSE / std of the recorded commands (mean over channels).", "",
-             "| plant | seeds | passed (>= 90 %) | median ratio (min-max) | median rel. RMSE (min-max) | "
-             "median distilled / incumbent return | median fit wall s |",
-             "|---|---|---|---|---|---|---|"]
+             "| plant | recording s | seeds | episodes | passed (>= 90 %) | median ratio (min-max) | "
+             "median rel. RMSE (min-max) | median distilled / incumbent return | median fit wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for plant, s in rec["summary"].items():
-        lines.append(f"| {plant} | {s['seeds']} | {s['passed']}/{s['seeds']} | {s['ratio_median']:.3f} "
+        lines.append(f"| {plant} | {s['seconds']:g} | {s['seeds']} | {s['episodes']} | {s['passed']}/{s['seeds']} | "
+                     f"{s['ratio_median']:.3f} "
                      f"({s['ratio_min']:.3f}-{s['ratio_max']:.3f}) | {s['rel_rmse_median']:.3f} "
                      f"({s['rel_rmse_min']:.3f}-{s['rel_rmse_max']:.3f}) | {s['distilled_median']:.1f} / "
                      f"{s['incumbent_median']:.1f} | {s['fit_wall_median']:.1f} |")
@@ -121,10 +125,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--episodes", type=int, default=20, help="closed-loop episodes per controller")
+    ap.add_argument("--merge", action="store_true", help="keep the rows of plants not run now from --out's file")
     ap.add_argument("--smoke", action="store_true", help="one short cartpole run, output to a temporary directory")
     args = ap.parse_args(argv)
     plants = [p for p in args.plants.split(",") if p]
-    seeds, seconds, cfg = args.seeds, args.seconds, DistillConfig()
+    seeds, seconds, cfg = args.seeds, args.seconds, DistillConfig(episodes=args.episodes)
     out = args.out
     tmp_out = None
     if args.smoke:
@@ -143,12 +149,17 @@ def main(argv=None) -> int:
                 print(f"{plant} seed {seed}: rel RMSE {r['rel_rmse_mean']:.3f}, return {r['distilled_return']:.1f} "
                       f"vs {r['incumbent_return']:.1f} (ratio {r['ratio']:.3f}), fit {r['fit_wall_s']:.1f} s",
                       flush=True)
+    if args.merge and (out / "distill.json").exists():   # keep the other plants' rows of an earlier run
+        old = json.loads((out / "distill.json").read_text())
+        runs = [r for r in old["runs"] if r["plant"] not in plants] + runs
+        plants = list(dict.fromkeys([r["plant"] for r in runs]))
     summary = {}
     for plant in plants:
         rs = [r for r in runs if r["plant"] == plant]
         ratio = [r["ratio"] if r["ratio"] is not None else 0.0 for r in rs]
         rel = [r["rel_rmse_mean"] for r in rs]
         summary[plant] = {"seeds": len(rs), "passed": sum(r["passed"] for r in rs),
+                          "seconds": rs[0]["seconds"], "episodes": rs[0]["episodes"],
                           "ratio_median": float(np.median(ratio)), "ratio_min": float(np.min(ratio)),
                           "ratio_max": float(np.max(ratio)), "rel_rmse_median": float(np.median(rel)),
                           "rel_rmse_min": float(np.min(rel)), "rel_rmse_max": float(np.max(rel)),
