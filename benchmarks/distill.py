@@ -93,7 +93,8 @@ def run_one(case: str, seed: int, seconds: float, cfg: DistillConfig, work: Path
 
 def markdown(rec: dict) -> str:
     lines = [f"# Distillation: a champion from the robot's own controller ({rec['date']})", "",
-             f"Machine: {rec['machine']}. Command: `{rec['command']}`. Wall: {rec['wall_s']:.0f} s.", "",
+             f"Machine: {rec['machine']}. Commands: {', '.join(f'`{c}`' for c in rec['commands'])}. "
+             f"Wall: {rec['wall_s']:.0f} s.", "",
              "Per seed: a recording of the nominal robot under its incumbent controller (sigma 0.01 sensor "
              "noise; `cartpole` = its nominal LQR tracking a setpoint that moves with the controller's own clock, "
              "`cartpole:static` = the same LQR about a fixed setpoint, `walker` = its squat LQR), distilled with "
@@ -149,9 +150,13 @@ def main(argv=None) -> int:
                 print(f"{plant} seed {seed}: rel RMSE {r['rel_rmse_mean']:.3f}, return {r['distilled_return']:.1f} "
                       f"vs {r['incumbent_return']:.1f} (ratio {r['ratio']:.3f}), fit {r['fit_wall_s']:.1f} s",
                       flush=True)
+    command = "python benchmarks/distill.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    commands, wall = [command], time.perf_counter() - t0
     if args.merge and (out / "distill.json").exists():   # keep the other plants' rows of an earlier run
         old = json.loads((out / "distill.json").read_text())
         runs = [r for r in old["runs"] if r["plant"] not in plants] + runs
+        commands = old.get("commands", [old.get("command")]) + commands
+        wall += float(old.get("wall_s", 0.0))
         plants = list(dict.fromkeys([r["plant"] for r in runs]))
     summary = {}
     for plant in plants:
@@ -168,9 +173,9 @@ def main(argv=None) -> int:
                           "fit_wall_median": float(np.median([r["fit_wall_s"] for r in rs]))}
     rec = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-           "command": "python benchmarks/distill.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "commands": commands,
            "seconds": seconds, "episodes": cfg.episodes, "horizon": cfg.horizon, "smoke": args.smoke,
-           "wall_s": time.perf_counter() - t0, "summary": summary, "runs": runs}
+           "wall_s": wall, "summary": summary, "runs": runs}
     atomic_write_json(out / "distill.json", rec)
     atomic_write_bytes(out / "distill.md", markdown(rec).encode())
     print(f"wrote {out / 'distill.json'} and {out / 'distill.md'}")
