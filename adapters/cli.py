@@ -311,6 +311,7 @@ from adapters.cli_drift import app as drift_app  # noqa: E402
 
 app.add_typer(drift_app)
 app.add_typer(__import__("adapters.cli_robot", fromlist=["app"]).app)  # driftgate robot init | check
+app.add_typer(__import__("adapters.cli_champion", fromlist=["app"]).app)  # driftgate champion distill
 
 
 def main() -> None:
