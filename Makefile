@@ -20,7 +20,8 @@ demo: $(STAMP)
 
 # The DDS node tests run in a pytest process of their own: sharing one process with hundreds of
 # other tests (threads, executors, child processes left by earlier tests) made their timing flaky.
-ROS_TESTS := tests/test_ros_nodes.py tests/test_ros_trigger.py tests/test_ros_e2e.py tests/test_demo.py
+ROS_TESTS := tests/test_ros_nodes.py tests/test_ros_trigger.py tests/test_ros_e2e.py tests/test_demo.py \
+             tests/test_benchmarks_smoke_ros.py
 
 test: $(STAMP)
 	$(ROS_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(addprefix --ignore=,$(ROS_TESTS))
