@@ -94,6 +94,10 @@ def test_bad_input_raises():
         recovery([1, float("nan"), 3], [1])
     with pytest.raises(ValueError, match="1-D"):
         recovery([[1, 2]], [1])
+    with pytest.raises(ValueError, match="horizon"):
+        recovery([1, 2, 3], [1], horizon=0)
+    assert recovery([5, 0, 5], [1], horizon=1)[0]["gens_to_100"] is None      # one generation: still 0
+    assert recovery([5, 0, 5], [1], horizon=2)[0]["gens_to_100"] == 1
 
 
 def test_summarise():

@@ -104,10 +104,14 @@ def test_update_scales_with_the_heritable_rate():
 
 
 def test_parameters_stay_within_clamp():
-    m = SRGHN(SPEC, SRGHNConfig(param_clip=20.0))
+    m = SRGHN(SPEC, SRGHNConfig(rate_mode="fixed", fixed_rate=1.0))   # the default clamp: SRGHN.md's ±20
     parents = m.init_genomes(2, seed=0) * 0 + 19.9
+    parents[1] = -19.9
     kids, _ = m.children(parents, 4, gen(1))
-    assert kids.abs().max() <= 20.0
+    assert kids.abs().max() == 20.0                   # pushed past it, held at it, on both sides
+    assert (kids[:4] == 20.0).any() and (kids[4:] == -20.0).any()
+    small = SRGHN(SPEC, SRGHNConfig(param_clip=0.5)).children(parents * 0, 4, gen(1))[0]
+    assert small.abs().max() <= 0.5
 
 
 @pytest.mark.parametrize("convention,power", [("port", 1), ("original", 2)])
@@ -303,6 +307,43 @@ def test_same_seed_same_run_and_diversity_math():
     x = np.random.default_rng(0).normal(size=(6, 10))
     brute = np.sqrt(np.mean([np.sum((x[i] - x[j]) ** 2) for i in range(6) for j in range(i + 1, 6)])) / np.sqrt(10)
     assert diversity(x) == pytest.approx(brute)
+
+
+def test_defaults_are_the_reference_constants():
+    """SRGHN.md / the reference code: d = 32, T = 10, k = 32, trunk 64, clip 1, params in ±20,
+    noise N(0, 1e-3), the port's noise convention, evolved rate, basis seed 0 (the shipped
+    champion's basis)."""
+    cfg = SRGHNConfig()
+    assert (cfg.embed_dim, cfg.gnn_steps, cfg.basis_dim, cfg.trunk_width) == (32, 10, 32, 64)
+    assert (cfg.update_clip, cfg.param_clip, cfg.noise_std) == (1.0, 20.0, 1e-3)
+    assert (cfg.noise_convention, cfg.rate_mode, cfg.fixed_rate, cfg.freeze_variation, cfg.basis_seed) == \
+        ("port", "evolved", 0.2, False, 0)
+    ec = EvolutionConfig()
+    assert (ec.population, ec.children, ec.child_credit, ec.evaluations_per_generation) == (10, 2, 0.0, 30)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(embed_dim=0), "embed_dim"), (dict(gnn_steps=-1), "gnn_steps"), (dict(basis_dim=0), "basis_dim"),
+    (dict(trunk_width=0), "trunk_width"), (dict(rate_mode="learned"), "rate_mode"),
+    (dict(update_clip=0.0), "update_clip"), (dict(param_clip=-1.0), "param_clip"), (dict(noise_std=-1e-3), "noise_std"),
+    (dict(fixed_rate=-0.1), "fixed_rate"), (dict(fixed_rate=1.1), "fixed_rate"),
+])
+def test_every_bad_srghn_config_field_is_refused_by_name(bad, match):
+    with pytest.raises(ValueError, match=match):
+        SRGHNConfig(**bad)
+
+
+def test_config_edges_are_accepted():
+    SRGHNConfig(embed_dim=1, gnn_steps=1, basis_dim=1, trunk_width=1, noise_std=0.0, fixed_rate=0.0)
+    SRGHNConfig(fixed_rate=1.0, noise_convention="original", rate_mode="fixed")
+    EvolutionConfig(population=1, children=1, child_credit=0.0)
+    EvolutionConfig(child_credit=1.0)
+    with pytest.raises(ValueError, match="population and children"):
+        EvolutionConfig(children=0)
+    with pytest.raises(ValueError, match="cf"):
+        EvolutionConfig(child_credit=-0.1)
+    with pytest.raises(ValueError, match="generations"):
+        evolve_srghn(TargetTask(), TargetTask().evaluate, 0, seed=0)
 
 
 def test_bad_configs_are_refused():
