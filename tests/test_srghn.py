@@ -309,6 +309,70 @@ def test_same_seed_same_run_and_diversity_math():
     assert diversity(x) == pytest.approx(brute)
 
 
+def test_init_genomes_follow_pytorch_default_initialisations():
+    """Linear / GRU tensors uniform in ±1/sqrt(fan_in) (fan_in = the input width; d for the GRU and
+    for every bias of a d-wide layer), embeddings N(0, 1)."""
+    m = SRGHN(SPEC)
+    g = m.init_genomes(64, seed=3)
+    d, w = m.config.embed_dim, m.config.trunk_width
+    fan_in = {"rate.bias": w, "rate.weight": w, "trunk.2.weight": w, "trunk.0.weight": d, "det_head.bias": d,
+              "gnn_self.gru.bias_hh": d, "gnn_policy.msg.bias": d, "log_std.weight": w}
+    for name, n_in in fan_in.items():
+        v = m.view(g, name)
+        bound = 1.0 / np.sqrt(n_in)
+        assert v.abs().max() <= bound and v.max() > 0.9 * bound and v.min() < -0.9 * bound, name
+        assert abs(float(v.mean())) < 0.1 * bound, name
+    emb = m.view(g, "embed_self")
+    assert abs(float(emb.std()) - 1.0) < 0.05 and abs(float(emb.mean())) < 0.05
+    assert torch.equal(g, m.init_genomes(64, seed=3)) and not torch.equal(g, m.init_genomes(64, seed=4))
+
+
+class BareTask:
+    """Only what evolve_srghn needs: a policy (no `episodes`, no `schedule`)."""
+    policy = SPEC
+
+
+def test_generation_log_lineage_and_evaluation_count():
+    seen, elites = [], []
+
+    def evaluate(weights, seeds, generation):
+        seen.append(np.asarray(seeds).copy())
+        return -np.mean(weights ** 2, axis=1)
+
+    P, C, G = 3, 2, 4
+    res = evolve_srghn(BareTask(), evaluate, G, seed=5, config=EvolutionConfig(P, C),
+                       should_stop=lambda log, elite: elites.append(elite.copy()) or False)
+    assert [g.gen for g in res.generations] == list(range(G)) and not any(g.switch_on for g in res.generations)
+    assert res.evaluations == G * P * (1 + C)                       # one episode each without `episodes`
+    everything = np.concatenate(seen)
+    assert everything.size == G * P * (1 + C) and len(np.unique(everything)) == everything.size   # fresh seeds
+    assert np.array_equal(elites[-1], res.champion)                 # should_stop sees the ranked-first genome
+    ids = {i for i, _, _ in res.lineage}
+    assert len(ids) == len(res.lineage) == P + G * P * C and set(res.population_ids) <= ids
+    parent = {i: p for i, p, _ in res.lineage}
+    assert res.champion_parent == parent[res.champion_id]
+    assert all(0 < g.rate_mean < 1 and g.std_mean > 0 and g.diversity > 0 for g in res.generations)
+    episodic = PositionTask(True, P)
+    episodic.episodes = 3
+    assert evolve_srghn(episodic, episodic.evaluate, 2, seed=0, config=EvolutionConfig(P, C)).evaluations == 2 * P * 3 * 3
+
+
+def test_initial_genomes_seed_the_population():
+    """`initial` rows come first; the missing places are children of them."""
+    m = SRGHN(SPEC)
+    seed_genome = m.init_genomes(1, seed=9)[0].numpy()
+    task = RowTask(lambda g, n: np.r_[np.full(3, 10.0), np.full(n - 3, -10.0)])   # parents always win
+    res = evolve_srghn(task, task.evaluate, 1, seed=0, config=EvolutionConfig(3, 1), initial=seed_genome[None])
+    assert any(np.array_equal(row, seed_genome) for row in res.population)
+    others = [row for row in res.population if not np.array_equal(row, seed_genome)]
+    assert len(others) == 2 and all(0 < np.abs(row - seed_genome).max() <= 1.0 + 0.01 for row in others)
+
+
+def test_diversity_of_fewer_than_two_is_zero():
+    assert diversity(np.ones((1, 4))) == 0.0 and diversity(np.ones((0, 4))) == 0.0
+    assert diversity(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0 / np.sqrt(2))
+
+
 def test_defaults_are_the_reference_constants():
     """SRGHN.md / the reference code: d = 32, T = 10, k = 32, trunk 64, clip 1, params in ±20,
     noise N(0, 1e-3), the port's noise convention, evolved rate, basis seed 0 (the shipped

@@ -30,6 +30,7 @@ def test_bootstrap_ci_of_the_mean():
     lo50, hi50 = bootstrap_ci(x, level=0.5, seed=1)
     assert lo < lo50 < hi50 < hi                                            # a lower level is narrower
     assert bootstrap_ci(x, seed=1) == (lo, hi) != bootstrap_ci(x, seed=2)   # seeded
+    assert bootstrap_ci(x) == bootstrap_ci(x, seed=0)                       # the default seed is 0
     lo_few, hi_few = bootstrap_ci(x, resamples=50, seed=1)
     assert (lo_few, hi_few) != (lo, hi) and lo_few < x.mean() < hi_few
 
