@@ -5,7 +5,8 @@ per second decide how many generations fit in its wall-clock budget. Issue 4's t
 evaluation at >= 50 % of the raw `mj_step` rate on cartpole and walker.
 
 Per plant, all measured in the same run, on one core (BLAS/OpenMP threads pinned to 1 before numpy
-loads, the process pinned to one CPU where the OS allows), best of `--repeats`:
+loads, the process pinned to one CPU where the OS allows), best of `--repeats`, timed in process CPU time
+(`time.process_time`: on a shared machine wall time would count the other jobs too):
 
 * `raw_mj_step`: one MjData, `data.ctrl[:] = u; mujoco.mj_step(model, data, n_sub_steps)` per control
   tick and nothing else, replaying the very controls and initial states of the evaluated population
@@ -56,6 +57,9 @@ from sim.plants import make_plant  # noqa: E402
 from sim.plants.base import STATE_SPEC, PlantBatch  # noqa: E402
 from sim.policy import BoundPolicy, init_policy  # noqa: E402
 
+# CPU time of this (single-threaded, pinned) process: on a shared machine wall time would also count
+# the time other jobs held the core, so the rates would measure the load rather than the code.
+clock = time.process_time
 PLANTS = {"cartpole": ("cartpole", "balance"), "walker": ("walker", "stand")}  # plant: suite domain, task
 POPULATION = 30
 HORIZON = 300
@@ -101,11 +105,11 @@ def time_raw(plant, states: np.ndarray, controls: np.ndarray) -> float:
         mujoco.mj_resetData(model, data)
         mujoco.mj_setState(model, data, state, STATE_SPEC)
         us = controls[:, i]
-        t0 = time.perf_counter()
+        t0 = clock()
         for u in us:
             ctrl[:] = u
             step(model, data, n_sub)
-        elapsed += time.perf_counter() - t0
+        elapsed += clock() - t0
     return elapsed / controls.shape[0] / controls.shape[1]
 
 
@@ -116,18 +120,18 @@ def time_dm_control(domain: str, task: str, steps: int) -> float:
     env.reset()
     elapsed = 0.0
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         ts = env.step(action)
-        elapsed += time.perf_counter() - t0
+        elapsed += clock() - t0
         if ts.last():
             env.reset()
     return elapsed / steps
 
 
 def time_evaluate(fn, weights: np.ndarray, seeds: np.ndarray, horizon: int) -> tuple[float, np.ndarray]:
-    t0 = time.perf_counter()
+    t0 = clock()
     fitness = fn(weights, seeds)
-    return (time.perf_counter() - t0) / (len(weights) * horizon), fitness
+    return (clock() - t0) / (len(weights) * horizon), fitness
 
 
 def bench_plant(plant: str, repeats: int, size: int = POPULATION, horizon: int = HORIZON,
@@ -222,7 +226,8 @@ def main() -> None:
         "command": "python benchmarks/throughput.py" + (" --smoke" if args.smoke else
                                                         f" --repeats {args.repeats}" if args.repeats != 5 else ""),
         "repeats": args.repeats,
-        "timing": "best of repeats (Plant.act: of repeats // 2); rates in control ticks (env steps) per second",
+        "timing": "best of repeats (Plant.act: of repeats // 2), process CPU time (time.process_time); rates in "
+                  "control ticks (env steps) per second",
         "target": "plant_task_ratio_to_raw >= 0.5 on cartpole and walker",
         "rows": rows,
     }
@@ -233,7 +238,8 @@ def main() -> None:
         "# Population evaluation throughput (one core, BLAS threads = 1)",
         "",
         f"{result['date']} on `{m['platform']}` ({m['cpu']}), mujoco {m['mujoco']}, numpy {m['numpy']}; "
-        f"best of {args.repeats}. Command: `{result['command']}`.",
+        f"best of {args.repeats}, process CPU time (load average {m['load_average'][0]:g}). "
+        f"Command: `{result['command']}`.",
         f"Population of {rows[0]['population']} ({HIDDEN[0]}, {HIDDEN[1]}) MLPs, {rows[0]['horizon_ticks']} control "
         "ticks, nominal plant. "
         "Rates in control ticks (env steps) per second; % = share of the raw `mj_step` tick rate "
