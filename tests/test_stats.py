@@ -39,6 +39,7 @@ def test_bootstrap_ci_edges():
     assert bootstrap_ci([]) is None
     assert bootstrap_ci([1.0, math.nan]) is None and bootstrap_ci([1.0, math.inf]) is None
     assert bootstrap_ci([0.25] * 7) == (0.25, 0.25)                         # no spread to invent
+    assert bootstrap_ci([0.1] * 7) == (0.1, 0.1)           # exactly the value, not a rounded mean of copies
     assert bootstrap_ci([3.0]) == (3.0, 3.0)
     lo, hi = bootstrap_ci([0.0, 1.0], seed=0)
     assert 0.0 <= lo < hi <= 1.0
