@@ -138,7 +138,13 @@ def main() -> None:
     ap.add_argument("--ant-seeds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--from-json", type=Path, help="re-render tables and plots from an earlier run's JSON")
+    ap.add_argument("--smoke", action="store_true", help="--quick into --out or a temporary directory, never results/")
     args = ap.parse_args()
+    if args.smoke:  # does the script still run: never over the committed results
+        import tempfile
+        args.quick = True
+        if args.out.resolve() == (Path(__file__).parent / "results").resolve():
+            args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
 
     t0 = time.time()
     name = "adaptation_quick" if args.quick else "adaptation"

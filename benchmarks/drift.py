@@ -35,6 +35,7 @@ normalisation, detectors, voting, ring buffer), measured inside the nominal runs
 average is recorded with the results.
 
     python benchmarks/drift.py --out benchmarks/results [--quick] [--nominal-hours H]
+    python benchmarks/drift.py --smoke [--out DIR]   # does it still run: seconds, into a temp dir
 """
 from __future__ import annotations
 
@@ -104,6 +105,13 @@ def quick_config() -> BenchConfig:
                        ramp_post_s=5.0, raw_lead_s=5.0, calib_minutes=3.0, nominal_hours=0.03,
                        episode_hours=0.03, raw_nominal_hours=0.01, ramp_s=10.0, cost_seconds=10.0,
                        quick=True)
+
+
+def smoke_config() -> BenchConfig:
+    """The quick run cut to one plant and a few simulated minutes: seconds, for `make test`."""
+    return replace(quick_config(), plants=("cartpole",), warmup_s=5.0, pre_s=(2.0, 2.0), post_s=4.0,
+                   ramp_post_s=2.0, raw_lead_s=2.0, calib_minutes=1.0, nominal_hours=0.005, episode_hours=0.005,
+                   raw_nominal_hours=0.002, ramp_s=3.0, cost_seconds=2.0)
 
 
 # -- one simulated robot with everything watching it -----------------------------------------------
@@ -773,8 +781,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--plants", default=None, help="comma-separated subset of cartpole,walker")
     ap.add_argument("--config", default=None, help="monitor YAML (default launch/drift_monitor.yaml)")
+    ap.add_argument("--smoke", action="store_true", help="tiny run into --out or a temp dir (never results/)")
     args = ap.parse_args(argv)
-    bc = quick_config() if args.quick else BenchConfig()
+    if args.smoke and Path(args.out).resolve() == (ROOT / "benchmarks" / "results").resolve():
+        import tempfile
+        args.out = tempfile.mkdtemp(prefix="driftgate-smoke-")
+    bc = smoke_config() if args.smoke else quick_config() if args.quick else BenchConfig()
     if args.nominal_hours is not None:
         bc.nominal_hours = args.nominal_hours
     if args.seeds is not None:

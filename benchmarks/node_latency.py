@@ -722,7 +722,14 @@ def main(argv=None) -> int:
     ap.add_argument("--registry", help=argparse.SUPPRESS)
     ap.add_argument("--monitor", help=argparse.SUPPRESS)
     ap.add_argument("--node-out", help=argparse.SUPPRESS)
+    ap.add_argument("--smoke", action="store_true",
+                    help="does it still run: 2 s, no load, no second run, into --out or a temp dir")
     args = ap.parse_args(argv)
+    if args.smoke and args.role == "bench":  # never over the committed results
+        args.duration, args.load, args.compare = min(args.duration, 2.0), "none", "none"
+        if args.out.resolve() == (ROOT / "benchmarks" / "results").resolve():
+            import tempfile
+            args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
     if args.role == "node":
         role_node(args)
         return 0

@@ -108,7 +108,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--writer", default=None, help=argparse.SUPPRESS)      # child: the writing process
+    ap.add_argument("--smoke", action="store_true", help="0.5 s per run, into --out or a temp dir")
     args = ap.parse_args(argv)
+    if args.smoke and not args.writer:  # does it still run: never over the committed results
+        args.seconds = min(args.seconds, 0.5)
+        if args.out.resolve() == (ROOT / "benchmarks" / "results").resolve():
+            args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
     if args.writer:
         write_loop(args.writer, args.seconds)
         return 0

@@ -8,7 +8,8 @@ Measures, for P = 10, C = 2 (30 individuals) on CartPole-Switch's 4-32-2 policy:
 
 Writes benchmarks/results/srghn_speed.{json,md}. Target (issue 2): <= 25 ms per generation.
 
-    python benchmarks/srghn_speed.py
+    python benchmarks/srghn_speed.py [--out DIR]
+    python benchmarks/srghn_speed.py --smoke    # does it still run: a few repeats, into a temp dir
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
+import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -45,6 +48,15 @@ def timed(fn, repeats: int) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--smoke", action="store_true", help="2 repeats, 3 generations, into --out or a temp dir")
+    args = ap.parse_args()
+    out, smoke = args.out, args.smoke
+    if smoke and out.resolve() == (Path(__file__).parent / "results").resolve():
+        out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
+    out.mkdir(parents=True, exist_ok=True)
+    reps, trained_gens, timed_gens = (2, 2, 3) if smoke else (None, 40, 100)
     torch.set_num_threads(1)
     task = make_task("cartpole-switch", schedule="")
     model = SRGHN(task.policy)
@@ -54,24 +66,23 @@ def main() -> None:
     weights = model.policy_weights(everyone).numpy()
     seeds = np.arange(30)
     # a trained population makes episodes last the full 500 steps: time evaluation at that cost
-    trained = evolve_srghn(task, task.evaluate, 40, seed=0)
+    trained = evolve_srghn(task, task.evaluate, trained_gens, seed=0)
     w_trained = model.policy_weights(torch.as_tensor(trained.population).repeat(3, 1)).numpy()
     rows = {
-        "reproduce_ms": timed(lambda: model.children(parents, 2, gen), 50),
-        "write_policies_ms": timed(lambda: model.policy_weights(everyone), 50),
-        "evaluate_random_ms": timed(lambda: task.evaluate(weights, seeds, 0), 20),
-        "evaluate_trained_ms": timed(lambda: task.evaluate(w_trained, seeds, 0), 20),
+        "reproduce_ms": timed(lambda: model.children(parents, 2, gen), reps or 50),
+        "write_policies_ms": timed(lambda: model.policy_weights(everyone), reps or 50),
+        "evaluate_random_ms": timed(lambda: task.evaluate(weights, seeds, 0), reps or 20),
+        "evaluate_trained_ms": timed(lambda: task.evaluate(w_trained, seeds, 0), reps or 20),
     }
     mean_return = float(task.evaluate(w_trained, seeds, 0).mean())
     t0 = time.perf_counter()
-    res = evolve_srghn(task, task.evaluate, 100, seed=1, config=EvolutionConfig(10, 2, 0.0))
-    rows["generation_ms_100gen_mean"] = 1e3 * (time.perf_counter() - t0) / 100
+    res = evolve_srghn(task, task.evaluate, timed_gens, seed=1, config=EvolutionConfig(10, 2, 0.0))
+    rows["generation_ms_100gen_mean"] = 1e3 * (time.perf_counter() - t0) / timed_gens
     rows["generation_ms_median"] = 1e3 * float(np.median([g.wall_s for g in res.generations]))
     record = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": f"{platform.machine()} {platform.processor()}, {os.cpu_count()} cores, one thread used",
               "torch": torch.__version__, "srghn_params": model.num_params, "policy_params": task.policy.num_params,
               "trained_mean_return": mean_return, **rows}
-    out = Path(__file__).parent / "results"
     atomic_write_json(out / "srghn_speed.json", record)
     md = ["# SR-GHN cost per generation (P = 10, C = 2, CartPole 4-32-2, one core)", "",
           f"Date: {record['date']}. Machine: {record['machine']}. torch {record['torch']}. "

@@ -16,6 +16,7 @@ correction): when it is above the loss of the estimate, the remaining error is t
 weak excitation, near-equivalent parameter sets), not the search's.
 
     python benchmarks/sysid.py --out benchmarks/results [--plants cartpole,walker] [--quick]
+    python benchmarks/sysid.py --smoke [--out DIR]     # does it still run: seconds, into a temp dir
 
 Runs on one core (BLAS threads = 1, rollouts single-threaded); about 5 minutes in full.
 """
@@ -61,10 +62,12 @@ def true_value(spec: DriftSpec, name: str) -> float:
     return table.get(key, 1.0) * (table.get("*", 1.0) if key != "*" else 1.0)
 
 
-def run_one(plant_name: str, variant: str, seed: int, quick: bool) -> dict:
+def run_one(plant_name: str, variant: str, seed: int, quick: bool, smoke: bool = False) -> dict:
     cfg = dict(CONFIG[plant_name])
     if quick:
         cfg["ticks"], cfg["max_evals"] = cfg["ticks"] // 2, cfg["max_evals"] // 3
+    if smoke:  # does the script still run: not an estimate worth reading
+        cfg["ticks"], cfg["max_evals"], cfg["max_windows"] = cfg["ticks"] // 2, 20, min(cfg["max_windows"], 4)
     spec = VARIANTS[plant_name][variant]
     plant = make_plant(plant_name, seed=seed, drift=spec)
     controller = plant.nominal_controller()
@@ -182,7 +185,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="half the ticks, a third of the budget")
     ap.add_argument("--render", action="store_true", help="only rewrite sysid.md from sysid.json")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one cartpole variant, 20 evaluations, into --out or a temp dir (never results/)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.plants, args.variants, args.render = "cartpole", args.variants or next(iter(VARIANTS["cartpole"])), False
+        if Path(args.out).resolve() == (ROOT / "benchmarks" / "results").resolve():
+            import tempfile
+            args.out = tempfile.mkdtemp(prefix="driftgate-smoke-")
     if args.render:
         out = Path(args.out)
         (out / "sysid.md").write_text(markdown(json.loads((out / "sysid.json").read_text())))
@@ -192,7 +202,7 @@ def main(argv=None) -> int:
     for plant_name in args.plants.split(","):
         wanted = args.variants.split(",") if args.variants else list(VARIANTS[plant_name])
         for variant in (v for v in wanted if v in VARIANTS[plant_name]):
-            row = run_one(plant_name, variant, args.seed, args.quick)
+            row = run_one(plant_name, variant, args.seed, args.quick, args.smoke)
             rows.append(row)
             worst = max((p["rel_error"] for p in row["params"] if p["drifted"]), default=0.0)
             print(f"{plant_name:9s} {variant:17s} {row['wall_s']:5.1f} s  worst drifted rel err "

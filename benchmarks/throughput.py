@@ -5,7 +5,8 @@ per second decide how many generations fit in its wall-clock budget. Issue 4's t
 evaluation at >= 50 % of the raw `mj_step` rate on cartpole and walker.
 
 Per plant, all measured in the same run, on one core (BLAS/OpenMP threads pinned to 1 before numpy
-loads, the process pinned to one CPU where the OS allows), best of `--repeats`:
+loads, the process pinned to one CPU where the OS allows), best of `--repeats`, timed in process CPU time
+(`time.process_time`: on a shared machine wall time would count the other jobs too):
 
 * `raw_mj_step`: one MjData, `data.ctrl[:] = u; mujoco.mj_step(model, data, n_sub_steps)` per control
   tick and nothing else, replaying the very controls and initial states of the evaluated population
@@ -25,6 +26,7 @@ The run also checks that `evaluate` and `evaluate_reference` return bit-identica
 Writes benchmarks/results/throughput.{json,md}.
 
     python benchmarks/throughput.py [--repeats 5]
+    python benchmarks/throughput.py --smoke [--out DIR]   # does it still run: 4 x 20 ticks, into a temp dir
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ import importlib.metadata  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -49,18 +52,21 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.plant_task import PlantTask, _BoundPolicy, _episode_seed  # noqa: E402
+from sim.plant_task import PlantTask, _episode_seed  # noqa: E402
 from sim.plants import make_plant  # noqa: E402
 from sim.plants.base import STATE_SPEC, PlantBatch  # noqa: E402
-from sim.policy import init_policy  # noqa: E402
+from sim.policy import BoundPolicy, init_policy  # noqa: E402
 
+# CPU time of this (single-threaded, pinned) process: on a shared machine wall time would also count
+# the time other jobs held the core, so the rates would measure the load rather than the code.
+clock = time.process_time
 PLANTS = {"cartpole": ("cartpole", "balance"), "walker": ("walker", "stand")}  # plant: suite domain, task
 POPULATION = 30
 HORIZON = 300
 HIDDEN = (32, 32)
 
 
-def population(plant: str, task: PlantTask) -> tuple[np.ndarray, str]:
+def population(plant: str, task: PlantTask, size: int = POPULATION) -> tuple[np.ndarray, str]:
     rng = np.random.default_rng(0)
     try:
         from sim.adapt_job import nominal_champion
@@ -69,15 +75,15 @@ def population(plant: str, task: PlantTask) -> tuple[np.ndarray, str]:
         if champion.size != task.policy.num_params:
             raise FileNotFoundError
     except FileNotFoundError:
-        return np.stack([init_policy(task.policy, s) for s in range(POPULATION)]), "init_policy x 30"
-    noise = rng.normal(0.0, 0.02, (POPULATION, champion.size)).astype(np.float32)
-    return champion[None] + noise, "shipped champion + N(0, 0.02) x 30"
+        return np.stack([init_policy(task.policy, s) for s in range(size)]), f"init_policy x {size}"
+    noise = rng.normal(0.0, 0.02, (size, champion.size)).astype(np.float32)
+    return champion[None] + noise, f"shipped champion + N(0, 0.02) x {size}"
 
 
 def record_controls(task: PlantTask, weights: np.ndarray, seeds: np.ndarray):
     """The initial states and per-tick controls of one `evaluate` (nominal plant, first episode)."""
     batch = PlantBatch(make_plant(task.plant), len(weights))
-    act = _BoundPolicy(task.policy, weights)
+    act = BoundPolicy(task.policy, weights)
     obs = batch.reset([_episode_seed(s, 0, 0) for s in seeds])
     states = np.empty((len(weights), batch.plant.mj_state_size))
     for i, data in enumerate(batch.data.datas):
@@ -99,11 +105,11 @@ def time_raw(plant, states: np.ndarray, controls: np.ndarray) -> float:
         mujoco.mj_resetData(model, data)
         mujoco.mj_setState(model, data, state, STATE_SPEC)
         us = controls[:, i]
-        t0 = time.perf_counter()
+        t0 = clock()
         for u in us:
             ctrl[:] = u
             step(model, data, n_sub)
-        elapsed += time.perf_counter() - t0
+        elapsed += clock() - t0
     return elapsed / controls.shape[0] / controls.shape[1]
 
 
@@ -114,25 +120,26 @@ def time_dm_control(domain: str, task: str, steps: int) -> float:
     env.reset()
     elapsed = 0.0
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         ts = env.step(action)
-        elapsed += time.perf_counter() - t0
+        elapsed += clock() - t0
         if ts.last():
             env.reset()
     return elapsed / steps
 
 
 def time_evaluate(fn, weights: np.ndarray, seeds: np.ndarray, horizon: int) -> tuple[float, np.ndarray]:
-    t0 = time.perf_counter()
+    t0 = clock()
     fitness = fn(weights, seeds)
-    return (time.perf_counter() - t0) / (len(weights) * horizon), fitness
+    return (clock() - t0) / (len(weights) * horizon), fitness
 
 
-def bench_plant(plant: str, repeats: int) -> dict:
+def bench_plant(plant: str, repeats: int, size: int = POPULATION, horizon: int = HORIZON,
+                dm_steps: int = 2000) -> dict:
     domain, suite_task = PLANTS[plant]
-    task = PlantTask(plant, horizon=HORIZON, hidden=HIDDEN)
-    weights, pop_desc = population(plant, task)
-    seeds = np.arange(POPULATION, dtype=np.int64)
+    task = PlantTask(plant, horizon=horizon, hidden=HIDDEN)
+    weights, pop_desc = population(plant, task, size)
+    seeds = np.arange(size, dtype=np.int64)
     plant_obj, states, controls = record_controls(task, weights, seeds)
     warm = PlantTask(plant, horizon=1, hidden=HIDDEN)  # build both paths' cached plants and MjData
     warm.evaluate(weights, seeds)
@@ -140,7 +147,7 @@ def bench_plant(plant: str, repeats: int) -> dict:
     best = {"raw": np.inf, "dm": np.inf, "old": np.inf, "new": np.inf}
     for r in range(repeats):  # interleaved, so a burst of load on a shared machine hits every row
         best["raw"] = min(best["raw"], time_raw(plant_obj, states, controls))
-        best["dm"] = min(best["dm"], time_dm_control(domain, suite_task, 2000))
+        best["dm"] = min(best["dm"], time_dm_control(domain, suite_task, dm_steps))
         new, fit_new = time_evaluate(task.evaluate, weights, seeds, task.horizon)
         best["new"] = min(best["new"], new)
         if r < max(1, repeats // 2):  # the old path is slow; fewer repeats
@@ -152,9 +159,9 @@ def bench_plant(plant: str, repeats: int) -> dict:
     raw_tick = 1.0 / best["raw"]
     row = {
         "plant": plant,
-        "population": POPULATION,
+        "population": size,
         "population_weights": pop_desc,
-        "horizon_ticks": HORIZON,
+        "horizon_ticks": horizon,
         "policy_hidden": list(HIDDEN),
         "n_sub_steps": plant_obj.n_sub_steps,
         "mean_return": round(float(np.mean(fit_new)), 3),
@@ -187,7 +194,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--plants", nargs="+", default=list(PLANTS), choices=list(PLANTS))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--smoke", action="store_true", help="4 individuals x 20 ticks, 1 repeat, into --out or a temp dir")
     args = parser.parse_args()
+    sizes = dict(size=4, horizon=20, dm_steps=50) if args.smoke else {}
+    if args.smoke:  # does it still run: never over the committed results
+        args.repeats = 1
+        if args.out.resolve() == (ROOT / "benchmarks" / "results").resolve():
+            args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         pinned = True
@@ -196,7 +209,7 @@ def main() -> None:
 
     rows = []
     for plant in args.plants:
-        row = bench_plant(plant, args.repeats)
+        row = bench_plant(plant, args.repeats, **sizes)
         rows.append(row)
         print(f"{plant:9s} raw {row['raw_mj_step_ticks_per_s']:>8d} ticks/s"
               f" | dm_control {row['dm_control_ticks_per_s']:>7d}"
@@ -210,9 +223,11 @@ def main() -> None:
                     "pinned_to_one_cpu": pinned, "threads": 1, "load_average": [round(x, 2) for x in os.getloadavg()],
                     "python": platform.python_version(), "numpy": np.__version__, "mujoco": mujoco.__version__,
                     "dm_control": importlib.metadata.version("dm_control")},
-        "command": "python benchmarks/throughput.py" + (f" --repeats {args.repeats}" if args.repeats != 5 else ""),
+        "command": "python benchmarks/throughput.py" + (" --smoke" if args.smoke else
+                                                        f" --repeats {args.repeats}" if args.repeats != 5 else ""),
         "repeats": args.repeats,
-        "timing": "best of repeats (Plant.act: of repeats // 2); rates in control ticks (env steps) per second",
+        "timing": "best of repeats (Plant.act: of repeats // 2), process CPU time (time.process_time); rates in "
+                  "control ticks (env steps) per second",
         "target": "plant_task_ratio_to_raw >= 0.5 on cartpole and walker",
         "rows": rows,
     }
@@ -223,8 +238,10 @@ def main() -> None:
         "# Population evaluation throughput (one core, BLAS threads = 1)",
         "",
         f"{result['date']} on `{m['platform']}` ({m['cpu']}), mujoco {m['mujoco']}, numpy {m['numpy']}; "
-        f"best of {args.repeats}. Command: `{result['command']}`.",
-        f"Population of {POPULATION} ({HIDDEN[0]}, {HIDDEN[1]}) MLPs, {HORIZON} control ticks, nominal plant. "
+        f"best of {args.repeats}, process CPU time (load average {m['load_average'][0]:g}). "
+        f"Command: `{result['command']}`.",
+        f"Population of {rows[0]['population']} ({HIDDEN[0]}, {HIDDEN[1]}) MLPs, {rows[0]['horizon_ticks']} control "
+        "ticks, nominal plant. "
         "Rates in control ticks (env steps) per second; % = share of the raw `mj_step` tick rate "
         "(a single MjData replaying the same controls from the same states: the physics alone).",
         "",

@@ -8,9 +8,11 @@ ablations fit in a budget. Two numbers per batch size N:
   the loop), with a hand-made balancing policy so every episode lasts the full 500 steps.
 
 steps/s counts env steps (N per batch step). BLAS/OpenMP threads are pinned to 1 before numpy loads and
-the process is pinned to one CPU where the OS allows. Writes benchmarks/results/vector_cartpole.{json,md}.
+the process is pinned to one CPU where the OS allows; times are process CPU time (`time.process_time`), so
+other jobs on a shared machine do not count. Writes benchmarks/results/vector_cartpole.{json,md}.
 
     python benchmarks/vector_cartpole.py [--repeats 5]
+    python benchmarks/vector_cartpole.py --smoke [--out DIR]   # does it still run: 50 steps, into a temp dir
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -33,8 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.envs.cartpole_switch import VectorCartPole  # noqa: E402
-from sim.tasks import CartPoleSwitchTask, _BoundPolicy, make_task  # noqa: E402
+from sim.policy import BoundPolicy  # noqa: E402
+from sim.tasks import CartPoleSwitchTask, make_task  # noqa: E402
 
+# CPU time of this (single-threaded, pinned) process: on a shared machine wall time would also count
+# the time other jobs held the core, so the rates would measure the load rather than the code.
+clock = time.process_time
 SIZES = (30, 300)
 STEPS = 500
 
@@ -50,41 +57,57 @@ def balancing_weights() -> np.ndarray:
     return w
 
 
-def time_loop(n: int, repeats: int) -> float:
+def time_loop(n: int, repeats: int, steps: int = STEPS) -> float:
     rng = np.random.default_rng(0)
     spec = CartPoleSwitchTask.policy
     weights = np.tile(balancing_weights(), (n, 1)) + rng.normal(0, 1e-3, (n, spec.num_params)).astype(np.float32)
-    policy = _BoundPolicy(spec, weights)
+    policy = BoundPolicy(spec, weights)
     best = np.inf
     for _ in range(repeats):
         env = VectorCartPole(n)
         obs = env.reset(np.arange(n))
-        t0 = time.perf_counter()
-        for _ in range(STEPS):
+        t0 = clock()
+        for _ in range(steps):
             obs, _, _, _ = env.step(policy.act(obs))
-        best = min(best, time.perf_counter() - t0)
-    return n * STEPS / best
+        best = min(best, clock() - t0)
+    return n * steps / best
 
 
-def time_task(n: int, repeats: int) -> float:
-    task = make_task("cartpole-switch", schedule="")
+def time_task(n: int, repeats: int, steps: int = STEPS) -> float:
+    task = make_task("cartpole-switch", schedule="", horizon=None if steps == STEPS else steps)
     weights = np.tile(balancing_weights(), (n, 1))
     best = np.inf
     for r in range(repeats):
         seeds = np.arange(n, dtype=np.int64) + r * n
-        t0 = time.perf_counter()
+        t0 = clock()
         returns = task.evaluate(weights, seeds, generation=0)
-        elapsed = time.perf_counter() - t0
+        elapsed = clock() - t0
         steps = float(returns.sum())
         best = min(best, elapsed / steps)
     return 1.0 / best
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--smoke", action="store_true", help="50 steps, 1 repeat, into --out or a temp dir")
     args = parser.parse_args()
+    steps = 50 if args.smoke else STEPS
+    if args.smoke:  # does it still run: never over the committed results
+        args.repeats = 1
+        if args.out.resolve() == (ROOT / "benchmarks" / "results").resolve():
+            args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         pinned = True
@@ -93,21 +116,22 @@ def main() -> None:
 
     rows = []
     for n in SIZES:
-        loop = time_loop(n, args.repeats)
-        task = time_task(n, args.repeats)
+        loop = time_loop(n, args.repeats, steps)
+        task = time_task(n, args.repeats, steps)
         rows.append({"num_envs": n, "loop_steps_per_s": round(loop), "task_steps_per_s": round(task)})
         print(f"N={n:4d}  loop {loop / 1e6:6.3f} M steps/s   task.evaluate {task / 1e6:6.3f} M steps/s")
 
     result = {
         "benchmark": "vector_cartpole",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "machine": {"platform": platform.platform(), "processor": cpu_name(),
                     "python": platform.python_version(), "numpy": np.__version__, "cpu_count": os.cpu_count(),
-                    "pinned_to_one_cpu": pinned},
+                    "pinned_to_one_cpu": pinned, "load_average": [round(x, 2) for x in os.getloadavg()]},
         "policy": "4-32-2 MLP (tanh), argmax",
-        "steps_per_episode": STEPS,
+        "steps_per_episode": steps,
+        "command": "python benchmarks/vector_cartpole.py" + (" --smoke" if args.smoke else f" --repeats {args.repeats}"),
         "repeats": args.repeats,
-        "timing": "best of repeats",
+        "timing": "best of repeats, process CPU time (time.process_time)",
         "steps_per_s": {str(r["num_envs"]): r["loop_steps_per_s"] for r in rows},
         "task_evaluate_steps_per_s": {str(r["num_envs"]): r["task_steps_per_s"] for r in rows},
         "targets_steps_per_s": {"30": 500_000, "300": 2_000_000},
@@ -117,8 +141,10 @@ def main() -> None:
     lines = [
         "# VectorCartPole throughput (one core, BLAS threads = 1)",
         "",
-        f"{result['date']} on `{result['machine']['platform']}`, numpy {np.__version__}; best of {args.repeats} "
-        "(other load on a shared machine only ever slows a run down).",
+        f"{result['date']} on `{result['machine']['platform']}` ({result['machine']['processor']}, "
+        f"{result['machine']['cpu_count']} cores, load average {result['machine']['load_average'][0]:g} at the end), "
+        f"numpy {np.__version__}; best of {args.repeats}, process CPU time (other jobs on a shared machine do not count). "
+        f"Command: `{result['command']}`.",
         "`loop` = policy forward + step only; `task` = `cartpole-switch` evaluate end to end (seeding, reset).",
         "",
         "| envs | loop (M steps/s) | task.evaluate (M steps/s) | target (M steps/s) |",

@@ -168,15 +168,18 @@ def test_refusals(champion):
 
 
 def test_adaptation_job_puts_the_seed_in_the_population(champion):
-    """run_job with one generation: with the seed the candidate balances the drifted robot (it is
-    the seed), without it the champion's neighbourhood does not."""
+    """run_job with one generation: with the seed in the population the candidate (whichever genome
+    wins: the seed or one of its children) balances the drifted robot; without it the champion's
+    neighbourhood does not."""
     small = dict(plant="cartpole", drift=DRIFT, budget_s=60, max_generations=1, horizon=100, sysid_budget_s=60,
                  sysid_max_evals=300, telemetry_ticks=300, randomize=0, population=4, children=1)
     seeded, _ = run_job(AdaptJob(**small), [champion])
     plain, _ = run_job(AdaptJob(**small, model_seed=False), [champion])
     assert plain["model_seed"] is None
     ms = seeded["model_seed"]
-    assert ms["source"].startswith("LQR on the identified model") and ms["is_candidate"] is True
+    assert ms["source"].startswith("LQR on the identified model") and ms["return"] > 95.0
     assert seeded["return_before"] == plain["return_before"] < 50.0
-    assert ms["return"] == seeded["return_after"] > 95.0
+    assert seeded["return_after"] > 95.0                 # the winner meets the target, whichever it is
+    if ms["is_candidate"]:
+        assert ms["return"] == seeded["return_after"]
     assert plain["return_after"] < 50.0

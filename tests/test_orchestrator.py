@@ -425,7 +425,7 @@ def test_window_to_telemetry_keeps_every_segment_and_marks_the_breaks():
 
 def test_sandbox_job_directory_is_accepted_by_sim_sandbox(tmp_path):
     """The job directory SandboxRunner writes passes the real sandbox's own validation."""
-    sandbox = pytest.importorskip("sim.sandbox")
+    from sim import sandbox
     from controller.contracts import AdaptationJob
     from controller.jobs import write_sandbox_job
     w, _ = _window(n=120)

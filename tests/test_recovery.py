@@ -28,6 +28,11 @@ def test_two_toggles_exact_numbers():
                    "area": pytest.approx((0.4 + 0.6 + 0.7 + 0.8) / 4), "valid": True}
 
 
+def test_first_pre_window_starts_at_generation_zero():
+    r, = recovery([100, 50, 0, 100], [2])
+    assert r["pre_best"] == 100.0 and r["gens_to_100"] == 1
+
+
 def test_pre_window_starts_at_previous_toggle():
     # a high value before the first toggle must not count as the "pre" level of the second one
     best = [500, 500, 20, 200, 200, 100, 180]
@@ -94,6 +99,10 @@ def test_bad_input_raises():
         recovery([1, float("nan"), 3], [1])
     with pytest.raises(ValueError, match="1-D"):
         recovery([[1, 2]], [1])
+    with pytest.raises(ValueError, match="horizon"):
+        recovery([1, 2, 3], [1], horizon=0)
+    assert recovery([5, 0, 5], [1], horizon=1)[0]["gens_to_100"] is None      # one generation: still 0
+    assert recovery([5, 0, 5], [1], horizon=2)[0]["gens_to_100"] == 1
 
 
 def test_summarise():
