@@ -95,6 +95,9 @@ def enable_token_auth() -> None:
     cluster without authentication accepts it too); an explicit ``RAY_AUTH_MODE`` is respected."""
     if "RAY_AUTH_MODE" not in os.environ and token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
+        raylet = sys.modules.get("ray._raylet")
+        if raylet is not None:               # Ray caches its config when imported: refresh it
+            raylet.Config.initialize("")
 
 
 def init_with_timeout(ray, timeout_s: float = INIT_TIMEOUT_S, **kwargs) -> None:
@@ -154,10 +157,13 @@ class LocalHead:
     temp_dir: Path | None = None
     proc: subprocess.Popen | None = None
     token: str = ""
+    own_token: bool = True                  # False: Ray's default (~/.ray/auth_token when it exists)
 
     def client_env(self) -> dict[str, str]:
         """What a driver needs to connect: the address and this head's own token (a fresh one per
         head, so no other driver on the machine can submit work to it)."""
+        if not self.own_token:
+            return {"RAY_ADDRESS": self.address or ""}
         return {"RAY_ADDRESS": self.address or "", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
 
     def start(self) -> "LocalHead":
@@ -168,10 +174,12 @@ class LocalHead:
                "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
                f"--temp-dir={self.temp_dir}", f"--object-store-memory={int(self.object_store_mb) * 1024 * 1024}",
                f"--dashboard-agent-listen-port={_free_port()}"]
-        self.token = secrets.token_hex(32)
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
-        for var in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH"):
-            env.pop(var, None)
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)
+        if self.own_token:
+            self.token = secrets.token_hex(32)
+            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token)
+            env.pop("RAY_AUTH_TOKEN_PATH", None)
         nice = int(self.nice)
 
         def pre() -> None:
