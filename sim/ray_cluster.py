@@ -220,10 +220,13 @@ class LocalHead:
         except (OSError, TypeError):
             return ""
 
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM to the head's process group (``--block`` stops what it started), then SIGKILL."""
+    def stop(self, grace_s: float = 2.0) -> None:
+        """SIGTERM to the head's process group, SIGKILL after `grace_s` (``ray start --block`` takes
+        half a minute to stop politely, and a job's head holds nothing worth saving), then SIGKILL
+        to any process it started that left the group (by pid, collected before)."""
         proc, self.proc = self.proc, None
         if proc is not None:
+            started = descendants(proc.pid)
             for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
                 try:
                     os.killpg(proc.pid, sig)
@@ -235,7 +238,11 @@ class LocalHead:
                     continue
                 if not _group_alive(proc.pid):
                     break
-                time.sleep(0.5)
+            for pid in started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -244,6 +251,22 @@ class LocalHead:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (from /proc)."""
+    parents = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
 
 
 def _group_alive(pgid: int) -> bool:

@@ -178,8 +178,13 @@ def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimit
            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "disable")}
     if job.backend != "ray":
         return _run_child(job_dir, limits, env, resource.RLIMIT_AS, t0)
-    from sim.ray_cluster import LocalHead, RayUnavailable, cluster_address
-    if cluster_address(job.ray_address):
+    from sim.ray_cluster import LocalHead, RayUnavailable, check_reachable, cluster_address
+    address = cluster_address(job.ray_address)
+    if address:
+        try:
+            check_reachable(address)      # the child checks again; this saves starting it for nothing
+        except RayUnavailable as e:
+            return SandboxOutcome("failed", str(e), wall_s=time.perf_counter() - t0)
         return _run_child(job_dir, limits, env, resource.RLIMIT_DATA, t0)
     head = LocalHead(num_cpus=job.workers, nice=limits.nice)
     try:
