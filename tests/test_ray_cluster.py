@@ -22,8 +22,8 @@ ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
 # count budgets only (wall budgets far away): the same seed gives the same candidate anywhere
-COUNTS = {"wall_s": 300.0, "generations": 25, "population": 6, "children": 2, "horizon": 150}
-EXTRA = {"sysid_budget_s": 1e6, "sysid_max_evals": 60, "telemetry_ticks": 150, "target_fraction": 1e6,
+COUNTS = {"wall_s": 300.0, "generations": 20, "population": 6, "children": 2, "horizon": 120}
+EXTRA = {"sysid_budget_s": 1e6, "sysid_max_evals": 40, "telemetry_ticks": 150, "target_fraction": 1e6,
          "workers": 2, "randomize": 1}
 CLI_COUNTS = ["--max-generations", "2", "--population", "4", "--children", "1", "--horizon", "60",
               "--sysid-max-evals", "40", "--budget-s", "1000", "--sysid-budget-s", "1000", "--seed", "1"]
