@@ -192,6 +192,9 @@ class LocalHead:
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          preexec_fn=pre, env=env)
+        except OSError as e:
+            self.stop()
+            raise RayUnavailable(f"ray: could not start a local Ray head ({cmd[0]}: {e.strerror or e})") from None
         finally:
             log.close()
         deadline = time.monotonic() + self.start_timeout_s
