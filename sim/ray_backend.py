@@ -42,7 +42,7 @@ _worker_tasks: dict = {}   # in each Ray worker: task object by ref, deserialise
 
 
 def _evaluate_chunk(task_box: list, weights: np.ndarray, seeds: np.ndarray, generation: int):
-    """One chunk on a Ray worker: (fitness, compute seconds). The task ref arrives boxed in a list
+    """One chunk on a Ray worker: (fitness, compute seconds, CPU seconds). The task ref arrives boxed in a list
     so that Ray does not fetch it again for every chunk: each worker keeps it."""
     import ray
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -53,9 +53,9 @@ def _evaluate_chunk(task_box: list, weights: np.ndarray, seeds: np.ndarray, gene
         if len(_worker_tasks) > 8:
             _worker_tasks.clear()
         task = _worker_tasks[ref.hex()] = ray.get(ref)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fitness = task.evaluate(weights, seeds, generation)
-    return np.asarray(fitness, dtype=np.float64), time.perf_counter() - t0
+    return np.asarray(fitness, dtype=np.float64), time.perf_counter() - t0, time.process_time() - c0
 
 
 def _noop() -> None:
@@ -86,6 +86,8 @@ class RayEvaluator:
         self.overhead_s: float | None = None
         self.per_item_s: float | None = None
         self.chunk_log: list[int] = []          # chunks per call (what the planner chose)
+        self.last_chunk_s: list[float] = []     # the last call's chunks: time inside the task
+        self.last_chunk_cpu_s: list[float] = []  # ... and CPU time (what load on the machine does not stretch)
         import ray
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
@@ -144,10 +146,12 @@ class RayEvaluator:
             first = (str(e).strip().splitlines() or [""])[0][:300]
             raise RayUnavailable(f"ray: generation {generation} failed after {MAX_RETRIES} retries: "
                                  f"{type(e).__name__}: {first}") from None
-        per_item = [t / len(c) for (_, t), c in zip(parts, chunks) if len(c)]
+        self.last_chunk_s = [t for _, t, _ in parts]
+        self.last_chunk_cpu_s = [c for _, _, c in parts]
+        per_item = [t / len(c) for (_, t, _), c in zip(parts, chunks) if len(c)]
         if per_item:
             self.per_item_s = float(np.median(per_item))
-        return checked_fitness(self.task, np.concatenate([f for f, _ in parts]))
+        return checked_fitness(self.task, np.concatenate([f for f, _, _ in parts]))
 
     def close(self) -> None:
         if self._owns_ray and self._ray.is_initialized():
