@@ -131,7 +131,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent(sig: int) -> None:
+def die_with_parent(sig: int) -> None:
     """Linux: deliver `sig` to this process when the process that started it dies (even by SIGKILL),
     so a cancelled launcher never leaves a head or a sandbox child behind."""
     try:
@@ -186,7 +186,7 @@ class LocalHead:
             os.setsid()
             if nice:
                 os.nice(nice)
-            _die_with_parent(signal.SIGTERM)
+            die_with_parent(signal.SIGTERM)
 
         log = open(self.temp_dir / "head.log", "wb")
         try:

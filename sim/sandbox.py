@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.atomicio import atomic_write_json
-from sim.ray_cluster import _die_with_parent
+from sim.ray_cluster import die_with_parent
 
 STATUSES = ("ok", "failed", "timeout", "cpu_limit", "killed", "refused")
 
@@ -160,7 +160,7 @@ def _child_limits(limits: SandboxLimits, memory_rlimit: int = resource.RLIMIT_AS
         resource.setrlimit(memory_rlimit, (mem, mem))
         cpu = int(limits.cpu_s)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-        _die_with_parent(signal.SIGKILL)     # a killed parent (a cancelled job) takes the child along
+        die_with_parent(signal.SIGKILL)     # a killed parent (a cancelled job) takes the child along
     return apply
 
 
