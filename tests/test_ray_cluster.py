@@ -165,7 +165,9 @@ def test_node_job_on_the_cluster_gives_the_local_candidate_even_when_a_worker_di
     expected = _wait(local)
     assert expected.ok, expected.error
 
-    remote = SandboxRunner(extra=EXTRA, robot="/robot_a", ray_address=cluster.address)
+    # 1792 MB: a Ray driver with torch maps ~2.4 GB here (the cluster's object store among it) but
+    # holds ~0.75 GB of private memory; the limit is on the latter (RLIMIT_DATA), not on address space
+    remote = SandboxRunner(extra=EXTRA, robot="/robot_a", ray_address=cluster.address, memory_mb=1792)
     job = _job(tmp_path, "ray")
     remote.start(job)
     killed = []
