@@ -59,7 +59,7 @@ class TwoNodeCluster:
         self.head.start()
         os.environ.update(self.head.client_env())
         self.log = self.head.temp_dir / "node2.log"
-        env = {**os.environ}
+        env = {**os.environ, "RAY_worker_niceness": "0"}   # workers at this process's niceness (Ray: +15)
         env.pop("RAY_ADDRESS", None)
         with open(self.log, "wb") as fh:
             self.node = subprocess.Popen(
@@ -187,7 +187,7 @@ def write(result: dict, out: Path) -> None:
         "# Ray scaling: population evaluation against workers",
         "",
         f"{result['date']} on `{m['platform']}` ({m['cpu']}, {m['cpu_count']} cores), Ray {m['ray']}, "
-        f"niceness {m['niceness']}, load average {m['load_average']} at the end. Command: `{result['command']}`.",
+        f"niceness {m['niceness']} (driver and Ray workers alike), load average {m['load_average']} at the end. Command: `{result['command']}`.",
         "",
         f"Cluster: {result['cluster']}. The machine is shared with other users and noisy: calls on 1 and on "
         "2 workers are interleaved and the median of the repeats is reported (min alongside).",
