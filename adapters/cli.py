@@ -206,9 +206,14 @@ def adapt(
     telemetry: Optional[Path] = typer.Option(None, help="telemetry window .npz (qpos, qvel, actions, control_dt "
                                              "[, breaks])"),
     workers: int = typer.Option(1), backend: Backend = typer.Option("local", help="evaluation backend"),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray)"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster: host:port of a head, ray://host:10001 "
+                                              "(default: RAY_ADDRESS, else a Ray head started for this job)"),
     max_generations: int = typer.Option(300), horizon: int = typer.Option(300),
+    population: int = typer.Option(10, help="P: parents kept per generation"),
+    children: int = typer.Option(2, help="C: children per parent"),
     sysid_budget_s: float = typer.Option(20.0, "--sysid-budget-s"),
+    sysid_max_evals: int = typer.Option(1500, "--sysid-max-evals", help="system identification evaluations "
+                                        "(with count budgets binding, a seed fixes the candidate)"),
     wall_limit_s: float = typer.Option(0.0, "--wall-limit-s", help="sandbox kill limit (default: budget + 120 s)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -238,7 +243,8 @@ def adapt(
     try:
         job = AdaptJob(plant=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
                        ray_address=ray_address, max_generations=max_generations, horizon=horizon,
-                       sysid_budget_s=sysid_budget_s)
+                       population=population, children=children, sysid_budget_s=sysid_budget_s,
+                       sysid_max_evals=sysid_max_evals)
         seeds = [load_genome(champion) if champion else nominal_champion(plant)]
         window = None
         if telemetry is not None:

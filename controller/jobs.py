@@ -136,10 +136,11 @@ def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
     return out
 
 
-def write_sandbox_job(job: AdaptationJob, extra: dict | None = None) -> None:
+def write_sandbox_job(job: AdaptationJob, extra: dict | None = None, robot: str = "") -> None:
     """job.json in `sim.adapt_job.AdaptJob` format + seed_genomes [{file, id}], telemetry.npz in
     `sim.sysid.Telemetry` format. Written here (not with sim.sandbox.write_job) because importing
-    the sandbox's parent-side helpers would import torch into the live node."""
+    the sandbox's parent-side helpers would import torch into the live node. `robot` (the node's
+    name) and the job id travel in job.json: on a shared Ray cluster they label the job and its tasks."""
     from sim.genome import save_genome
     from sim.plants import make_plant
     (job.job_dir / "seeds").mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,7 @@ def write_sandbox_job(job: AdaptationJob, extra: dict | None = None) -> None:
     spec = {"plant": job.plant, "drift": job.drift_hint, "seed": int(job.seed),
             "budget_s": float(b.get("wall_s", 120.0)), "max_generations": int(b.get("generations", 300)),
             "population": int(b.get("population", 10)), "children": int(b.get("children", 2)),
-            "horizon": int(b.get("horizon", 300))}
+            "horizon": int(b.get("horizon", 300)), "robot": str(robot), "job_id": str(job.job_id)}
     spec.update(extra or {})
     _write_json(job.job_dir / "job.json", {**spec, "seed_genomes": entries})
 
@@ -275,19 +276,31 @@ class SubprocessRunner:
 class SandboxRunner(SubprocessRunner):
     """The real sandbox (`sim.sandbox`) behind the AdaptationRunner protocol. `cpu_s` and
     `memory_mb` are the sandbox's rlimits; its wall limit is the job's ``budgets.wall_s`` plus
-    `sysid_s` (system identification runs before the evolution budget starts)."""
+    `sysid_s` (system identification runs before the evolution budget starts). `extra` are
+    further job.json fields (workers, backend, ray_address, ...); `robot` names the robot.
+
+    `ray_address`: evaluate on that Ray cluster (``backend: ray``); "local" means a Ray head that
+    the sandbox's parent starts on this machine for the job (plus `ray_start_s` on the wall
+    limit). Cancelling kills the launcher's process group; the sandbox child and a head started
+    for the job die with it, and the cluster cancels the dead driver's tasks."""
 
     def __init__(self, *, cpu_s: float = 1200.0, memory_mb: int = 8192, sysid_s: float = 30.0,
-                 grace_s: float = 30.0, extra: dict | None = None) -> None:
+                 grace_s: float = 30.0, extra: dict | None = None, robot: str = "",
+                 ray_address: str = "", ray_start_s: float = 120.0) -> None:
         self.cpu_s, self.memory_mb, self.sysid_s, self.extra = cpu_s, memory_mb, sysid_s, dict(extra or {})
+        self.robot, self.ray_start_s = str(robot), float(ray_start_s)
+        if ray_address:
+            self.extra["backend"] = "ray"
+            self.extra["ray_address"] = None if ray_address == "local" else str(ray_address)
         super().__init__([sys.executable, "-m", "controller.sandbox_launch", "{job_dir}"],
-                         writer=lambda job: write_sandbox_job(job, self.extra), grace_s=grace_s)
+                         writer=lambda job: write_sandbox_job(job, self.extra, self.robot), grace_s=grace_s)
 
     def start(self, job: AdaptationJob) -> None:
         wall = float(job.budgets.get("wall_s", 120.0)) + self.sysid_s
+        head = self.ray_start_s if self.extra.get("backend") == "ray" and not self.extra.get("ray_address") else 0.0
         self.command = [sys.executable, "-m", "controller.sandbox_launch", "{job_dir}", "--wall-s", str(wall),
                         "--cpu-s", str(self.cpu_s), "--memory-mb", str(int(self.memory_mb))]
-        self.timeout_s = wall + self.grace_s
+        self.timeout_s = wall + head + self.grace_s
         super().start(job)
 
 

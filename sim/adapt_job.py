@@ -59,7 +59,9 @@ class AdaptJob:
     randomize: int = 2                   # domain-randomised specs sampled inside the sysid std
     workers: int = 1
     backend: str = "local"               # local | ray
-    ray_address: str | None = None
+    ray_address: str | None = None       # None: RAY_ADDRESS, else a head the sandbox's parent starts
+    robot: str = ""                      # who asked (the node's name): labels the Ray job and tasks
+    job_id: str = ""
     sysid_budget_s: float = 20.0
     sysid_max_evals: int = 1500          # with budgets in counts (not seconds) a seed fixes the result
     telemetry_ticks: int = 1000
@@ -84,6 +86,11 @@ class AdaptJob:
             raise ValueError("job.randomize must be >= 0, job.cf in [0, 1], job.telemetry_noise >= 0")
         if self.backend not in ("local", "ray"):
             raise ValueError(f"job.backend: must be 'local' or 'ray', got {self.backend!r}")
+        if self.ray_address is not None and not isinstance(self.ray_address, str):
+            raise ValueError(f"job.ray_address: must be a string or null, got {self.ray_address!r}")
+        for name in ("robot", "job_id"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"job.{name}: must be a string, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdaptJob":
@@ -219,10 +226,16 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         pool.insert(1, seeded)
         say("model seed", {"source": seeded.fitness["source"]})
     initial = np.stack([g.vector for g in pool])
-    with make_evaluator(task, workers=job.workers, backend=job.backend, address=job.ray_address) as evaluator:
+    labels = {"robot": job.robot, "job_id": job.job_id, "seed": job.seed}
+    with make_evaluator(task, workers=job.workers, backend=job.backend, address=job.ray_address,
+                        metadata={k: v for k, v in labels.items() if v != ""}) as evaluator:
         res = evolve_srghn(task, evaluator, job.max_generations, job.seed,
                            EvolutionConfig(job.population, job.children, job.cf), model_cfg,
                            initial=initial, should_stop=should_stop)
+        evaluation = {"backend": job.backend, "workers": job.workers,
+                      "ray_address": getattr(evaluator, "address", None),
+                      "ray_task_overhead_s": getattr(evaluator, "overhead_s", None),
+                      "ray_chunks_per_generation": sorted(set(getattr(evaluator, "chunk_log", []))) or None}
     candidate = Genome(vector=res.champion, policy_spec=champion.policy_spec, kind="srghn", model=model_cfg.to_dict(),
                        parent_id=champion.id, generation=champion.generation + len(res.generations),
                        drift_hash=sysid.estimate.hash,
@@ -249,6 +262,7 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "target_return": target,
         "reached_target": bool(res.generations and max(g.best for g in res.generations) >= target),
         "wall_s": time.perf_counter() - t0,
+        "evaluation": evaluation,
         "job": job.to_dict(),
     }
     why = no_score(result["return_before"], result["return_after"])

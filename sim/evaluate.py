@@ -82,13 +82,15 @@ class Evaluator:
         self.close()
 
 
-def make_evaluator(task, workers: int = 1, backend: str = "local", address: str | None = None):
-    """An evaluator on the chosen backend: "local" worker processes, or "ray" (a local Ray with
-    `num_cpus=workers`, or the cluster at `address`). Both split and order work the same way, so a
-    seed gives the same result on either."""
+def make_evaluator(task, workers: int = 1, backend: str = "local", address: str | None = None,
+                   metadata: dict | None = None):
+    """An evaluator on the chosen backend: "local" worker processes, or "ray" (the cluster at
+    `address` or ``RAY_ADDRESS``, else a local Ray with `num_cpus=workers`; `metadata` such as the
+    robot and seed labels its Ray job and tasks). Rows are evaluated independently, so a seed gives
+    the same result on either backend however the batch is cut."""
     if backend == "local":
         return Evaluator(task, workers)
     if backend == "ray":
         from sim.ray_backend import RayEvaluator
-        return RayEvaluator(task, workers, address=address)
+        return RayEvaluator(task, workers, address=address, metadata=metadata)
     raise ValueError(f"unknown evaluation backend {backend!r}; known: local, ray")

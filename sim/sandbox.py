@@ -16,6 +16,13 @@ anything else runs), so it has no way to reach the robot. Whatever happens in it
 a hang, an allocation past the limit — the parent gets a `SandboxOutcome` with a status and a
 reason, never an exception, and a job directory it can inspect.
 
+With the Ray backend (`sim.ray_cluster`) only the Ray *driver* runs in the child: the evaluations
+run on a cluster, either the job's (`ray_address`, else ``RAY_ADDRESS``) or a head this parent starts
+outside the limits before the child (and stops after it). The driver maps the cluster's shared
+object store, which is Ray's memory, not the job's: for it the memory limit is on private memory
+(RLIMIT_DATA) instead of address space. A cluster that cannot be reached is a `failed` outcome with
+a one-line reason within seconds.
+
 Bad input (missing or malformed files, unknown keys, a DriftSpec naming an unknown body, NaN
 telemetry, too few ticks, a seed genome whose hash does not match job.json) is refused before any
 work, with a message naming the field: `read_job` runs in the parent before starting the child,
@@ -40,6 +47,7 @@ from typing import Callable
 import numpy as np
 
 from sim.atomicio import atomic_write_json
+from sim.ray_cluster import die_with_parent
 
 STATUSES = ("ok", "failed", "timeout", "cpu_limit", "killed", "refused")
 
@@ -145,14 +153,15 @@ def _read_telemetry(path: Path, job):
 
 # -- the parent side -----------------------------------------------------------------------------
 
-def _child_limits(limits: SandboxLimits):
+def _child_limits(limits: SandboxLimits, memory_rlimit: int = resource.RLIMIT_AS):
     def apply() -> None:
         os.setsid()
         os.nice(limits.nice)
         mem = int(limits.memory_mb) * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(memory_rlimit, (mem, mem))
         cpu = int(limits.cpu_s)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        die_with_parent(signal.SIGKILL)     # a killed parent (a cancelled job) takes the child along
     return apply
 
 
@@ -163,16 +172,39 @@ def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimit
     job_dir = Path(job_dir)
     t0 = time.perf_counter()
     try:
-        read_job(job_dir)
+        job, _, _ = read_job(job_dir)
     except (ValueError, FileExistsError) as e:
         return SandboxOutcome("refused", str(e), wall_s=time.perf_counter() - t0)
     for stale in ("result.json", "candidate.safetensors"):
         (job_dir / stale).unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "disable")}
+    if job.backend != "ray":
+        return _run_child(job_dir, limits, env, resource.RLIMIT_AS, t0)
+    from sim.ray_cluster import LocalHead, RayUnavailable, check_reachable, cluster_address
+    address = cluster_address(job.ray_address)
+    if address:
+        try:
+            check_reachable(address)      # the child checks again; this saves starting it for nothing
+        except RayUnavailable as e:
+            return SandboxOutcome("failed", str(e), wall_s=time.perf_counter() - t0)
+        return _run_child(job_dir, limits, env, resource.RLIMIT_DATA, t0)
+    head = LocalHead(num_cpus=job.workers, nice=limits.nice)
+    try:
+        head.start()
+    except RayUnavailable as e:
+        return SandboxOutcome("failed", str(e), wall_s=time.perf_counter() - t0)
+    try:
+        env.update(head.client_env())
+        return _run_child(job_dir, limits, env, resource.RLIMIT_DATA, t0)
+    finally:
+        head.stop()
+
+
+def _run_child(job_dir: Path, limits: SandboxLimits, env: dict, memory_rlimit: int, t0: float) -> SandboxOutcome:
     with open(job_dir / "sandbox.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "sim.sandbox", str(job_dir)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=_child_limits(limits), env=env)
+                                stdin=subprocess.DEVNULL, preexec_fn=_child_limits(limits, memory_rlimit), env=env)
         try:
             if on_progress is None:
                 proc.wait(timeout=limits.wall_s)
@@ -292,4 +324,9 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         print("usage: python -m sim.sandbox JOB_DIR", file=sys.stderr)
         sys.exit(2)
-    sys.exit(child_main(sys.argv[1]))
+    code = child_main(sys.argv[1])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the answer is on disk; do not let a library's exit handler (a Ray driver whose cluster is
+    # gone, a thread that never ends) keep the process alive until the wall-clock kill
+    os._exit(code)

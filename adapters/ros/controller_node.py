@@ -130,6 +130,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "adapt_children": (2, "children per parent in a sandbox job", True),
     "adapt_horizon": (300, "episode length (ticks) in a sandbox job", True),
     "adapt_workers": (1, "evaluation worker processes of a sim.sandbox job", True),
+    "ray_address": ("", "evaluate sim.sandbox jobs on this Ray cluster (host:port of a head, ray://host:10001; "
+                    "'local': RAY_ADDRESS, else a head started for each job); '' local worker processes", True),
     "adapt_sysid_budget_s": (20.0, "system identification budget of a sim.sandbox job (before the evolution's)",
                              True),
     "drift_hint": ("", "DriftSpec JSON for sandboxes without system identification", True),
@@ -448,7 +450,8 @@ class ControllerNode(LifecycleNode):
             runner = SubprocessRunner(shlex.split(cmd))
         elif kind == "sim" or (kind == "auto" and sandbox_available()):
             runner = SandboxRunner(extra={"workers": max(1, int(self.p("adapt_workers"))),
-                                          "sysid_budget_s": float(self.p("adapt_sysid_budget_s"))})
+                                          "sysid_budget_s": float(self.p("adapt_sysid_budget_s"))},
+                                   robot=self.get_fully_qualified_name(), ray_address=str(self.p("ray_address")))
         else:
             runner = SubprocessRunner()
         gate = ProcessGate(reg_path, suite, job_root / "gate", timeout_s=float(self.p("gate_timeout_s")),
