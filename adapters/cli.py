@@ -36,8 +36,9 @@ def _progress(total: int, quiet: bool) -> Progress:
 
 @app.command()
 def evolve(
-    task: str = typer.Option("cartpole-switch", help="cartpole-switch | lunarlander-switch | ant"),
-    method: str = typer.Option("srghn", help="srghn | cmaes | cmaes-restart | openes | fixed-rate | frozen-head"),
+    task: str = typer.Option("cartpole-switch", help="cartpole-switch | cartpole-drift | lunarlander-switch | ant"),
+    method: str = typer.Option("srghn", help="srghn | fixed-rate | fixed-rate-std | frozen-head | no-self-reference "
+                               "| cmaes | cmaes-restart | cmaes-ipop | cmaes-bipop | openes"),
     generations: int = typer.Option(300, help="number of generations"),
     seed: int = typer.Option(0, help="run seed (same seed -> same result on 1 or N workers)"),
     cf: float = typer.Option(0.0, help="child-credit factor: parent score = (1-cf) own + cf mean(children)"),
@@ -49,6 +50,17 @@ def evolve(
     horizon: Optional[int] = typer.Option(None, help="episode length cap (task default when omitted)"),
     workers: int = typer.Option(1, help="evaluation worker processes"),
     noise: str = typer.Option("port", help="SR-GHN noise convention: port (sd=std) | original (sd=std^2)"),
+    tie_break: str = typer.Option("children", "--tie-break", help="SR-GHN selection ties go to: children | parents | random"),
+    selection_fitness: str = typer.Option("last", "--selection-fitness",
+                                          help="SR-GHN selects on: last (this generation) | mean (of the last "
+                                               "--fitness-window evaluations)"),
+    fitness_window: int = typer.Option(4, "--fitness-window", help="evaluations averaged by --selection-fitness mean"),
+    meta_rate: float = typer.Option(0.0, "--meta-rate", help="SR-GHN: mutate the rate head by N(0, meta-rate) (0 = off)"),
+    rate_floor: float = typer.Option(0.0, "--rate-floor", help="SR-GHN: lowest evolved mutation rate"),
+    init_rate: Optional[float] = typer.Option(None, "--init-rate", help="SR-GHN: initial mean mutation rate r0"),
+    sigma0: float = typer.Option(0.5, "--sigma0", help="CMA-ES initial step size"),
+    openes_sigma: float = typer.Option(0.1, "--openes-sigma", help="OpenES noise std"),
+    openes_lr: float = typer.Option(0.03, "--openes-lr", help="OpenES Adam step size"),
     json_out: Path = typer.Option(..., "--json-out", help="where to write the run record (JSON)"),
     save_best: Optional[Path] = typer.Option(None, "--save-best", help="write the best genome (.safetensors)"),
     init_genome: Optional[Path] = typer.Option(None, "--init-genome", help="seed the run from a saved genome"),
@@ -62,7 +74,10 @@ def evolve(
     try:
         cfg = RunConfig(task=task, method=method, generations=generations, seed=seed, cf=cf, rate=rate,
                         population=population, children=children, episodes=episodes, schedule=schedule,
-                        horizon=horizon, workers=workers, noise_convention=noise)
+                        horizon=horizon, workers=workers, noise_convention=noise, tie_break=tie_break,
+                        selection_fitness=selection_fitness, fitness_window=fitness_window, meta_rate=meta_rate,
+                        rate_floor=rate_floor, init_rate=init_rate, sigma0=sigma0, openes_sigma=openes_sigma,
+                        openes_lr=openes_lr)
         initial = load_genome(init_genome) if init_genome is not None else None
         if initial is not None:
             check_initial(cfg, initial)
