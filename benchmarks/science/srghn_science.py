@@ -80,7 +80,7 @@ ABLATIONS = {                                # one flag each, on the tuning seed
     "fixed-rate-std 0.5": dict(method="fixed-rate-std", rate=0.5),
 }
 R0S = (0.02, 0.05, 0.2, 0.5, 0.9)
-PHASES = ("tune", "select", "heldout", "r0", "tune-baselines", "select", "heldout-baselines", "ablation", "authors")
+PHASES = ("tune", "select", "heldout", "tune-baselines", "select", "heldout-baselines", "r0", "ablation", "authors")
 CORE = ("srghn", "fixed")
 BASELINES = ("cmaes", "openes")
 
@@ -93,13 +93,17 @@ def phase_jobs(phase: str, selection: dict | None) -> list[tuple[str, dict, int]
         seeds = TUNING_SEEDS
     elif phase in ("heldout", "heldout-baselines"):
         fams = CORE if phase == "heldout" else BASELINES
-        chosen = {selection[f]["arm"] for f in fams} | ({"srghn (shipped)"} if phase == "heldout" else set())
+        chosen = {selection[f]["arm"] for f in fams}
         arms = {k: {**DRIFT, **v} for f in fams for k, v in FAMILIES[f].items() if k in chosen}
         seeds = HELDOUT_SEEDS if phase == "heldout" else BASELINE_HELDOUT_SEEDS
-    elif phase == "r0":
-        arms = {f"evolved r0={r}": {**INVERT, "method": "srghn", "init_rate": r} for r in R0S}
-        arms |= {f"fixed r0={r}": {**INVERT, "method": "fixed-rate", "rate": r} for r in R0S}
-        seeds = R0_SEEDS
+        jobs = [(arm, kw, s) for s in seeds for arm, kw in arms.items()]
+        if phase == "heldout" and "srghn (shipped)" not in chosen:   # S* and F* first, then the shipped default
+            jobs += [("srghn (shipped)", {**DRIFT, **SRGHN_CANDIDATES["srghn (shipped)"]}, s) for s in seeds]
+        return jobs
+    elif phase == "r0":                       # evolved arms first (all seeds), then the fixed ones
+        evolved = {f"evolved r0={r}": {**INVERT, "method": "srghn", "init_rate": r} for r in R0S}
+        fixed = {f"fixed r0={r}": {**INVERT, "method": "fixed-rate", "rate": r} for r in R0S}
+        return [(a, kw, s) for group in (evolved, fixed) for s in R0_SEEDS for a, kw in group.items()]
     elif phase == "ablation":
         arms = {k: {**DRIFT, **v} for k, v in ABLATIONS.items()}
         seeds = ABLATION_SEEDS
