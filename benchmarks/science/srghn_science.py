@@ -309,6 +309,54 @@ def rate_response(rs: list[dict]) -> dict:
             "seeds_rate_rose": int(sum(x > 1 for x in ratios)), "seeds": len(rs)}
 
 
+def rate_changes(rs: list[dict]) -> list[dict]:
+    """Per change: median rate(change + 10) / rate(change) and how many seeds' rate rose (evolved arms)."""
+    out = []
+    for t in rs[0]["changes"]:
+        ratios = [r["rate"][t + 10] / r["rate"][t] for r in rs if t + 10 < len(r["rate"]) and r["rate"][t]]
+        if ratios:
+            out.append({"change": t, "ratio_median": float(np.median(ratios)),
+                        "rose": int(sum(x > 1 for x in ratios)), "seeds": len(ratios)})
+    return out
+
+
+def decision(recs: list[dict], sel: dict) -> dict:
+    """The pre-registered decision (PROTOCOL.md) from the held-out runs."""
+    s_arm, f_arm = sel["srghn"]["arm"], sel["fixed"]["arm"]
+    held = [r for r in recs if r["phase"] == "heldout"]
+    S = {r["seed"]: r for r in held if r["arm"] == s_arm}
+    F = {r["seed"]: r for r in held if r["arm"] == f_arm}
+    from sim.recovery import rank_test
+    p = rank_test([primary(r["best"]) for r in S.values()], [primary(r["best"]) for r in F.values()],
+                  alternative="greater")
+    rec = [absolute_recovery(r, reference_of(r)) for r in S.values()]
+    n_changes = len(next(iter(S.values()))["changes"]) if S else 0
+    med = [summarise_censored([x[k] for x in rec], WINDOW)["median"] for k in range(n_changes)]
+    frac = [sum(x[k] is not None for x in rec) / max(len(rec), 1) for k in range(n_changes)]
+    out = {"S*": s_arm, "F*": f_arm, "seeds_S": len(S), "seeds_F": len(F), "p_one_sided_S_gt_F": p,
+           "S_beats_F": bool(p < 0.05), "S_median_gens_to_90": med, "S_fraction_recovering": frac,
+           "median_le_10_every_change": all(m is not None and m <= 10 for m in med),
+           "ge_95pct_recover_every_change": all(f >= 0.95 for f in frac)}
+    cma = sel.get("cmaes", {}).get("arm")
+    C = {r["seed"]: r for r in recs if r["phase"] == "heldout-baselines" and r["arm"] == cma}
+    common = sorted(set(C) & set(S))
+    if common:
+        ratios = []
+        for k in range(n_changes):
+            sm = summarise_censored([absolute_recovery(S[s], REFERENCE)[k] for s in common], WINDOW)["median"]
+            cm = summarise_censored([absolute_recovery(C[s], REFERENCE)[k] for s in common], WINDOW)["median"]
+            ratios.append(None if not sm else cm / sm)
+        out["cma_over_S_recovery_ratio"] = ratios
+        out["ge_3x_faster_than_cma_every_change"] = all(x is not None and x >= 3 for x in ratios)
+    else:
+        out["ge_3x_faster_than_cma_every_change"] = None
+    out["moonshot"] = bool(out["S_beats_F"] and out["median_le_10_every_change"] and
+                           out["ge_95pct_recover_every_change"] and out["ge_3x_faster_than_cma_every_change"])
+    tune_s, tune_f = sel["srghn"]["tuning_median_primary"], sel["fixed"]["tuning_median_primary"]
+    out["shipped_default"] = s_arm if out["moonshot"] else (s_arm if tune_s > tune_f else f_arm)
+    return out
+
+
 def report(out: Path) -> None:
     recs = load(out / "runs.jsonl")
     sel = json.loads((out / "selection.json").read_text()) if (out / "selection.json").exists() else None
@@ -345,6 +393,16 @@ def report(out: Path) -> None:
         t, summ = arm_table(rs, arms, base)
         doc["phases"][phase] = {"arms": summ}
         md += [f"## {title}", "", t, ""]
+        rc = {a: rate_changes([r for r in rs if r["arm"] == a]) for a in arms
+              if any(r["arm"] == a and r["rate"][0] is not None and len(set(r["rate"])) > 1 for r in rs)}
+        if rc and phase != "r0":
+            doc["phases"][phase]["rate_response"] = rc
+            md += ["Evolved rates around each change: median rate(change + 10) / rate(change), and seeds whose rate rose.",
+                   "", "| arm | " + " | ".join(f"change @{c['change']}" for c in next(iter(rc.values()))) + " |",
+                   "|---|" + "---|" * len(next(iter(rc.values())))]
+            md += [f"| {a} | " + " | ".join(f"{c['ratio_median']:.2f} ({c['rose']}/{c['seeds']} rose)" for c in v) + " |"
+                   for a, v in rc.items()]
+            md.append("")
         if phase == "r0":
             rr = {a: rate_response([r for r in rs if r["arm"] == a]) for a in arms if a.startswith("evolved")}
             doc["phases"][phase]["rate_response"] = rr
@@ -359,6 +417,20 @@ def report(out: Path) -> None:
         png = f"{phase}.png"
         plot_phase(rs, arms, out / png, title)
         md += [f"![{phase}]({png})", ""]
+    if sel and any(r["phase"] == "heldout" for r in recs):
+        d = decision(recs, sel)
+        doc["decision"] = d
+        md += ["## The pre-registered decision", "",
+               f"- S* = {d['S*']} ({d['seeds_S']} held-out seeds), F* = {d['F*']} ({d['seeds_F']}): one-sided "
+               f"Mann-Whitney p(S* > F*) = {d['p_one_sided_S_gt_F']:.3g} -> self-reference "
+               f"{'**pays off**' if d['S_beats_F'] else '**does not pay off**'} on the primary metric.",
+               f"- Moonshot criteria for S*: median gens to 90 % <= 10 at every change: "
+               f"{d['median_le_10_every_change']} ({d['S_median_gens_to_90']}); >= 95 % of seeds recovering at every "
+               f"change: {d['ge_95pct_recover_every_change']} ({[round(f, 2) for f in d['S_fraction_recovering']]}); "
+               f">= 3x faster than CMA*: {d['ge_3x_faster_than_cma_every_change']}"
+               + (f" (CMA*/S* ratios {d.get('cma_over_S_recovery_ratio')})" if d.get("cma_over_S_recovery_ratio") else "")
+               + f". Moonshot met: {d['moonshot']}.",
+               f"- Shipped default by the rule: **{d['shipped_default']}**.", ""]
     if sel:
         md += ["## Settings chosen on the tuning seeds", "",
                "| family | chosen | tuning median primary | every candidate (tuning median primary) |", "|---|---|---|---|"]
