@@ -37,12 +37,13 @@ def _progress(total: int, quiet: bool) -> Progress:
 @app.command()
 def evolve(
     task: str = typer.Option("cartpole-switch", help="cartpole-switch | cartpole-drift | lunarlander-switch | ant"),
-    method: str = typer.Option("srghn", help="srghn | fixed-rate | fixed-rate-std | frozen-head | no-self-reference "
-                               "| cmaes | cmaes-restart | cmaes-ipop | cmaes-bipop | openes"),
+    method: str = typer.Option("fixed-rate", help="fixed-rate (the shipped default: SR-GHN with a fixed rate, "
+                               "see README) | srghn (evolved, self-referential rate) | fixed-rate-std | frozen-head | "
+                               "no-self-reference | cmaes | cmaes-restart | cmaes-ipop | cmaes-bipop | openes"),
     generations: int = typer.Option(300, help="number of generations"),
     seed: int = typer.Option(0, help="run seed (same seed -> same result on 1 or N workers)"),
     cf: float = typer.Option(0.0, help="child-credit factor: parent score = (1-cf) own + cf mean(children)"),
-    rate: float = typer.Option(0.2, help="mutation rate of the fixed-rate ablation"),
+    rate: float = typer.Option(0.2, help="mutation rate of fixed-rate / fixed-rate-std"),
     population: int = typer.Option(10, help="P: parents kept per generation"),
     children: int = typer.Option(2, help="C: children per parent (evaluations/gen = P(1+C))"),
     episodes: int = typer.Option(1, help="episodes per evaluation"),
@@ -157,6 +158,7 @@ def switch_demo(
     schedule: str = typer.Option("50-100", help="generations with inverted actions"),
     seed: int = typer.Option(0),
     workers: int = typer.Option(1),
+    method: str = typer.Option("fixed-rate", help="fixed-rate (shipped default) | srghn (evolved rate) | ..."),
 ) -> None:
     """A short CartPole-Switch adaptation: watch SR-GHN lose and regain control when actions invert."""
     from adapters.plots import plot_adaptation
@@ -164,20 +166,24 @@ def switch_demo(
     from sim.genome import save_genome
     from sim.runner import RunConfig, run
 
-    err.print(f"[bold]driftgate switch-demo[/]: SR-GHN on CartPole-Switch, actions inverted in generations {schedule}")
-    cfg = RunConfig(task="cartpole-switch", method="srghn", generations=generations, seed=seed,
-                    schedule=schedule, workers=workers)
+    err.print(f"[bold]driftgate switch-demo[/]: SR-GHN ({method}) on CartPole-Switch, actions inverted in "
+              f"generations {schedule}")
+    try:
+        cfg = RunConfig(task="cartpole-switch", method=method, generations=generations, seed=seed,
+                        schedule=schedule, workers=workers)
+    except ValueError as e:
+        fail(str(e))
     with _progress(generations, False) as progress:
         bar = progress.add_task("evolving", total=generations, status="")
 
         def on_generation(log) -> None:
-            progress.update(bar, advance=1, status=f"best {log.best:6.1f}  rate {log.rate_mean:.3f}"
+            progress.update(bar, advance=1, status=f"best {log.best:6.1f}  rate {log.rate_mean or 0:.3f}"
                                                    f"{'  [actions inverted]' if log.switch_on else ''}")
         record, best = run(cfg, on_generation=on_generation)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "evolve.json", record)
     save_genome(best, out_dir / "champion.safetensors")
-    png = plot_adaptation([record], out_dir / "adaptation.png", title="CartPole-Switch, SR-GHN (switch-demo)")
+    png = plot_adaptation([record], out_dir / "adaptation.png", title=f"CartPole-Switch, SR-GHN {method} (switch-demo)")
     table = Table(title="recovery after each switch (generations to reach X% of the pre-switch best)")
     for col in ("switch at gen", "pre-switch best", "drop", "to 50%", "to 90%", "to 100%"):
         table.add_column(col, justify="right")

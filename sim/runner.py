@@ -48,7 +48,7 @@ class RunConfig:
     """Every setting of a run; all of it goes into the record."""
 
     task: str = "cartpole-switch"
-    method: str = "srghn"
+    method: str = "fixed-rate"        # the shipped default (issue 17's study): rate 0.2, variation frozen
     generations: int = 300
     seed: int = 0
     population: int = 10
@@ -101,6 +101,8 @@ class RunConfig:
 def model_config(cfg: RunConfig, task) -> SRGHNConfig:
     clip = cfg.update_clip if cfg.update_clip is not None else (1.0 if task.policy.discrete else 0.1)
     extra = dict(meta_rate=cfg.meta_rate, rate_floor=cfg.rate_floor, init_rate=cfg.init_rate)
+    if cfg.method == "srghn":         # the self-referential method, whatever the class defaults
+        extra.update(rate_mode="evolved", freeze_variation=False, freeze_stochastic_head=False)
     extra.update(cfg.model)
     if cfg.method in ("fixed-rate", "fixed-rate-std"):
         extra.update(rate_mode="fixed", fixed_rate=cfg.rate)

@@ -6,7 +6,7 @@ import torch
 from sim.evolution import EvolutionConfig, evolve_srghn, truncation
 from sim.policy import PolicySpec
 from sim.runner import RunConfig, model_config
-from sim.srghn import SRGHN, SRGHNConfig
+from sim.srghn import SRGHN, SRGHNConfig, shipped_config
 from sim.tasks import make_task
 
 SPEC = PolicySpec(obs_dim=4, act_dim=2, hidden=(32,))
@@ -190,6 +190,13 @@ def test_bad_mechanism_settings_name_the_field():
             RunConfig(**kw)
 
 
-def test_defaults_are_unchanged():
+def test_shipped_default_is_the_fixed_rate_chosen_by_the_study_and_srghn_stays_self_referential():
+    task = make_task("cartpole-switch")
+    shipped = model_config(RunConfig(), task)
+    assert RunConfig().method == "fixed-rate" and shipped.rate_mode == "fixed" and shipped.fixed_rate == 0.2
+    assert shipped.freeze_variation and shipped == shipped_config(update_clip=1.0)
+    srg = model_config(RunConfig(method="srghn"), task)
+    assert srg.rate_mode == "evolved" and not srg.freeze_variation and not srg.freeze_stochastic_head
+    # the mechanisms stay off by default
     assert RunConfig().tie_break == "children" and RunConfig().meta_rate == 0.0 and RunConfig().rate_floor == 0.0
     assert RunConfig().selection_fitness == "last" and RunConfig().cf == 0.0 and RunConfig().noise_convention == "port"
