@@ -370,7 +370,10 @@ def report(out: Path) -> None:
           "Command: `python benchmarks/science/srghn_science.py run && python benchmarks/science/srghn_science.py report`.",
           "", "Recovery cells: generations after a change until the generation's best reaches 90 % of the absolute "
           f"target ({REFERENCE:g} on the shaped task, 500 on CartPole-Switch), non-recovery censored at {WINDOW} "
-          "(a trailing `+` marks a censored median), then the number of seeds that never got there (n_none).", ""]
+          "(a trailing `+` marks a censored median), then the number of seeds that never got there (n_none). "
+          "`srghn (shipped)` is the default shipped *before* this study (evolved rate, cf 0); by the decision below the "
+          "shipped default is now the chosen fixed rate. Phases missing below were not run within the session's budget "
+          "(PROTOCOL.md, amendments).", ""]
     for phase, title, base in (("tune", "Tuning seeds 0-4, SR-GHN and fixed rates (selection only)", "srghn (shipped)"),
                                ("heldout", "A. Held-out seeds 10-39: the headline", "srghn (shipped)"),
                                ("tune-baselines", "Tuning seeds 0-4, CMA-ES and OpenES (selection only)", None),
