@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from adapters.cli_help import Backend, Method, Noise, Plant, Task
+from adapters.cli_help import Backend, Method, Noise, Plant, SelectionFitness, Task, TieBreak
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="driftgate: keep robot controllers working when the robot drifts.")
@@ -36,12 +36,12 @@ def _progress(total: int, quiet: bool) -> Progress:
 
 @app.command()
 def evolve(
-    task: Task = typer.Option("cartpole-switch", help="Switch benchmark"),
-    method: Method = typer.Option("srghn", help="evolution method (SR-GHN, baselines, ablations)"),
+    task: Task = typer.Option("cartpole-switch", help="Switch benchmark (cartpole-drift: mass, gain, friction drifts)"),
+    method: Method = typer.Option("fixed-rate", help="evolution method; fixed-rate (the shipped default: SR-GHN with a fixed rate, see README), srghn (evolved, self-referential rate), baselines and ablations"),
     generations: int = typer.Option(300, help="number of generations"),
     seed: int = typer.Option(0, help="run seed (same seed -> same result on 1 or N workers)"),
     cf: float = typer.Option(0.0, help="child-credit factor: parent score = (1-cf) own + cf mean(children)"),
-    rate: float = typer.Option(0.2, help="mutation rate of the fixed-rate ablation"),
+    rate: float = typer.Option(0.2, help="mutation rate of fixed-rate / fixed-rate-std"),
     population: int = typer.Option(10, help="P: parents kept per generation"),
     children: int = typer.Option(2, help="C: children per parent (evaluations/gen = P(1+C))"),
     episodes: int = typer.Option(1, help="episodes per evaluation"),
@@ -49,6 +49,17 @@ def evolve(
     horizon: Optional[int] = typer.Option(None, help="episode length cap (task default when omitted)"),
     workers: int = typer.Option(1, help="evaluation worker processes"),
     noise: Noise = typer.Option("port", help="SR-GHN noise convention: port (sd=std), original (sd=std^2)"),
+    tie_break: TieBreak = typer.Option("children", "--tie-break", help="SR-GHN selection ties go to: children | parents | random"),
+    selection_fitness: SelectionFitness = typer.Option("last", "--selection-fitness",
+                                          help="SR-GHN selects on: last (this generation) | mean (of the last "
+                                               "--fitness-window evaluations)"),
+    fitness_window: int = typer.Option(4, "--fitness-window", help="evaluations averaged by --selection-fitness mean"),
+    meta_rate: float = typer.Option(0.0, "--meta-rate", help="SR-GHN: mutate the rate head by N(0, meta-rate) (0 = off)"),
+    rate_floor: float = typer.Option(0.0, "--rate-floor", help="SR-GHN: lowest evolved mutation rate"),
+    init_rate: Optional[float] = typer.Option(None, "--init-rate", help="SR-GHN: initial mean mutation rate r0"),
+    sigma0: float = typer.Option(0.5, "--sigma0", help="CMA-ES initial step size"),
+    openes_sigma: float = typer.Option(0.1, "--openes-sigma", help="OpenES noise std"),
+    openes_lr: float = typer.Option(0.03, "--openes-lr", help="OpenES Adam step size"),
     json_out: Path = typer.Option(..., "--json-out", help="where to write the run record (JSON)"),
     save_best: Optional[Path] = typer.Option(None, "--save-best", help="write the best genome (.safetensors)"),
     init_genome: Optional[Path] = typer.Option(None, "--init-genome", help="seed the run from a saved genome"),
@@ -62,7 +73,10 @@ def evolve(
     try:
         cfg = RunConfig(task=task, method=method, generations=generations, seed=seed, cf=cf, rate=rate,
                         population=population, children=children, episodes=episodes, schedule=schedule,
-                        horizon=horizon, workers=workers, noise_convention=noise)
+                        horizon=horizon, workers=workers, noise_convention=noise, tie_break=tie_break,
+                        selection_fitness=selection_fitness, fitness_window=fitness_window, meta_rate=meta_rate,
+                        rate_floor=rate_floor, init_rate=init_rate, sigma0=sigma0, openes_sigma=openes_sigma,
+                        openes_lr=openes_lr)
         initial = load_genome(init_genome) if init_genome is not None else None
         if initial is not None:
             check_initial(cfg, initial)
@@ -143,6 +157,7 @@ def switch_demo(
     schedule: str = typer.Option("50-100", help="generations with inverted actions"),
     seed: int = typer.Option(0),
     workers: int = typer.Option(1),
+    method: str = typer.Option("fixed-rate", help="fixed-rate (shipped default) | srghn (evolved rate) | ..."),
 ) -> None:
     """A short CartPole-Switch adaptation: watch SR-GHN lose and regain control when actions invert."""
     from adapters.plots import plot_adaptation
@@ -150,20 +165,24 @@ def switch_demo(
     from sim.genome import save_genome
     from sim.runner import RunConfig, run
 
-    err.print(f"[bold]driftgate switch-demo[/]: SR-GHN on CartPole-Switch, actions inverted in generations {schedule}")
-    cfg = RunConfig(task="cartpole-switch", method="srghn", generations=generations, seed=seed,
-                    schedule=schedule, workers=workers)
+    err.print(f"[bold]driftgate switch-demo[/]: SR-GHN ({method}) on CartPole-Switch, actions inverted in "
+              f"generations {schedule}")
+    try:
+        cfg = RunConfig(task="cartpole-switch", method=method, generations=generations, seed=seed,
+                        schedule=schedule, workers=workers)
+    except ValueError as e:
+        fail(str(e))
     with _progress(generations, False) as progress:
         bar = progress.add_task("evolving", total=generations, status="")
 
         def on_generation(log) -> None:
-            progress.update(bar, advance=1, status=f"best {log.best:6.1f}  rate {log.rate_mean:.3f}"
+            progress.update(bar, advance=1, status=f"best {log.best:6.1f}  rate {log.rate_mean or 0:.3f}"
                                                    f"{'  [actions inverted]' if log.switch_on else ''}")
         record, best = run(cfg, on_generation=on_generation)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "evolve.json", record)
     save_genome(best, out_dir / "champion.safetensors")
-    png = plot_adaptation([record], out_dir / "adaptation.png", title="CartPole-Switch, SR-GHN (switch-demo)")
+    png = plot_adaptation([record], out_dir / "adaptation.png", title=f"CartPole-Switch, SR-GHN {method} (switch-demo)")
     table = Table(title="recovery after each switch (generations to reach X% of the pre-switch best)")
     for col in ("switch at gen", "pre-switch best", "drop", "to 50%", "to 90%", "to 100%"):
         table.add_column(col, justify="right")

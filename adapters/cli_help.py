@@ -12,9 +12,12 @@ from __future__ import annotations
 from typing import Literal
 
 Plant = Literal["cartpole", "walker", "reacher"]                         # sim.plants.PLANTS
-Task = Literal["cartpole-switch", "lunarlander-switch", "ant"]          # sim.tasks.TASKS
-Method = Literal["srghn", "cmaes", "cmaes-restart", "openes", "fixed-rate", "frozen-head"]  # sim.runner.METHODS
+Task = Literal["cartpole-switch", "cartpole-drift", "lunarlander-switch", "ant"]  # sim.tasks.TASKS
+Method = Literal["srghn", "cmaes", "cmaes-restart", "cmaes-ipop", "cmaes-bipop", "openes", "fixed-rate",
+                 "fixed-rate-std", "frozen-head", "no-self-reference"]  # sim.runner.METHODS
 Noise = Literal["port", "original"]                                      # SR-GHN noise convention
+TieBreak = Literal["children", "parents", "random"]                      # sim.evolution ties
+SelectionFitness = Literal["last", "mean"]                             # sim.evolution selection
 Backend = Literal["local", "ray"]                                        # sim.adapt_job evaluation backends
 Status = Literal["candidate", "shadow", "canary", "champion", "stable", "rejected", "retired"]  # safety.registry
 
@@ -37,4 +40,4 @@ def hide_flag_types() -> None:
 
 hide_flag_types()
 
-__all__ = ["Backend", "Method", "Noise", "Plant", "Status", "Task", "hide_flag_types"]
+__all__ = ["Backend", "Method", "Noise", "Plant", "SelectionFitness", "Status", "Task", "TieBreak", "hide_flag_types"]

@@ -79,11 +79,11 @@ def run(job_dir: Path) -> dict:
 
         from sim.evaluate import Evaluator
         from sim.evolution import EvolutionConfig, evolve_srghn
-        from sim.srghn import SRGHNConfig
+        from sim.srghn import SRGHNConfig, shipped_config
         torch.set_num_threads(1)
         hidden = parent.policy_spec.hidden if parent is not None else (32, 32)
         task = PlantTask(plant, drifts=(drift,), horizon=horizon, episodes=episodes, hidden=hidden)
-        mcfg = SRGHNConfig(**(parent.model or {})) if parent is not None else SRGHNConfig(update_clip=0.1)
+        mcfg = SRGHNConfig(**(parent.model or {})) if parent is not None else shipped_config(update_clip=0.1)
         init = parent.vector[None] if parent is not None else None
         before = None
         with Evaluator(task, workers=1) as ev:

@@ -33,7 +33,7 @@ from sim.evolution import EvolutionConfig, GenerationLog, evolve_srghn
 from sim.genome import Genome, load_genome, save_genome
 from sim.model_seed import model_seed
 from sim.plant_task import PlantTask, plant_policy_spec
-from sim.srghn import SRGHNConfig
+from sim.srghn import SRGHNConfig, shipped_config
 from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 
 ASSETS = Path(__file__).parent / "assets" / "champions"
@@ -115,7 +115,7 @@ def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int
                   on_generation: Callable[[GenerationLog], None] | None = None, workers: int = 1) -> Genome:
     """Evolve a nominal champion for `plant` from scratch (SR-GHN on the undrifted plant)."""
     task = PlantTask(plant, horizon=horizon)
-    cfg = SRGHNConfig(update_clip=0.1)
+    cfg = shipped_config(update_clip=0.1)
     with make_evaluator(task, workers=workers) as evaluator:
         res = evolve_srghn(task, evaluator, generations, seed, EvolutionConfig(), cfg, on_generation=on_generation)
     return Genome(vector=res.champion, policy_spec=task.policy, kind="srghn", model=cfg.to_dict(),

@@ -7,7 +7,11 @@ Every generation:
   3. a parent's score is (1 - cf) * own fitness + cf * mean(children's fitness): with cf > 0 a
      parent is also judged by how good its offspring are, i.e. by its mutation machinery;
   4. (mu + lambda) truncation keeps the top `population` of parents + children (implicit elitism);
-     ties go to children, so a population on a plateau keeps moving.
+     ties go to children by default (`tie_break`), so a population on a plateau keeps moving.
+
+Mechanisms exposed as config fields (each an ablation arm of benchmarks/science/): `tie_break`
+(children / parents / random), `selection_fitness` ("last" re-evaluation, or the mean of an
+individual's last `fitness_window` evaluations), plus the SRGHNConfig ones (rate floor, meta-rate).
 
 The log per generation holds best / mean / median fitness, the population-mean mutation rate and
 coefficient std (the paper's "self-regulated variation" curves) and diversity. Lineage of every
@@ -25,6 +29,27 @@ import torch
 from sim.srghn import SRGHN, SRGHNConfig
 
 
+TIE_BREAKS = ("children", "parents", "random")
+SELECTION_FITNESS = ("last", "mean")
+
+
+def truncation(scores: np.ndarray, keep: int, tie_break: str = "children",
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices of the `keep` best scores, best first; `scores` lists parents first, then children.
+
+    Equal scores go to the later entries ("children", the reference code's ascending sort +
+    take-the-last), to the earlier ones ("parents"), or in a random order ("random", needs `rng`).
+    """
+    idx = np.arange(len(scores))
+    if tie_break == "children":
+        second = -idx
+    elif tie_break == "parents":
+        second = idx
+    else:
+        second = rng.permutation(len(scores))
+    return np.lexsort((second, -np.asarray(scores, dtype=np.float64)))[:keep].copy()
+
+
 @dataclass(frozen=True)
 class EvolutionConfig:
     """Population settings (SRGHN.md: P = 10, C = 2 for CartPole; cf 0.5 original, 0 port)."""
@@ -32,12 +57,21 @@ class EvolutionConfig:
     population: int = 10
     children: int = 2
     child_credit: float = 0.0
+    tie_break: str = "children"        # who wins equal scores: children | parents | random
+    selection_fitness: str = "last"    # last: this generation's evaluation; mean: mean of the last `fitness_window`
+    fitness_window: int = 4
 
     def __post_init__(self) -> None:
         if self.population < 1 or self.children < 1:
             raise ValueError(f"population and children must be >= 1, got {self.population}, {self.children}")
         if not 0.0 <= self.child_credit <= 1.0:
             raise ValueError(f"child_credit (cf) must be in [0, 1], got {self.child_credit}")
+        if self.tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {self.tie_break!r}")
+        if self.selection_fitness not in SELECTION_FITNESS:
+            raise ValueError(f"selection_fitness must be one of {SELECTION_FITNESS}, got {self.selection_fitness!r}")
+        if int(self.fitness_window) < 1:
+            raise ValueError(f"fitness_window must be >= 1, got {self.fitness_window}")
 
     @property
     def evaluations_per_generation(self) -> int:
@@ -102,7 +136,9 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
     model = SRGHN(task.policy, model_config)
     P, C, cf = config.population, config.children, config.child_credit
     rng = np.random.default_rng(seed)
+    tie_rng = np.random.default_rng([int(seed), 1])   # its own stream: tie_break never shifts episode seeds
     tgen = torch.Generator().manual_seed(int(seed))
+    history: dict[int, list[float]] = {}              # id -> recent evaluations (selection_fitness="mean")
 
     if initial is None:
         pop = model.init_genomes(P, seed)
@@ -135,14 +171,24 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
         fitness_all = evaluator(weights, episode_seeds, g)
         evaluations += len(everyone) * getattr(task, "episodes", 1)
 
-        parent_fit, child_fit = fitness_all[:P], fitness_all[P:].reshape(P, C)
+        all_ids = ids + kid_ids
+        if config.selection_fitness == "mean":
+            for i, f in zip(all_ids, fitness_all):
+                history.setdefault(i, []).append(float(f))
+                del history[i][:-config.fitness_window]
+            judged = np.array([np.mean(history[i]) for i in all_ids])
+        else:
+            judged = np.asarray(fitness_all, dtype=np.float64)
+        parent_fit, child_fit = judged[:P], judged[P:].reshape(P, C)
         parent_score = (1 - cf) * parent_fit + cf * child_fit.mean(axis=1)
         scores_all = np.concatenate([parent_score, child_fit.ravel()])
-        # Ties go to the newest (children, then later children), as in the reference code's
+        # Default: ties go to the newest (children, then later children), as in the reference code's
         # ascending sort + take-the-last-P: on a fitness plateau the population keeps drifting
         # neutrally instead of freezing, which keeps variation alive for the next shock.
-        keep = np.argsort(scores_all, kind="stable")[::-1][:P].copy()
-        all_ids = ids + kid_ids
+        keep = truncation(scores_all, P, config.tie_break, tie_rng)
+        if history:
+            survivors = {all_ids[i] for i in keep}
+            history = {i: h for i, h in history.items() if i in survivors}
         pop, ids, scores = everyone[keep], [all_ids[i] for i in keep], scores_all[keep]
 
         log = GenerationLog(gen=g, best=float(fitness_all.max()), mean=float(fitness_all.mean()),

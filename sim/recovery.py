@@ -83,11 +83,16 @@ def _check_toggles(toggles) -> list[int]:
 
 def recovery(curve: Sequence[float], toggles: Sequence[int], *, floor: float = 0.0,
              horizon: int | None = None,
-             fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[dict]:
+             fractions: Sequence[float] = DEFAULT_FRACTIONS, reference: float | None = None) -> list[dict]:
     """Recovery metrics of any per-generation curve, one dict per toggle (see module docstring).
 
     Keys: `switch_gen`, `pre_best`, `gens_to_50`, `gens_to_90`, `gens_to_100` (one per entry of
     `fractions`), `drop`, `min_after`, `area`, `valid`.
+
+    `reference` (an absolute target, e.g. the task's maximum return) replaces `pre_best` as the
+    100 % level of every toggle. Use it for every switch after the first: there the "before"
+    window is the previous drifted phase, and a run that never re-adapted in it would otherwise
+    "recover" in 0 generations against its own low pre-switch best.
     """
     c = _check_curve(curve)
     ts = _check_toggles(toggles)
@@ -104,7 +109,8 @@ def recovery(curve: Sequence[float], toggles: Sequence[int], *, floor: float = 0
         seg = c[min(t, n):min(end, n)]
         pre_best = float(pre.max()) if pre.size else None
         entry: dict = {"switch_gen": t, "pre_best": pre_best}
-        scale = None if pre_best is None else pre_best - floor
+        level = pre_best if reference is None else float(reference)
+        scale = None if level is None else level - floor
         valid = scale is not None and scale > 0 and seg.size > 0
         for x in fractions:
             entry[_key(x)] = None
@@ -151,3 +157,65 @@ def summarise(values: Sequence[float | None], none_as: float | None = None) -> d
     q25, median, q75 = np.percentile(np.asarray(kept, dtype=np.float64), [25, 50, 75])
     return {"median": float(median), "q25": float(q25), "q75": float(q75), "n": len(kept),
             "n_none": n_none}
+
+
+# ------------------------------------------------------------------ fair statistics over seeds
+def censor(values: Sequence[float | None], window: float) -> np.ndarray:
+    """None (never recovered) -> `window` (the segment length): a right-censored value, never dropped."""
+    return np.array([float(window) if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def summarise_censored(values: Sequence[float | None], window: float) -> dict:
+    """Median [q25, q75] with non-recovery counted as `window` (right-censored), and `n_none`.
+
+    A median that is itself censored (more than half the seeds never recovered) is flagged
+    `median_censored`: it only says "at least `window`".
+    """
+    n_none = sum(v is None for v in values)
+    if not len(values):
+        return {"median": None, "q25": None, "q75": None, "n": 0, "n_none": 0, "median_censored": False}
+    x = censor(values, window)
+    q25, median, q75 = np.percentile(x, [25, 50, 75])
+    return {"median": float(median), "q25": float(q25), "q75": float(q75), "n": len(values), "n_none": n_none,
+            "median_censored": bool(2 * n_none >= len(values))}
+
+
+def bootstrap_ci(values: Sequence[float], stat=np.median, *, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of `stat` over seeds (resampling seeds)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    boots = np.array([stat(x[rng.integers(0, x.size, x.size)]) for _ in range(n_boot)])
+    lo, hi = np.percentile(boots, [50 * (1 - level), 100 - 50 * (1 - level)])
+    return float(lo), float(hi)
+
+
+def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], stat=np.median, *, n_boot: int = 2000,
+                      level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of stat(a) - stat(b), resampling the seeds of each arm independently."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    boots = np.array([stat(xa[rng.integers(0, xa.size, xa.size)]) - stat(xb[rng.integers(0, xb.size, xb.size)])
+                      for _ in range(n_boot)])
+    lo, hi = np.percentile(boots, [50 * (1 - level), 100 - 50 * (1 - level)])
+    return float(lo), float(hi)
+
+
+def rank_test(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> float:
+    """Mann-Whitney U p-value (scipy) of arm a against arm b; ties (censored values) handled by scipy."""
+    from scipy.stats import mannwhitneyu
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.size == 0 or xb.size == 0:
+        return float("nan")
+    if np.all(xa == xa[0]) and np.all(xb == xa[0]):
+        return 1.0
+    return float(mannwhitneyu(xa, xb, alternative=alternative).pvalue)
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, seed: int = 0, alternative: str = "two-sided") -> dict:
+    """Median of each arm, bootstrap CI of the median difference (a - b) and the rank-test p-value."""
+    lo, hi = bootstrap_diff_ci(a, b, seed=seed)
+    return {"median_a": float(np.median(a)), "median_b": float(np.median(b)), "diff_ci95": [lo, hi],
+            "p_mannwhitney": rank_test(a, b, alternative)}

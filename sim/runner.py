@@ -3,12 +3,21 @@
 Methods get the same evaluations per generation: P * (1 + C) (30 for P = 10, C = 2), so SR-GHN and
 the flat-vector baselines (CMA-ES, CMA-ES with restarts, OpenES) are compared at equal cost.
 
-    srghn          the self-referential hypernetwork, heritable rate (the method)
-    fixed-rate     the same hypernetwork with every node's rate fixed to `rate` (ablation)
-    frozen-head    the same hypernetwork whose variation machinery is never mutated (ablation)
-    cmaes          pycma on the flat policy vector, sigma0 = `sigma0`
-    cmaes-restart  CMA-ES restarted when the generation's best drops (fairer on a switch)
-    openes         antithetic OpenAI-ES, centred ranks, Adam
+    srghn              the self-referential hypernetwork, heritable rate (the method); the
+                       mechanism flags (tie_break, meta_rate, rate_floor, selection_fitness, ...) apply
+    fixed-rate         every node's rate fixed to `rate` AND the variation machinery frozen, so the
+                       mutation distribution never changes (a fixed-scale ES on the hypernetwork)
+    fixed-rate-std     every node's rate fixed to `rate`, the std head still evolves (what
+                       `fixed-rate` meant before the ablations were renamed)
+    frozen-head        the stochastic head's output layers (std, rate) never mutated; the self
+                       embedding / self GNN / trunk still are (SRGHN.md's "frozen stochastic head")
+    no-self-reference  every tensor that only shapes variation (self embedding, self GNN, trunk,
+                       std and rate heads) never mutated (what `frozen-head` meant before)
+    cmaes              pycma on the flat policy vector, sigma0 = `sigma0`
+    cmaes-restart      CMA-ES restarted when the generation's best drops (home-made rule)
+    cmaes-ipop         pycma's own IPOP restarts (`cma.fmin2`, restarts, doubling popsize)
+    cmaes-bipop        pycma's own BIPOP restarts
+    openes             antithetic OpenAI-ES, centred ranks, Adam
 
 The record is what `driftgate evolve --json-out` writes and `benchmarks/adaptation.py` aggregates.
 """
@@ -29,8 +38,9 @@ from sim.recovery import recovery_best, recovery_mean
 from sim.srghn import SRGHN, SRGHNConfig
 from sim.tasks import make_task
 
-METHODS = ("srghn", "cmaes", "cmaes-restart", "openes", "fixed-rate", "frozen-head")
-SRGHN_METHODS = ("srghn", "fixed-rate", "frozen-head")
+METHODS = ("srghn", "cmaes", "cmaes-restart", "cmaes-ipop", "cmaes-bipop", "openes", "fixed-rate",
+           "fixed-rate-std", "frozen-head", "no-self-reference")
+SRGHN_METHODS = ("srghn", "fixed-rate", "fixed-rate-std", "frozen-head", "no-self-reference")
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class RunConfig:
     """Every setting of a run; all of it goes into the record."""
 
     task: str = "cartpole-switch"
-    method: str = "srghn"
+    method: str = "fixed-rate"        # the shipped default (issue 17's study): rate 0.2, variation frozen
     generations: int = 300
     seed: int = 0
     population: int = 10
@@ -56,7 +66,14 @@ class RunConfig:
     openes_sigma: float = 0.1
     openes_lr: float = 0.03
     torch_threads: int = 1
+    tie_break: str = "children"       # SR-GHN selection: children | parents | random
+    selection_fitness: str = "last"   # last | mean (of the last `fitness_window` evaluations)
+    fitness_window: int = 4
+    meta_rate: float = 0.0            # > 0: the rate head mutates at this fixed scale
+    rate_floor: float = 0.0           # evolved rate never below this
+    init_rate: float | None = None    # r0: initial mean rate of the evolved rate head
     model: dict = field(default_factory=dict)  # extra SRGHNConfig fields
+    task_options: dict = field(default_factory=dict)  # extra make_task options (e.g. cartpole-drift's sequence)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,6 +85,13 @@ class RunConfig:
             raise ValueError(f"cf must be in [0, 1], got {self.cf}")
         if self.sigma0 <= 0 or self.openes_sigma <= 0 or self.openes_lr <= 0:
             raise ValueError("sigma0, openes_sigma and openes_lr must be positive")
+        EvolutionConfig(self.population, self.children, self.cf, self.tie_break, self.selection_fitness,
+                        self.fitness_window)   # validates the selection fields, naming them
+        SRGHNConfig(meta_rate=self.meta_rate, rate_floor=self.rate_floor, init_rate=self.init_rate)  # and these
+
+    def evolution_config(self) -> EvolutionConfig:
+        return EvolutionConfig(self.population, self.children, self.cf, self.tie_break, self.selection_fitness,
+                               self.fitness_window)
 
     @property
     def evaluations_per_generation(self) -> int:
@@ -76,11 +100,16 @@ class RunConfig:
 
 def model_config(cfg: RunConfig, task) -> SRGHNConfig:
     clip = cfg.update_clip if cfg.update_clip is not None else (1.0 if task.policy.discrete else 0.1)
-    extra = dict(cfg.model)
-    if cfg.method == "fixed-rate":
+    extra = dict(meta_rate=cfg.meta_rate, rate_floor=cfg.rate_floor, init_rate=cfg.init_rate)
+    if cfg.method == "srghn":         # the self-referential method, whatever the class defaults
+        extra.update(rate_mode="evolved", freeze_variation=False, freeze_stochastic_head=False)
+    extra.update(cfg.model)
+    if cfg.method in ("fixed-rate", "fixed-rate-std"):
         extra.update(rate_mode="fixed", fixed_rate=cfg.rate)
-    if cfg.method == "frozen-head":
+    if cfg.method in ("fixed-rate", "no-self-reference"):
         extra.update(freeze_variation=True)
+    if cfg.method == "frozen-head":
+        extra.update(freeze_stochastic_head=True)
     return SRGHNConfig(update_clip=clip, noise_convention=cfg.noise_convention, **extra)
 
 
@@ -96,8 +125,37 @@ def _make_optimizer(cfg: RunConfig, x0: np.ndarray):
     return OpenES(x0, popsize=n + (n % 2), sigma0=cfg.openes_sigma, lr=cfg.openes_lr, seed=cfg.seed)
 
 
+def _evolve_cma_restarts(cfg: RunConfig, task, evaluator, on_generation, x0=None
+                         ) -> tuple[list[GenerationLog], np.ndarray, float, int]:
+    from sim.baselines.cma_restarts import cma_restarts
+    rng = np.random.default_rng(cfg.seed)
+    x0 = init_policy(task.policy, cfg.seed) if x0 is None else x0
+    logs: list[GenerationLog] = []
+    t_last = [time.perf_counter()]
+
+    def evaluate(X, g):
+        return evaluator(X, rng.integers(0, 2**31 - 1, size=len(X)), g)
+
+    def log_gen(g, fit, sigma):
+        now = time.perf_counter()
+        log = GenerationLog(gen=g, best=float(fit.max()), mean=float(fit.mean()), median=float(np.median(fit)),
+                            rate_mean=None, std_mean=float(sigma), diversity=0.0,
+                            switch_on=bool(task.schedule.active(g)), wall_s=now - t_last[0])
+        t_last[0] = now
+        logs.append(log)
+        if on_generation is not None:
+            on_generation(log)
+
+    n = cfg.evaluations_per_generation
+    res = cma_restarts(evaluate, x0, cfg.generations, n, cfg.sigma0, cfg.seed,
+                       bipop=cfg.method == "cmaes-bipop", on_generation=log_gen)
+    return logs, res.best_x, logs[-1].best, cfg.generations * n * task.episodes
+
+
 def _evolve_baseline(cfg: RunConfig, task, evaluator, on_generation, x0=None
                      ) -> tuple[list[GenerationLog], np.ndarray, float, int]:
+    if cfg.method in ("cmaes-ipop", "cmaes-bipop"):
+        return _evolve_cma_restarts(cfg, task, evaluator, on_generation, x0)
     rng = np.random.default_rng(cfg.seed)
     opt = _make_optimizer(cfg, init_policy(task.policy, cfg.seed) if x0 is None else x0)
     logs, evaluations = [], 0
@@ -121,7 +179,7 @@ def _evolve_baseline(cfg: RunConfig, task, evaluator, on_generation, x0=None
 
 def check_initial(cfg: RunConfig, genome: Genome) -> np.ndarray:
     """The vector of a seed genome, if it fits this run (same method family, task policy and size)."""
-    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon)
+    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon, **cfg.task_options)
     want_kind = "srghn" if cfg.method in SRGHN_METHODS else "policy"
     if genome.kind != want_kind:
         raise ValueError(f"seed genome is a {genome.kind!r} genome; method {cfg.method!r} needs a {want_kind!r} one")
@@ -140,14 +198,14 @@ def run(cfg: RunConfig, on_generation: Callable[[GenerationLog], None] | None = 
     `initial` seeds the run: the first SR-GHN individual(s), or the x0 of a flat-vector baseline.
     """
     torch.set_num_threads(cfg.torch_threads)
-    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon)
+    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon, **cfg.task_options)
     x_init = check_initial(cfg, initial) if initial is not None else None
     t0 = time.perf_counter()
     with Evaluator(task, workers=cfg.workers) as evaluator:
         if cfg.method in SRGHN_METHODS:
             mcfg = model_config(cfg, task)
             res = evolve_srghn(task, evaluator, cfg.generations, cfg.seed,
-                               EvolutionConfig(cfg.population, cfg.children, cfg.cf), mcfg,
+                               cfg.evolution_config(), mcfg,
                                initial=None if x_init is None else x_init[None], on_generation=on_generation)
             logs, evaluations = res.generations, res.evaluations
             best = Genome(vector=res.champion, policy_spec=task.policy, kind="srghn", model=mcfg.to_dict(),
@@ -161,7 +219,7 @@ def run(cfg: RunConfig, on_generation: Callable[[GenerationLog], None] | None = 
                           fitness={"score": best_fitness, "task": cfg.task})
     wall = time.perf_counter() - t0
     best_curve = [g.best for g in logs]
-    toggles = [t for t in task.schedule.toggles() if t < len(logs)]
+    toggles = [t for t in task.change_points() if t < len(logs)]
     floor = float(getattr(task, "recovery_floor", 0.0))
     record = {
         "task": cfg.task,

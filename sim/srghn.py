@@ -56,9 +56,25 @@ class SRGHNConfig:
         "evolved" uses the heritable rate head; "fixed" replaces every node's rate by `fixed_rate`
         (the fixed-rate ablation).
     freeze_variation
-        the frozen-stochastic-head ablation: tensors that only shape variation (self embedding,
-        self GNN, trunk, std and rate heads) are never mutated, so the mutation distribution is
-        inherited unchanged and cannot self-regulate.
+        the **no-self-reference** ablation: every tensor that only shapes variation (self embedding,
+        self GNN, trunk, std and rate heads) is never mutated, so the mutation distribution is
+        inherited unchanged and cannot self-regulate. (Named `freeze_variation` for genomes saved
+        before the ablations were renamed.)
+    freeze_stochastic_head
+        the **frozen-stochastic-head** ablation: only the output layers of the stochastic head
+        (`log_std.*`, `rate.*`) are never mutated; the self embedding, self GNN and trunk still are,
+        so std and rate can still drift through the features they read.
+    rate_floor
+        mechanism: an evolved rate never goes below this (0 = no floor), so a population cannot
+        ratchet its own variation down to nothing before the next shock.
+    meta_rate
+        mechanism: when > 0 the rate head's own tensors (`rate.weight`, `rate.bias`) are mutated by
+        N(0, meta_rate) per entry instead of by the basis update scaled by their own (possibly tiny)
+        rate, so a low rate can climb back (log-normal self-adaptation as in classic ES). 0 = off.
+    init_rate
+        when set, `init_genomes` shifts each individual's `rate.bias` so that the mean rate logit over
+        its nodes is logit(init_rate): the initial rate r0 of the robustness experiment. None = the
+        default initialisation (mean rate ~0.5).
     basis_seed
         seed of the fixed orthogonal basis (shared by every individual of a population).
     """
@@ -74,6 +90,10 @@ class SRGHNConfig:
     rate_mode: str = "evolved"
     fixed_rate: float = 0.2
     freeze_variation: bool = False
+    freeze_stochastic_head: bool = False
+    rate_floor: float = 0.0
+    meta_rate: float = 0.0
+    init_rate: float | None = None
     basis_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -88,13 +108,37 @@ class SRGHNConfig:
             raise ValueError("update_clip and param_clip must be > 0, noise_std >= 0")
         if not 0.0 <= self.fixed_rate <= 1.0:
             raise ValueError(f"fixed_rate must be in [0, 1], got {self.fixed_rate}")
+        if not 0.0 <= self.rate_floor < 1.0:
+            raise ValueError(f"rate_floor must be in [0, 1), got {self.rate_floor}")
+        if not (math.isfinite(self.meta_rate) and self.meta_rate >= 0.0):
+            raise ValueError(f"meta_rate must be >= 0, got {self.meta_rate}")
+        if self.init_rate is not None and not 0.0 < self.init_rate < 1.0:
+            raise ValueError(f"init_rate must be in (0, 1) or None, got {self.init_rate}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# Tensors that only shape variation; frozen in the frozen-stochastic-head ablation.
+# The setting shipped by default (product paths, `driftgate evolve`, the benchmarks' default method),
+# decided by the pre-registered study of issue 17 (benchmarks/science/PROTOCOL.md and results/):
+# the same hypernetwork with a FIXED mutation rate of 0.2 and its variation machinery frozen, i.e.
+# not self-referential. On held-out seeds no evolved-rate configuration beat it (the evolved rate
+# ratchets down to whatever floor it is given). `SRGHNConfig()` itself stays the faithful SR-GHN
+# (evolved rate) so the method and its ablations keep their meaning.
+SHIPPED = {"rate_mode": "fixed", "fixed_rate": 0.2, "freeze_variation": True}
+
+
+def shipped_config(**overrides) -> SRGHNConfig:
+    """The shipped default SR-GHN configuration (see `SHIPPED`), with `overrides` (e.g. update_clip)."""
+    return SRGHNConfig(**{**SHIPPED, **overrides})
+
+
+# Tensors that only shape variation; frozen in the no-self-reference ablation.
 _VARIATION_PREFIXES = ("embed_self", "gnn_self.", "trunk.", "log_std.", "rate.")
+# The stochastic head's output layers; frozen in the frozen-stochastic-head ablation.
+_HEAD_PREFIXES = ("log_std.", "rate.")
+# The rate head, mutated at its own meta-rate when `meta_rate > 0`.
+_RATE_HEAD = ("rate.weight", "rate.bias")
 
 
 def _gnn_tensors(prefix: str, d: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -151,12 +195,15 @@ class SRGHN:
         self._gather = torch.cat([i * self.max_self_numel + torch.arange(n) for i, n in enumerate(self.numels)])
         self._node_of_param = torch.repeat_interleave(torch.arange(n_self), torch.tensor(self.numels))
         mask = torch.ones(self.num_params)
-        if config.freeze_variation:
-            for name, _ in tensors:
-                if name.startswith(_VARIATION_PREFIXES):
-                    o, s = self.offsets[name]
-                    mask[o:o + int(np.prod(s))] = 0.0
+        frozen = (_VARIATION_PREFIXES if config.freeze_variation else ()) + \
+            (_HEAD_PREFIXES if config.freeze_stochastic_head else ())
+        for name, _ in tensors:
+            if frozen and name.startswith(frozen):
+                o, s = self.offsets[name]
+                mask[o:o + int(np.prod(s))] = 0.0
         self.mutable_mask = mask
+        self._frozen = bool(frozen)
+        self._rate_head_slices = [(self.offsets[n][0], int(np.prod(self.offsets[n][1]))) for n in _RATE_HEAD]
 
     # ----------------------------------------------------------------- layout
     def view(self, genomes: torch.Tensor, name: str) -> torch.Tensor:
@@ -179,6 +226,11 @@ class SRGHN:
                 bound = 1.0 / math.sqrt(fan_in)
                 vals = (torch.rand(n, numel, generator=gen) * 2 - 1) * bound
             out[:, off:off + numel] = vals
+        if self.config.init_rate is not None:
+            # shift rate.bias so that the mean rate logit over the nodes is logit(r0)
+            target = math.log(self.config.init_rate / (1.0 - self.config.init_rate))
+            logits = self._rate_logits(out)                            # (n, N_self)
+            self.view(out, "rate.bias")[:, 0] += target - logits.mean(dim=1)
         return out
 
     def _fan_in_of_bias(self, name: str) -> int:
@@ -213,17 +265,25 @@ class SRGHN:
         out = h @ self.view(genomes, "det_head.weight").transpose(1, 2) + self.view(genomes, "det_head.bias")[:, None, :]
         return torch.cat([out[:, j, :n] for j, n in enumerate(self.policy_numels)], dim=1)
 
+    def _trunk(self, genomes: torch.Tensor) -> torch.Tensor:
+        h = self._gnn(genomes, "gnn_self", self.view(genomes, "embed_self"), self.adj_self)
+        x = torch.relu(h @ self.view(genomes, "trunk.0.weight").transpose(1, 2))
+        return torch.relu(x @ self.view(genomes, "trunk.2.weight").transpose(1, 2))
+
+    def _rate_logits(self, genomes: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._trunk(genomes) if x is None else x
+        return (x @ self.view(genomes, "rate.weight").transpose(1, 2) + self.view(genomes, "rate.bias")[:, None, :])[..., 0]
+
     @torch.no_grad()
     def variation(self, genomes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stochastic head: per self-node coefficient std (B, N_self, k) and mutation rate (B, N_self)."""
-        h = self._gnn(genomes, "gnn_self", self.view(genomes, "embed_self"), self.adj_self)
-        x = torch.relu(h @ self.view(genomes, "trunk.0.weight").transpose(1, 2))
-        x = torch.relu(x @ self.view(genomes, "trunk.2.weight").transpose(1, 2))
+        x = self._trunk(genomes)
         std = torch.clamp(torch.exp(x @ self.view(genomes, "log_std.weight").transpose(1, 2)), 0.0, 2.0)
-        rate = torch.sigmoid(x @ self.view(genomes, "rate.weight").transpose(1, 2)
-                             + self.view(genomes, "rate.bias")[:, None, :])[..., 0]
+        rate = torch.sigmoid(self._rate_logits(genomes, x))
         if self.config.rate_mode == "fixed":
             rate = torch.full_like(rate, self.config.fixed_rate)
+        elif self.config.rate_floor > 0.0:
+            rate = rate.clamp(min=self.config.rate_floor)
         return std, rate
 
     @torch.no_grad()
@@ -252,7 +312,11 @@ class SRGHN:
             block.clamp_(-cfg.update_clip, cfg.update_clip).mul_(rate_c[:, i:i + 1])
             off += n
         update.add_(noise, alpha=cfg.noise_std)
-        if cfg.freeze_variation:
+        if cfg.meta_rate > 0.0 and cfg.rate_mode == "evolved":
+            # the rate head moves at its own fixed scale, whatever the rate it currently writes
+            for o, n in self._rate_head_slices:
+                update[:, o:o + n] = torch.randn((B * n_children, n), generator=generator) * cfg.meta_rate
+        if self._frozen:
             update.mul_(self.mutable_mask)
         kids = update.add_(parents.repeat_interleave(n_children, dim=0)).clamp_(-cfg.param_clip, cfg.param_clip)
         stats = {"rate": rate.mean(dim=1), "std": std.reshape(B, n_children, N, k)[:, 0].mean(dim=(1, 2))}

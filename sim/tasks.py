@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
+from sim.envs.cartpole_drift import DriftCondition, shaped_returns
 from sim.envs.cartpole_switch import CARTPOLE_HORIZON, VectorCartPole
 from sim.envs.switch import SwitchSchedule
 from sim.policy import BoundPolicy, PolicySpec
@@ -72,6 +73,10 @@ class Task:
     def switch_on(self, generation: int) -> bool:
         return self.schedule.active(generation)
 
+    def change_points(self) -> list[int]:
+        """Generations at which the plant changes (the recovery metrics' toggles)."""
+        return self.schedule.toggles()
+
     def config(self) -> dict[str, Any]:
         """JSON-ready description for logs and result files."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -95,13 +100,17 @@ class Task:
             raise ValueError(f"task {self.name!r}: seeds must be non-negative")
         if weights.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
-        returns = self._episode_returns(weights, episode_seeds(seeds, self.episodes), self.switch_on(generation))
+        returns = self._returns_at(weights, episode_seeds(seeds, self.episodes), generation)
         bad = ~np.isfinite(returns)
         if bad.any():
             i, e = np.argwhere(bad)[0]
             raise ValueError(f"task {self.name!r}: individual {i} got a non-finite return "
                              f"({returns[i, e]}) in episode {e} at generation {generation}")
         return returns.mean(axis=1)
+
+    def _returns_at(self, weights: np.ndarray, seeds: np.ndarray, generation: int) -> np.ndarray:
+        """(B, episodes) float64 returns at `generation`; tasks whose plant is more than on/off override this."""
+        return self._episode_returns(weights, seeds, self.switch_on(generation))
 
     def _episode_returns(self, weights: np.ndarray, seeds: np.ndarray, switch_on: bool) -> np.ndarray:
         """(B, episodes) float64 returns; seeds (B, episodes)."""
@@ -240,7 +249,86 @@ class AntTask(_GymTask):
         return make_ant(max_episode_steps=self.horizon)
 
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPoleSwitchTask, LunarLanderSwitchTask, AntTask)}
+# Drift steps of `cartpole-drift`, applied cumulatively in sequence (ours: see sim/envs/cartpole_drift.py).
+DRIFT_STEPS = {
+    "mass": dict(pole_mass_scale=5.0),                     # a 5x heavier pole
+    "gain": None,                                          # motor gain changes sign (wired backwards)
+    "friction": dict(cart_friction=2.0, pole_friction=0.01),
+    "nominal": {},                                         # repaired: back to the nominal plant
+}
+
+
+@dataclass(frozen=True)
+class CartPoleDriftTask(Task):
+    """Shaped-reward cart-pole whose plant drifts at `changes` through `sequence` (cumulative steps).
+
+    Default: mass at 100, gain (sign flip) at 200, friction at 300, back to nominal at 400 — the
+    robot drift sequence mass -> gain -> friction plus the repair. `sequence="gain,gain,gain,gain"`
+    is action inversion toggled four times. The reward never saturates (see
+    `sim.envs.cartpole_drift`). The switch schedule (for logs) is "plant not nominal".
+    """
+
+    changes: str = "100,200,300,400"
+    sequence: str = "mass,gain,friction,nominal"
+
+    name: ClassVar[str] = "cartpole-drift"
+    policy: ClassVar[PolicySpec] = PolicySpec(4, 2, hidden=(32,), discrete=True)
+    default_schedule: ClassVar[str] = ""
+    default_horizon: ClassVar[int] = 200
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.schedule.windows:
+            raise ValueError("task 'cartpole-drift': give `changes` and `sequence`, not a switch schedule")
+        try:
+            points = [int(c) for c in str(self.changes).split(",") if c.strip()]
+        except ValueError:
+            raise ValueError(f"task 'cartpole-drift': changes must be comma-separated generations, got {self.changes!r}") from None
+        steps = [t.strip() for t in str(self.sequence).split(",") if t.strip()]
+        if len(points) != len(steps) or any(b <= a for a, b in zip(points, points[1:])) or any(p < 1 for p in points):
+            raise ValueError(f"task 'cartpole-drift': changes {points} must be increasing, >= 1 and as many as "
+                             f"sequence steps {steps}")
+        unknown = [t for t in steps if t not in DRIFT_STEPS]
+        if unknown:
+            raise ValueError(f"task 'cartpole-drift': unknown sequence steps {unknown}; known: {sorted(DRIFT_STEPS)}")
+        conds, cur = [DriftCondition()], DriftCondition()
+        for t in steps:
+            if t == "gain":
+                cur = replace(cur, gain=-cur.gain)
+            elif t == "nominal":
+                cur = DriftCondition()
+            else:
+                cur = replace(cur, **DRIFT_STEPS[t])
+            conds.append(cur)
+        object.__setattr__(self, "_points", tuple(points))
+        object.__setattr__(self, "_conditions", tuple(conds))
+        windows, start = [], None
+        for k, c in enumerate(conds):
+            begin = 0 if k == 0 else points[k - 1]
+            if c != DriftCondition() and start is None:
+                start = begin
+            if c == DriftCondition() and start is not None:
+                windows.append((start, begin))
+                start = None
+        if start is not None:
+            windows.append((start, None))
+        object.__setattr__(self, "schedule", SwitchSchedule.from_windows(windows))
+
+    def condition(self, generation: int) -> DriftCondition:
+        return self._conditions[sum(generation >= p for p in self._points)]
+
+    def change_points(self) -> list[int]:
+        return list(self._points)
+
+    def _returns_at(self, weights, seeds, generation):
+        n_ind, n_ep = seeds.shape
+        policy = BoundPolicy(self.policy, np.repeat(weights, n_ep, axis=0))
+        out = shaped_returns(policy, seeds.reshape(-1), self.condition(generation), self.horizon)
+        return out.reshape(n_ind, n_ep)
+
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPoleSwitchTask, LunarLanderSwitchTask, AntTask,
+                                                          CartPoleDriftTask)}
 
 
 def make_task(name: str, *, episodes: int = 1, schedule: str | None = None, horizon: int | None = None,

@@ -42,7 +42,7 @@ def cartpole_population() -> np.ndarray:
 
 
 def test_registry_and_defaults():
-    assert set(TASKS) == {"cartpole-switch", "lunarlander-switch", "ant"}
+    assert set(TASKS) == {"cartpole-switch", "lunarlander-switch", "ant", "cartpole-drift"}
     cp = make_task("cartpole-switch")
     assert isinstance(cp, CartPoleSwitchTask) and cp.horizon == 500 and cp.episodes == 1
     assert cp.schedule == SwitchSchedule.from_string("100-200")
@@ -58,7 +58,7 @@ def test_registry_and_defaults():
 
 
 def test_make_task_rejects_bad_requests():
-    with pytest.raises(ValueError, match="known tasks: ant, cartpole-switch, lunarlander-switch"):
+    with pytest.raises(ValueError, match="known tasks: ant, cartpole-drift, cartpole-switch, lunarlander-switch"):
         make_task("pendulum")
     for bad in (0, -1):
         with pytest.raises(ValueError, match="episodes"):
