@@ -19,7 +19,9 @@ from rich.table import Table
 
 from adapters.cli_help import Backend, Method, Noise, Plant, SelectionFitness, Task, TieBreak
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+from adapters.cli_common import OneLineErrors  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=OneLineErrors,
                   help="driftgate: keep robot controllers working when the robot drifts.")
 err = Console(stderr=True, soft_wrap=True)   # never wrapped: one message, one line
 out = Console()

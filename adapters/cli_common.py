@@ -13,6 +13,12 @@ import sys
 from typing import NoReturn
 
 import typer
+from typer.core import TyperGroup
+
+try:        # typer >= 0.20 parses with its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older typer on click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -27,3 +33,25 @@ def fail(message: object, code: int = BAD_INPUT) -> NoReturn:
     """Print ``error: message`` as one line on stderr and exit with `code`."""
     print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
+
+
+class OneLineErrors(TyperGroup):
+    """The root command group: a usage error found by the parser (an unknown option, a value that is
+    not one of the choices) ends the process like `fail` does, as one ``error:`` line on stderr with
+    exit status 2, instead of typer's boxed, console-wrapped panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as e:     # `driftgate registry`: the help, as before
+            e.show()
+            sys.exit(e.exit_code)
+        except ClickException as e:
+            print(f"error: {one_line(e.format_message())}", file=sys.stderr, flush=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr, flush=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)

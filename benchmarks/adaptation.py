@@ -208,26 +208,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--quick", action="store_true", help="CI-sized run (a few minutes); writes adaptation_quick.*")
-    ap.add_argument("--smoke", action="store_true", help="seconds; writes to a temp dir, never to benchmarks/results/")
+    ap.add_argument("--smoke", action="store_true", help="seconds; into --out or a temp dir, never benchmarks/results/")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--lunar-seeds", type=int, default=3)
     ap.add_argument("--ant-seeds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--from-json", type=Path, help="re-render tables and plots from an earlier run's JSON")
-    ap.add_argument("--smoke", action="store_true", help="--quick into --out or a temporary directory, never results/")
     args = ap.parse_args()
     if args.smoke:  # does the script still run: never over the committed results
         import tempfile
-        args.quick = True
+        args.quick, args.jobs = True, 1
         if args.out.resolve() == (Path(__file__).parent / "results").resolve():
             args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
 
     t0 = time.time()
     if args.smoke:
-        import tempfile
-        tmp = tempfile.TemporaryDirectory()
-        args.out, args.quick, args.jobs = Path(tmp.name), True, 1
-        print(f"smoke run: writing to {args.out} (deleted on exit)", flush=True)
+        print(f"smoke run: writing to {args.out}", flush=True)
     name = "adaptation_quick" if args.quick else "adaptation"
     if args.from_json:
         doc = json.loads(args.from_json.read_text())

@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--episodes", type=int, default=20, help="closed-loop episodes per controller")
     ap.add_argument("--merge", action="store_true", help="keep the rows of plants not run now from --out's file")
-    ap.add_argument("--smoke", action="store_true", help="one short cartpole run, output to a temporary directory")
+    ap.add_argument("--smoke", action="store_true", help="one short cartpole run, into --out or a temporary directory")
     args = ap.parse_args(argv)
     plants = [p for p in args.plants.split(",") if p]
     seeds, seconds, cfg = args.seeds, args.seconds, DistillConfig(episodes=args.episodes)
@@ -137,8 +137,9 @@ def main(argv=None) -> int:
     if args.smoke:
         plants, seeds, seconds = ["cartpole"], 1, 5.0
         cfg = DistillConfig(max_rounds=2, episodes=2, horizon=50)
-        tmp_out = tempfile.TemporaryDirectory(prefix="distill-smoke-")
-        out = Path(tmp_out.name)
+        if out.resolve() == (ROOT / "benchmarks" / "results").resolve():   # never over committed results
+            tmp_out = tempfile.TemporaryDirectory(prefix="distill-smoke-")
+            out = Path(tmp_out.name)
     t0 = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory(prefix="distill-bags-") as work:

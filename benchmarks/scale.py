@@ -243,7 +243,8 @@ def main() -> None:
     n, horizon = 30, 300
     if args.smoke:
         args.repeats, args.plants, n, horizon = 2, ["cartpole"], 6, 20
-        args.out = Path(tempfile.mkdtemp(prefix="scale-smoke-"))
+        if args.out.resolve() == (ROOT / "benchmarks" / "results").resolve():   # never over committed results
+            args.out = Path(tempfile.mkdtemp(prefix="scale-smoke-"))
     from sim.ray_backend import MAX_OVERHEAD
     from sim.ray_cluster import enable_token_auth
     workers_list = list(range(1, max(2, args.max_workers) + 1))

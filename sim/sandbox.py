@@ -180,7 +180,7 @@ def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimit
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "disable")}
     if job.backend != "ray":
-        return _run_child(job_dir, limits, env, resource.RLIMIT_AS, t0)
+        return _run_child(job_dir, limits, env, resource.RLIMIT_AS, t0, on_progress)
     from sim.ray_cluster import LocalHead, RayUnavailable, check_reachable, cluster_address
     address = cluster_address(job.ray_address)
     if address:
@@ -188,7 +188,7 @@ def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimit
             check_reachable(address)      # the child checks again; this saves starting it for nothing
         except RayUnavailable as e:
             return SandboxOutcome("failed", str(e), wall_s=time.perf_counter() - t0)
-        return _run_child(job_dir, limits, env, resource.RLIMIT_DATA, t0)
+        return _run_child(job_dir, limits, env, resource.RLIMIT_DATA, t0, on_progress)
     head = LocalHead(num_cpus=job.workers, nice=limits.nice)
     try:
         head.start()
@@ -196,12 +196,13 @@ def run_sandbox(job_dir: str | os.PathLike, limits: SandboxLimits = SandboxLimit
         return SandboxOutcome("failed", str(e), wall_s=time.perf_counter() - t0)
     try:
         env.update(head.client_env())
-        return _run_child(job_dir, limits, env, resource.RLIMIT_DATA, t0)
+        return _run_child(job_dir, limits, env, resource.RLIMIT_DATA, t0, on_progress)
     finally:
         head.stop()
 
 
-def _run_child(job_dir: Path, limits: SandboxLimits, env: dict, memory_rlimit: int, t0: float) -> SandboxOutcome:
+def _run_child(job_dir: Path, limits: SandboxLimits, env: dict, memory_rlimit: int, t0: float,
+               on_progress: Callable[[dict], None] | None) -> SandboxOutcome:
     with open(job_dir / "sandbox.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "sim.sandbox", str(job_dir)], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, preexec_fn=_child_limits(limits, memory_rlimit), env=env)

@@ -49,8 +49,9 @@ def test_help_shows_no_bool_on_flags(path):
 
 
 @pytest.mark.parametrize("path, option, choices", [
-    (["evolve"], "--task", "cartpole-switch|lunarlander-switch|ant"),
-    (["evolve"], "--method", "srghn|cmaes|cmaes-restart|openes|fixed-rate|frozen-head"),
+    (["evolve"], "--task", "cartpole-switch|lunarlander-switch|ant|cartpole-drift"),
+    (["evolve"], "--method", "srghn|cmaes|cmaes-restart|cmaes-ipop|cmaes-bipop|openes|fixed-rate|fixed-rate-std|"
+                              "frozen-head|no-self-reference"),
     (["evolve"], "--noise", "port|original"),
     (["adapt"], "--plant", "cartpole|walker|reacher"),
     (["adapt"], "--backend", "local|ray"),
