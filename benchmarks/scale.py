@@ -248,24 +248,24 @@ def main() -> None:
     from sim.ray_backend import MAX_OVERHEAD
     from sim.ray_cluster import enable_token_auth
     workers_list = list(range(1, max(2, args.max_workers) + 1))
+    ctx = None
     if args.address:
         enable_token_auth()
-        import ray
-        ray.init(address=args.address, log_to_driver=False, configure_logging=False)
-        cluster, ctx = f"the cluster at {args.address}", None
+        cluster = f"the cluster at {args.address}"
     elif args.smoke:                            # one node: seconds, not a measurement
-        ctx = SmokeCluster().__enter__()
-        import ray
-        ray.init(address=ctx.head.address, log_to_driver=False, configure_logging=False)
+        ctx = SmokeCluster()
         cluster = "one local `ray start` head with 2 CPUs (smoke run)"
     else:
-        ctx = TwoNodeCluster().__enter__()      # before importing ray: Ray reads its token settings once
-        import ray
-        ray.init(address=ctx.head.address, log_to_driver=False, configure_logging=False)
-        ctx.wait_for_nodes(ray)
+        ctx = TwoNodeCluster()
         cluster = ("two local `ray start` nodes (a head and a node joined to it), --num-cpus=1 each, "
                    "on one 2-core machine")
     try:
+        if ctx is not None:
+            ctx.__enter__()                     # before importing ray: Ray reads its token settings once
+        import ray
+        ray.init(address=args.address or ctx.head.address, log_to_driver=False, configure_logging=False)
+        if isinstance(ctx, TwoNodeCluster) and not isinstance(ctx, SmokeCluster):
+            ctx.wait_for_nodes(ray)
         plants = []
         for plant in args.plants:
             row = measure(plant, workers_list, args.repeats, n, horizon)
@@ -279,7 +279,8 @@ def main() -> None:
                                                              f" --repeats {args.repeats}"),
                   "plants": plants}
     finally:
-        ray.shutdown()
+        if "ray" in sys.modules:
+            sys.modules["ray"].shutdown()
         if ctx is not None:
             ctx.__exit__(None, None, None)
     write(result, args.out)
