@@ -61,7 +61,7 @@ def test_help_shows_no_bool_on_flags(path):
     (["drift-calibrate"], "--plant", "cartpole|walker|reacher"),
 ])
 def test_help_lists_the_choices_and_the_parser_refuses_others(path, option, choices):
-    r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "320"})
     line = next(ln for ln in r.output.splitlines() if re.search(rf"{option}\b", ln))
     assert f"<{choices}>" in line, line
     r = runner.invoke(app, [*path, option, "no-such-choice"])
