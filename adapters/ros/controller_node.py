@@ -828,8 +828,12 @@ def main(args: list[str] | None = None) -> None:
     Spun by `adapters.cli_node.run_nodes` with the ROS arguments: its SIGINT/SIGTERM handlers stop
     the executor and leave the context up, so the node's teardown can still publish the safe
     command (rclpy's own handlers shut the context down first, and the publisher with it)."""
-    from adapters.cli_node import run_nodes
-    run_nodes([lambda ctx: ControllerNode(context=ctx)], args=args if args is not None else sys.argv)
+    from adapters.cli_node import NodeFailed, run_nodes
+    try:
+        run_nodes([lambda ctx: ControllerNode(context=ctx)], args=args if args is not None else sys.argv)
+    except NodeFailed as e:           # autostart's configure failed: one line and its exit status
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.code)
 
 
 if __name__ == "__main__":
