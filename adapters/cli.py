@@ -132,7 +132,8 @@ def demo(
     once the drift monitor is armed, then detection, sandboxed adaptation, gate, shadow, canary,
     promotion and watch; the recording (MCAP bag), the decisions and the report land in --out."""
     from adapters.cli_node import parse_sets
-    from adapters.demo import DemoError, DemoOptions, run_demo, summary_table
+    from adapters.demo import DemoError, DemoOptions, run_demo
+    from adapters.demo_display import summary_table
 
     try:
         spec = json.loads(drift) if drift else None

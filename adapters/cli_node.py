@@ -131,7 +131,7 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     autostart) ends the run: the nodes are cleaned up and `NodeFailed` is raised with that message.
 
     A node that declares ``realtime_priority`` > 0 (the controller) gets its process's threads on
-    SCHED_FIFO once the nodes exist (`controller.realtime.enter_realtime`, called by the executor
+    SCHED_FIFO once the nodes exist (`adapters.realtime.enter_realtime`, called by the executor
     thread; what that thread starts later runs under the normal scheduler). Refused: the node says
     so on /diagnostics and runs on.
 
@@ -161,7 +161,7 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
 
         def spin() -> None:
             if priority:
-                from controller.realtime import enter_realtime
+                from adapters.realtime import enter_realtime
                 sched = enter_realtime(priority)
                 for n in nodes:
                     note = getattr(n, "note_scheduling", None)

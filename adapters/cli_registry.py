@@ -21,7 +21,8 @@ from rich.table import Table
 
 from safety.audit import AuditError
 from adapters.cli_common import BAD_INPUT, RUNTIME_FAILURE, fail
-from safety.registry import STATUSES, Registry, RegistryError, RegistryStateError, robot_for_plant
+from safety.registry import STATUSES, Registry, RegistryError
+from safety.registry_schema import RegistryStateError, robot_for_plant
 from sim.genome import GenomeFileError
 
 app = typer.Typer(name="registry", help="Champion registry: genomes, lineage, promotion, rollback, audit log.",

@@ -65,7 +65,7 @@ def replay_cmd(
         fail(str(e))
     except (OSError, ValueError) as e:
         fail(f"{type(e).__name__}: {e}")
-    from controller.decisions import read_decisions
+    from adapters.decisions import read_decisions
     log = read_decisions(res.decisions)
     verdicts = [r.data.get("verdict") for r in log.of("gate")]
     promos = [r for r in log.of("transition") if r.data.get("to") == "promoted"]
@@ -83,7 +83,7 @@ def report_cmd(
 ) -> None:
     """Render report.json, timeline.png and summary.md from a directory's decisions.jsonl."""
     from adapters.report import render_report
-    from controller.decisions import DecisionFormatError
+    from adapters.decisions import DecisionFormatError
     if not run_dir.is_dir():
         fail(f"{run_dir} is not a directory")
     try:

@@ -1,7 +1,7 @@
 """`DecisionRecorder`: writes a live run's ``decisions.jsonl`` from the ROS 2 topics, from any rclpy node.
 
 The controller node already says everything on its topics; this turns them into the decisions
-format (`controller.decisions`) that `adapters.report` renders, so a live run (``driftgate demo``, a
+format (`adapters.decisions`) that `adapters.report` renders, so a live run (``driftgate demo``, a
 robot) gets the same report as an offline replay, without touching the controller node:
 
 - ``events`` (std_msgs/String JSON, the controller's ``~/events``, transient local): every
@@ -29,9 +29,9 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from adapters.decisions import (DecisionWriter, adaptation_record, from_orchestrator_event, gate_record,
+                                make_header)
 from adapters.recording import DEFAULT_TOPICS
-from controller.decisions import (DecisionWriter, adaptation_record, from_orchestrator_event, gate_record,
-                                  make_header)
 
 
 def _num(x: Any) -> float | None:

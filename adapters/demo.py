@@ -39,17 +39,17 @@ import os
 import shutil
 import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from adapters.demo_display import orchestrator_history, render, snapshot
+from adapters.demo_node import SIM_ROBOT, DemoState, make_demo_node, quiet_logs
 
 DEFAULT_DRIFTS: dict[str, dict] = {
     "cartpole": {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}},
 }
 MARKER = ".driftgate-demo"
-DEMO_NODE = "driftgate_demo"
-SIM_ROBOT = "driftgate_sim_robot"
 CONTROLLER = "driftgate_controller"
 REPORT_KEYS = ("plant", "drift", "detected_after_s", "time_to_adapt_s", "return_before_drift",
                "return_after_drift_before_adapt", "return_after_adapt", "verdicts", "champion_lineage",
@@ -206,250 +206,10 @@ def ros_environment(domain_id: int | None) -> int:
 
 # ---------------------------------------------------------------------- the driver
 
-class _State:
-    """What the driver knows (read by the display)."""
-
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-        self.armed_at: float | None = None
-        self.injected_at: float | None = None
-        self.injected_wall: float | None = None     # time.time() of the injection (orchestrator events use it)
-        self.inject_note = ""
-        self.story = "nominal: the champion drives, the drift monitor warms up"
-        self.done_at: float | None = None
-        self.stop_reason = ""
-        self.rewards: deque = deque()       # (t, reward) of the last second
-        self.falls = 0
-        self.fall_times: deque = deque(maxlen=200)
-        self.lock = threading.Lock()
-
-    def now(self) -> float:
-        return time.monotonic() - self.t0
-
-
-def demo_topics(node) -> dict[str, str]:
-    """The recorded roles' topics as the nodes use them: relative names resolved in `node`'s
-    namespace (``/diagnostics`` stays absolute)."""
-    from adapters.recording import DEFAULT_TOPICS
-    return {role: t if role == "diagnostics" else node.resolve_topic_name(t.lstrip("/"))
-            for role, t in DEFAULT_TOPICS.items()}
-
-
-def _demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry: Path, state: _State,
-               namespace: str = ""):
-    """The recording node: BagRecorder + DecisionRecorder + the drift publisher + live counters."""
-    from rclpy.node import Node
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import Float64, String
-
-    from adapters.decision_recorder import DecisionRecorder
-    from adapters.recording import BagRecorder
-    from controller.runtime import plant_info
-
-    class DemoNode(Node):
-        def __init__(self) -> None:
-            super().__init__(DEMO_NODE, context=ctx, namespace=namespace)
-            self.state = state
-            info = plant_info(plant)
-            topics = demo_topics(self)
-            self.falls_topic = self.resolve_topic_name(f"{SIM_ROBOT}/falls")
-            self.bag = BagRecorder(self, out / "bag", topics=topics, plant=plant, joint_names=info["joint_names"],
-                                   control_dt=info["control_dt"], extra={self.falls_topic: "std_msgs/msg/String"},
-                                   custom_data={"driftgate.source": "driftgate demo", "driftgate.seed": str(seed)})
-            try:
-                self.decisions = DecisionRecorder(self, out / "decisions.jsonl", plant=plant, config=config,
-                                                  topics=topics, seed=seed, registry_path=registry,
-                                                  falls_topic=self.falls_topic)
-            except Exception:
-                self.bag.abort()
-                raise
-            reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self._inject = self.create_publisher(String, f"{SIM_ROBOT}/inject_drift", reliable)
-            self.create_subscription(Float64, topics["reward"], self._on_reward, reliable)
-            self.create_subscription(String, self.falls_topic, self._on_fall, latched)
-            self.closed = False
-            self.end_extra: Callable[[], dict] = lambda: {}
-
-        def _on_reward(self, msg) -> None:
-            st = self.state
-            t = st.now()
-            with st.lock:
-                st.rewards.append((t, float(msg.data)))
-                while st.rewards and st.rewards[0][0] < t - 1.0:
-                    st.rewards.popleft()
-
-        def _on_fall(self, msg) -> None:
-            try:
-                n = int(json.loads(msg.data).get("falls"))
-            except (ValueError, TypeError, AttributeError):
-                return
-            st = self.state
-            with st.lock:
-                if n > st.falls:
-                    st.falls = n
-                    st.fall_times.append(st.now())
-
-        def inject(self, drift: dict) -> None:
-            self._inject.publish(String(data=json.dumps(drift)))
-
-        def _teardown(self) -> None:     # run_nodes calls it before destroy_node
-            if self.closed:
-                return
-            self.closed = True
-            try:
-                extra = self.end_extra()
-            except Exception as e:       # the end record must still be written
-                extra = {"end_error": str(e)}
-            self.decisions.close(**extra)
-            self.bag.close()
-
-    return DemoNode()
-
-
-def _quiet(node) -> None:
-    """Node INFO logs would scroll through the live display; warnings and errors still show."""
-    try:
-        from rclpy.logging import LoggingSeverity
-        node.get_logger().set_level(LoggingSeverity.WARN)
-    except Exception:
-        pass
-
-
-def _sandbox_progress(job_dir: str | None) -> dict:
-    """The sandbox's last progress lines (sim.sandbox prints JSON lines to job_dir/sandbox.log)."""
-    if not job_dir:
-        return {}
-    try:
-        with open(Path(job_dir) / "sandbox.log", "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            lines = fh.read().decode(errors="replace").splitlines()
-    except OSError:
-        return {}
-    out: dict = {}
-    for line in reversed(lines):
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(d, dict) or "stage" not in d:
-            continue
-        if not out:
-            out["stage"] = d["stage"]
-        if d["stage"] == "generation" and "gen" not in out:
-            out.update(gen=d.get("gen"), best=d.get("best"), target=d.get("target"))
-        if out.get("stage") and "gen" in out:
-            break
-    return out
-
-
-def snapshot(ctl, st: _State) -> dict:
-    """Everything the display shows, read from the controller node (same process) and the driver."""
-    now = st.now()
-    with st.lock:
-        rew = [r for _, r in st.rewards]
-        falls = st.falls
-        recent_falls = sum(1 for t in st.fall_times if t > now - 10.0)
-    snap: dict[str, Any] = {"t": now, "reward": sum(rew) / len(rew) if rew else None, "falls": falls,
-                            "falls_10s": recent_falls, "story": st.story, "injected_at": st.injected_at,
-                            "armed_at": st.armed_at, "inject_note": st.inject_note}
-    orch = getattr(ctl, "orchestrator", None)
-    mon = getattr(ctl, "monitor", None)
-    if mon is not None:
-        try:
-            snap["monitor"] = mon.state
-            warm = float(mon.config.warmup_s)
-            snap["warmup"] = min(1.0, (mon._clock - mon._warm_start) / warm) if warm > 0 else 1.0
-            stats = mon.statistics()
-            ratios = [(k, stats[k] / stats[f"{k}:threshold"]) for k in stats
-                      if k.startswith("ph:") and not k.endswith(":threshold")
-                      and stats.get(f"{k}:threshold", 0) and math.isfinite(stats[f"{k}:threshold"])]
-            snap["detector_peak"] = max(ratios, key=lambda kv: kv[1]) if ratios else None
-            snap["alarms"] = int(mon.counters.get("alarms", 0))
-        except Exception:
-            pass
-    if orch is not None:
-        try:
-            s = orch.status()
-            snap.update(phase=s["phase"], in_phase_s=s["in_phase_s"], champion=s["champion"],
-                        candidate=s["candidate"], canary_weight=s["canary_weight"], sandbox=s["sandbox"],
-                        counters=s["counters"], shadow=s.get("shadow"), last_error=s.get("last_error"))
-            job = getattr(orch, "_job", None)
-            snap["job_dir"] = str(job.job_dir) if job is not None and s["phase"] == "adapting" else None
-            snap["sandbox_progress"] = _sandbox_progress(snap["job_dir"])
-            go = getattr(orch, "_gate_outcome", None)
-            if go is not None:
-                snap["gate"] = {"verdict": go.verdict, "reasons": list(go.reasons)[:2],
-                                "predicted_reward": go.predicted_reward}
-            hist = _history(orch)[-6:]
-            snap["history"] = [(h.get("time"), h.get("from"), h.get("to"), h.get("reason")) for h in hist]
-        except Exception:
-            pass
-    return snap
-
-
-def _short(gid: Any) -> str:
-    return str(gid)[:10] if gid else "-"
-
-
-def render(snap: dict, opts: DemoOptions):
-    """The live display (a rich renderable)."""
-    from rich.panel import Panel
-    from rich.table import Table
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold cyan", justify="right")
-    t.add_column()
-    t.add_row("time", f"{snap['t']:6.1f} s   (stops by {opts.max_s:g} s)")
-    t.add_row("story", snap.get("story", ""))
-    phase = snap.get("phase", "-")
-    t.add_row("phase", f"[bold]{phase}[/] for {snap.get('in_phase_s', 0.0):.1f} s   champion "
-              f"{_short(snap.get('champion'))}   candidate {_short(snap.get('candidate'))}")
-    rew = snap.get("reward")
-    inj = snap.get("injected_at")
-    drift = f"injected at {inj:.1f} s: {json.dumps(snap.get('drift'))}" if inj is not None else "none yet"
-    t.add_row("robot", f"reward {'-' if rew is None else f'{rew:.3f}'} /tick (last 1 s)   falls {snap['falls']} "
-              f"({snap['falls_10s']} in the last 10 s)   drift {drift}")
-    mon = snap.get("monitor", "-")
-    if mon == "warmup":
-        mon = f"warm-up {100 * snap.get('warmup', 0.0):.0f} %"
-    peak = snap.get("detector_peak")
-    t.add_row("detector", f"{mon}   alarms {snap.get('alarms', 0)}" +
-              (f"   peak {peak[0]} {peak[1]:.2f} x threshold" if peak else ""))
-    sp = snap.get("sandbox_progress") or {}
-    sb = str(snap.get("sandbox", "-"))
-    if sp:
-        sb += f"   stage {sp.get('stage')}"
-        if sp.get("gen") is not None:
-            sb += f"   generation {sp['gen']}  best {sp.get('best') or 0.0:.1f} (target {sp.get('target') or 0.0:.1f})"
-    t.add_row("sandbox", sb)
-    g = snap.get("gate")
-    t.add_row("gate", "-" if not g else f"{g['verdict']}  " + "; ".join(g["reasons"])[:110])
-    sh = snap.get("shadow")
-    if sh and sh.get("n"):
-        t.add_row("shadow", f"n {sh['n']}  divergence {sh.get('divergence_mean') or 0:.3f}  candidate saturated "
-                  f"{100 * (sh.get('saturation_challenger') or 0):.0f} %")
-    cw = snap.get("canary_weight")
-    c = snap.get("counters") or {}
-    t.add_row("canary / registry", f"weight {'-' if cw is None else f'{cw:g}'}   promotions {c.get('promotions', 0)}  "
-              f"rollbacks {c.get('rollbacks', 0)}  gate pass/fail/hold {c.get('gate_pass', 0)}/"
-              f"{c.get('gate_fail', 0)}/{c.get('gate_hold', 0)}  jobs {c.get('jobs', 0)} "
-              f"(failed {c.get('job_failures', 0)})")
-    for when, frm, to, why in snap.get("history") or []:
-        t.add_row("", f"[dim]{frm} -> {to}: {str(why)[:100]}[/]")
-    return Panel(t, title=f"driftgate demo: {opts.plant}", border_style="blue")
-
-
-def _history(orch) -> list[dict]:
-    with orch._lock:            # the orchestrator appends under this lock (a deque is not safe to copy while it grows)
-        return list(orch.history)
-
-
-def _story_progress(orch, st: _State, opts: DemoOptions) -> tuple[bool, str]:
+def _story_progress(orch, st: DemoState, opts: DemoOptions) -> tuple[bool, str]:
     """(done, why) from the orchestrator's transitions since the drift."""
     since = st.injected_wall or 0.0
-    hist = [h for h in _history(orch) if (h.get("time") or 0.0) >= since]
+    hist = [h for h in orchestrator_history(orch) if (h.get("time") or 0.0) >= since]
     counters = dict(orch.counters)
     trs = [(h.get("from"), h.get("to"), h.get("reason") or "") for h in hist if h.get("event") == "transition"]
     if any(frm == "watch" and to == "watching" for frm, to, _ in trs):
@@ -522,7 +282,7 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
               "reset_on_fall": bool(sim_values.get("reset_on_fall")), "drift": res["drift"],
               "champion": str(res["champion"]), "ros_domain_id": domain_id}
 
-    st = _State()
+    st = DemoState()
     nodes: dict[str, Any] = {}
     stop = threading.Event()
     errors: list[str] = []
@@ -530,17 +290,17 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     def make_sim(ctx):
         nodes["sim"] = n = sn.SimRobotNode(SIM_ROBOT, context=ctx, namespace=opts.namespace,
                                            parameter_overrides=sim_over)
-        _quiet(n)
+        quiet_logs(n)
         return n
 
     def make_ctl(ctx):
         nodes["ctl"] = n = cn.ControllerNode(CONTROLLER, context=ctx, namespace=opts.namespace,
                                              parameter_overrides=ctl_over)
-        _quiet(n)
+        quiet_logs(n)
         return n
 
     def make_demo(ctx):
-        nodes["demo"] = n = _demo_node(ctx, out, opts.plant, config, opts.seed, registry, st, opts.namespace)
+        nodes["demo"] = n = make_demo_node(ctx, out, opts.plant, config, opts.seed, registry, st, opts.namespace)
 
         def end_extra() -> dict:
             ctl = nodes.get("ctl")
@@ -587,7 +347,7 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     return DemoResult(out, report, st.stop_reason, wall, timeline)
 
 
-def _drive(opts: DemoOptions, drift: dict, nodes: dict, st: _State, stop: threading.Event, console,
+def _drive(opts: DemoOptions, drift: dict, nodes: dict, st: DemoState, stop: threading.Event, console,
            on_tick: Callable[[dict], None] | None) -> None:
     """The driver loop: inject the drift when due, follow the story, decide when to stop."""
     from contextlib import nullcontext
@@ -650,45 +410,5 @@ def _drive(opts: DemoOptions, drift: dict, nodes: dict, st: _State, stop: thread
     stop.set()
 
 
-def summary_table(report: dict, result: DemoResult):
-    """The short printed summary (a rich Table)."""
-    from rich.table import Table
-
-    def f(x, nd=3, unit=""):
-        if x is None:
-            return "-"
-        return f"{x:.{nd}f}{unit}" if isinstance(x, float) else str(x)
-    t = Table(title=f"driftgate demo: {report.get('plant')} ({result.wall_s:.0f} s wall)", show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("drift", json.dumps(report.get("drift")))
-    t.add_row("injected at", f(report.get("drift_injected_at_s"), 1, " s"))
-    t.add_row("detected after", f(report.get("detected_after_s"), 2, " s"))
-    t.add_row("time to adapt (drift -> promotion)", f(report.get("time_to_adapt_s"), 1, " s"))
-    t.add_row("reward before drift", f(report.get("return_before_drift")))
-    t.add_row("reward after drift, before adaptation", f(report.get("return_after_drift_before_adapt")))
-    t.add_row("reward after adaptation", f(report.get("return_after_adapt")))
-    fl = report.get("falls") or {}
-    if fl:
-        def per(k):
-            return "-" if k not in fl else f"{fl[k]['n']} ({f(fl[k]['per_min'], 1)}/min)"
-        t.add_row("robot falls (reset): before / after drift / after adaptation",
-                  f"{per('before_drift')} / {per('after_drift_before_adapt')} / {per('after_adapt')}")
-    ads = report.get("adaptations") or []
-    for a in ads:
-        t.add_row(f"adaptation {a.get('job')}",
-                  f"{'ok' if a.get('ok') else 'failed'}: sim return {f(a.get('return_before'), 1)} -> "
-                  f"{f(a.get('return_after'), 1)} (nominal {f(a.get('nominal_return'), 1)}), "
-                  f"{a.get('generations')} generations, estimate {json.dumps(a.get('drift_estimate'))}")
-    t.add_row("gate verdicts", ", ".join(v["verdict"] for v in report.get("verdicts") or []) or "-")
-    for v in (report.get("verdicts") or [])[:3]:
-        if v.get("reasons"):
-            t.add_row(f"  {v['verdict']}", "; ".join(v["reasons"])[:160])
-    t.add_row("promotions / rollbacks", f"{len(report.get('promotions') or [])} / {len(report.get('rollbacks') or [])}")
-    t.add_row("champion lineage", " -> ".join(_short(g) for g in report.get("champion_lineage") or []) or "-")
-    t.add_row("stopped because", result.stop_reason or "-")
-    return t
-
-
 __all__ = ["DEFAULT_DRIFTS", "DemoError", "DemoOptions", "DemoResult", "REPORT_KEYS", "prepare", "prepare_out_dir",
-           "run_demo", "summary_table"]
+           "run_demo"]

@@ -15,7 +15,7 @@ Two writers share one storage class:
 
 - `BagWriter`: the offline API (no ROS needed). Tests, benchmarks and `simulate_bag` write synthetic
   telemetry through it; message objects come from the `rosbags` typestore (ROS 2 Kilted).
-- `BagRecorder`: attached to an rclpy node; subscribes to the topics (raw CDR, no decode/encode
+- `adapters.bag_recorder.BagRecorder`: attached to an rclpy node; subscribes to the topics (raw CDR, no decode/encode
   round trip) and writes each message with the node clock's receive time. Thread-safe (callbacks from
   a multi-threaded executor are serialised by a lock); `close()` destroys the subscriptions and
   finishes the bag.
@@ -46,7 +46,7 @@ import numpy as np
 BAG_FORMAT = "driftgate.bag/1"
 ROLES = ("joint_states", "commands", "reward", "events", "drift_active", "diagnostics")
 # the topics the driftgate nodes use by default (adapters/ros/*.py), resolved in the root namespace
-# (the nodes' names are relative: in a namespace they move, see adapters.demo.demo_topics)
+# (the nodes' names are relative: in a namespace they move, see adapters.demo_node.demo_topics)
 DEFAULT_TOPICS: dict[str, str] = {
     "joint_states": "/joint_states",
     "commands": "/forward_effort_controller/commands",
@@ -85,6 +85,26 @@ def _ns(t: float | int) -> int:
     return int(t) if isinstance(t, (int, np.integer)) else int(round(float(t) * 1e9))
 
 
+class CloseOnExit:
+    """``with`` support for a bag being written: `close()` on a clean exit, `abort()` (no bag at the
+    destination) when the block raised."""
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 @dataclass(frozen=True)
 class _Topic:
     name: str
@@ -92,7 +112,7 @@ class _Topic:
     connection: Any
 
 
-class BagWriter:
+class BagWriter(CloseOnExit):
     """rosbag2 MCAP writer with helpers for driftgate's message types (offline API).
 
     ``with BagWriter(path, plant="cartpole", joint_names=[...], control_dt=0.01) as bag:``
@@ -305,122 +325,12 @@ class BagWriter:
     def closed(self) -> bool:
         return not self._open
 
-    def __enter__(self) -> "BagWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
     def __del__(self) -> None:   # an unclosed writer leaves no temp directory behind
         try:
             if getattr(self, "_open", False):
                 self.abort()
         except Exception:
             pass
-
-
-# ---------------------------------------------------------------------- live recording (rclpy)
-
-def _ros_type(msgtype: str):
-    """'sensor_msgs/msg/JointState' -> the rclpy message class."""
-    import importlib
-    pkg, sub, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{sub}"), name)
-
-
-class BagRecorder:
-    """Records topics of a running ROS 2 graph into a bag, from inside an rclpy node.
-
-    ``recorder = BagRecorder(node, "runs/demo/bag", plant="cartpole")`` subscribes to the default
-    driftgate topics (`DEFAULT_TOPICS`, override per role with ``topics={"commands": "/x"}``; extra
-    topics as ``extra={"/topic": "pkg/msg/Type"}``) and writes every message, serialised as received
-    (``raw=True`` subscriptions), stamped with the node clock at reception. Call `close()` (or use it
-    as a context manager) to finish the bag; `abort()` drops it. `counts` = messages per topic.
-
-    QoS: reliable, depth 1000; transient-local for the latched roles (events, drift_active), so a
-    recorder started late still gets the last drift and the event history the node keeps.
-    """
-
-    def __init__(self, node, path: str | os.PathLike, *, topics: Mapping[str, str] | None = None,
-                 roles: Sequence[str] | None = None, extra: Mapping[str, str] | None = None,
-                 plant: str | None = None, joint_names: Sequence[str] | None = None,
-                 control_dt: float | None = None, custom_data: Mapping[str, Any] | None = None,
-                 callback_group=None, depth: int = 1000, clock: Callable[[], int] | None = None) -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        self.node = node
-        mapping = {**DEFAULT_TOPICS, **dict(topics or {})}
-        use = list(roles) if roles is not None else list(ROLES)
-        bad = sorted(set(use) - set(ROLES))
-        if bad:
-            raise RecordingError(f"unknown role(s) {bad}; roles: {list(ROLES)}")
-        self.writer = BagWriter(path, plant=plant, joint_names=joint_names, control_dt=control_dt,
-                                topics={r: mapping[r] for r in ROLES}, custom_data=custom_data)
-        self._clock = clock or (lambda: node.get_clock().now().nanoseconds)
-        self._subs = []
-        self.errors = 0
-        wanted = {mapping[r]: (ROLE_TYPES[r], r in LATCHED_ROLES) for r in use}
-        for topic, msgtype in (extra or {}).items():
-            wanted[topic] = (msgtype, False)
-        try:
-            for topic, (msgtype, latched) in wanted.items():
-                cls = _ros_type(msgtype)
-                self.writer.add_topic(topic, msgtype)
-                qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-                cb = self._callback(topic)
-                self._subs.append(node.create_subscription(cls, topic, cb, qos, raw=True,
-                                                           callback_group=callback_group))
-        except Exception:
-            self.abort()
-            raise
-
-    def _callback(self, topic: str):
-        writer, clock = self.writer, self._clock
-
-        def on_message(data: bytes) -> None:
-            try:
-                writer.write_raw(topic, clock(), data)
-            except RecordingError:       # closed while a callback was in flight
-                pass
-            except Exception:
-                self.errors += 1
-        return on_message
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(self.writer.counts)
-
-    @property
-    def path(self) -> Path:
-        return self.writer.path
-
-    def _unsubscribe(self) -> None:
-        for s in self._subs:
-            try:
-                self.node.destroy_subscription(s)
-            except Exception:
-                pass
-        self._subs = []
-
-    def close(self) -> Path:
-        self._unsubscribe()
-        return self.writer.close()
-
-    def abort(self) -> None:
-        self._unsubscribe()
-        self.writer.abort()
-
-    def __enter__(self) -> "BagRecorder":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 # ---------------------------------------------------------------------- synthetic telemetry
@@ -446,7 +356,7 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: f
     the controller node does); default: the plant's drift-scenario controller (cartpole: the nominal
     LQR tracking a moving cart setpoint, `sim.drift_scenarios`).
     """
-    from controller.runtime import make_observation_map
+    from controller.observation import make_observation_map
     from sim.drift_spec import DriftSpec
     from sim.plants import make_plant
 
@@ -507,5 +417,5 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: f
     return Path(path)
 
 
-__all__ = ["BAG_FORMAT", "BagRecorder", "BagWriter", "DEFAULT_DRIFT", "DEFAULT_TOPICS", "LATCHED_ROLES", "ROLES",
+__all__ = ["BAG_FORMAT", "BagWriter", "DEFAULT_DRIFT", "DEFAULT_TOPICS", "LATCHED_ROLES", "ROLES",
            "ROLE_TYPES", "RecordingError", "simulate_bag", "typestore"]

@@ -8,7 +8,7 @@
                                                                    └── gate (child) ◄───┘
                                                                    shadow / canary on the recorded states
                                                    ▼
-                                          OUT/decisions.jsonl (controller.decisions) + report
+                                          OUT/decisions.jsonl (adapters.decisions) + report
 
 The bag is read in code, never through ``ros2 bag play``, so nothing depends on real time: every
 component sees the bag's own timestamps. The same code as the live node runs each stage
@@ -84,8 +84,8 @@ from controller.config_model import Int, Listy, Strict, Text, ValidationError, d
 
 from sim.safeio import read_text_bounded
 
-from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
-                                  gate_record, jsonable, make_header, monitor_stats)
+from adapters.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
+                                gate_record, jsonable, make_header, monitor_stats)
 
 DEFAULT_SUITES = {"cartpole": "launch/regression_suite.yaml"}   # shipped names (controller.shipped)
 REQUIRED_ROLES = ("joint_states", "commands")
@@ -667,7 +667,7 @@ class _Run:
     def __init__(self, info: BagInfo, cfg: ReplayConfig, mcfg, seed: int, use_adapt: bool, work: Path,
                  progress, runner=None, gate=None) -> None:
         from controller.drift import DriftMonitor
-        from controller.runtime import make_observation_map, plant_info
+        from controller.observation import make_observation_map, plant_info
         from sim.nominal_model import STATE_CODECS, make_predictor
         self.info, self.cfg, self.mcfg, self.seed, self.use_adapt = info, cfg, mcfg, int(seed), use_adapt
         self.work, self.progress = work, progress

@@ -27,7 +27,7 @@ Setup (three OS processes, DDS on loopback, a private domain id):
   every state it sends, for every policy the node may be running.
 
 Reported: the node's own in->out latency (rmw reception of the joint state -> command published,
-`controller.latency`, read from ``~/status`` before and after the window) as the top-level p50 / p99 /
+`adapters.latency`, read from ``~/status`` before and after the window) as the top-level p50 / p99 /
 max, and the round trip; both over the `--duration` s measurement; `missed_ticks` = states
 sent that got no command (dropped on the way in, or never answered); `late_ticks` = commands later
 than one period; the node's own counters (accepted, refused, ticks, tick time) from ``~/status``.
@@ -74,7 +74,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from controller.latency import LatencyHistogram  # noqa: E402
+from adapters.latency import LatencyHistogram  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -108,7 +108,8 @@ def trajectory(n: int, champion, seed: int = 0, noise: float = 0.01) -> tuple[np
     """n measured states (positions, velocities) of the cartpole balanced by `champion` acting on
     them: the nominal plant with N(0, `noise`) sensor noise, as in the drift benchmark's nominal runs
     (so the drift monitor sees a normal robot)."""
-    from controller.runtime import CartpoleObservation, CompiledPolicy
+    from controller.compiled_policy import CompiledPolicy
+    from controller.observation import CartpoleObservation
     from sim.plants import make_plant
     plant = make_plant("cartpole", seed=seed)
     pol = CompiledPolicy(champion.id, champion.policy_spec, champion.vector)
@@ -124,7 +125,8 @@ def trajectory(n: int, champion, seed: int = 0, noise: float = 0.01) -> tuple[np
 
 def expected_actions(genomes, q, v) -> np.ndarray:
     """(n, len(genomes)) first command component, computed as the node computes it (bit-exact)."""
-    from controller.runtime import CartpoleObservation, CompiledPolicy
+    from controller.compiled_policy import CompiledPolicy
+    from controller.observation import CartpoleObservation
     obs = CartpoleObservation()
     out = np.zeros((len(q), len(genomes)))
     for j, g in enumerate(genomes):
@@ -206,7 +208,7 @@ def spin_one(factory, domain: int, kind: str) -> None:
     ex.add_node(node)
     def spin():                 # as run_nodes does: the spinning thread asks for SCHED_FIFO
         from adapters.cli_node import requested_realtime_priority
-        from controller.realtime import enter_realtime
+        from adapters.realtime import enter_realtime
         if requested_realtime_priority(node):
             node.note_scheduling(enter_realtime(requested_realtime_priority(node)))
         ex.spin()
@@ -224,7 +226,8 @@ def spin_one(factory, domain: int, kind: str) -> None:
 def analyse_swaps(holder: dict, registry: str) -> dict:
     """Per install: ticks to effect (first tick by the new policy - tick counter at the swap) and
     whether every later tick (until the next swap) used the new policy."""
-    from controller.runtime import CartpoleObservation, CompiledPolicy
+    from controller.compiled_policy import CompiledPolicy
+    from controller.observation import CartpoleObservation
     from safety.registry import Registry
     obs = CartpoleObservation()
     ticks, installs = holder["ticks"], holder["installs"]
@@ -438,7 +441,7 @@ def run(args) -> dict:
 
         ctx = rclpy.Context()
         rclpy.init(context=ctx, domain_id=domain)
-        from controller.realtime import current_scheduling, enter_realtime
+        from adapters.realtime import current_scheduling, enter_realtime
         robot_sched = current_scheduling()
         robot = Robot(ctx, q, v, table, [g.id for g in genomes], rate)
         ex = make_executor("single", ctx)
@@ -520,7 +523,7 @@ def run(args) -> dict:
                             "p999_ms": node_h.percentile_us(99.9) / 1e3, "max_ms_bound": node_h.max_us_seen / 1e3,
                             "over_1ms": node_h.over_us(1000.0), "bin_us": node_h.bin_us,
                             "what": "rmw reception timestamp of the joint state -> command published, inside "
-                                    "the node (controller.latency)"},
+                                    "the node (adapters.latency)"},
             "round_trip": {"min_ms": float(lat_ms.min()), "p50_ms": float(np.percentile(lat_ms, 50)),
                            "p90_ms": float(np.percentile(lat_ms, 90)), "p99_ms": float(np.percentile(lat_ms, 99)),
                            "p999_ms": float(np.percentile(lat_ms, 99.9)), "max_ms": float(lat_ms.max()),
@@ -609,7 +612,7 @@ def write_md(res: dict, path: Path) -> None:
         "",
         "- The first row is the node as `driftgate node controller --params launch/driftgate.yaml` runs it "
         "(`adapters.cli_node.run_nodes`: rclpy's SingleThreadedExecutor; `realtime_priority: 50`, so the "
-        "node's threads run SCHED_FIFO 50 via `controller.realtime`, and the sandbox job it competes with runs "
+        "node's threads run SCHED_FIFO 50 via `adapters.realtime`, and the sandbox job it competes with runs "
         "SCHED_OTHER at nice 10; `control_thread: true`, so the joint-state subscription and the tick run on "
         "a thread of their own, `adapters.ros.control_loop`, while parameters, services, the orchestrator and "
         "/diagnostics stay on the executor); its numbers are the top-level fields of node_latency.json. The "
@@ -620,7 +623,7 @@ def write_md(res: dict, path: Path) -> None:
         "- **node in->out** (the target's p50_ms / p99_ms / max_ms): inside the node, from the rmw reception "
         "timestamp of the joint state (when DDS had it, i.e. including the wait for the executor) to the "
         "command handed to DDS; a histogram with "
-        f"{res['node_in_out']['bin_us']:g} us bins (`controller.latency`, also on `~/status` and /diagnostics), "
+        f"{res['node_in_out']['bin_us']:g} us bins (`adapters.latency`, also on `~/status` and /diagnostics), "
         "upper bin edges. **round trip**: in the robot-side process, command received - joint state sent, through "
         "DDS both ways and both processes' Python executors; an upper bound that also contains the robot side.",
         "- missed = joint states sent that never got a command (the node's best-effort joint-state "

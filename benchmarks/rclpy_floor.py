@@ -7,7 +7,7 @@ subscription (sensor-data QoS, as the controller), a SingleThreadedExecutor, and
 `--rate` Hz in a second process (normal scheduler). Latency = callback start (system clock) - the
 rmw reception timestamp of the message. No sandbox, no other load: the machine as idle as it gets.
 
-Three runs: every thread of the process on SCHED_FIFO 50 (`controller.realtime`, as the node ships;
+Three runs: every thread of the process on SCHED_FIFO 50 (`adapters.realtime`, as the node ships;
 skipped where refused) and under the normal scheduler, both spinning rclpy's SingleThreadedExecutor;
 and SCHED_FIFO 50 with a hand-rolled loop instead of the executor (one reusable rcl wait set holding
 the subscription alone, `take_message` straight after the wait): what a dedicated control thread
@@ -78,7 +78,7 @@ def measure(rate: float, n: int, priority: int, domain: int, loop: str = "execut
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import JointState
 
-    from controller.realtime import enter_realtime
+    from adapters.realtime import enter_realtime
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)

@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 from adapters.recording import DEFAULT_DRIFT, simulate_bag  # noqa: E402
 from adapters.replay import ReplayConfig, replay  # noqa: E402
-from controller.decisions import read_decisions  # noqa: E402
+from adapters.decisions import read_decisions  # noqa: E402
 from sim.atomicio import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 TARGET = 20.0

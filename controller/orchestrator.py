@@ -160,7 +160,7 @@ class Orchestrator:
                  runner: AdaptationRunner | None, gate: Gate | None, *, monitor: Any | None = None,
                  emit: Callable[[dict], None] | None = None, decode: Callable | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        from safety.registry import FallbackCache
+        from safety.policy_cache import FallbackCache
         self.config = config
         self.registry = registry
         self.runtime = runtime
@@ -445,7 +445,7 @@ class Orchestrator:
         if out.verdict == PASS:
             try:
                 cand = self._load_policy(cid)
-                self.runtime._check_policy(cand)
+                self.runtime.check_policy(cand)
             except Exception as e:
                 self._error("load candidate policy", e)
                 self._drop_candidate(now, f"candidate policy unusable on this robot: {e}", reject=True)
@@ -606,7 +606,7 @@ class Orchestrator:
         if self.config.archive_suite is None or not drift:
             return
         try:
-            from safety.suite import append_archive
+            from safety.suite_archive import append_archive
             scenario = append_archive(self.config.archive_suite, drift, genome_id=genome_id,
                                       note="appended by the orchestrator after promotion")
             self._event("archive_appended", scenario=scenario.name, suite=str(self.config.archive_suite))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from safety.constraints import Violation, check_rollout
-from safety.suite import Probe, Scenario, plant_instance
+from safety.scenarios import Probe, SuiteScenario, plant_instance
 from sim.drift_spec import DriftSpec
 from sim.plant_task import Rollout, rollout
 from sim.policy import PolicySpec, policy_act
@@ -118,7 +118,7 @@ def metric_value(metric: str, ro: Rollout, horizon: int, probe: Probe | None,
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def run_episode(scenario: Scenario, index: int, spec: PolicySpec, weights: np.ndarray, *,
+def run_episode(scenario: SuiteScenario, index: int, spec: PolicySpec, weights: np.ndarray, *,
                 horizon: int | None = None, stage: str = "suite") -> Episode:
     """Run the `index`-th seed of `scenario` (optionally shortened to `horizon` ticks)."""
     horizon = scenario.horizon if horizon is None else int(horizon)

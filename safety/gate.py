@@ -25,7 +25,6 @@ It is plain JSON (`to_dict`), attached to the registry and hashed into its audit
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -34,14 +33,14 @@ import numpy as np
 
 from safety import stats
 from safety.episodes import Episode, run_episode
-from safety.suite import GateConfig, Scenario, Suite, plant_instance
+from safety.gate_config import GateConfig
+from safety.gate_report import Check, GateReport, HurdleResult, ScenarioResult, StaticResult
+from safety.scenarios import Suite, SuiteScenario, plant_instance
 from sim.genome import Genome
 from sim.policy import PolicySpec
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
-REPORT_FORMAT = "driftgate-gate-report"
-REPORT_VERSION = 1
 GATEABLE = ("candidate", "shadow", "canary")
 
 
@@ -50,7 +49,7 @@ GATEABLE = ("candidate", "shadow", "canary")
 def decode_policy(genome: Genome) -> tuple[PolicySpec, np.ndarray]:
     """(PolicySpec, flat float32 weights) of a genome: a policy genome is its vector; an SR-GHN's
     deterministic head writes the policy (torch, once per genome; the gate is not the control path).
-    Same signature as `safety.registry.FallbackCache`'s `decode`, so the live side can use it."""
+    Same signature as `safety.policy_cache.FallbackCache`'s `decode`, so the live side can use it."""
     if genome.kind == "policy":
         return genome.policy_spec, genome.vector
     import torch
@@ -111,106 +110,6 @@ def _spec_dict(spec: PolicySpec) -> dict:
     return json.loads(spec.to_json())
 
 
-# ---------------------------------------------------------------------- report pieces
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str
-
-
-@dataclass
-class StaticResult:
-    passed: bool
-    checks: list[Check]
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-
-@dataclass
-class HurdleResult:
-    ran: bool
-    passed: bool
-    scenario: str | None = None
-    horizon: int = 0
-    margin: float = 0.0
-    rows: list[dict] = field(default_factory=list)
-    mean_diff: float | None = None
-    reason: str | None = None
-
-
-@dataclass
-class ScenarioResult:
-    """One scenario's verdict and the numbers behind it. `candidate` / `incumbent` are the means of
-    the metric over seeds; `per_seed` holds every paired value; `status` is pass/fail/inconclusive."""
-
-    name: str
-    tag: str
-    metric: str
-    horizon: int
-    n: int
-    candidate: float | None
-    incumbent: float | None
-    diff_mean: float | None
-    diff_ci: list[float] | None
-    candidate_ci: list[float] | None
-    wilcoxon_p: float | None
-    ci_level: float
-    rule: dict
-    status: str
-    passed: bool
-    reasons: list[str]
-    violations: list[dict]
-    incumbent_violations: list[dict]
-    per_seed: list[dict]
-    drift: dict
-    drift_hash: str
-
-
-@dataclass
-class GateReport:
-    """The whole evidence for one verdict; `to_dict()` is the JSON contract (see module docstring)."""
-
-    verdict: str
-    reasons: list[str]
-    stage: str                  # last stage that ran: static | hurdle | suite
-    candidate: dict
-    incumbent: dict | None
-    suite: dict
-    config: dict
-    static: dict
-    hurdle: dict
-    scenarios: list[ScenarioResult]
-    violations: list[dict]
-    timings: dict
-    rollouts: int
-    notes: list[str] = field(default_factory=list)
-    created: float = field(default_factory=time.time)
-    format: str = REPORT_FORMAT
-    version: int = REPORT_VERSION
-
-    def to_dict(self) -> dict:
-        return _clean(asdict(self))
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, non-finite floats to None (the registry refuses NaN)."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
-
-
 # ---------------------------------------------------------------------- 1. static checks
 
 def static_checks(c: Contender, suite: Suite) -> StaticResult:
@@ -256,7 +155,7 @@ class _Counter:
     def __init__(self) -> None:
         self.rollouts = 0
 
-    def run(self, scenario: Scenario, index: int, c: Contender, **kw: Any) -> Episode:
+    def run(self, scenario: SuiteScenario, index: int, c: Contender, **kw: Any) -> Episode:
         self.rollouts += 1
         return run_episode(scenario, index, c.spec, c.weights, **kw)
 
@@ -293,7 +192,7 @@ def run_hurdle(cand: Contender, inc: Contender, suite: Suite, counter: _Counter)
 
 # ---------------------------------------------------------------------- 3 + 4. suite, constraints
 
-def judge_scenario(s: Scenario, cand: list[Episode], inc: list[Episode], cfg: GateConfig) -> ScenarioResult:
+def judge_scenario(s: SuiteScenario, cand: list[Episode], inc: list[Episode], cfg: GateConfig) -> ScenarioResult:
     """Pure: paired episodes in, the scenario's verdict out (see `safety.suite` for the rules)."""
     c = np.array([e.metric for e in cand], dtype=np.float64)
     b = np.array([e.metric for e in inc], dtype=np.float64)
@@ -430,7 +329,7 @@ def run_gate(candidate: Contender, incumbent: Contender | None, suite: Suite, *,
 
     # 3. full suite, paired; 4. hard constraints are checked on every episode as it is recorded
     t = time.perf_counter()
-    episodes: list[tuple[Scenario, list[Episode], list[Episode]]] = []
+    episodes: list[tuple[SuiteScenario, list[Episode], list[Episode]]] = []
     for s in suite.scenarios:
         say(f"scenario {s.name} ({s.tag}, {len(s.seeds)} seeds)")
         cand_eps, inc_eps = [], []
@@ -474,7 +373,7 @@ def gate_registry(registry: Any, candidate_id: str, suite: Suite, *, attach: boo
     champion is the incumbent; no champion, or one whose file fails verification, means
     INCONCLUSIVE (hold).
     """
-    from safety.registry import GenomeIntegrityError, RegistryError
+    from safety.registry_schema import GenomeIntegrityError, RegistryError
     rec = registry.show(candidate_id)
     if rec.status not in GATEABLE:
         raise RegistryError(f"genome {rec.id} is {rec.status}: only {', '.join(GATEABLE)} genomes are gated")

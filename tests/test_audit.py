@@ -12,7 +12,8 @@ import pytest
 
 from safety import audit
 from safety.audit import GENESIS, AuditError
-from safety.registry import DB_NAME, Registry
+from safety.registry import Registry
+from safety.registry_schema import DB_NAME
 from sim.genome import Genome
 from sim.policy import PolicySpec
 

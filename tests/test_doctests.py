@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["sim.recovery", "controller.drift.detectors", "controller.drift.calibration", "controller.latency", "controller.realtime",
+MODULES = ["sim.recovery", "controller.drift.detectors", "controller.drift.calibration", "adapters.latency", "adapters.realtime",
            "adapters.ros.ros_args"]
 
 
@@ -17,7 +17,7 @@ def test_module_examples(name):
 
 
 def test_latency_between_two_snapshots_counts_only_the_new_samples():
-    from controller.latency import LatencyHistogram
+    from adapters.latency import LatencyHistogram
     h = LatencyHistogram(bin_us=10.0, max_us=1000.0)
     for _ in range(50):
         h.add_us(5000.0)                   # warm-up: slow, lands in the overflow bin

@@ -20,7 +20,8 @@ import safety.stats
 from adapters.cli_gate import gate as gate_command
 from safety.gate import FAIL, INCONCLUSIVE, PASS, Contender, gate_registry, run_gate, static_checks
 from safety.registry import Registry, RegistryError
-from safety.suite import append_archive, load_suite, parse_suite
+from safety.suite import load_suite, parse_suite
+from safety.suite_archive import append_archive
 from sim.drift_spec import DriftSpec
 from sim.genome import Genome
 from sim.plants import make_plant

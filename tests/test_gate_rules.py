@@ -9,7 +9,8 @@ import pytest
 from safety import stats
 from safety.episodes import Episode
 from safety.gate import judge_scenario
-from safety.suite import GateConfig, load_suite
+from safety.gate_config import GateConfig
+from safety.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = load_suite(ROOT / "launch" / "regression_suite.yaml")

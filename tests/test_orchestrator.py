@@ -13,7 +13,9 @@ from controller.bootstrap import bootstrap_registry, lqr_policy_genome
 from controller.contracts import FAIL, INCONCLUSIVE, PASS, AdaptationResult, GateOutcome
 from controller.jobs import FunctionGate, ProcessGate, SubprocessRunner, window_to_telemetry, write_interim_job
 from controller.orchestrator import TRANSITIONS, Orchestrator, OrchestratorConfig, OrchestratorError, Phase
-from controller.runtime import ControllerRuntime, GuardConfig, RuntimeConfig, make_observation_map
+from controller.guards import GuardConfig
+from controller.observation import make_observation_map
+from controller.runtime import ControllerRuntime, RuntimeConfig
 from safety.registry import Registry
 from sim.genome import save_genome
 

@@ -1,4 +1,4 @@
-"""controller.realtime: SCHED_FIFO for the node's threads, never for what they start.
+"""adapters.realtime: SCHED_FIFO for the node's threads, never for what they start.
 
 Each case runs in a child interpreter: switching the pytest process itself to SCHED_FIFO would
 change how every later test is scheduled."""
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.realtime import current_scheduling, enter_realtime
+from adapters.realtime import current_scheduling, enter_realtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = r"""
 import json, os, subprocess, sys, threading
-from controller.realtime import current_scheduling, enter_realtime
+from adapters.realtime import current_scheduling, enter_realtime
 if sys.argv[1] == "refuse":                 # no rtprio limit, no CAP_SYS_NICE
     import resource
     resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
@@ -37,7 +37,7 @@ def executor():                             # the thread that calls enter_realti
     out["thread_started_later"] = later["s"]
     if sys.argv[1] == "refuse":             # (as uid nobody this interpreter may not be runnable)
         return
-    child = "from controller.realtime import current_scheduling; print(current_scheduling().describe())"
+    child = "from adapters.realtime import current_scheduling; print(current_scheduling().describe())"
     out["child_process"] = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                                           check=True).stdout.strip()
 t = threading.Thread(target=executor); t.start(); t.join()

@@ -175,7 +175,7 @@ def test_bag_recorder_on_a_live_node(tmp_path):
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64, Float64MultiArray, String
 
-    from adapters.recording import BagRecorder
+    from adapters.bag_recorder import BagRecorder
 
     ns = f"/rec{os.getpid()}"
     topics = {"joint_states": f"{ns}/joint_states", "commands": f"{ns}/commands", "reward": f"{ns}/reward",

@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.cli_registry import app
-from safety.registry import (DB_NAME, STATUSES, TRANSITIONS, FallbackCache, GenomeIntegrityError,
-                             Registry, RegistryError)
+from safety.policy_cache import FallbackCache
+from safety.registry import STATUSES, GenomeIntegrityError, Registry, RegistryError
+from safety.registry_schema import DB_NAME, TRANSITIONS
 from sim.genome import Genome, save_genome
 from sim.policy import PolicySpec, policy_act
 

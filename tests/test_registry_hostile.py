@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.cli_registry import app
-from safety.registry import DB_NAME, GenomeIntegrityError, Registry, RegistryError, robot_for_plant
+from safety.registry import GenomeIntegrityError, Registry, RegistryError
+from safety.registry_schema import DB_NAME, robot_for_plant
 from sim.genome import Genome, GenomeFileError, genome_file_bytes, load_genome, save_genome
 from sim.policy import PolicySpec
 

@@ -14,7 +14,7 @@ from adapters import cli_replay
 from adapters.recording import BagWriter, simulate_bag
 from adapters.replay import ReplayError, config_from_mapping, inspect_bag, load_replay_config, replay
 from controller.contracts import PASS, AdaptationResult, GateOutcome
-from controller.decisions import read_decisions
+from adapters.decisions import read_decisions
 from controller.jobs import FunctionGate, write_interim_job
 
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}

@@ -1,4 +1,4 @@
-"""The decisions format (controller.decisions) and the reports rendered from it (adapters.report):
+"""The decisions format (adapters.decisions) and the reports rendered from it (adapters.report):
 a live run's decisions (written the way a node writes them) and a replay's render the same way."""
 import json
 import re
@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters import cli_replay
+from adapters.decisions import (FORMAT, Decision, DecisionFormatError, DecisionWriter, canonical,
+                                from_orchestrator_event, make_header, read_decisions)
 from adapters.report import build_report, render_report
-from controller.decisions import (FORMAT, Decision, DecisionFormatError, DecisionWriter, canonical,
-                                  from_orchestrator_event, make_header, read_decisions)
 
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
 CHAMP, CAND, CAND2 = "c" * 32, "d" * 32, "e" * 32
@@ -287,7 +287,7 @@ def _panel(records):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from adapters.report import adaptation_panel
+    from adapters.report_plot import adaptation_panel
     fig, ax = plt.subplots()
     adaptation_panel(ax, [Decision(float(i), "adaptation", r) for i, r in enumerate(records)])
     texts = [t.get_text() for t in ax.texts]

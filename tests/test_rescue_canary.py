@@ -9,7 +9,7 @@ from controller.bootstrap import lqr_policy_genome
 from controller.contracts import PASS, GateOutcome
 from controller.jobs import FunctionGate
 from controller.orchestrator import Phase
-from controller.runtime import Canary
+from controller.authority import Canary
 from test_orchestrator import JOINTS, Rig, candidate_runner
 
 SLIDER_BOUND = 1.5          # Rig's guard: slider in [-1.5, 1.5]

@@ -31,7 +31,8 @@ from adapters.ros import sim_robot_node as sn  # noqa: E402
 from adapters.ros.incumbent import EffortIncumbent, actuated_joints  # noqa: E402
 from adapters.ros.ros_args import RosArgs  # noqa: E402
 from controller.bootstrap import bootstrap_registry, lqr_policy_genome  # noqa: E402
-from controller.runtime import CartpoleObservation, CompiledPolicy  # noqa: E402
+from controller.compiled_policy import CompiledPolicy  # noqa: E402
+from controller.observation import CartpoleObservation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ros

@@ -19,11 +19,11 @@ from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from adapters.cli import app  # noqa: E402
-from adapters.recording import BagRecorder  # noqa: E402
+from adapters.bag_recorder import BagRecorder  # noqa: E402
 from adapters.ros import controller_node as cn  # noqa: E402
 from adapters.ros import sim_robot_node as sn  # noqa: E402
 from controller.bootstrap import bootstrap_registry  # noqa: E402
-from controller.runtime import make_observation_map  # noqa: E402
+from controller.observation import make_observation_map  # noqa: E402
 from sim.plants import make_plant  # noqa: E402
 
 NS = f"/dgd{os.getpid()}"

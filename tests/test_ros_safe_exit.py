@@ -20,7 +20,7 @@ from test_ros_nodes import NS, P, Session, domain, wait_for  # noqa: E402
 
 from adapters.ros import controller_node as cn  # noqa: E402
 from controller.bootstrap import bootstrap_registry  # noqa: E402
-from controller.runtime import Authority  # noqa: E402
+from controller.authority import Authority  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ros

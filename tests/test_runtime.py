@@ -9,8 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.bootstrap import lqr_policy_genome
-from controller.runtime import (REFUSALS, Authority, Canary, CompiledPolicy, ControllerRuntime, GuardConfig,
-                                RuntimeConfig, make_observation_map)
+from controller.authority import Authority, Canary
+from controller.compiled_policy import CompiledPolicy
+from controller.guards import GuardConfig
+from controller.joint_input import REFUSALS
+from controller.observation import make_observation_map
+from controller.runtime import ControllerRuntime, RuntimeConfig
 from sim.policy import PolicySpec, init_policy, policy_act
 
 JOINTS = ("slider", "hinge_1")

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from controller.runtime import Authority, ControllerRuntime, RuntimeConfig, make_observation_map
+from controller.authority import Authority
+from controller.observation import make_observation_map
+from controller.runtime import ControllerRuntime, RuntimeConfig
 from tests.test_runtime import JOINTS, constant, feed, make_runtime
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safety.suite import SuiteError, append_archive, load_suite, working_suite
+from safety.suite import SuiteError, load_suite
+from safety.suite_archive import append_archive, working_suite
 from controller import shipped
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safety.suite import GateConfig, SuiteError, append_archive, load_suite, parse_suite
+from safety.gate_config import GateConfig
+from safety.suite import SuiteError, load_suite, parse_suite
+from safety.suite_archive import append_archive
 from sim.drift_spec import DriftSpec, variant
 
 DEFAULT = Path(__file__).resolve().parents[1] / "launch" / "regression_suite.yaml"

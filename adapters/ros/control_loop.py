@@ -42,7 +42,7 @@ from typing import Any, Callable
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.type_support import check_is_valid_msg_type
 
-from controller.realtime import Scheduling, enter_thread_realtime
+from adapters.realtime import Scheduling, enter_thread_realtime
 
 
 class ControlLoop:

@@ -71,13 +71,13 @@ from adapters.ros import incumbent as incumbent_source
 from adapters.ros.control_loop import ControlLoop
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from controller.contracts import INCONCLUSIVE, GateOutcome
-from controller.latency import LatencyHistogram
+from adapters.latency import LatencyHistogram
 from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, sandbox_available
 from controller.orchestrator import Orchestrator, OrchestratorConfig
 from controller.params import MODES, ParameterError, allowed, check_value, declare_checked  # noqa: F401 (MODES: re-exported)
-from controller.realtime import Scheduling, current_scheduling
-from controller.runtime import (Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig,
-                                make_observation_map, plant_info)
+from adapters.realtime import Scheduling, current_scheduling
+from controller.observation import make_observation_map, plant_info
+from controller.runtime import Authority, Canary, ControllerRuntime, GuardConfig, RuntimeConfig
 
 NODE_NAME = "driftgate_controller"
 _T = Parameter.Type
@@ -799,14 +799,14 @@ def _package_path(path: str) -> Path:
 
 def _gate_suite(given: str, registry: str, archive: bool) -> str:
     """The suite file the gate reads. With `archive` (archive_on_promotion) it is a working copy under
-    the registry (``<registry>/gate_suite.yaml``, `safety.suite.working_suite`) that promotions append
+    the registry (``<registry>/gate_suite.yaml``, `safety.suite_archive.working_suite`) that promotions append
     to: the given file (shipped or reviewed) is never written to."""
     if not given:
         return ""
     base = _package_path(given)
     if not archive:
         return str(base)
-    from safety.suite import working_suite
+    from safety.suite_archive import working_suite
     return str(working_suite(base, Path(registry) / "gate_suite.yaml"))
 
 

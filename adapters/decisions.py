@@ -138,6 +138,18 @@ class DecisionLog:
     def of(self, *kinds: str) -> list[Decision]:
         return [r for r in self.records if r.kind in kinds]
 
+    def phase_intervals(self, end: float) -> list[tuple[str, float, float]]:
+        """(phase, start, stop) of the orchestrator from the transition records; the last one
+        lasts until `end`."""
+        out, cur, since = [], None, 0.0
+        for r in self.of("transition"):
+            if cur is not None and r.t >= since:
+                out.append((cur, since, r.t))
+            cur, since = r.data.get("to"), r.t
+        if cur is not None:
+            out.append((cur, since, max(end, since)))
+        return out
+
 
 def make_header(source: str, plant: str, *, counterfactual: bool, config: dict | None = None,
                 seed: int | None = None, **extra: Any) -> dict:
