@@ -246,6 +246,27 @@ def test_incumbent_canary_relays_blends_and_hands_back():
     assert rt.tick(now=1.5).command.tolist() == pytest.approx([0.1])       # handed back
 
 
+def test_incumbent_canary_goes_through_the_same_guards():
+    """Next to an incumbent the champion is the challenger: handed back in the same tick when it
+    diverges from the incumbent or a joint leaves its bounds. A rescue mark does not apply there
+    (it is for a candidate replacing a failing champion)."""
+    rt = make_runtime(stale_after_s=1e9)                   # slider in [-1.5, 1.5], max_divergence 0.5
+    rt.install(authority=Authority.INCUMBENT, champion=constant(0.9, "champ"),
+               canary=Canary(1.0, rescue=True, grace_s=100.0))
+    feed(rt, 1.0)
+    rt.ingest_incumbent([0.1], now=1.0)
+    out = rt.tick(now=1.0)
+    assert out.tripped is not None and out.tripped.reason == "divergence" and out.tripped.challenger == "champ"
+    assert out.tripped.detail == "|a_champion - a_incumbent| = 0.8 > 0.5"
+    assert out.command.tolist() == pytest.approx([0.1]) and out.share == 0.0
+    rt.install(champion=constant(0.3, "near"))             # a new slot clears the trip
+    feed(rt, 2.0, pos=(1.6, 0.0))
+    rt.ingest_incumbent([0.1], now=2.0)
+    out = rt.tick(now=2.0)
+    assert out.tripped.reason == "joint_bounds" and out.tripped.detail.startswith("joint slider outside")
+    assert out.command.tolist() == pytest.approx([0.1])
+
+
 class FakeMonitor:
     def __init__(self, fail=False):
         self.calls, self.fail = [], fail
