@@ -19,7 +19,7 @@ The cascade runs cheapest first and stops at the first FAIL:
    per-seed difference (`safety.stats`);
 4. **hard constraints** on every candidate rollout (`safety.constraints`): one violation is a FAIL.
 
-The `GateReport` keeps every number that drove the verdict: each scenario x seed row for both
+The `GateReport` (`safety.gate_report`) keeps every number that drove the verdict: each scenario x seed row for both
 policies, the CIs, the rules they were compared with, every violation, the reasons and the timings.
 It is plain JSON (`to_dict`), attached to the registry and hashed into its audit log.
 """
