@@ -18,7 +18,7 @@ class HurdleConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Decision rules, read from the suite's `gate:` section (see the module docstring).
+    """Decision rules, read from the suite's `gate:` section (see `safety.suite` and `safety.gate`).
 
     `ci_level` is two-sided; each rule looks at one side of the interval, so a 0.95 interval is a
     one-sided test at 2.5%. `seed` seeds the bootstrap (per scenario), not the rollouts: the

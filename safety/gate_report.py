@@ -72,7 +72,7 @@ class ScenarioResult:
 
 @dataclass
 class GateReport:
-    """The whole evidence for one verdict; `to_dict()` is the JSON contract (see module docstring)."""
+    """The whole evidence for one verdict; `to_dict()` is the JSON contract (see `safety.gate`)."""
 
     verdict: str
     reasons: list[str]
