@@ -19,8 +19,8 @@ import dataclasses
 import json
 import math
 import os
+import secrets
 import stat
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TypeVar
@@ -33,14 +33,15 @@ T = TypeVar("T")
 # ---------------------------------------------------------------------- atomic writes
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (see the module docstring); returns the path."""
+    """Write `data` to `path` atomically (see the module docstring); returns the path. A new file gets
+    the permissions `open()` would give it (0666 less the umask), a replaced one keeps its own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError:
-        mode = None             # a new file: mkstemp's 0600
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        mode = None
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             if mode is not None:
@@ -55,6 +56,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, exclusive temporary file beside `path` (like mkstemp, but with open()'s permissions)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _fsync_dir(directory: Path) -> None:
