@@ -68,9 +68,9 @@ class SRGHNConfig:
         seed of the fixed orthogonal basis (shared by every individual of a population).
     """
 
-    embed_dim: int = 32
-    gnn_steps: int = 10
-    basis_dim: int = 32
+    embed_dim: int = 32            # d: node embedding width of both graphs
+    gnn_steps: int = 10            # T: message-passing steps per head
+    basis_dim: int = 32            # k: rows of the fixed orthogonal basis
     trunk_width: int = 64
     update_clip: float = 1.0
     param_clip: float = 20.0
