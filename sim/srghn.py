@@ -1,7 +1,9 @@
 """Self-referential graph hypernetwork (SR-GHN): one network that writes a policy and mutates itself.
 
-Read top to bottom. An individual is ONE flat float32 vector; `SRGHN` only knows how to lay tensors
-out in it and how to run the two heads on a batch of such vectors:
+Read top to bottom. An individual is ONE flat float32 vector, laid out by `sim.srghn_layout` (which
+also holds `SRGHNConfig`); `SRGHN` runs the two heads on a batch of such vectors, in torch, for
+evolution. Evaluating one genome (the gate, the registry, the control tick) goes through the numpy
+decoder `sim.srghn_decode.decode_policy` instead, the same math over the same layout:
 
 * deterministic head: a gated GNN over the *policy graph* (one node per policy tensor) turns
   per-node embeddings into the policy's weights -> `policy_weights(genomes)`.
