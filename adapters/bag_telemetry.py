@@ -21,6 +21,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from adapters.joint_stream import JointOrder, StatePairing, header_stamp
+
 
 @dataclass
 class BagTelemetry:
@@ -73,13 +75,11 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
     rew_topic, drift_topic = info.topics.get("reward"), info.topics.get("drift_active")
     wanted = {x for x in (js_topic, cmd_topic, rew_topic, drift_topic) if x}
     ts_out, obs_out, act_out, rew_out = [], [], [], []
-    pending = last_cmd = None
     reward = math.nan
-    skipped = 0
     drift_at = None
-    order: dict[tuple, object] = {}
     t0 = None
     span = max(1, info.end_ns - info.start_ns)
+    order = JointOrder(names)
 
     def emit(p, a) -> None:
         ts_out.append(p[0])
@@ -87,6 +87,7 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
         act_out.append(a)
         rew_out.append(p[3])
 
+    pairing = StatePairing(emit, hold=True)      # the command in force, as the live node feeds the monitor
     try:
         with Reader(info.path) as r:
             conns = [c for c in r.connections if c.topic in wanted]
@@ -105,44 +106,24 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
                         break
                 elif c.topic == js_topic:
                     m = deser(raw, c.msgtype)
-                    if pending is not None:
-                        if last_cmd is not None:
-                            emit(pending, last_cmd)
-                        else:
-                            skipped += 1
-                    key = tuple(m.name)
-                    idx = order.get(key)
-                    if idx is None:
-                        pos = {n: i for i, n in enumerate(key)}
-                        idx = np.array([pos[n] for n in names], dtype=np.intp) \
-                            if all(n in pos for n in names) and len(pos) == len(key) else False
-                        order[key] = idx
-                    if idx is False or len(m.position) != len(key) or len(m.velocity) != len(key):
-                        skipped += 1
-                        pending = None
+                    qv = order.reorder(m)
+                    if qv is None:
+                        pairing.state(None)
                         continue
-                    st = m.header.stamp
-                    stamp = st.sec + 1e-9 * st.nanosec
-                    if stamp <= 0:
-                        stamp = ts / 1e9
+                    stamp = header_stamp(m, ts)
                     t0 = stamp if t0 is None else t0
-                    pending = (stamp - t0, np.asarray(m.position, float)[idx], np.asarray(m.velocity, float)[idx],
-                               reward)
+                    pairing.state((stamp - t0, qv[0], qv[1], reward))
                 elif c.topic == cmd_topic:
                     a = np.asarray(deser(raw, c.msgtype).data, dtype=np.float64)
                     if a.shape != (act_dim,):
                         raise ReplayError(f"bag {info.path}: commands on {c.topic} have {a.size} values; plant "
                                           f"{plant!r} takes {act_dim}")
-                    last_cmd = a
-                    if pending is not None:
-                        emit(pending, a)
-                        pending = None
+                    pairing.command(a)
                 elif c.topic == rew_topic:
                     x = float(deser(raw, c.msgtype).data)
                     if math.isfinite(x):
                         reward = x
-            if pending is not None and last_cmd is not None:
-                emit(pending, last_cmd)
+            pairing.finish()
     except ReplayError:
         raise
     except Exception as e:
@@ -154,7 +135,7 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
     return BagTelemetry(plant=plant, t=np.asarray(ts_out, float).reshape(n),
                         obs=np.asarray(obs_out, float).reshape(n, obs_dim),
                         action=np.asarray(act_out, float).reshape(n, act_dim),
-                        reward=np.asarray(rew_out, float).reshape(n), skipped=skipped, drift_at_s=drift_at,
+                        reward=np.asarray(rew_out, float).reshape(n), skipped=pairing.skipped, drift_at_s=drift_at,
                         topics=dict(info.topics))
 
 

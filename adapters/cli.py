@@ -19,7 +19,7 @@ from rich.table import Table
 
 from adapters.cli_help import Backend, Method, Noise, Plant, SelectionFitness, Task, TieBreak
 
-from adapters.cli_common import OneLineErrors  # noqa: E402
+from adapters.cli_common import OneLineErrors, mount  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=OneLineErrors,
                   help="driftgate: keep robot controllers working when the robot drifts.")
@@ -323,23 +323,8 @@ def train_nominal_cmd(
     err.print(f"wrote {path} (id {genome.id}, nominal return {genome.fitness['nominal_return']:.1f})")
 
 
-from adapters.cli_registry import app as registry_app  # noqa: E402
-
-app.add_typer(registry_app, name="registry", help="the champion registry: lineage, promote, rollback, verify")
-from adapters.cli_gate import gate  # noqa: E402
-
-app.command("gate")(gate)
-from adapters.cli_node import app as node_app  # noqa: E402
-
-app.add_typer(node_app, name="node", help="start the driftgate ROS 2 nodes from the launch YAML (no ros2 launch needed)")
-from adapters.cli_replay import app as replay_app  # noqa: E402
-
-app.add_typer(replay_app)
-from adapters.cli_drift import app as drift_app  # noqa: E402
-
-app.add_typer(drift_app)
-app.add_typer(__import__("adapters.cli_robot", fromlist=["app"]).app)  # driftgate robot init | check
-app.add_typer(__import__("adapters.cli_champion", fromlist=["app"]).app)  # driftgate champion distill
+mount(app, "adapters.cli_gate", "adapters.cli_registry", "adapters.cli_node", "adapters.cli_replay",
+      "adapters.cli_drift", "adapters.cli_robot", "adapters.cli_champion")
 
 
 def main() -> None:

@@ -22,16 +22,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from adapters.cli_common import fail as _fail   # one line on stderr, exit 2 / 1
+
 EXIT_BAD_INPUT = 2
 app = typer.Typer(name="champion", no_args_is_help=True, add_completion=False,
                   help="champions: distil one from a recording of the robot's existing controller")
 out_console = Console()
 err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code)
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""What every `driftgate` command shares: how an error ends the process.
+"""What every `driftgate` command shares: how an error ends the process, and how a command module
+joins the root CLI.
 
 One line on stderr, ``error: <what> ...`` naming the option or field, never wrapped (a rich console
 wraps at the terminal's width, 80 columns when there is none, which split messages over several
@@ -6,9 +7,14 @@ lines), and one exit status convention everywhere:
 
 - 2: bad input (an option, a parameter, a file's contents): fix the command and run it again;
 - 1: a runtime failure (a sandbox job failed, a registry is corrupt, a node could not start).
+
+Every command module (``adapters/cli_*.py``) defines one ``app = typer.Typer(...)``: with a ``name``
+its commands form a group (``driftgate registry list``), without one they join the top level
+(``driftgate replay``). The root mounts them all the same way, `mount(app, "adapters.cli_x", ...)`.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import NoReturn
 
@@ -55,3 +61,9 @@ class OneLineErrors(TyperGroup):
             print("Aborted!", file=sys.stderr, flush=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def mount(root: typer.Typer, *modules: str) -> None:
+    """Add the ``app`` of each command module (by dotted name) to `root`, in order."""
+    for name in modules:
+        root.add_typer(importlib.import_module(name).app)

@@ -13,7 +13,7 @@ candidate/shadow/canary, a malformed suite, an unwritable output path) is one li
 status 2, and nothing is written: inputs are validated before any rollout, the report is attached
 only after the gate finished, and the JSON file is written atomically last.
 
-Mount it on the main app with `app.command("gate")(gate)`.
+Its `app` has no name, so `gate` joins the top level (`adapters.cli_common.mount`).
 """
 from __future__ import annotations
 
@@ -26,14 +26,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adapters.cli_common import fail as _fail   # one line on stderr, exit 2 (EXIT_ERROR)
+
 ACTOR = "gate"
 EXIT_ERROR = 2
 EXIT_NOT_PASS = 3
-
-
-def _fail(message: str) -> None:
-    from adapters.cli_common import fail
-    fail(message, EXIT_ERROR)
 
 
 def _check_output(path: Path) -> None:
@@ -113,3 +110,7 @@ def gate(
                            "json_out": str(json_out)}))
     if strict and out["verdict"] != "PASS":
         raise typer.Exit(EXIT_NOT_PASS)
+
+
+app = typer.Typer(add_completion=False)
+app.command("gate")(gate)

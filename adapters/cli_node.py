@@ -24,10 +24,11 @@ from typing import Any, Callable, Optional
 import typer
 import yaml
 
+from adapters.cli_common import fail as _fail
 from adapters.ros.ros_args import RosArgs
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Run the driftgate ROS 2 nodes (controller, simulated robot) from a launch YAML.")
+app = typer.Typer(name="node", add_completion=False, no_args_is_help=True,
+                  help="start the driftgate ROS 2 nodes from the launch YAML (no ros2 launch needed)")
 
 CONTROLLER = "driftgate_controller"
 SIM_ROBOT = "driftgate_sim_robot"
@@ -231,11 +232,6 @@ def _ros_args(ctx: typer.Context) -> RosArgs:
         return RosArgs.parse(ctx.args)
     except ValueError as e:
         _fail(e)
-
-
-def _fail(e: Exception, code: int = 2) -> None:
-    from adapters.cli_common import fail
-    fail(str(e), code)
 
 
 def _run(factories: list, domain_id: Optional[int], args: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """`driftgate registry ...`: the champion registry from the shell.
 
-A typer sub-app; the main CLI mounts it with `app.add_typer(registry_app, name="registry")`.
+A typer sub-app named "registry" (the main CLI mounts it with `adapters.cli_common.mount`).
 Every command takes `--registry DIR`. Output meant for scripts goes to stdout (`add` prints only the
 new id, `rollback` only the new champion's id); errors go to stderr as one clear line with a
 non-zero exit status and no traceback. Genome ids may be given as a unique prefix (>= 6 hex chars).
@@ -25,7 +25,7 @@ from safety.registry import STATUSES, Registry, RegistryError
 from safety.registry_schema import RegistryStateError, robot_for_plant
 from sim.genome import GenomeFileError
 
-app = typer.Typer(name="registry", help="Champion registry: genomes, lineage, promotion, rollback, audit log.",
+app = typer.Typer(name="registry", help="the champion registry: lineage, promote, rollback, verify",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 ACTOR = "cli"

@@ -21,15 +21,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from adapters.cli_common import fail as _fail   # one line on stderr, exit 2 / 1
+
 EXIT_BAD_INPUT = 2
 app = typer.Typer(name="robot", no_args_is_help=True, add_completion=False,
                   help="robot profiles: draft one from an MJCF/URDF model (init), validate one (check)")
 out = Console()
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command("init")

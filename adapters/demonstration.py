@@ -24,6 +24,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from adapters.joint_stream import JointOrder, StatePairing
+
 from sim.distill import Demonstration, DistillError
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
@@ -126,9 +128,15 @@ def read_demonstration(bag: str | os.PathLike, plant: str, *, joint_state_topic:
 
     act_dim = int(info["act_dim"])
     pos, vel, cmds, stamps, rewards = [], [], [], [], []
-    pending = None
-    unpaired = refused = 0
-    order_cache: dict[tuple, np.ndarray | None] = {}
+    order = JointOrder(names)
+
+    def emit(state, a) -> None:
+        pos.append(state[0])
+        vel.append(state[1])
+        stamps.append(state[2])
+        cmds.append(a)
+
+    pairing = StatePairing(emit, hold=False)   # only what the incumbent answered
     try:
         with Reader(path) as r:
             want = [c for c in r.connections if c.topic in (js, cmd, rew)]
@@ -136,41 +144,22 @@ def read_demonstration(bag: str | os.PathLike, plant: str, *, joint_state_topic:
             for c, ts, raw in r.messages(connections=want):
                 if c.topic == js:
                     m = deser(raw, c.msgtype)
-                    if pending is not None:
-                        unpaired += 1
-                    pending = None
-                    key = tuple(m.name)
-                    idx = order_cache.get(key, False)
-                    if idx is False:
-                        where = {n: i for i, n in enumerate(key)}
-                        idx = (np.array([where[n] for n in names], dtype=np.intp)
-                               if all(n in where for n in names) and len(where) == len(key) else None)
-                        order_cache[key] = idx
-                    if idx is None:
-                        raise DistillError("--robot", f"the joint states on {js} carry joints {list(key)}; plant "
+                    if order.index(m.name) is None:
+                        raise DistillError("--robot", f"the joint states on {js} carry joints {list(m.name)}; plant "
                                            f"{plant!r} needs {names} (the wrong plant for this bag, or give "
                                            "--joint-names)")
-                    q = np.asarray(m.position, dtype=np.float64)
-                    v = np.asarray(m.velocity, dtype=np.float64)
-                    if len(q) != len(key) or len(v) != len(key):
-                        refused += 1
-                        continue
-                    q, v = q[idx], v[idx]
-                    if not (np.isfinite(q).all() and np.isfinite(v).all()):
-                        refused += 1
-                        continue
-                    pending = (q, v, ts / 1e9)
+                    qv = order.reorder(m)
+                    ok = qv is not None and np.isfinite(qv[0]).all() and np.isfinite(qv[1]).all()
+                    pairing.state((qv[0], qv[1], ts / 1e9) if ok else None)
                 elif c.topic == cmd:
                     a = np.asarray(deser(raw, c.msgtype).data, dtype=np.float64)
                     if a.shape != (act_dim,):
                         raise DistillError("--command-topic", f"commands on {cmd} have {a.size} values; plant "
                                            f"{plant!r} takes {act_dim} (the wrong topic, or the wrong --robot)")
-                    if pending is not None and np.isfinite(a).all():
-                        pos.append(pending[0])
-                        vel.append(pending[1])
-                        stamps.append(pending[2])
-                        cmds.append(a)
-                    pending = None
+                    if np.isfinite(a).all():
+                        pairing.command(a)
+                    else:
+                        pairing.discard()
                 else:
                     x = float(deser(raw, c.msgtype).data)
                     if math.isfinite(x):
@@ -179,6 +168,7 @@ def read_demonstration(bag: str | os.PathLike, plant: str, *, joint_state_topic:
         raise
     except Exception as e:
         raise DistillError("BAG", f"{path} is damaged: {str(e) or type(e).__name__}") from None
+    unpaired, refused = pairing.unpaired, pairing.skipped
     source = {"bag": str(path), "joint_state_topic": js, "command_topic": cmd, "reward_topic": rew,
               "joint_names": names, "paired": len(pos), "unpaired_joint_states": unpaired,
               "refused_joint_states": refused, "bag_plant": custom.get("driftgate.plant"),

@@ -67,7 +67,7 @@ from river.drift import ADWIN, KSWIN, DummyDriftDetector, PageHinkley  # noqa: E
 
 from controller.drift import (Calibration, DriftMonitor, MonitorConfig,  # noqa: E402
                               calibration_from_monitor, load_config)
-from sim.drift_scenarios import SCENARIOS, DriftCase, Scenario, step_fast  # noqa: E402
+from sim.drift_scenarios import SCENARIOS, DriftCase, DriftScenario, step_fast  # noqa: E402
 from sim.nominal_model import make_predictor  # noqa: E402
 
 DEFAULT = "default"
@@ -119,7 +119,7 @@ def smoke_config() -> BenchConfig:
 class Episode:
     """Plant + controller + default monitor (+ raw detectors), steppable and branchable."""
 
-    def __init__(self, sc: Scenario, seed: int, cfg: MonitorConfig, calibration: Calibration | None,
+    def __init__(self, sc: DriftScenario, seed: int, cfg: MonitorConfig, calibration: Calibration | None,
                  calibrating: bool = False, profile: bool = False, raw: bool = False,
                  dummy_period_s: float = 5.0) -> None:
         self.sc = sc
@@ -214,7 +214,7 @@ class Episode:
 
 # -- calibration ------------------------------------------------------------------------------------
 
-def calibrate_plant(sc: Scenario, cfg: MonitorConfig, minutes: float, seed: int = 10_000
+def calibrate_plant(sc: DriftScenario, cfg: MonitorConfig, minutes: float, seed: int = 10_000
                     ) -> Calibration:
     """Thresholds from nominal runs totalling `minutes` of monitored time, split into segments of
     about 5 min, each a fresh robot and a fresh warm-up (so the thresholds cover the variation of
@@ -232,7 +232,7 @@ def calibrate_plant(sc: Scenario, cfg: MonitorConfig, minutes: float, seed: int 
     return calibration_from_monitor(ep.monitor, ph.threshold_factor, sc.plant)
 
 
-def measure_cost(sc: Scenario, cfg: MonitorConfig, calibration: Calibration, seconds: float,
+def measure_cost(sc: DriftScenario, cfg: MonitorConfig, calibration: Calibration, seconds: float,
                  seed: int = 30_000) -> dict:
     """CPU and wall microseconds per tick of the warmed-up monitor on `seconds` of nominal
     telemetry: the whole monitor (nominal-model residuals included) and the detector stage alone
@@ -303,7 +303,7 @@ def _moving_mean(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def run_seed(sc: Scenario, seed: int, cfg: MonitorConfig, calibration: Calibration,
+def run_seed(sc: DriftScenario, seed: int, cfg: MonitorConfig, calibration: Calibration,
              bc: BenchConfig, trace: dict | None = None) -> list[dict]:
     """One drift episode: shared warm-up and pre-drift history, then one future per drift."""
     rng = np.random.default_rng(1000 + seed)
@@ -382,7 +382,7 @@ def _alarm_record(seed: int, ev) -> dict:
             "magnitude": {k: round(v, 3) for k, v in ev.magnitude.items()}}
 
 
-def run_nominal(sc: Scenario, cfg: MonitorConfig, calibration: Calibration, bc: BenchConfig,
+def run_nominal(sc: DriftScenario, cfg: MonitorConfig, calibration: Calibration, bc: BenchConfig,
                 seed0: int = 50_000) -> dict:
     """Nominal episodes (fresh seeds, <= episode_hours each) with the default monitor until
     `nominal_hours` of monitored time: every alarm is a false alarm. River's raw detectors and the
@@ -460,7 +460,7 @@ def run_nominal(sc: Scenario, cfg: MonitorConfig, calibration: Calibration, bc: 
             "raw_us_per_update": {d: 1e6 * raw_cost[d] / max(1, raw_updates) for d in RAW}}
 
 
-def sc_dt(sc: Scenario) -> float:
+def sc_dt(sc: DriftScenario) -> float:
     return {"cartpole": 0.01, "walker": 0.025, "reacher": 0.02}[sc.plant]
 
 
@@ -478,7 +478,7 @@ def _num(x, nd=4):
 
 
 def aggregate(plant: str, runs: list[dict], nominal: dict, calibration: Calibration,
-              sc: Scenario) -> list[dict]:
+              sc: DriftScenario) -> list[dict]:
     rows = []
     fa = {DEFAULT: (nominal["alarms"], nominal["monitored_hours"])}
     for d in RAW + (DUMMY,):

@@ -17,9 +17,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from safety.gate import decode_policy  # noqa: E402
 from sim.adapt_job import nominal_champion, mean_return  # noqa: E402
-from sim.srghn_decode import _layout, genome_policy_weights  # noqa: E402
+from sim.srghn_decode import genome_policy_weights  # noqa: E402
+from sim.srghn_layout import srghn_layout  # noqa: E402
 from sim.genome import Genome, save_genome  # noqa: E402
 from sim.plants import make_plant  # noqa: E402
 from sim.drift_spec import DriftSpec  # noqa: E402
@@ -37,7 +37,7 @@ def main() -> None:
     champ = nominal_champion("cartpole")  # the evolved champion it was built from
     spec, model = champ.policy_spec, dict(champ.model)
     d = model["embed_dim"]
-    L = _layout(spec, d, model["trunk_width"], model["basis_dim"])
+    L = srghn_layout(spec, model)
     vec = champ.vector.astype(np.float32).copy()
     def put(name, arr):
         off, shape = L[name]; n = int(np.prod(shape)); vec[off:off+n] = np.asarray(arr, np.float32).reshape(-1)
@@ -62,7 +62,10 @@ def main() -> None:
     ref = np.concatenate([t.reshape(-1) for t in tens]).astype(np.float32)
     print("max decode err", np.abs(w - ref).max())
     # torch decode check
-    print("torch decode err", np.abs(decode_policy(g)[1] - ref).max())
+    import torch
+    from sim.srghn import SRGHN, SRGHNConfig
+    torch_w = SRGHN(spec, SRGHNConfig(**model)).policy_weights(torch.from_numpy(g.vector)[None])[0].numpy()
+    print("torch decode err", np.abs(torch_w - ref).max())
     short, long = (30, 60) if smoke else (300, 1000)
     print(f"nominal {short}", mean_return("cartpole", g, DriftSpec(), short, 0), f"{long}", mean_return("cartpole", g, DriftSpec(), long, 0))
     D0 = DriftSpec.parse({"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}})

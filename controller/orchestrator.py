@@ -134,12 +134,6 @@ class OrchestratorConfig:
                 raise ValueError(f"{name} must be >= 0")
 
 
-def numpy_decode(genome: Any) -> tuple[Any, np.ndarray]:
-    """FallbackCache decoder for the live side: SR-GHN genomes through the numpy head (no torch)."""
-    from sim.srghn_decode import genome_policy_weights
-    return genome.policy_spec, genome_policy_weights(genome)
-
-
 def predicted_reward(report: dict | None) -> float | None:
     """Mean per-tick reward the gate measured for the candidate on its target scenarios."""
     if not report:
@@ -169,7 +163,7 @@ class Orchestrator:
         self.monitor = monitor
         self.emit = emit or (lambda ev: None)
         self.clock = clock
-        self.cache = FallbackCache(decode=decode or numpy_decode)
+        self.cache = FallbackCache(decode=decode)   # default: the gate's decoder
         self.phase = Phase.IDLE
         self.authority_ok = True           # the node: lifecycle active and mode == active
         self.history: deque[dict] = deque(maxlen=200)
@@ -473,7 +467,7 @@ class Orchestrator:
 
     def _load_policy(self, gid: str) -> CompiledPolicy:
         genome = self.registry.get(gid)
-        spec, weights = self.cache._decode(genome)
+        spec, weights = self.cache.decode(genome)
         return CompiledPolicy(gid, spec, weights)
 
     def _drop_candidate(self, now: float, reason: str, *, reject: bool, to: Phase = Phase.WATCHING,
@@ -783,4 +777,4 @@ def _jsonable(x: Any) -> Any:
 
 __all__ = ["AdaptationJob", "AdaptationResult", "AdaptationRunner", "FAIL", "Gate", "GateOutcome", "GateRequest",
            "INCONCLUSIVE", "Orchestrator", "OrchestratorConfig", "OrchestratorError", "PASS", "Phase",
-           "TRANSITIONS", "numpy_decode", "predicted_reward"]
+           "TRANSITIONS", "predicted_reward"]

@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sim.atomicio import canonical_json  # noqa: F401  (sorted, compact, no NaN: reproducible hashes)
+
 GENESIS = "0" * 64
 
 SCHEMA = """
@@ -50,11 +52,6 @@ _COLUMNS = "seq, time, actor, action, genome_id, from_status, to_status, evidenc
 
 class AuditError(RuntimeError):
     """The audit log was used wrongly (e.g. appended to outside a transaction, evidence not JSON)."""
-
-
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no whitespace, no NaN: one text per value, so hashes are reproducible."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """One scenario episode for one policy: the rollout, its metric, its hard-constraint violations.
 
-Plain scenarios run through `sim.plant_task.rollout`, the same episode function the rest of
-driftgate uses, so a gate number means what an evolution number means. Probe scenarios need to
-touch the robot mid-episode (displace a joint at reset, push it, move the reacher's target), which
-`rollout` cannot do; `_probe_rollout` is the same loop with that one hook and returns the same
-`Rollout`. Both sides of a paired comparison always go through the same function.
+Every scenario runs through `sim.plant_task.rollout`, the same episode function the rest of
+driftgate uses, so a gate number means what an evolution number means. Probe scenarios touch the
+robot mid-episode (displace a joint at reset, push it, move the reacher's target) through that
+loop's `touch` hook (`probe_touch`). Both sides of a paired comparison always go through the same
+function.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from safety.constraints import Violation, check_rollout
 from safety.scenarios import Probe, SuiteScenario, plant_instance
 from sim.drift_spec import DriftSpec
 from sim.plant_task import Rollout, rollout
-from sim.policy import PolicySpec, policy_act
+from sim.policy import PolicySpec
 
 
 @dataclass(frozen=True)
@@ -44,52 +45,33 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _probe_rollout(plant_name: str, spec: PolicySpec, weights: np.ndarray, seed: int, horizon: int,
-                   drift: DriftSpec, probe: Probe, index: int) -> Rollout:
-    """`sim.plant_task.rollout` with the probe's perturbation applied (sign alternates with `index`)."""
-    plant = plant_instance(plant_name)
-    plant.apply_drift(drift)
-    try:
-        obs = plant.reset(int(seed))
-        model, sign = plant.model, probe.sign(index)
+def probe_touch(probe: Probe, index: int) -> Callable[[Any, int], bool]:
+    """The `touch` hook of `sim.plant_task.rollout` that applies `probe` (sign alternates with `index`)."""
+    sign = probe.sign(index)
 
-        def perturb(field: str) -> None:
-            qpos, qvel = plant.data.qpos.copy(), plant.data.qvel.copy()
-            for joint, value in probe.joints:
-                jid = model.joint(joint).id
-                if field == "qpos":
-                    qpos[model.jnt_qposadr[jid]] += sign * value
-                else:
-                    qvel[model.jnt_dofadr[jid]] += sign * value
-            plant.set_qpos_qvel(qpos, qvel)
+    def perturb(plant: Any, field: str) -> None:
+        model = plant.model
+        qpos, qvel = plant.data.qpos.copy(), plant.data.qvel.copy()
+        for joint, value in probe.joints:
+            jid = model.joint(joint).id
+            if field == "qpos":
+                qpos[model.jnt_qposadr[jid]] += sign * value
+            else:
+                qvel[model.jnt_dofadr[jid]] += sign * value
+        plant.set_qpos_qvel(qpos, qvel)
 
-        if probe.kind == "initial_offset":
-            perturb("qpos")
-            obs = plant.observe()
-        rewards, actions, qpos = [], [], [plant.joint_positions()]
-        finite = True
-        w = np.asarray(weights, dtype=np.float32)[None]
-        for t in range(int(horizon)):
-            if t == probe.at and probe.kind == "push":
-                perturb("qvel")
-                obs = plant.observe()
-            elif t == probe.at and probe.kind == "target_jump":
-                plant.target_phase += probe.phase
-                obs = plant.observe()
-            a = policy_act(spec, w, obs[None])[0]
-            obs, r = plant.act(a)
-            actions.append(a)
-            rewards.append(r)
-            qpos.append(plant.joint_positions())
-            if not (np.all(np.isfinite(obs)) and np.isfinite(r)):
-                finite = False
-                break
-    finally:
-        plant.clear_drift()
-    rew = np.asarray(rewards, dtype=np.float64)
-    return Rollout(ret=float(np.nansum(rew)), rewards=rew,
-                   actions=np.asarray(actions).reshape(-1, spec.act_dim), qpos=np.asarray(qpos),
-                   finite=finite)
+    def touch(plant: Any, t: int) -> bool:
+        if t == -1 and probe.kind == "initial_offset":
+            perturb(plant, "qpos")
+        elif t == probe.at and probe.kind == "push":
+            perturb(plant, "qvel")
+        elif t == probe.at and probe.kind == "target_jump":
+            plant.target_phase += probe.phase
+        else:
+            return False
+        return True
+
+    return touch
 
 
 def metric_value(metric: str, ro: Rollout, horizon: int, probe: Probe | None,
@@ -127,7 +109,8 @@ def run_episode(scenario: SuiteScenario, index: int, spec: PolicySpec, weights: 
     if scenario.probe is None:
         ro = rollout(scenario.plant, spec, weights, seed, horizon, drift)
     else:
-        ro = _probe_rollout(scenario.plant, spec, weights, seed, horizon, drift, scenario.probe, index)
+        ro = rollout(scenario.plant, spec, weights, seed, horizon, drift, plant=plant_instance(scenario.plant),
+                     touch=probe_touch(scenario.probe, index))
     joints = plant_instance(scenario.plant).joint_names
     violations = tuple(
         Violation(v.kind, v.value, v.limit, joint=v.joint, scenario=scenario.name, seed=seed, stage=stage)

@@ -38,6 +38,7 @@ from safety.gate_report import Check, GateReport, HurdleResult, ScenarioResult, 
 from safety.scenarios import Suite, SuiteScenario, plant_instance
 from sim.genome import Genome
 from sim.policy import PolicySpec
+from sim.srghn_decode import decode_policy  # the one decoder: the tick runs what the gate evaluates
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
@@ -45,20 +46,6 @@ GATEABLE = ("candidate", "shadow", "canary")
 
 
 # ---------------------------------------------------------------------- contenders
-
-def decode_policy(genome: Genome) -> tuple[PolicySpec, np.ndarray]:
-    """(PolicySpec, flat float32 weights) of a genome: a policy genome is its vector; an SR-GHN's
-    deterministic head writes the policy (torch, once per genome; the gate is not the control path).
-    Same signature as `safety.policy_cache.FallbackCache`'s `decode`, so the live side can use it."""
-    if genome.kind == "policy":
-        return genome.policy_spec, genome.vector
-    import torch
-
-    from sim.srghn import SRGHN, SRGHNConfig
-    net = SRGHN(genome.policy_spec, SRGHNConfig(**(genome.model or {})))
-    weights = net.policy_weights(torch.from_numpy(np.array(genome.vector, dtype=np.float32))[None])[0]
-    return genome.policy_spec, weights.numpy().astype(np.float32)
-
 
 @dataclass(frozen=True)
 class Contender:

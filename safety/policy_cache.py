@@ -12,6 +12,7 @@ from safety.registry import Registry
 from safety.registry_schema import RegistryError
 from sim.genome import Genome
 from sim.policy import PolicySpec
+from sim.srghn_decode import decode_policy
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,6 @@ class PolicySnapshot:
     genome_id: str
     spec: PolicySpec
     weights: np.ndarray
-
-
-def policy_of(genome: Genome) -> tuple[PolicySpec, np.ndarray]:
-    """Default decoder: a `kind="policy"` genome *is* its policy vector."""
-    if genome.kind != "policy":
-        raise RegistryError(f"genome {genome.id} is a {genome.kind!r} genome; give FallbackCache a "
-                            "decode= function (e.g. the SR-GHN deterministic head) to get its policy")
-    return genome.policy_spec, genome.vector
 
 
 class FallbackCache:
@@ -42,7 +35,7 @@ class FallbackCache:
     """
 
     def __init__(self, decode: Callable[[Genome], tuple[PolicySpec, np.ndarray]] | None = None):
-        self._decode = decode or policy_of
+        self.decode = decode or decode_policy     # the gate's decoder (sim.srghn_decode): same weights
         self._pair: tuple[PolicySnapshot | None, PolicySnapshot | None] = (None, None)
         self._ids: tuple[str | None, str | None] = (None, None)
         self.version = 0
@@ -50,7 +43,10 @@ class FallbackCache:
     def _snap(self, genome: Genome | None) -> PolicySnapshot | None:
         if genome is None:
             return None
-        spec, weights = self._decode(genome)
+        try:
+            spec, weights = self.decode(genome)
+        except (ValueError, TypeError, KeyError) as e:
+            raise RegistryError(f"genome {genome.id}: cannot decode its policy: {e}") from None
         w = np.array(weights, dtype=np.float32, copy=True).reshape(-1)
         if w.size != spec.num_params:
             raise RegistryError(f"genome {genome.id}: decoded policy has {w.size} weights, "

@@ -103,7 +103,10 @@ def interpolate(spec: DriftSpec, frac: float) -> DriftSpec:
 
 
 @dataclass(frozen=True)
-class Scenario:
+class DriftScenario:
+    """A plant under its fixed nominal controller with sensor noise, and the labelled drifts to inject
+    (the drift benchmark's unit; not the gate's `safety.suite.Scenario`)."""
+
     plant: str
     controller_kw: dict
     obs_filter: float | None       # FilteredController alpha; None: the controller sees raw obs
@@ -140,8 +143,8 @@ def _v(plant: str, name: str) -> DriftSpec:
 WEAR = 0.6          # actuator gain at the end of the wear ramp (a 40 % loss)
 RAMP_S = 30.0
 
-SCENARIOS: dict[str, Scenario] = {
-    "cartpole": Scenario(
+SCENARIOS: dict[str, DriftScenario] = {
+    "cartpole": DriftScenario(
         plant="cartpole", controller_kw={"amplitude": 0.4, "period": 4.0}, obs_filter=None,
         drifts=(
             DriftCase("payload", "abrupt", _v("cartpole", "payload")),            # pole mass x3
@@ -155,7 +158,7 @@ SCENARIOS: dict[str, Scenario] = {
             DriftCase("sensor_bias_0.2", "abrupt", DriftSpec(obs_bias={"pole_sin": 0.2})),
             DriftCase("wear_ramp", "gradual", DriftSpec(actuator_gain={"slide": WEAR}), RAMP_S),
         )),
-    "walker": Scenario(
+    "walker": DriftScenario(
         plant="walker", controller_kw={"depth": 0.05, "period": 3.0}, obs_filter=None,
         controller_factory=walker_squat,
         drifts=(
@@ -172,7 +175,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def scenario(plant: str) -> Scenario:
+def scenario(plant: str) -> DriftScenario:
     if plant not in SCENARIOS:
         raise ValueError(f"no drift scenario for plant {plant!r}; known: {sorted(SCENARIOS)}")
     return SCENARIOS[plant]

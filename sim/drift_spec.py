@@ -50,6 +50,8 @@ from typing import Any, Mapping
 import mujoco
 import numpy as np
 
+from sim.atomicio import canonical_json
+
 SCALE_FIELDS = ("mass_scale", "friction_scale", "damping_scale")
 TABLE_FIELDS = SCALE_FIELDS + ("actuator_gain", "obs_bias")
 FIELDS = TABLE_FIELDS + ("gravity", "obs_noise", "action_delay")
@@ -76,10 +78,6 @@ SETCONST_FIELDS = (
 )
 EDIT_FIELDS = ("body_mass", "body_inertia", "geom_friction", "actuator_gear", "dof_damping")
 Pairs = tuple[tuple[str, float], ...]
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def _finite(x: Any, where: str) -> float:

@@ -16,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from sim.fitness import checked_batch, checked_fitness
+
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _worker_task = None
 
@@ -29,16 +31,6 @@ def _init_worker(task) -> None:
 
 def _evaluate_chunk(weights: np.ndarray, seeds: np.ndarray, generation: int) -> np.ndarray:
     return _worker_task.evaluate(weights, seeds, generation)
-
-
-def checked_fitness(task, fitness) -> np.ndarray:
-    """float64 fitness, or a ValueError naming the task and the first individual with NaN/inf."""
-    fitness = np.asarray(fitness, dtype=np.float64)
-    bad = ~np.isfinite(fitness)
-    if bad.any():
-        raise ValueError(f"task {getattr(task, 'name', task)!r} returned non-finite fitness "
-                         f"for {int(bad.sum())} of {len(fitness)} individuals (first: index {int(np.argmax(bad))})")
-    return fitness
 
 
 class Evaluator:
@@ -58,10 +50,7 @@ class Evaluator:
                                              initializer=_init_worker, initargs=(task,))
 
     def __call__(self, weights: np.ndarray, seeds: np.ndarray, generation: int) -> np.ndarray:
-        weights = np.ascontiguousarray(weights, dtype=np.float32)
-        seeds = np.asarray(seeds, dtype=np.int64)
-        if weights.ndim != 2 or weights.shape[0] != seeds.shape[0]:
-            raise ValueError(f"weights {weights.shape} and seeds {seeds.shape} do not match")
+        weights, seeds = checked_batch(weights, seeds)
         if self._pool is None or len(weights) < 2:
             fitness = self.task.evaluate(weights, seeds, generation)
         else:

@@ -20,7 +20,7 @@ individual ever created is kept as (id, parent_id, born).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -208,7 +208,3 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
                            champion_parent=parent_of.get(ids[0]), champion_fitness=float(scores[0]),
                            population=pop.numpy().copy(), population_ids=ids, lineage=lineage,
                            evaluations=evaluations)
-
-
-def log_dicts(logs: list[GenerationLog]) -> list[dict]:
-    return [asdict(g) for g in logs]

@@ -26,7 +26,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from sim.atomicio import atomic_write_bytes
+from sim.atomicio import atomic_write_bytes, canonical_json, dataclass_from_mapping
 from sim.policy import PolicySpec
 
 META_KEY = "driftgate"
@@ -37,10 +37,6 @@ MAX_GENOME_BYTES = 64 << 20
 
 class GenomeFileError(ValueError):
     """A genome file is missing, corrupt, or does not match what its metadata (or the caller) says."""
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def content_id(vector: np.ndarray, kind: str, policy_spec: PolicySpec, model: dict | None) -> str:
@@ -158,9 +154,7 @@ def genome_from_bytes(data: bytes, path: str | os.PathLike = "<bytes>", expected
     if vec.size != meta.get("num_params"):
         raise GenomeFileError(f"{path}: vector has {vec.size} values, metadata says {meta.get('num_params')}")
     try:
-        if not isinstance(meta.get("policy_spec"), dict):
-            raise ValueError("policy_spec must be an object")
-        spec = PolicySpec(**{k: v for k, v in meta["policy_spec"].items()})
+        spec = dataclass_from_mapping(PolicySpec, meta.get("policy_spec"), what="policy_spec")
         genome = Genome(vector=vec, policy_spec=spec, kind=meta["kind"], model=meta.get("model") or None,
                         parent_id=meta.get("parent_id"), generation=int(meta.get("generation", 0)),
                         drift_hash=meta.get("drift_hash"), fitness=meta.get("fitness") or {},

@@ -24,7 +24,7 @@ import numpy as np
 
 from sim.drift_spec import DriftSpec
 from sim.genome import Genome
-from sim.srghn_decode import _layout
+from sim.srghn_layout import srghn_layout
 
 VALUE_LIMIT = 20.0          # SR-GHN's genome clamp (SRGHN.md): every written value must fit
 
@@ -60,7 +60,7 @@ def write_policy_into_head(genome: Genome, tensors: list[np.ndarray], note: str)
     """A copy of SR-GHN `genome` whose deterministic head writes exactly `tensors`."""
     spec, model = genome.policy_spec, dict(genome.model or {})
     d = int(model.get("embed_dim", 32))
-    L = _layout(spec, d, int(model.get("trunk_width", 64)), int(model.get("basis_dim", 32)))
+    L = srghn_layout(spec, model)
     shapes = [s for _, s in spec.tensors]
     if [t.shape for t in tensors] != [tuple(s) for s in shapes]:
         raise ValueError(f"tensors {[t.shape for t in tensors]} do not match the policy {shapes}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -191,24 +191,36 @@ class Rollout:
 
 
 def rollout(plant_name: str, spec: PolicySpec, weights: np.ndarray, seed: int, horizon: int = DEFAULT_HORIZON,
-            drift: DriftSpec | dict | str | None = None) -> Rollout:
-    """Run one episode; a non-finite observation ends it early with `finite=False` (never raises)."""
-    plant = _plants(plant_name, 1)[0]
+            drift: DriftSpec | dict | str | None = None, *, plant: Any = None,
+            touch: Callable[[Any, int], bool] | None = None) -> Rollout:
+    """Run one episode; a non-finite observation ends it early with `finite=False` (never raises).
+
+    The one episode loop of the gate. `plant` is the instance to run (default: this process's cached
+    one); `touch(plant, t)` may act on the robot mid-episode (a gate probe: displace a joint at
+    reset, push it, move a target), with t = -1 right after the reset and then before each tick's
+    action; it returns True when it changed what the robot observes."""
+    plant = _plants(plant_name, 1)[0] if plant is None else plant
     plant.apply_drift(drift)
-    obs = plant.reset(int(seed))
-    rewards, actions, qpos = [], [], [plant.joint_positions()]
-    finite = True
-    w = np.asarray(weights, dtype=np.float32)[None]
-    for _ in range(int(horizon)):
-        a = policy_act(spec, w, obs[None])[0]
-        obs, r = plant.act(a)
-        actions.append(a)
-        rewards.append(r)
-        qpos.append(plant.joint_positions())
-        if not (np.all(np.isfinite(obs)) and np.isfinite(r)):
-            finite = False
-            break
-    plant.clear_drift()
+    try:
+        obs = plant.reset(int(seed))
+        if touch is not None and touch(plant, -1):
+            obs = plant.observe()
+        rewards, actions, qpos = [], [], [plant.joint_positions()]
+        finite = True
+        w = np.asarray(weights, dtype=np.float32)[None]
+        for t in range(int(horizon)):
+            if touch is not None and touch(plant, t):
+                obs = plant.observe()
+            a = policy_act(spec, w, obs[None])[0]
+            obs, r = plant.act(a)
+            actions.append(a)
+            rewards.append(r)
+            qpos.append(plant.joint_positions())
+            if not (np.all(np.isfinite(obs)) and np.isfinite(r)):
+                finite = False
+                break
+    finally:
+        plant.clear_drift()
     rew = np.asarray(rewards, dtype=np.float64)
     return Rollout(ret=float(np.nansum(rew)), rewards=rew, actions=np.asarray(actions).reshape(-1, spec.act_dim),
                    qpos=np.asarray(qpos), finite=finite)

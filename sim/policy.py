@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from sim.atomicio import canonical_json, dataclass_from_mapping
+
 
 @dataclass(frozen=True)
 class PolicySpec:
@@ -74,16 +76,14 @@ class PolicySpec:
         d = asdict(self)
         d.pop("tensors")
         d["hidden"] = list(d["hidden"])
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return canonical_json(d)
 
     @classmethod
     def from_json(cls, text: str) -> "PolicySpec":
         d = json.loads(text)
-        unknown = set(d) - {"obs_dim", "act_dim", "hidden", "discrete", "act_low", "act_high"}
-        if unknown:
-            raise ValueError(f"PolicySpec: unknown keys {sorted(unknown)}")
-        d["hidden"] = tuple(d.get("hidden", ()))
-        return cls(**d)
+        if isinstance(d, dict):
+            d["hidden"] = tuple(d.get("hidden", ()))
+        return dataclass_from_mapping(cls, d, what="PolicySpec")
 
 
 def policy_outputs(spec: PolicySpec, weights: np.ndarray, obs: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from sim.evaluate import checked_fitness
+from sim.fitness import checked_batch, checked_fitness
 from sim.ray_cluster import (CONNECT_TIMEOUT_S, INIT_TIMEOUT_S, RayUnavailable, check_reachable, cluster_address,
                              enable_token_auth, init_with_timeout)
 
@@ -127,10 +127,7 @@ class RayEvaluator:
         return float(np.median(times))
 
     def __call__(self, weights: np.ndarray, seeds: np.ndarray, generation: int) -> np.ndarray:
-        weights = np.ascontiguousarray(weights, dtype=np.float32)
-        seeds = np.asarray(seeds, dtype=np.int64)
-        if weights.ndim != 2 or weights.shape[0] != seeds.shape[0]:
-            raise ValueError(f"weights {weights.shape} and seeds {seeds.shape} do not match")
+        weights, seeds = checked_batch(weights, seeds)
         chunks = plan_chunks(len(weights), self.workers, self.per_item_s, self.overhead_s)
         self.chunk_log.append(len(chunks))
         box = [self._task_ref]

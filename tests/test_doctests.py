@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["sim.recovery", "controller.drift.detectors", "controller.drift.calibration", "adapters.latency", "adapters.realtime",
+MODULES = ["sim.recovery", "sim.atomicio", "controller.drift.detectors", "controller.drift.calibration", "adapters.latency", "adapters.realtime",
            "adapters.ros.ros_args"]
 
 

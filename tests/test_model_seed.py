@@ -34,6 +34,15 @@ def lqr_of(plant, drift):
     return make_plant(plant, drift=drift).model_lqr()
 
 
+def torch_head(genome):
+    """The torch SR-GHN's deterministic head (what evolution decodes with) for one genome."""
+    import torch
+
+    from sim.srghn import SRGHN, SRGHNConfig
+    net = SRGHN(genome.policy_spec, SRGHNConfig(**genome.model))
+    return net.policy_weights(torch.from_numpy(genome.vector)[None])[0].numpy()
+
+
 def act(genome, obs):
     return policy_act(genome.policy_spec, genome_policy_weights(genome)[None], obs)
 
@@ -77,10 +86,8 @@ def test_written_genome_stays_in_the_clamp_and_decoders_agree(champion, reversed
     for seed in (reversed_seed, model_seed(champion, "cartpole", DriftSpec())):
         assert np.all(np.isfinite(seed.vector)) and np.abs(seed.vector).max() <= VALUE_LIMIT == 20.0
         assert seed.vector.shape == champion.vector.shape
-        from safety.gate import decode_policy
-        spec, torch_weights = decode_policy(seed)
-        assert spec == champion.policy_spec
-        np.testing.assert_allclose(torch_weights, genome_policy_weights(seed), atol=1e-5)
+        assert seed.policy_spec == champion.policy_spec
+        np.testing.assert_allclose(torch_head(seed), genome_policy_weights(seed), atol=1e-5)
     # the champion is not modified in place
     np.testing.assert_array_equal(nominal_champion("cartpole").vector, champion.vector)
 
@@ -131,9 +138,8 @@ def test_plants_without_a_linear_design_get_no_seed(champion, plant):
 def test_head_writes_exactly_the_tensors_from_any_srghn_vector(champion):
     """Whatever the genome's policy graph held before (here noise everywhere), the written head
     decodes to exactly the given tensors; the self graph, trunk and rate heads are kept."""
-    from safety.gate import decode_policy
     from sim.genome import Genome
-    from sim.srghn_decode import _layout
+    from sim.srghn_layout import srghn_layout
     spec = champion.policy_spec
     rng = np.random.default_rng(1)
     noisy = Genome(vector=np.clip(champion.vector + rng.normal(0, 0.5, champion.vector.shape), -20, 20)
@@ -143,9 +149,9 @@ def test_head_writes_exactly_the_tensors_from_any_srghn_vector(champion):
     assert np.abs(genome_policy_weights(noisy) - flat).max() > 1.0
     written = write_policy_into_head(noisy, tensors, "test")
     np.testing.assert_allclose(genome_policy_weights(written), flat, atol=1e-6)
-    np.testing.assert_allclose(decode_policy(written)[1], flat, atol=1e-5)
+    np.testing.assert_allclose(torch_head(written), flat, atol=1e-5)
     assert written.parent_id == noisy.id and written.fitness == {"source": "test"}
-    L = _layout(spec, 32, 64, 32)
+    L = srghn_layout(spec, written.model)
     for name in ("embed_self", "gnn_self.msg.weight", "gnn_self.gru.bias_hh", "trunk.0.weight", "trunk.2.weight",
                  "log_std.weight", "rate.weight", "rate.bias"):
         off, shape = L[name]

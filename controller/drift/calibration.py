@@ -10,86 +10,21 @@ recording into segments), so the thresholds also cover the variation of the warm
 HDDM_W has no threshold to calibrate; its firings on the nominal recording are counted and
 reported so that a configuration in which it false-alarms is visible.
 
-`Calibration` is a small JSON file (`driftgate drift-calibrate` writes it; the monitor YAML's
-``calibration_file`` points at it).
+The result is a `Calibration` (`controller.drift.calibration_file`), a small JSON file
+(`driftgate drift-calibrate` writes it; the monitor YAML's ``calibration_file`` points at it).
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
+from controller.drift.calibration_file import FORMAT, MIN_THRESHOLD, Calibration  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:  # pragma: no cover  (types only: the monitor imports calibration_file, not this module)
     from controller.drift.events import TelemetryWindow
     from controller.drift.monitor import DriftMonitor
-
-MIN_THRESHOLD = 1.0
-FORMAT = "driftgate.drift_calibration/1"
-
-
-@dataclass
-class Calibration:
-    thresholds: dict[str, float]                 # detector name -> threshold
-    peaks: dict[str, float] = field(default_factory=dict)
-    threshold_factor: float = 2.0
-    nominal_hours: float = 0.0                   # monitored (post-warm-up) hours it saw
-    nominal_fires: dict[str, int] = field(default_factory=dict)   # detector firings while calibrating
-    plant: str = ""
-    dt: float = 0.0
-    note: str = ""
-    tail_levels: dict[str, float] = field(default_factory=dict)   # Gumbel levels used
-    block_peaks: dict[str, list[float]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name, x in self.thresholds.items():
-            if not (isinstance(x, (int, float)) and math.isfinite(x) and x > 0):
-                raise ValueError(f"calibration: threshold of {name!r} must be a positive number, got {x!r}")
-
-    def to_dict(self) -> dict:
-        return {"format": FORMAT, **asdict(self)}
-
-    def save(self, path: str | Path) -> Path:
-        """Write the JSON file atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
-        if not isinstance(data, dict):
-            raise ValueError("calibration: expected a JSON object")
-        data = dict(data)
-        fmt = data.pop("format", FORMAT)
-        if fmt != FORMAT:
-            raise ValueError(f"calibration: unknown format {fmt!r} (expected {FORMAT!r})")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"calibration: unknown key(s) {unknown}")
-        if "thresholds" not in data or not isinstance(data["thresholds"], dict):
-            raise ValueError("calibration: missing 'thresholds' object")
-        return cls(**data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"calibration {path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
-
 
 def feed_window(monitor: "DriftMonitor", window: "TelemetryWindow") -> int:
     """Replay a recorded window through a monitor; returns the number of alarms raised."""

@@ -220,11 +220,11 @@ class MonitorModel(Strict):
     window_s: NonNeg = 20.0
     tau_s: NonNeg = 1.0
     calibration_file: Text = ""
-    page_hinkley: _PageHinkleyModel = _PageHinkleyModel()
+    page_hinkley: _PageHinkleyModel = _PageHinkleyModel()      # one section per detector ...
     hddm_w: _HddmWModel = _HddmWModel()
     adwin: _AdwinModel = _AdwinModel()
-    kswin: _KswinModel = _KswinModel()
-    nominal_model: _NominalModelModel = _NominalModelModel()
+    kswin: _KswinModel = _KswinModel()                          # ... (each with its `enabled`)
+    nominal_model: _NominalModelModel = _NominalModelModel()    # the residual source's model
 
     def to_config(self) -> MonitorConfig:
         d = self.model_dump()

@@ -38,7 +38,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from controller.drift.calibration import Calibration
+from controller.drift.calibration_file import Calibration
 from controller.drift.config import MonitorConfig
 from controller.drift.detectors import (AdwinDetector, CalibratedPageHinkley, DecimatedKSWIN,
                                         ExceedanceHDDMW)

@@ -25,7 +25,7 @@ from typing import Callable
 import cma
 import numpy as np
 
-from sim.baselines import check_popsize, check_positive, check_x0
+from sim.baselines.common import check_popsize, check_positive, check_x0
 from sim.baselines.cmaes import _Randn
 
 

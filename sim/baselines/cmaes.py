@@ -37,7 +37,7 @@ from collections import deque
 import cma
 import numpy as np
 
-from sim.baselines import (Best, check_fitness, check_popsize, check_positive, check_x0,
+from sim.baselines.common import (Best, check_fitness, check_popsize, check_positive, check_x0,
                            update_best)
 
 # Options this wrapper owns; a caller's `options` may not override them.

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
-from sim.baselines import (Best, check_fitness, check_popsize, check_positive, check_x0,
+from sim.baselines.common import (Best, check_fitness, check_popsize, check_positive, check_x0,
                            update_best)
 
 
