@@ -11,7 +11,8 @@ import pytest
 import sim.srghn_decode as srghn_decode
 from controller.bootstrap import bootstrap_registry
 from controller.orchestrator import Orchestrator, OrchestratorConfig
-from controller.runtime import CompiledPolicy, ControllerRuntime, GuardConfig, RuntimeConfig, make_observation_map
+from controller.observation import make_observation_map
+from controller.runtime import CompiledPolicy, ControllerRuntime, GuardConfig, RuntimeConfig
 from safety.gate import Contender
 from safety.registry import Registry
 from sim.adapt_job import nominal_champion
@@ -79,6 +80,6 @@ def test_tick_runs_the_weights_the_gate_evaluated(tmp_path, genome, decoder_call
 def test_the_one_decoder_is_the_numpy_head(genome):
     """Not a second copy that happens to agree: the gate's decoder *is* sim.srghn_decode's."""
     import safety.gate
-    import safety.registry
+    import safety.policy_cache
     assert safety.gate.decode_policy is srghn_decode.decode_policy
-    assert safety.registry.FallbackCache().decode is srghn_decode.decode_policy
+    assert safety.policy_cache.FallbackCache().decode is srghn_decode.decode_policy
