@@ -86,15 +86,15 @@ class OrchestratorError(RuntimeError):
 
 @dataclass(frozen=True)
 class OrchestratorConfig:
-    """Budgets and thresholds of the lifecycle (all ROS parameters of the controller node)."""
+    """Budgets and thresholds of the lifecycle (the ``orchestrator`` and ``adapt`` sections of
+    `controller.settings.Settings`, same names; built by `controller.pipeline`)."""
 
     plant: str
     job_root: Path
     adapt: bool = True                       # False: drift events are reported, no job starts
     seed: int = 0
-    budgets: dict = field(default_factory=lambda: {"wall_s": 120.0, "generations": 30, "population": 10,
-                                                   "children": 2, "horizon": 300, "episodes": 1})
-    drift_hint: dict | None = None           # a DriftSpec for sandboxes without system identification
+    job: dict = field(default_factory=dict)  # job.json fields (sim.job_contract.AdaptJob names), e.g. budget_s,
+                                             # max_generations, drift (`Settings.job_fields`)
     retry_backoff_s: float = 30.0            # after a failed / held adaptation, ignore alarms this long
     archive_suite: Path | None = None        # regression suite that gets an `archive` scenario for every
                                              # promoted regime (later candidates must not regress there)
@@ -103,7 +103,7 @@ class OrchestratorConfig:
     shadow_s: float = 10.0
     shadow_min_samples: int = 100
     shadow_timeout_s: float = 60.0           # not enough paired samples by then: hold
-    shadow_max_divergence_mean: float = 0.5
+    shadow_max_divergence: float = 0.5
     shadow_max_saturation: float = 0.5
     # A champion that drives the live robot outside the guard bounds on at least this fraction of
     # the shadow ticks is failing (a motor wired backwards: the robot falls over and over). Staying
@@ -225,7 +225,8 @@ class Orchestrator:
                                           "evidence": _jsonable(evidence)})
         self.history.append(ev)
 
-    def _error(self, what: str, exc: BaseException | str) -> None:
+    def report_error(self, what: str, exc: BaseException | str) -> None:
+        """Count and publish an error that did not stop the lifecycle (the champion stays in force)."""
         self.counters["errors"] += 1
         self.last_error = f"{what}: {exc}"
         self._event("error", what=what, error=str(exc))
@@ -236,7 +237,7 @@ class Orchestrator:
         try:
             self.cache.refresh(self.registry)
         except Exception as e:   # corrupt new champion: the previous pair stays in force
-            self._error("registry refresh", e)
+            self.report_error("registry refresh", e)
             return False
         snap = self.cache.champion
         if snap is None:
@@ -245,7 +246,7 @@ class Orchestrator:
             try:
                 self.runtime.install(champion=CompiledPolicy.from_snapshot(snap))
             except ValueError as e:
-                self._error("install champion", e)
+                self.report_error("install champion", e)
                 return False
             self._event("champion_loaded", genome=snap.genome_id)
             return True
@@ -310,7 +311,7 @@ class Orchestrator:
             job = self._make_job(ev)
             self.runner.start(job)
         except Exception as e:
-            self._error("start sandbox job", e)
+            self.report_error("start sandbox job", e)
             self._backoff_until = now + self.config.retry_backoff_s
             return
         self._job = job
@@ -333,9 +334,9 @@ class Orchestrator:
         window = self._post_alarm_window(ev)
         summary = ev.to_dict() if hasattr(ev, "to_dict") else (dict(ev) if isinstance(ev, dict) else None)
         return AdaptationJob(job_id=job_id, job_dir=job_dir, plant=self.config.plant,
-                             seed=self.config.seed + self._job_counter, budgets=dict(self.config.budgets),
+                             seed=self.config.seed + self._job_counter, budgets={k: v for k, v in self.config.job.items() if k != "drift"},
                              seeds=tuple(seeds), window=window if window is not None and len(window) else None,
-                             drift_event=_jsonable(summary), drift_hint=self.config.drift_hint)
+                             drift_event=_jsonable(summary), drift_hint=self.config.job.get("drift"))
 
     def _post_alarm_window(self, ev: Any):
         """The telemetry since the change began (the estimated onset, else the alarm), taken from the
@@ -354,7 +355,7 @@ class Orchestrator:
                 return window
             return type(fresh)(*(getattr(fresh, f)[keep] for f in ("t", "obs", "action", "reward", "segment")))
         except Exception as e:   # never let a telemetry copy stop adaptation
-            self._error("post-alarm telemetry window", e)
+            self.report_error("post-alarm telemetry window", e)
             return window
 
     def _step_adapting(self, now: float) -> None:
@@ -386,7 +387,7 @@ class Orchestrator:
         except Exception as e:
             self.counters["job_failures"] += 1
             self._backoff_until = now + self.config.retry_backoff_s
-            self._error("register candidate", e)
+            self.report_error("register candidate", e)
             self._to(Phase.WATCHING, now, "candidate could not be registered: champion stays", error=str(e))
             return
         if cid is None:
@@ -399,7 +400,7 @@ class Orchestrator:
                 raise OrchestratorError("no gate configured")
             self.gate.start(GateRequest(cid, res.drift_estimate or (job.drift_hint if job else None)))
         except Exception as e:
-            self._error("start gate", e)
+            self.report_error("start gate", e)
             self._backoff_until = now + self.config.retry_backoff_s
             self._candidate_id = None
             self._to(Phase.WATCHING, now, "gate could not start: holding", error=str(e))
@@ -440,14 +441,14 @@ class Orchestrator:
                 report.setdefault("gate", type(self.gate).__name__)
                 self.registry.attach_gate_report(cid, _jsonable(report))
         except Exception as e:
-            self._error("attach gate report", e)
+            self.report_error("attach gate report", e)
             out = GateOutcome(INCONCLUSIVE, (f"report could not be recorded: {e}",))
         if out.verdict == PASS:
             try:
                 cand = self._load_policy(cid)
                 self.runtime._check_policy(cand)
             except Exception as e:
-                self._error("load candidate policy", e)
+                self.report_error("load candidate policy", e)
                 self._drop_candidate(now, f"candidate policy unusable on this robot: {e}", reject=True)
                 return
             try:
@@ -455,7 +456,7 @@ class Orchestrator:
                                          evidence={"reasons": list(out.reasons)})
                 self.runtime.install(candidate=cand, canary=None)
             except Exception as e:
-                self._error("enter shadow", e)
+                self.report_error("enter shadow", e)
                 self._drop_candidate(now, "could not start shadow", reject=False)
                 return
             self.counters["gate_pass"] += 1
@@ -486,7 +487,7 @@ class Orchestrator:
             try:
                 self.registry.reject(cid, reason=reason, evidence=_jsonable(evidence))
             except Exception as e:
-                self._error("reject candidate", e)
+                self.report_error("reject candidate", e)
         self._backoff_until = now + self.config.retry_backoff_s
         self._to(to, now, reason, **evidence)
         self._candidate_id = None
@@ -507,9 +508,9 @@ class Orchestrator:
             stats["champion_failing"] = failing
             if self._rescue:
                 pass          # pairwise limits against a failing champion mean nothing (see config)
-            elif stats["divergence_mean"] > cfg.shadow_max_divergence_mean:
+            elif stats["divergence_mean"] > cfg.shadow_max_divergence:
                 problems.append(f"mean action divergence {stats['divergence_mean']:.3g} > "
-                                f"{cfg.shadow_max_divergence_mean:g}")
+                                f"{cfg.shadow_max_divergence:g}")
             if not self._rescue and stats["saturation_challenger"] > cfg.shadow_max_saturation:
                 problems.append(f"candidate saturated on {100 * stats['saturation_challenger']:.0f}% of ticks "
                                 f"> {100 * cfg.shadow_max_saturation:.0f}%")
@@ -527,7 +528,7 @@ class Orchestrator:
                 self.registry.set_status(self._candidate_id, "canary", reason="shadow comparison passed",
                                          evidence=_jsonable({"shadow": stats}))
             except Exception as e:
-                self._error("enter canary", e)
+                self.report_error("enter canary", e)
                 self._drop_candidate(now, "could not start canary", reject=False)
                 return
             self._canary_step = 0
@@ -581,7 +582,7 @@ class Orchestrator:
         try:
             self.registry.promote(cid, reason=reason, evidence=_jsonable(evidence))
         except Exception as e:
-            self._error("promote", e)
+            self.report_error("promote", e)
             self._drop_candidate(now, f"registry refused the promotion: {e}", reject=False)
             return
         self.runtime.install(champion=cand, candidate=None, canary=None)   # the swap between two ticks
@@ -589,7 +590,7 @@ class Orchestrator:
         try:
             self.cache.refresh(self.registry)
         except Exception as e:
-            self._error("registry refresh after promotion", e)
+            self.report_error("registry refresh after promotion", e)
         self._notify_monitor()
         self._archive_regime(cid)
         self._to(Phase.PROMOTED, now, reason, replaced=old, **evidence)
@@ -611,20 +612,14 @@ class Orchestrator:
                                       note="appended by the orchestrator after promotion")
             self._event("archive_appended", scenario=scenario.name, suite=str(self.config.archive_suite))
         except Exception as e:
-            self._error("archive the promoted regime", e)
+            self.report_error("archive the promoted regime", e)
 
     def _notify_monitor(self) -> None:
         if self.monitor is not None:
             try:
                 self.monitor.notify_adapted()
             except Exception as e:
-                self._error("drift monitor notify_adapted", e)
-
-    def _step_promoted(self, now: float) -> None:   # transient; never rests here
-        self._to(Phase.WATCH, now, "watch period")
-
-    def _step_rollback(self, now: float) -> None:   # transient; never rests here
-        self._to(Phase.WATCHING, now, "rolled back")
+                self.report_error("drift monitor notify_adapted", e)
 
     def _step_watch(self, now: float) -> None:
         cfg = self.config
@@ -652,11 +647,11 @@ class Orchestrator:
                                       evidence=_jsonable(evidence))
             self.counters["stable"] += 1
         except Exception as e:
-            self._error("mark_stable", e)
+            self.report_error("mark_stable", e)
         try:
             self.cache.refresh(self.registry)
         except Exception as e:
-            self._error("registry refresh", e)
+            self.report_error("registry refresh", e)
         self._to(Phase.WATCHING, now, "watch period clean: champion marked stable", **evidence)
 
     def _rollback(self, now: float, reason: str, evidence: dict) -> tuple[bool, str]:
@@ -670,7 +665,7 @@ class Orchestrator:
             fb = self.cache.fallback
         if fb is None:
             msg = f"no stable ancestor of champion {self.champion_id} to roll back to"
-            self._error("rollback", msg)
+            self.report_error("rollback", msg)
             if self.phase is Phase.WATCH:
                 self._to(Phase.WATCHING, now, f"degradation but {msg}: champion kept", **evidence)
             return False, msg
@@ -679,16 +674,16 @@ class Orchestrator:
             target = CompiledPolicy.from_snapshot(fb)
             self.runtime.install(champion=target, candidate=None, canary=None)
         except ValueError as e:
-            self._error("rollback install", e)
+            self.report_error("rollback install", e)
             return False, str(e)
         try:
             self.registry.rollback(to=fb.genome_id, reason=reason, evidence=_jsonable(evidence))
         except Exception as e:   # the stable genome already drives; the registry disagrees: say so loudly
-            self._error("registry rollback (runtime already on the stable ancestor)", e)
+            self.report_error("registry rollback (runtime already on the stable ancestor)", e)
         try:
             self.cache.refresh(self.registry)
         except Exception as e:
-            self._error("registry refresh after rollback", e)
+            self.report_error("registry refresh after rollback", e)
         self.counters["rollbacks"] += 1
         self._notify_monitor()
         self._candidate_id, self._candidate, self._watch = None, None, None
