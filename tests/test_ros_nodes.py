@@ -102,12 +102,17 @@ def topics(tag):
     return {"joint_states_topic": f"{tag}/joint_states", "commands_topic": f"{tag}/commands"}
 
 
+def ctl_topics(tag):
+    """The same topics as the controller's parameters (section ros)."""
+    return {f"ros__{k}": v for k, v in topics(tag).items()}
+
+
 def resolved(tag):
     return {"joint_states_topic": f"{NS}/{tag}/joint_states", "commands_topic": f"{NS}/{tag}/commands"}
 
 
 def P(**kw):
-    return [Parameter(k, value=v) for k, v in kw.items()]
+    return [Parameter(k.replace("__", "."), value=v) for k, v in kw.items()]   # runtime__mode: runtime.mode
 
 
 # ---------------------------------------------------------------------- static checks
@@ -213,8 +218,8 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
     t = resolved("loop")
     inc_topic = f"{NS}/loop/incumbent"
     ctl = session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), incumbent_topic="loop/incumbent", reward_topic="driftgate_sim_robot/reward",
-        stale_timeout_s=0.5, diagnostics_rate_hz=4.0, adapt=False, **topics("loop"))))
+        orchestrator__registry_path=str(root), ros__incumbent_topic="loop/incumbent", ros__reward_topic="driftgate_sim_robot/reward",
+        runtime__stale_timeout_s=0.5, ros__diagnostics_rate_hz=4.0, adapt__enabled=False, **ctl_topics("loop"))))
     events = session.collect(String, f"{NS}/driftgate_controller/events",
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -272,8 +277,8 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
     assert sim.plant.pole_upright()
 
     # 4. shadow mode at run time: no commands, the champion's actions on ~/shadow_commands
-    assert not ctl.set_parameters([Parameter("mode", value="bogus")])[0].successful
-    assert ctl.set_parameters([Parameter("mode", value="shadow")])[0].successful
+    assert not ctl.set_parameters([Parameter("runtime.mode", value="bogus")])[0].successful
+    assert ctl.set_parameters([Parameter("runtime.mode", value="shadow")])[0].successful
     inc = session.probe.create_publisher(Float64MultiArray, inc_topic, 10)
     time.sleep(0.3)                                                # commands already in flight
     published, received = ctl.commands_published, sim.counters["commands"]
@@ -294,7 +299,7 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
 
     # 5. the robot goes silent: back in active mode the controller holds the safe command, ERROR
     commands = session.collect(Float64MultiArray, t["commands_topic"])
-    assert ctl.set_parameters([Parameter("mode", value="active")])[0].successful
+    assert ctl.set_parameters([Parameter("runtime.mode", value="active")])[0].successful
     session.executor.remove_node(sim)           # its timer no longer runs: /joint_states goes quiet
     wait_for(lambda: control_status()[0] is not None and control_status()[0].level == b"\x02"
              and "stale" in control_status()[0].message, 20,
@@ -307,8 +312,8 @@ def test_cli_node_starts_from_yaml_and_stops_cleanly_on_sigterm(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain(7)))
     cmd = [sys.executable, "-c", "from adapters.cli_node import main; main()", "controller",
            "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", NS.strip("/"),
-           "--set", f"registry_path={tmp_path / 'reg'}", "--set", "bootstrap_champion=lqr",
-           "--set", "detector_config=none", "--set", "commands_topic=cli/commands"]
+           "--set", f"orchestrator.registry_path={tmp_path / 'reg'}", "--set", "orchestrator.bootstrap_champion=lqr",
+           "--set", "monitor.config=none", "--set", "ros.commands_topic=cli/commands"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -342,7 +347,7 @@ from controller.bootstrap import lqr_policy_genome
 from sim.genome import save_genome
 d = Path(sys.argv[1])
 job = json.loads((d / "job.json").read_text())
-parent = Path(job["seeds"][0]).stem
+parent = job["seed_genomes"][0]["id"]
 save_genome(lqr_policy_genome(eps=0.06).with_lineage(parent_id=parent), d / "candidate.safetensors")
 (d / "result.json").write_text(json.dumps({"status": "ok", "candidate_file": "candidate.safetensors"}))
 """
@@ -356,8 +361,8 @@ def test_controller_node_runs_a_sandbox_job_on_a_drift_event(session, tmp_path):
     root = tmp_path / "registry"
     base = bootstrap_registry(root)
     ctl = session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), autostart=True, detector_config="none", orchestrator_rate_hz=20.0,
-        sandbox_command=f"{sys.executable} {script} {{job_dir}}", **topics("adapt"))))
+        orchestrator__registry_path=str(root), ros__autostart=True, monitor__config="none", orchestrator__step_s=0.05,
+        adapt__sandbox_command=f"{sys.executable} {script} {{job_dir}}", **ctl_topics("adapt"))))
     events = session.collect(String, f"{NS}/driftgate_controller/events",
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))
