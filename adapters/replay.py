@@ -78,10 +78,7 @@ from typing import Annotated, Any, Callable, Mapping, Optional
 
 import numpy as np
 import yaml
-from pydantic import AfterValidator, BeforeValidator, Field
-
-from controller.config_model import Int, Listy, Strict, Text, ValidationError, describe
-
+from controller.settings import ReplayTopics, Settings, SettingsError, validate
 from sim.safeio import read_text_bounded
 
 from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
@@ -96,166 +93,25 @@ class ReplayError(Exception):
 
 
 # ---------------------------------------------------------------------- configuration
+# The replay configuration is the settings tree (controller.settings): the same names as the
+# node's parameters, plus the ``replay`` section. ``robot`` not given: the bag's driftgate.plant.
 
-@dataclass(frozen=True)
-class AdaptSettings:
-    enabled: bool = True
-    latency_s: float = 60.0          # simulated seconds between a job's start and its answer
-    wall_limit_s: float = 900.0      # kill switch (real seconds) for the sandbox; counts should bind first
-    generations: int = 20
-    population: int = 10
-    children: int = 2
-    horizon: int = 300
-    sysid_max_evals: int = 600
-    workers: int = 1
-    drift_hint: dict | None = None   # the interim sandbox (policy champions) evolves under this
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    enabled: bool = True
-    suite: str = ""                  # regression suite YAML (default: the plant's shipped suite)
-    latency_s: float = 10.0          # simulated seconds between the gate's start and its verdict
-    timeout_s: float = 900.0         # kill switch (real seconds)
-    overrides: dict = field(default_factory=dict)   # merged into the suite YAML (defaults, gate, ...)
-
-
-@dataclass(frozen=True)
-class ReplayConfig:
-    plant: str = ""
-    champion: str = ""
-    joint_names: tuple[str, ...] = ()
-    sample_s: float = 1.0
-    step_s: float = 0.2
-    topics: dict = field(default_factory=dict)
-    monitor_file: str = ""
-    monitor: dict = field(default_factory=dict)
-    orchestrator: dict = field(default_factory=dict)
-    guard: dict = field(default_factory=dict)
-    adapt: AdaptSettings = field(default_factory=AdaptSettings)
-    gate: GateSettings = field(default_factory=GateSettings)
-
-
-_ORCH_KEYS = ("retry_backoff_s", "post_alarm_s", "shadow_s", "shadow_min_samples", "shadow_timeout_s",
-              "shadow_max_divergence_mean", "shadow_max_saturation", "canary_weights", "canary_step_s",
-              "canary_slice_s", "canary_duty", "watch_s", "watch_min_samples", "watch_tolerance", "refresh_s")
-_GUARD_KEYS = ("max_divergence", "joint_bounds")
-
-
-# ---------------------------------------------------------------------- the file's model
-# One pydantic model for the replay configuration file (controller.config_model: errors as
-# "path.to.field: must be ..., got ..."); the frozen dataclasses above stay what replay reads.
-
-_NonNeg = Annotated[float, Field(ge=0)]
-_Pos = Annotated[float, Field(gt=0)]
-_Count = Annotated[Int, Field(ge=1)]
-_Opt = Optional
-
-
-def _absolute(topic: Optional[str]) -> Optional[str]:
-    if topic is not None and not topic.startswith("/"):
-        raise ValueError(f"must be an absolute topic name (a bag records /name), got {topic!r}")
-    return topic
-
-
-_Topic = Annotated[Optional[str], AfterValidator(_absolute)]
-
-
-class _TopicsModel(Strict):
-    joint_states: _Topic = None
-    commands: _Topic = None
-    reward: _Topic = None
-    events: _Topic = None
-    drift_active: _Topic = None
-    diagnostics: _Topic = None
-
-
-def _topics_roles() -> tuple[str, ...]:
-    return tuple(_TopicsModel.model_fields)
-
-
-class _OrchestratorModel(Strict):
-    retry_backoff_s: _Opt[_NonNeg] = None
-    post_alarm_s: _Opt[_NonNeg] = None
-    shadow_s: _Opt[_NonNeg] = None
-    shadow_min_samples: _Opt[_Count] = None
-    shadow_timeout_s: _Opt[_NonNeg] = None
-    shadow_max_divergence_mean: _Opt[_NonNeg] = None
-    shadow_max_saturation: _Opt[Annotated[float, Field(ge=0, le=1)]] = None
-    canary_weights: _Opt[Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1), Listy]] = None
-    canary_step_s: _Opt[_NonNeg] = None
-    canary_slice_s: _Opt[_Pos] = None
-    canary_duty: _Opt[Annotated[float, Field(gt=0, le=1)]] = None
-    watch_s: _Opt[_NonNeg] = None
-    watch_min_samples: _Opt[_Count] = None
-    watch_tolerance: _Opt[_NonNeg] = None
-    refresh_s: _Opt[_Pos] = None
-
-
-class _GuardModel(Strict):
-    max_divergence: _Opt[_Pos] = None
-    joint_bounds: _Opt[dict[str, Annotated[list[float], Field(min_length=2, max_length=2), Listy]]] = None
-
-
-class _AdaptModel(Strict):
-    enabled: bool = True
-    latency_s: _NonNeg = 60.0
-    wall_limit_s: _Pos = 900.0
-    generations: _Count = 20
-    population: _Count = 10
-    children: _Count = 2
-    horizon: _Count = 300
-    sysid_max_evals: _Count = 600
-    workers: _Count = 1
-    drift_hint: _Opt[dict] = None
-
-
-class _GateModel(Strict):
-    enabled: bool = True
-    suite: Text = ""
-    latency_s: _NonNeg = 10.0
-    timeout_s: _Pos = 900.0
-    overrides: Annotated[dict, BeforeValidator(lambda x: {} if x is None else x)] = {}
-
-
-class ReplayModel(Strict):
-    """The replay configuration file (``--config``; see the module docstring and launch/replay.yaml)."""
-
-    plant: Text = ""
-    champion: Text = ""
-    joint_names: Annotated[list[str], Listy, BeforeValidator(lambda x: [] if x is None else x)] = []
-    sample_s: _Pos = 1.0
-    step_s: _Pos = 0.2
-    topics: Annotated[_TopicsModel, BeforeValidator(lambda x: {} if x is None else x)] = _TopicsModel()
-    monitor_file: Text = ""
-    monitor: Annotated[dict, BeforeValidator(lambda x: {} if x is None else x)] = {}   # the monitor's own model
-    orchestrator: Annotated[_OrchestratorModel, BeforeValidator(lambda x: {} if x is None else x)] = \
-        _OrchestratorModel()
-    guard: Annotated[_GuardModel, BeforeValidator(lambda x: {} if x is None else x)] = _GuardModel()
-    adapt: Annotated[_AdaptModel, BeforeValidator(lambda x: {} if x is None else x)] = _AdaptModel()
-    gate: Annotated[_GateModel, BeforeValidator(lambda x: {} if x is None else x)] = _GateModel()
-
-    def to_config(self) -> ReplayConfig:
-        given = lambda m: m.model_dump(exclude_none=True)  # noqa: E731 - only the keys the file sets
-        return ReplayConfig(plant=self.plant, champion=self.champion, joint_names=tuple(self.joint_names),
-                            sample_s=self.sample_s, step_s=self.step_s, topics=given(self.topics),
-                            monitor_file=self.monitor_file, monitor=dict(self.monitor),
-                            orchestrator=given(self.orchestrator), guard=given(self.guard),
-                            adapt=AdaptSettings(**self.adapt.model_dump()),
-                            gate=GateSettings(**self.gate.model_dump()))
+ReplayConfig = Settings
 
 
 def config_from_mapping(data: Mapping | None, base_dir: Path | None = None) -> ReplayConfig:
     """Validate a replay configuration mapping (ReplayError names the path to a bad key or value)."""
-    data = {} if data is None else data
     try:
-        cfg = ReplayModel.model_validate(data).to_config()
-    except ValidationError as e:
-        raise ReplayError(f"replay config: {describe(e, ReplayModel, data)}") from None
+        cfg = validate(data, "replay config")
+    except SettingsError as e:
+        raise ReplayError(str(e)) from None
     if base_dir is not None:   # paths in a config file are relative to the file
-        rel = lambda p: str((base_dir / p).resolve()) if p and p not in ("lqr",) and not Path(p).is_absolute() else p  # noqa: E731
-        cfg = dataclasses.replace(cfg, champion=rel(cfg.champion), monitor_file=rel(cfg.monitor_file),
-                                  gate=dataclasses.replace(cfg.gate, suite=rel(cfg.gate.suite)))
+        rel = lambda p: str((base_dir / p).resolve()) if p and p not in ("lqr", "none") and not Path(p).is_absolute() else p  # noqa: E731
+        cfg = cfg.model_copy(update={
+            "orchestrator": cfg.orchestrator.model_copy(update={"bootstrap_champion":
+                                                                rel(cfg.orchestrator.bootstrap_champion)}),
+            "monitor": cfg.monitor.model_copy(update={"config": rel(cfg.monitor.config)}),
+            "gate": cfg.gate.model_copy(update={"suite": rel(cfg.gate.suite)})})
     return cfg
 
 
@@ -286,15 +142,20 @@ def _merge(base: Any, over: Any) -> Any:
 
 
 def monitor_config(cfg: ReplayConfig):
-    """The drift monitor configuration: its YAML file, then the `monitor` overrides."""
-    from controller.drift import from_mapping, load_config
+    """The drift monitor configuration: its YAML file, then the `monitor.overrides`."""
+    from controller.pipeline import monitor_config as from_settings
     try:
-        base = load_config(cfg.monitor_file or None)
-        if cfg.monitor:
-            base = from_mapping(_merge(base.to_dict(), cfg.monitor))
+        return from_settings(cfg)
     except (ValueError, OSError) as e:
         raise ReplayError(f"replay config: monitor: {e}") from None
-    return base
+
+
+def _topics(cfg: ReplayConfig) -> dict:
+    return cfg.replay.topics.model_dump(exclude_none=True)
+
+
+def _topics_roles() -> tuple[str, ...]:
+    return tuple(ReplayTopics.model_fields)
 
 
 # ---------------------------------------------------------------------- the bag
@@ -542,7 +403,7 @@ class ReplayResult:
 
 def _champion(cfg: ReplayConfig, plant: str):
     from sim.genome import GenomeFileError, load_genome
-    src = cfg.champion
+    src = cfg.orchestrator.bootstrap_champion
     try:
         if src == "lqr":
             from controller.bootstrap import lqr_policy_genome
@@ -560,8 +421,9 @@ def _champion(cfg: ReplayConfig, plant: str):
             from controller.bootstrap import lqr_policy_genome
             return lqr_policy_genome(plant), "lqr"
     except (GenomeFileError, OSError, ValueError) as e:
-        raise ReplayError(f"replay config: champion {src or plant!r}: {e}") from None
-    raise ReplayError(f"no champion for plant {plant!r}: set champion: (a genome file) in --config")
+        raise ReplayError(f"replay config: orchestrator.bootstrap_champion {src or plant!r}: {e}") from None
+    raise ReplayError(f"no champion for plant {plant!r}: set orchestrator.bootstrap_champion (a genome file) in "
+                      "--config")
 
 
 def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
@@ -570,7 +432,7 @@ def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
     src = cfg.gate.suite or DEFAULT_SUITES.get(plant)
     if src is None:
         raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "
-                          "(or gate.enabled: false)")
+                          "(or replay.gate_enabled: false)")
     src = resolve(src)
     try:
         doc = yaml.safe_load(read_text_bounded(src, what="gate suite"))
@@ -626,7 +488,7 @@ def replay(bag: str | os.PathLike, out_dir: str | os.PathLike, config: ReplayCon
     out_dir = Path(out_dir)
     use_adapt = cfg.adapt.enabled if adapt is None else bool(adapt)
     t_wall0 = time.perf_counter()
-    info = inspect_bag(bag, cfg.topics)
+    info = inspect_bag(bag, _topics(cfg))
     mcfg = monitor_config(cfg)
     tmp = _make_output_tmp(out_dir, overwrite)
     run = None
@@ -671,15 +533,15 @@ class _Run:
         from sim.nominal_model import STATE_CODECS, make_predictor
         self.info, self.cfg, self.mcfg, self.seed, self.use_adapt = info, cfg, mcfg, int(seed), use_adapt
         self.work, self.progress = work, progress
-        plant = cfg.plant or info.custom.get("driftgate.plant", "")
+        plant = cfg.robot if "robot" in cfg.model_fields_set else info.custom.get("driftgate.plant", "")
         if not plant:
             raise ReplayError(f"bag {info.path} does not name its plant (no driftgate.plant in metadata.yaml): "
-                              "set plant: in --config")
+                              "set robot: in --config")
         if plant not in STATE_CODECS:
             raise ReplayError(f"unknown plant {plant!r}; replay knows {sorted(STATE_CODECS)}")
         self.plant = plant
         self.pinfo = plant_info(plant)
-        names = list(cfg.joint_names)
+        names = list(cfg.runtime.joint_names)
         if not names:
             try:
                 names = json.loads(info.custom.get("driftgate.joint_names") or "[]")
@@ -706,23 +568,34 @@ class _Run:
         self.orch = None
         self.suite_info: dict | None = None
         self.champion_src = None
+        self.runtime = None
         if use_adapt:
             self._setup_adaptation(runner, gate)
+        else:                   # the runtime only for its joint ordering (no authority, no tick)
+            from controller.pipeline import runtime_config
+            from controller.runtime import ControllerRuntime
+            try:
+                rcfg = runtime_config(cfg.model_copy(update={"robot": plant}), self.pinfo, self.joint_names)
+            except ValueError as e:
+                raise ReplayError(f"replay config: {e}") from None
+            self.runtime = ControllerRuntime(rcfg, self.obs_map, monitor=None, clock=lambda: self.now)
 
     # -- header -----------------------------------------------------------------------------------
     def effective_config(self) -> dict:
         m = self.mcfg.to_dict()
         if m.get("calibration_file"):
             m["calibration_file"] = Path(m["calibration_file"]).name
-        out = {"plant": self.plant, "joint_names": list(self.joint_names), "sample_s": self.cfg.sample_s,
-               "step_s": self.cfg.step_s, "topics": self.info.topics, "monitor": m, "adapt_stage": self.use_adapt}
+        out = {"plant": self.plant, "joint_names": list(self.joint_names), "sample_s": self.cfg.replay.sample_s,
+               "step_s": self.cfg.orchestrator.step_s, "topics": self.info.topics, "monitor": m, "adapt_stage": self.use_adapt}
         if self.use_adapt:
             oc = dataclasses.asdict(self.orch.config)
             oc.pop("job_root", None)
             out.update({"champion": {"id": self.champion.id, "kind": self.champion.kind,
                                      "source": self.champion_src},
-                        "orchestrator": oc, "guard": self.cfg.guard, "adapt": dataclasses.asdict(self.cfg.adapt),
-                        "gate": {**dataclasses.asdict(self.cfg.gate), "suite": self.suite_info}})
+                        "orchestrator": oc, "guard": self.cfg.guard.model_dump(mode="json"),
+                        "adapt": self.cfg.adapt.model_dump(mode="json"),
+                        "replay": self.cfg.replay.model_dump(mode="json", exclude={"topics"}),
+                        "gate": {**self.cfg.gate.model_dump(mode="json"), "suite": self.suite_info}})
         return out
 
     def header(self) -> dict:
@@ -737,60 +610,36 @@ class _Run:
 
     # -- the adaptation stage -----------------------------------------------------------------------
     def _setup_adaptation(self, custom_runner=None, custom_gate=None) -> None:
-        from controller.bootstrap import bootstrap_registry
-        from controller.contracts import INCONCLUSIVE, GateOutcome
-        from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner
-        from controller.orchestrator import Orchestrator, OrchestratorConfig
-        from controller.runtime import ControllerRuntime, GuardConfig, RuntimeConfig
-        from safety.registry import Registry
-        cfg, a = self.cfg, self.cfg.adapt
+        from controller.pipeline import build, hold_gate
+        cfg = self.cfg
         self.champion, self.champion_src = _champion(cfg, self.plant)
-        reg_root = self.work / "registry"
-        try:
-            bootstrap_registry(reg_root, self.champion, plant=self.plant, actor="driftgate-replay")
-        except Exception as e:
-            raise ReplayError(f"champion {self.champion_src}: cannot register it: {e}") from None
-        self.registry = Registry(reg_root, actor="driftgate-replay")
-        g = dict(cfg.guard)
-        try:
-            guard = GuardConfig.from_names(self.joint_names, g.get("joint_bounds") or {},
-                                           max_divergence=float(g.get("max_divergence", 0.5)))
-            rcfg = RuntimeConfig(joint_names=self.joint_names, act_dim=self.act_dim,
-                                 act_low=tuple(self.pinfo["act_low"]), act_high=tuple(self.pinfo["act_high"]),
-                                 stale_after_s=1.0, guard=guard)
-            budgets = {"wall_s": a.wall_limit_s, "generations": a.generations, "population": a.population,
-                       "children": a.children, "horizon": a.horizon, "episodes": 1}
-            ocfg = OrchestratorConfig(plant=self.plant, job_root=self.work / "jobs", adapt=True, seed=self.seed,
-                                      budgets=budgets, drift_hint=a.drift_hint,
-                                      **{k: (tuple(v) if isinstance(v, list) else v)
-                                         for k, v in cfg.orchestrator.items()})
-        except (ValueError, TypeError) as e:
-            raise ReplayError(f"replay config: {e}") from None
-        clock = lambda: self.now  # noqa: E731
-        self.runtime = ControllerRuntime(rcfg, self.obs_map, monitor=None, clock=clock)
-        if custom_runner is not None:
-            inner_runner = custom_runner
-        elif self.champion.kind == "srghn":
-            inner_runner = SandboxRunner(sysid_s=a.wall_limit_s, extra={
-                "budget_s": a.wall_limit_s, "sysid_budget_s": a.wall_limit_s, "sysid_max_evals": a.sysid_max_evals,
-                "workers": a.workers})
-        else:
-            inner_runner = SubprocessRunner(timeout_s=a.wall_limit_s)
         if custom_gate is not None:
             self.suite_info = {"name": type(custom_gate).__name__, "source": "custom gate object"}
-            inner_gate = custom_gate
-        elif cfg.gate.enabled:
+            suite = ""
+        elif cfg.replay.gate_enabled:
             suite_path, self.suite_info = _suite(cfg, self.plant, self.work)
-            inner_gate = ProcessGate(reg_root, suite_path, self.work / "gate", timeout_s=cfg.gate.timeout_s,
-                                     actor="driftgate-replay-gate")
+            suite = str(suite_path)
         else:
-            self.suite_info = None
-            inner_gate = FunctionGate(lambda req: GateOutcome(INCONCLUSIVE, ("gate disabled in the replay "
-                                                                             "config: holding",)))
-        self.runner = _SimTimed(inner_runner, a.latency_s, clock, self._on_adaptation, self._waiting, "sandbox job")
-        self.gate = _SimTimed(inner_gate, cfg.gate.latency_s, clock, self._on_gate, self._waiting, "gate")
-        self.orch = Orchestrator(ocfg, self.registry, self.runtime, self.runner, self.gate, monitor=self.monitor,
-                                 emit=self._on_event, clock=clock)
+            self.suite_info, suite = None, ""
+            custom_gate = hold_gate("gate disabled in the replay config: holding")
+        st = cfg.model_copy(update={"robot": self.plant, "orchestrator": cfg.orchestrator.model_copy(
+            update={"seed": self.seed, "job_root": "", "bootstrap_champion": ""}),
+            "gate": cfg.gate.model_copy(update={"archive_on_promotion": False})})
+        clock = lambda: self.now  # noqa: E731
+
+        def sim_timed(runner, gate):
+            self.runner = _SimTimed(runner, cfg.replay.adapt_latency_s, clock, self._on_adaptation, self._waiting,
+                                    "sandbox job")
+            self.gate = _SimTimed(gate, cfg.replay.gate_latency_s, clock, self._on_gate, self._waiting, "gate")
+            return self.runner, self.gate
+        try:
+            pipe = build(st, clock, self._on_event, registry_root=self.work / "registry", actor="driftgate-replay",
+                         suite=suite, joint_names=self.joint_names, monitor=self.monitor, monitor_in_runtime=False,
+                         champion=self.champion, runner=custom_runner, gate=custom_gate, wrap=sim_timed,
+                         refresh=False)
+        except (ValueError, TypeError) as e:
+            raise ReplayError(f"replay config: {e}") from None
+        self.registry, self.runtime, self.orch = pipe.registry, pipe.runtime, pipe.orchestrator
 
     def _waiting(self, what: str) -> None:
         if self.progress is not None:
@@ -805,7 +654,7 @@ class _Run:
 
     def _on_adaptation(self, job, res) -> None:
         rec = adaptation_record(res.result, job=f"job-{self.runner.n}", ok=res.ok, error=res.error,
-                                drift_estimate=res.drift_estimate, max_generations=self.cfg.adapt.generations,
+                                drift_estimate=res.drift_estimate, max_generations=self.cfg.adapt.max_generations,
                                 drift_event=getattr(job, "drift_event", None) or {})
         self.writer.write(self.now, "adaptation", **self.sanitize(rec))
 
@@ -839,12 +688,12 @@ class _Run:
         update = mon.update
         obs_map = self.obs_map
         names_want = self.joint_names
-        order_cache: dict[tuple, Any] = {}
+        joint_order = self.runtime.joint_order
         pending = None             # (t_rel, stamp, q, v) of a joint state waiting for its command
         last_cmd = None
         reward = None
         rew_sum, rew_n = 0.0, 0
-        sample_s, step_s = self.cfg.sample_s, self.cfg.step_s
+        sample_s, step_s = self.cfg.replay.sample_s, self.cfg.orchestrator.step_s
         next_sample = sample_s
         next_step = 0.0
         last_drift_hash = None
@@ -909,14 +758,9 @@ class _Run:
                                 tick(pending, last_cmd)
                             else:
                                 self.skipped += 1
-                        key = tuple(m.name)
-                        idx = order_cache.get(key)
-                        if idx is None:
-                            pos = {n: i for i, n in enumerate(key)}
-                            idx = np.array([pos[n] for n in names_want], dtype=np.intp) \
-                                if all(n in pos for n in names_want) and len(pos) == len(key) else False
-                            order_cache[key] = idx
-                        if idx is False or len(m.position) != len(key) or len(m.velocity) != len(key):
+                        n_names = len(m.name)
+                        idx = joint_order(m.name)
+                        if isinstance(idx, str) or len(m.position) != n_names or len(m.velocity) != n_names:
                             self.skipped += 1
                             pending = None
                             continue
@@ -972,9 +816,10 @@ class _Run:
             return
         from controller.orchestrator import Phase
         t = self.now
-        limit = end + self.cfg.adapt.latency_s + self.cfg.gate.latency_s + 10 * self.cfg.step_s
+        step_s = self.cfg.orchestrator.step_s
+        limit = end + self.cfg.replay.adapt_latency_s + self.cfg.replay.gate_latency_s + 10 * step_s
         while self.orch.phase in (Phase.ADAPTING, Phase.GATING) and t <= limit:
-            t = round(t + self.cfg.step_s, 9)
+            t = round(t + step_s, 9)
             self.now = t
             self.orch.step(t)
         self.orch.step(self.now)
@@ -1028,5 +873,5 @@ class _Run:
                 pass
 
 
-__all__ = ["AdaptSettings", "BagInfo", "GateSettings", "ReplayConfig", "ReplayError", "ReplayResult",
+__all__ = ["BagInfo", "ReplayConfig", "ReplayError", "ReplayResult",
            "config_from_mapping", "inspect_bag", "load_replay_config", "monitor_config", "replay"]

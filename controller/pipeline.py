@@ -117,7 +117,7 @@ def orchestrator_config(settings: Settings, job_root: Path, archive_suite: str |
             plant=settings.robot, job_root=job_root, adapt=bool(settings.adapt.enabled), seed=int(o.seed),
             job=settings.job_fields(), archive_suite=Path(archive_suite) if archive_suite else None,
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.model_dump().items()
-               if k in OrchestratorConfig.__dataclass_fields__ and k not in ("seed",)})
+               if k in OrchestratorConfig.__dataclass_fields__ and k not in ("seed", "job_root")})
     except (TypeError, ValueError) as e:
         raise SettingsError(f"parameter orchestrator: {e}") from None
 

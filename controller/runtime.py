@@ -513,6 +513,11 @@ class ControllerRuntime:
         worst = max(self.first_refusal, key=lambda k: self.refused.get(k, 0))
         return f"{self.refused[worst]} refused as {worst}: {self.first_refusal[worst]}"
 
+    def joint_order(self, names: Sequence[str]) -> np.ndarray | str:
+        """Indices of the configured joints in a JointState's name list, or why it cannot be used
+        ('duplicate_name', 'missing_joint'); cached per name list. Public for offline replay."""
+        return self._order(tuple(names))
+
     def _order(self, names: tuple) -> np.ndarray | str:
         """Indices of the configured joints in a message's name list (cached per name list)."""
         hit = self._index_cache.get(names)

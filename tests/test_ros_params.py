@@ -136,8 +136,13 @@ def test_joint_names_and_safe_command_are_checked_at_configure(ctx, registry):
 
 
 def test_a_mistyped_key_fails_configure_with_did_you_mean(ctx, registry):
-    configure_fails(node(ctx, registry, stale_timeout=0.2), "unknown parameter 'stale_timeout'",
-                    "did you mean stale_timeout_s")
+    configure_fails(node(ctx, registry, runtime__stale_timeout=0.2), "unknown parameter 'runtime.stale_timeout'",
+                    "did you mean runtime.stale_timeout_s")
+
+
+def test_an_old_flat_name_fails_configure_naming_the_new_one(ctx, registry):
+    configure_fails(node(ctx, registry, rate_hz=50.0), "parameter 'rate_hz' was renamed: use runtime.rate_hz")
+    configure_fails(node(ctx, registry, adapt_generations=5), "use adapt.max_generations")
 
 
 # ---------------------------------------------------------------------- the CLI ends with one line
@@ -154,7 +159,7 @@ def run_cli(*args, tmp_path, timeout=120):
     (["runtime.rate_hz=fast"], "configure failed: parameter runtime.rate_hz: 'fast' is not a number"),
     (["ros.realtime_priority=500"], "configure failed: parameter ros.realtime_priority: 500 is out of range"),
     (["orchestrator.registry_path=/etc"], "configure failed: parameter orchestrator.registry_path: '/etc' is a system directory"),
-    (["rate_hx=50.0"], "unknown parameter 'rate_hx'; did you mean rate_hz?")])
+    (["runtime.rate_hx=50.0"], "unknown parameter 'runtime.rate_hx'; did you mean runtime.rate_hz?")])
 def test_cli_node_exits_2_with_one_line_when_configure_fails(tmp_path, sets, needle):
     args = ["controller", "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", NS.strip("/"),
             "--set", f"orchestrator.registry_path={tmp_path / 'reg'}", "--set", "orchestrator.bootstrap_champion=lqr",
