@@ -623,7 +623,7 @@ class _Run:
             self.suite_info, suite = None, ""
             custom_gate = hold_gate("gate disabled in the replay config: holding")
         st = cfg.model_copy(update={"robot": self.plant, "orchestrator": cfg.orchestrator.model_copy(
-            update={"seed": self.seed, "job_root": "", "bootstrap_champion": ""}),
+            update={"seed": self.seed, "job_root": str(self.work / "jobs"), "bootstrap_champion": ""}),
             "gate": cfg.gate.model_copy(update={"archive_on_promotion": False})})
         clock = lambda: self.now  # noqa: E731
 

@@ -362,15 +362,26 @@ def check_value(name: str, value: Any) -> str | None:
 
 
 def did_you_mean(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    """Close names; a dotted name is compared with the names of its own section."""
+    prefix, _, leaf = name.rpartition(".")
+    if prefix:
+        siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == prefix}
+        close = [siblings[c] for c in difflib.get_close_matches(leaf, list(siblings), n=3, cutoff=0.6)]
+    else:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def unknown_names(names: Sequence[str], known: Sequence[str]) -> str | None:
-    """One line for names that are not parameters (None if all are known)."""
+    """One line for names that are not parameters (None if all are known); an old name of a
+    setting names its replacement (`controller.settings.RENAMED`)."""
     unknown = sorted(set(names) - set(known))
     if not unknown:
         return None
+    from controller.settings import renamed_error
+    old = renamed_error(unknown, known)
+    if old:
+        return "parameter " + old.replace("setting ", "", 1)
     return "; ".join(f"unknown parameter {n!r}{did_you_mean(n, known)}" for n in unknown)
 
 
@@ -426,8 +437,7 @@ def declare_checked(node, table: dict[str, tuple]) -> list[str]:
     known = list(table)
     extra = [n for n in overrides if n not in table and n not in _BUILTIN and not n.startswith(_BUILTIN_PREFIXES)
              and not node.has_parameter(n)]
-    from controller.settings import renamed_error
-    msg = renamed_error(extra) or unknown_names(extra, known)
+    msg = unknown_names(extra, known)
     if msg:
-        errors.append(msg if msg.startswith("unknown") else "parameter " + msg.replace("setting ", "", 1))
+        errors.append(msg)
     return errors

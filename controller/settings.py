@@ -26,7 +26,7 @@ import json
 import typing
 from typing import Annotated, Any, Iterator, Literal, Mapping, Optional
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from controller.config_model import Int, Listy, Strict, Text, ValidationError, describe
 from sim.job_contract import AdaptJob
@@ -198,13 +198,24 @@ class RosSettings(Strict):
     diagnostics_rate_hz: float = _f(1.0, "/diagnostics and ~/comparison rate", gt=0, le=1000)
 
 
+def _absolute(topic: Optional[str]) -> Optional[str]:
+    if topic is not None and not topic.startswith("/"):
+        raise ValueError(f"must be an absolute topic name (a bag records /name), got {topic!r}")
+    return topic
+
+
+_Topic = Annotated[Optional[str], AfterValidator(_absolute)]
+
+
 class ReplayTopics(Strict):
-    joint_states: Optional[str] = None
-    commands: Optional[str] = None
-    reward: Optional[str] = None
-    events: Optional[str] = None
-    drift_active: Optional[str] = None
-    diagnostics: Optional[str] = None
+    """Role -> topic in the bag (the recorder's roles, adapters.recording.ROLES)."""
+
+    joint_states: _Topic = None
+    commands: _Topic = None
+    reward: _Topic = None
+    events: _Topic = None
+    drift_active: _Topic = None
+    diagnostics: _Topic = None
 
 
 class ReplaySettings(Strict):
@@ -369,11 +380,12 @@ def is_mapping_leaf(name: str) -> bool:
     return f is not None and _model_of(f.annotation) in (None, ReplayTopics) and is_mapping(f)
 
 
-def renamed_error(names: list[str]) -> str | None:
-    """One line for the first old name among `names`, naming its replacement."""
+def renamed_error(names: list[str], known: Any = None) -> str | None:
+    """One line for the first old name among `names`, naming its replacement (only replacements
+    that are in `known`, when given: another node's parameters have other names)."""
     for n in names:
         new = RENAMED.get(n) or RENAMED.get(n.rsplit(".", 1)[-1])
-        if new and new != n:
+        if new and new != n and (known is None or new.split(" ")[0] in known):
             return f"setting {n!r} was renamed: use {new}"
     return None
 
