@@ -271,3 +271,19 @@ def test_driftgate_demo_exits_2_with_one_line_when_the_controller_cannot_configu
     assert r.stderr.strip().splitlines()[-1] == ("error: configure failed: parameter runtime.mode: 'bogus' is not allowed; "
                                                  "allowed: one of active | shadow | canary")
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_the_node_parameters_are_the_settings_tree(ctx, registry):
+    """The controller node's parameters are the tree's dotted flattening (replay's section aside),
+    with the tree's descriptions in their descriptors (`ros2 param describe`)."""
+    from controller import settings as tree
+    names = [name for name, _, _ in tree.leaves(exclude=("replay",))]
+    assert list(cn.PARAMETERS) == names
+    n = node(ctx, registry)
+    try:
+        for d, name in zip(n.describe_parameters(names), names):
+            f = tree.field_info(name)
+            assert d.name == name and d.description == f.description and d.read_only == (not tree.is_mutable(f))
+        assert n.settings() == tree.from_parameters({k: n.p(k) for k in names})
+    finally:
+        n.destroy_node()
