@@ -61,327 +61,25 @@ Configuration (``--config FILE``, YAML; unknown keys are errors)::
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Mapping, Optional
+from typing import Any, Callable
 
 import numpy as np
-import yaml
-from controller.settings import ReplayTopics, Settings, SettingsError, validate
-from sim.safeio import read_text_bounded
 
+from adapters.replay_bag import BagInfo, ReplayError, _bag_error, inspect_bag  # noqa: F401 (re-exported)
+from adapters.replay_clock import Sanitizer, SimTimed
+from adapters.replay_setup import (ReplayConfig, _champion, _make_output_tmp, _publish, _suite,  # noqa: F401
+                                   _topics, _topics_roles, config_from_mapping, load_replay_config, monitor_config)
 from controller.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
                                   gate_record, jsonable, make_header, monitor_stats)
-
-DEFAULT_SUITES = {"cartpole": "launch/regression_suite.yaml"}   # shipped names (controller.shipped)
-REQUIRED_ROLES = ("joint_states", "commands")
-
-
-class ReplayError(Exception):
-    """Bad input (bag, configuration, output directory): the message says what and where."""
-
-
-# ---------------------------------------------------------------------- configuration
-# The replay configuration is the settings tree (controller.settings): the same names as the
-# node's parameters, plus the ``replay`` section. ``robot`` not given: the bag's driftgate.plant.
-
-ReplayConfig = Settings
-
-
-def config_from_mapping(data: Mapping | None, base_dir: Path | None = None) -> ReplayConfig:
-    """Validate a replay configuration mapping (ReplayError names the path to a bad key or value)."""
-    try:
-        cfg = validate(data, "replay config")
-    except SettingsError as e:
-        raise ReplayError(str(e)) from None
-    if base_dir is not None:   # paths in a config file are relative to the file
-        rel = lambda p: str((base_dir / p).resolve()) if p and p not in ("lqr", "none") and not Path(p).is_absolute() else p  # noqa: E731
-        cfg = cfg.model_copy(update={
-            "orchestrator": cfg.orchestrator.model_copy(update={"bootstrap_champion":
-                                                                rel(cfg.orchestrator.bootstrap_champion)}),
-            "monitor": cfg.monitor.model_copy(update={"config": rel(cfg.monitor.config)}),
-            "gate": cfg.gate.model_copy(update={"suite": rel(cfg.gate.suite)})})
-    return cfg
-
-
-def load_replay_config(path: str | os.PathLike | None = None) -> ReplayConfig:
-    """Read a replay configuration YAML (None: all defaults)."""
-    if path is None:
-        return ReplayConfig()
-    path = Path(path)
-    try:
-        data = yaml.safe_load(read_text_bounded(path, what="replay config"))
-    except OSError as e:
-        raise ReplayError(f"cannot read config {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise ReplayError(f"config {path}: not valid YAML ({e})") from None
-    try:
-        return config_from_mapping(data, path.parent.resolve())
-    except ReplayError as e:
-        raise ReplayError(f"{path}: {e}") from None
-
-
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, Mapping):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = _merge(base.get(k), v) if k in base else copy.deepcopy(v)
-        return out
-    return copy.deepcopy(over)
-
-
-def monitor_config(cfg: ReplayConfig):
-    """The drift monitor configuration: its YAML file, then the `monitor.overrides`."""
-    from controller.pipeline import monitor_config as from_settings
-    try:
-        return from_settings(cfg)
-    except (ValueError, OSError) as e:
-        raise ReplayError(f"replay config: monitor: {e}") from None
-
-
-def _topics(cfg: ReplayConfig) -> dict:
-    return cfg.replay.topics.model_dump(exclude_none=True)
-
-
-def _topics_roles() -> tuple[str, ...]:
-    return tuple(ReplayTopics.model_fields)
-
-
-# ---------------------------------------------------------------------- the bag
-
-@dataclass
-class BagInfo:
-    path: Path
-    custom: dict
-    topics: dict            # role -> topic
-    types: dict             # topic -> msgtype
-    counts: dict            # topic -> messages
-    start_ns: int
-    end_ns: int
-    storage_sha256: str
-
-    @property
-    def duration_s(self) -> float:
-        return max(0, self.end_ns - self.start_ns) / 1e9
-
-
-def _bag_error(path: Path, e: BaseException, reading: bool = False) -> ReplayError:
-    msg = str(e) or type(e).__name__
-    if reading:
-        return ReplayError(f"bag {path} is damaged: {msg} (a truncated or corrupt MCAP file)")
-    return ReplayError(f"cannot open bag {path}: {msg} (a damaged metadata.yaml, or a truncated or corrupt "
-                       "MCAP file)")
-
-
-def _sha256_files(paths) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.name.encode() + b"\0")
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def _check_storage_files(bag: Path, files: list[Path]) -> None:
-    import stat
-
-    from sim.safeio import inside
-    for f in files:
-        if not inside(f, bag):
-            raise ReplayError(f"bag {bag}: storage file {f.name} lies outside the bag directory; refused")
-        try:
-            st = os.stat(f)
-        except OSError as e:
-            raise ReplayError(f"bag {bag}: storage file {f.name}: {e.strerror or e}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise ReplayError(f"bag {bag}: storage file {f.name} is not a regular file; refused")
-
-
-def inspect_bag(path: str | os.PathLike, topics: Mapping[str, str] | None = None) -> BagInfo:
-    """Open a bag and check what replay needs (ReplayError otherwise). Does not read messages."""
-    from rosbags.rosbag2 import Reader
-
-    from adapters.recording import DEFAULT_TOPICS, ROLE_TYPES, typestore
-    path = Path(path)
-    if not path.exists():
-        raise ReplayError(f"bag {path} does not exist")
-    if path.is_file():
-        if path.suffix == ".mcap" and (path.parent / "metadata.yaml").exists():
-            path = path.parent
-        else:
-            raise ReplayError(f"{path} is a file: give the rosbag2 bag directory (with metadata.yaml and the "
-                              ".mcap file)")
-    if not (path / "metadata.yaml").exists():
-        raise ReplayError(f"{path} is not a rosbag2 bag directory (no metadata.yaml)")
-    try:   # the low-level reader: schemas of topics replay does not use are never parsed
-        # first what the reader would open, bounded: the metadata (regular file, size-capped) and
-        # every storage file (regular files inside the bag: no device, pipe or link out of it)
-        meta = yaml.safe_load(read_text_bounded(path / "metadata.yaml", what="bag metadata"))["rosbag2_bagfile_information"]
-        custom = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
-        files = [path / str(f) for f in meta.get("relative_file_paths") or []]
-        _check_storage_files(path, files)
-        with Reader(path) as r:
-            conns = list(r.connections)
-            start, end = int(r.start_time), int(r.end_time) - 1   # rosbags: end = last + 1 ns
-    except ReplayError:
-        raise
-    except Exception as e:   # rosbags raises its own errors, and struct/zstd/yaml errors on damage
-        raise _bag_error(path, e) from None
-    types: dict[str, str] = {}
-    counts: dict[str, int] = {}
-    for c in conns:
-        if c.topic in types and types[c.topic] != c.msgtype:
-            raise ReplayError(f"bag {path}: topic {c.topic} is recorded with two types ({types[c.topic]}, "
-                              f"{c.msgtype})")
-        types[c.topic] = c.msgtype
-        counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
-    if not conns or sum(counts.values()) == 0:
-        raise ReplayError(f"bag {path} is empty (no messages)")
-    bag_topics = {}
-    try:
-        bag_topics = json.loads(custom.get("driftgate.topics") or "{}")
-    except ValueError:
-        pass
-    resolved: dict[str, str] = {}
-    for role in ROLE_TYPES:
-        want = (topics or {}).get(role) or bag_topics.get(role) or DEFAULT_TOPICS[role]
-        if want in types:
-            resolved[role] = want
-            continue
-        if (topics or {}).get(role):
-            if role in REQUIRED_ROLES:
-                raise ReplayError(f"bag {path}: topic {want} ({role}) is not in the bag; topics: "
-                                  f"{sorted(types)}")
-            continue
-        # not at the expected name: the only topic of the role's type (reward: a Float64 named *reward)
-        cands = [t for t, ty in types.items() if ty == ROLE_TYPES[role]]
-        if role == "reward":
-            cands = [t for t in cands if "reward" in t]
-        elif role in ("events", "drift_active"):
-            cands = [t for t in cands if t.rstrip("/").endswith(role)]
-        if len(cands) == 1:
-            resolved[role] = cands[0]
-        elif role in REQUIRED_ROLES:
-            what = "no topic" if not cands else f"several topics ({sorted(cands)})"
-            raise ReplayError(f"bag {path}: missing topic {want} ({role}, {ROLE_TYPES[role]}): {what} of that "
-                              f"type; topics: {sorted(f'{t} [{ty}]' for t, ty in types.items())}. "
-                              f"Name it with topics.{role} in --config.")
-    ts = typestore()
-    for role, topic in list(resolved.items()):
-        problem = None
-        if types[topic] != ROLE_TYPES[role]:
-            problem = f"has schema {types[topic]}; replay needs {ROLE_TYPES[role]}"
-        else:
-            want = ts.hash_rihs01(ROLE_TYPES[role])
-            for c in conns:
-                if c.topic == topic and str(c.digest or "").startswith("RIHS01_") and c.digest != want:
-                    problem = (f"carries an unknown schema for {ROLE_TYPES[role]} (type hash {c.digest[:20]}..., "
-                               f"ROS 2's is {want[:20]}...): replay decodes the standard ROS 2 definition only")
-        if problem and role in REQUIRED_ROLES:
-            raise ReplayError(f"bag {path}: topic {topic} ({role}) {problem}")
-        if problem:              # an optional role (reward, drift markers): replay goes on without it
-            del resolved[role]
-    for role in REQUIRED_ROLES:
-        if counts.get(resolved[role], 0) == 0:
-            raise ReplayError(f"bag {path}: topic {resolved[role]} ({role}) has no messages")
-    sha = _sha256_files(files) if files else ""
-    return BagInfo(path, custom, resolved, types, counts, start, end, sha)
-
-
-# ---------------------------------------------------------------------- simulated-time job wrappers
-
-_JOB_ID = re.compile(r"\b\d{8}-\d{6}-\d+-(\d+)\b")
-_GATE_DIR = re.compile(r"gate-\d{8}-\d{6}-\d+-(\d+)")
-
-
-class _Sanitizer:
-    """Removes what differs between two runs of the same replay: temporary paths, job and gate
-    directory names (which carry wall-clock times and process ids)."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = str(work)
-        self.real = str(work.resolve())
-
-    def __call__(self, x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: self(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [self(v) for v in x]
-        if isinstance(x, str):
-            x = x.replace(self.real, "<work>").replace(self.work, "<work>")
-            x = _GATE_DIR.sub(r"gate-\1", x)
-            return _JOB_ID.sub(r"job-\1", x)
-        return x
-
-
-class _SimTimed:
-    """A runner or gate whose answer the replay holds back until `latency_s` simulated seconds
-    after `start`. The first poll blocks (in real time, the simulated clock standing still) until
-    the wrapped process answered: the answer and the time it is released at are then independent
-    of this machine's speed."""
-
-    def __init__(self, inner, latency_s: float, clock: Callable[[], float],
-                 on_answer: Callable[[Any, Any], None], wait: Callable[[str], None] | None = None,
-                 what: str = "job") -> None:
-        self.inner, self.latency_s, self.clock = inner, float(latency_s), clock
-        self.on_answer, self.wait, self.what = on_answer, wait, what
-        self._started: float | None = None
-        self._req: Any = None
-        self._answer: Any = None
-        self.wall_s = 0.0
-        self.n = 0
-
-    @property
-    def status(self) -> str:
-        return getattr(self.inner, "status", "")
-
-    def start(self, request) -> None:
-        self.inner.start(request)
-        self._started = self.clock()
-        self._req = request
-        self._answer = None
-        self.n += 1
-
-    def poll(self):
-        if self._started is None:
-            return None
-        if self._answer is None:
-            t0 = time.monotonic()
-            while True:
-                ans = self.inner.poll()
-                if ans is not None:
-                    break
-                if self.wait is not None:
-                    self.wait(f"{self.what} {self.n} running ({time.monotonic() - t0:.0f} s)")
-                time.sleep(0.05)
-            self.wall_s += time.monotonic() - t0
-            self._answer = ans
-        if self.clock() < self._started + self.latency_s - 1e-9:
-            return None
-        ans, req = self._answer, self._req
-        self._started, self._answer, self._req = None, None, None
-        self.on_answer(req, ans)
-        return ans
-
-    def cancel(self) -> None:
-        self.inner.cancel()
-        self._started, self._answer, self._req = None, None, None
-
-    @property
-    def busy(self) -> bool:
-        return self._started is not None
 
 
 # ---------------------------------------------------------------------- the replay
@@ -400,78 +98,6 @@ class ReplayResult:
     def speedup(self) -> float:
         return self.bag_duration_s / self.wall_s if self.wall_s > 0 else math.inf
 
-
-def _champion(cfg: ReplayConfig, plant: str):
-    from sim.genome import GenomeFileError, load_genome
-    src = cfg.orchestrator.bootstrap_champion
-    try:
-        if src == "lqr":
-            from controller.bootstrap import lqr_policy_genome
-            return lqr_policy_genome(plant), "lqr"
-        if src:
-            return load_genome(src), Path(src).name
-        from controller.shipped import shipped_file
-        try:
-            path = shipped_file(f"champions/{plant}.safetensors")
-        except FileNotFoundError:
-            path = None
-        if path is not None:
-            return load_genome(path), f"shipped:{path.name}"
-        if plant == "cartpole":
-            from controller.bootstrap import lqr_policy_genome
-            return lqr_policy_genome(plant), "lqr"
-    except (GenomeFileError, OSError, ValueError) as e:
-        raise ReplayError(f"replay config: orchestrator.bootstrap_champion {src or plant!r}: {e}") from None
-    raise ReplayError(f"no champion for plant {plant!r}: set orchestrator.bootstrap_champion (a genome file) in "
-                      "--config")
-
-
-def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
-    from safety.suite import SuiteError, load_suite
-    from controller.shipped import resolve
-    src = cfg.gate.suite or DEFAULT_SUITES.get(plant)
-    if src is None:
-        raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "
-                          "(or replay.gate_enabled: false)")
-    src = resolve(src)
-    try:
-        doc = yaml.safe_load(read_text_bounded(src, what="gate suite"))
-    except OSError as e:
-        raise ReplayError(f"gate suite {src}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise ReplayError(f"gate suite {src}: not valid YAML ({e})") from None
-    if cfg.gate.overrides:
-        doc = _merge(doc, cfg.gate.overrides)
-    out = work / "suite.yaml"
-    text = yaml.safe_dump(doc, sort_keys=False)
-    out.write_text(text)
-    try:
-        suite = load_suite(out)
-    except SuiteError as e:
-        raise ReplayError(f"gate suite {src} with gate.overrides: {e}".replace(str(out), "suite")) from None
-    if suite.plant != plant:
-        raise ReplayError(f"gate suite {src} judges plant {suite.plant!r}, the bag is {plant!r}")
-    return out, {"name": suite.name, "source": src.name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
-                 "overrides": cfg.gate.overrides}
-
-
-def _make_output_tmp(out_dir: Path, overwrite: bool) -> Path:
-    if out_dir.exists() and not overwrite:
-        raise ReplayError(f"output directory {out_dir} exists already; choose a new --out (or --force)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-
-
-def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists():
-        if not overwrite:
-            raise ReplayError(f"output directory {out_dir} appeared during the replay; results left in {tmp}")
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
 
 
 def replay(bag: str | os.PathLike, out_dir: str | os.PathLike, config: ReplayConfig | None = None, *,
@@ -560,7 +186,7 @@ class _Run:
                                         act_high=self.pinfo["act_high"])
         except (ValueError, OSError) as e:
             raise ReplayError(f"drift monitor: {e}") from None
-        self.sanitize = _Sanitizer(work)
+        self.sanitize = Sanitizer(work)
         self.writer: DecisionWriter | None = None
         self.ticks = self.n_alarms = self.skipped = 0
         self.monitor_wall_s = self.wait_s = 0.0
@@ -628,9 +254,9 @@ class _Run:
         clock = lambda: self.now  # noqa: E731
 
         def sim_timed(runner, gate):
-            self.runner = _SimTimed(runner, cfg.replay.adapt_latency_s, clock, self._on_adaptation, self._waiting,
+            self.runner = SimTimed(runner, cfg.replay.adapt_latency_s, clock, self._on_adaptation, self._waiting,
                                     "sandbox job")
-            self.gate = _SimTimed(gate, cfg.replay.gate_latency_s, clock, self._on_gate, self._waiting, "gate")
+            self.gate = SimTimed(gate, cfg.replay.gate_latency_s, clock, self._on_gate, self._waiting, "gate")
             return self.runner, self.gate
         try:
             pipe = build(st, clock, self._on_event, registry_root=self.work / "registry", actor="driftgate-replay",

@@ -86,7 +86,7 @@ def monitor_config(settings: Settings):
     path = settings.monitor.config
     cfg = load_config(path or None)
     if settings.monitor.overrides:
-        cfg = from_mapping(_merge(cfg.to_dict(), settings.monitor.overrides))
+        cfg = from_mapping(merge_mapping(cfg.to_dict(), settings.monitor.overrides))
     return cfg
 
 
@@ -194,12 +194,13 @@ def build(settings: Settings, clock: Callable[[], float], emit: Callable[[dict],
     return Pipeline(runtime, monitor, note, registry, orch, suite, info)
 
 
-def _merge(base: Any, over: Any) -> Any:
+def merge_mapping(base: Any, over: Any) -> Any:
+    """`over` merged into `base`, key by key (nested mappings too); copies, never aliases."""
     import copy
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _merge(base.get(k), v) if k in base else copy.deepcopy(v)
+            out[k] = merge_mapping(base.get(k), v) if k in base else copy.deepcopy(v)
         return out
     return copy.deepcopy(over)
 
@@ -209,5 +210,6 @@ def settings_summary(settings: Settings) -> str:
     return json.dumps(settings.model_dump(mode="json"), sort_keys=True)
 
 
-__all__ = ["Pipeline", "bootstrap", "build", "build_monitor", "default_runner", "hold_gate", "monitor_config",
+__all__ = ["Pipeline", "bootstrap", "build", "build_monitor", "default_runner", "hold_gate", "merge_mapping",
+           "monitor_config",
            "orchestrator_config", "robot_joints", "runtime_config"]

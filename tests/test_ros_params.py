@@ -185,12 +185,17 @@ def test_ros2_run_entry_point_exits_2_with_one_line_when_configure_fails(tmp_pat
     """The `ros2 run driftgate driftgate_controller` entry point ends like `driftgate node` does."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain(9)))
     cmd = [sys.executable, "-c", "from adapters.ros.controller_node import main; main()", "--ros-args",
-           "-r", f"__ns:={NS}", "-p", "autostart:=true", "-p", "mode:=bogus", "-p", "realtime_priority:=0",
-           "-p", f"registry_path:={tmp_path / 'reg'}"]
+           "-r", f"__ns:={NS}", "-p", "ros.autostart:=true", "-p", "runtime.mode:=bogus",
+           "-p", "ros.realtime_priority:=0", "-p", f"orchestrator.registry_path:={tmp_path / 'reg'}"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: configure failed: parameter runtime.mode") and "Traceback" not in r.stderr
+    # the old flat names (a launch file from before the settings tree): the rename, at once
+    old = [*cmd[:6], "-p", "autostart:=true", "-p", "mode:=active", "-p", f"registry_path:={tmp_path / 'reg'}"]
+    r = subprocess.run(old, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "was renamed: use " in r.stderr.strip().splitlines()[-1]
 
 
 # ---------------------------------------------------------------------- a joint-state flood

@@ -137,7 +137,9 @@ class ControllerNode(NodeStatus, LifecycleNode):
         self.safe_exits = 0                     # safe commands published on the way out of authority
         self._effort_incumbent: incumbent_source.EffortIncumbent | None = None
         self._mode_applied: str | None = None
-        if self.p("ros.autostart"):
+        # an old `autostart` (renamed) still fails fast with the rename instead of idling unconfigured
+        old_autostart = bool(self.parameter_errors) and "autostart" in (getattr(self, "_parameter_overrides", {}) or {})
+        if self.p("ros.autostart") or old_autostart:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
     # -- parameters -----------------------------------------------------------------------------------
