@@ -141,7 +141,7 @@ def test_launch_files_parse_and_yaml_keys_are_declared_parameters():
             to_overrides(values, declared)     # types fit (raises on unknown names)
             for k, v in values.items():        # ROS parameters are strictly typed
                 default = declared[k][0]
-                if isinstance(default, (bool, str, float, int)):
+                if isinstance(default, (bool, str, float, int)) and not isinstance(default, Parameter.Type):
                     assert type(v) is type(default), (name, k, v)
 
 
@@ -152,10 +152,13 @@ def test_cli_params_loading_rules(tmp_path):
                  "/ns/driftgate_controller:\n  ros__parameters: {mode: canary}\n")
     assert load_node_params(f, "driftgate_controller") == {"rate_hz": 50, "mode": "shadow", "nested.a": 1}
     assert load_node_params(f, "driftgate_controller", "ns")["mode"] == "canary"
-    ov = to_overrides({"rate_hz": 50, "canary_weights": [1, 0.5], "joint_names": []}, cn.PARAMETERS)
-    assert [(p.name, p.value) for p in ov] == [("rate_hz", 50.0), ("canary_weights", [1.0, 0.5])]
+    ov = to_overrides({"runtime.rate_hz": 50, "orchestrator.canary_weights": [1, 0.5], "runtime.joint_names": []},
+                      cn.PARAMETERS)
+    assert [(p.name, p.value) for p in ov] == [("runtime.rate_hz", 50.0), ("orchestrator.canary_weights", [1.0, 0.5])]
     with pytest.raises(ValueError, match="unknown parameter"):
-        to_overrides({"rate": 1}, cn.PARAMETERS)
+        to_overrides({"runtime.rate": 1}, cn.PARAMETERS)
+    with pytest.raises(ValueError, match="'rate_hz' was renamed: use runtime.rate_hz"):
+        to_overrides({"rate_hz": 1}, cn.PARAMETERS)
 
 
 # ---------------------------------------------------------------------- the simulated robot

@@ -57,20 +57,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
-from std_srvs.srv import Trigger
 
 from adapters.ros import incumbent as incumbent_source
 from adapters.ros.control_loop import ControlLoop
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
+from adapters.ros.node_entities import make_entities
 from adapters.ros.node_status import NodeStatus
 from controller import settings as tree
 from controller.latency import LatencyHistogram
@@ -335,61 +332,7 @@ class ControllerNode(NodeStatus, LifecycleNode):
             pipe.runtime.config.joint_names, incumbent_source.actuated_joints(st.robot)) \
             if source == "joint_state_effort" else None
         self.get_logger().info(f"registry {reg_path}; gate suite {suite or '(none)'}")
-        self._make_entities(st)
-
-    def _make_entities(self, st: tree.Settings) -> None:
-        """Publishers, subscriptions, timers, services and the control loop."""
-        ros, rate_hz = st.ros, float(st.runtime.rate_hz)
-        control = MutuallyExclusiveCallbackGroup()
-        inputs = MutuallyExclusiveCallbackGroup()
-        slow = MutuallyExclusiveCallbackGroup()
-        services = MutuallyExclusiveCallbackGroup()
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        pub = lambda t, name, qos: self._add("publisher", self.create_publisher(t, name, qos))  # noqa: E731
-        self._cmd_pub = pub(Float64MultiArray, ros.commands_topic, reliable)
-        self._shadow_pub = pub(Float64MultiArray, "~/shadow_commands", reliable)
-        self._cmp_pub = pub(String, "~/comparison", reliable)
-        self._events_pub = pub(String, "~/events", latched)
-        self._diag_pub = pub(DiagnosticArray, "/diagnostics", reliable)
-        self._tick_on_message = st.runtime.trigger == "joint_states"
-        own_thread = bool(ros.control_thread)
-        sub = lambda t, topic, cb: self._add("subscription", self.create_subscription(  # noqa: E731
-            t, topic, cb, qos_profile_sensor_data, callback_group=inputs))
-        if not own_thread:
-            sub(JointState, ros.joint_states_topic, self._on_joint_state)
-        if self._effort_incumbent is None:
-            sub(Float64MultiArray, ros.incumbent_topic, self._on_incumbent)
-        if ros.reward_topic:
-            sub(Float64, ros.reward_topic, self._on_reward)
-        # trigger joint_states: a silent topic would mean no tick at all, hence no safe command and no
-        # ERROR on /diagnostics. A watchdog (never concurrent with the joint-state callback) ticks only
-        # when no tick ran for stale_timeout_s; that tick holds the safe command and reports
-        # stale/waiting. Its period is stale_timeout_s / 2, not 1 / rate_hz: free while data flows.
-        self._stale_s = float(st.runtime.stale_timeout_s)
-        if own_thread:
-            pass                                # the control loop (added last, below) ticks and watches
-        elif self._tick_on_message:
-            self._add("timer", self.create_timer(self._stale_s / 2.0, self._on_watchdog, callback_group=inputs))
-        else:
-            self._add("timer", self.create_timer(1.0 / rate_hz, self._on_tick, callback_group=control))
-        self._add("timer", self.create_timer(float(st.orchestrator.step_s), self._on_step, callback_group=slow))
-        self._add("timer", self.create_timer(1.0 / float(ros.diagnostics_rate_hz), self._on_diagnostics,
-                                             callback_group=slow))
-        for name, cb in (("~/promote", self._srv_promote), ("~/rollback", self._srv_rollback),
-                         ("~/status", self._srv_status)):
-            self._add("service", self.create_service(Trigger, name, cb, callback_group=services))
-        if own_thread:   # last: destroyed first, before the publishers it uses
-            period, deadline = ((self._stale_s / 2.0, self._on_watchdog) if self._tick_on_message
-                                else (1.0 / rate_hz, self._on_tick))
-            # a flood never delays the tick: at most max_joint_states_per_tick per control period (timer),
-            # or per 1/rate_hz of the watchdog period (joint_states trigger); the rest is dropped, counted
-            per_period = int(ros.max_joint_states_per_tick) * max(1, round(period * rate_hz))
-            self.control_loop = self._add("control_loop", ControlLoop(
-                self, JointState, ros.joint_states_topic, qos_profile_sensor_data, self._on_joint_state,
-                period_s=period, on_deadline=deadline, priority=int(ros.realtime_priority),
-                max_messages=per_period, name=f"{self.get_name()}_control", clock=self.clock)).start()
+        make_entities(self, st)
 
     # -- authority ------------------------------------------------------------------------------------
     def _apply_authority(self, changed: dict | None = None) -> None:
