@@ -332,7 +332,7 @@ def test_cli_node_starts_from_yaml_and_stops_cleanly_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, "".join(lines) + out
-    assert any("configured: plant cartpole, champion" in ln for ln in lines)
+    assert any("configured: robot cartpole, champion" in ln for ln in lines)
     # driftgate.yaml asks for realtime_priority 50: granted, or refused with the reason (machine-dependent)
     assert any("control path on SCHED_FIFO 50" in ln or ("realtime_priority 50:" in ln and "refused" in ln)
                for ln in lines), "".join(lines)
