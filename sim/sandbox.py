@@ -28,6 +28,11 @@ telemetry, too few ticks, a seed genome whose hash does not match job.json) is r
 work, with a message naming the field: `read_job` runs in the parent before starting the child,
 and again in the child.
 
+One entry point for every champion kind: the child dispatches on the first seed genome's kind
+(SR-GHN: `sim.adapt_job.run_job`; a flat ``policy``: `sim.policy_adapt.run_policy_job`). The job
+directory is written by `sim.job_contract.write_job` (re-exported here), the live node starts the
+child through `sim.sandbox_launch`.
+
 Run the child by hand with `python -m sim.sandbox JOB_DIR`.
 """
 from __future__ import annotations

@@ -109,3 +109,28 @@ def test_the_replay_config_is_the_same_tree():
 def test_every_setting_has_a_description():
     for name, f, _ in tree.leaves():
         assert f.description and "\n" not in f.description, name
+
+
+def test_the_live_side_writes_a_job_without_torch(tmp_path):
+    """The job contract is torch-free: building the pipeline's parts and writing a job imports no torch."""
+    import subprocess
+    import sys
+    code = f"""
+import sys
+from pathlib import Path
+import controller.pipeline
+from controller.bootstrap import lqr_policy_genome
+from controller.contracts import AdaptationJob
+from controller.jobs import write_sandbox_job
+from controller.settings import Settings
+d = Path({str(tmp_path)!r}) / "j"
+d.mkdir()
+f = Settings().job_fields()
+write_sandbox_job(AdaptationJob("j", d, "cartpole", 1, {{k: v for k, v in f.items() if k != "drift"}},
+                                (lqr_policy_genome(),), None, None, {{"mass_scale": {{"pole_1": 2.0}}}}))
+assert (d / "job.json").is_file()
+print("torch" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"
