@@ -3,7 +3,7 @@
     ros2 launch driftgate demo.launch.py [params_file:=FILE] [namespace:=NS] [robot:=PLANT]
                                          [use_sim_time:=true|false]
 
-Both nodes read launch/demo.yaml. The controller's `autostart: true` there makes it configure and
+Both nodes read launch/demo.yaml. The controller's `ros.autostart: true` there makes it configure and
 activate itself (no lifecycle events are emitted here, so the two never race). Inject a drift with
 `ros2 param set /driftgate_sim_robot drift '<DriftSpec JSON>'` and watch `/driftgate_controller/events`
 and `/diagnostics`. The same demo runs in a plain venv with `driftgate node demo`.

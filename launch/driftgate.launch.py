@@ -5,7 +5,7 @@
 
 With autostart (default) the launch system drives the lifecycle: configure, then activate once the
 node reports `inactive`. With autostart:=false the node waits in `unconfigured` for a lifecycle
-manager (e.g. `ros2 lifecycle set /driftgate_controller configure`). Keep the YAML's own `autostart`
+manager (e.g. `ros2 lifecycle set /driftgate_controller configure`). Keep the YAML's own `ros.autostart`
 false here, or the node and the launch file would both configure it.
 
 Topic names in the YAML are relative (`joint_states`, `forward_effort_controller/commands`), so

@@ -86,15 +86,15 @@ def test_topic_defaults_are_relative_and_launch_files_take_namespace_robot_param
 
 def test_ros_args_choose_the_yaml_section_and_win_over_the_launcher(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("driftgate_controller:\n  ros__parameters: {mode: shadow, rate_hz: 50.0}\n"
-                 "/robot_a/driftgate_controller:\n  ros__parameters: {mode: canary}\n"
-                 "/robot_a/left:\n  ros__parameters: {rate_hz: 20.0}\n")
-    ros = RosArgs.parse(["--ros-args", "-r", "__ns:=/robot_a", "-p", "rate_hz:=10.0"])
+    f.write_text("driftgate_controller:\n  ros__parameters: {runtime: {mode: shadow, rate_hz: 50.0}}\n"
+                 "/robot_a/driftgate_controller:\n  ros__parameters: {runtime: {mode: canary}}\n"
+                 "/robot_a/left:\n  ros__parameters: {runtime: {rate_hz: 20.0}}\n")
+    ros = RosArgs.parse(["--ros-args", "-r", "__ns:=/robot_a", "-p", "runtime.rate_hz:=10.0"])
     v = _values(f, "driftgate_controller", "", ["runtime.canary_weight=0.5"], ros)
-    assert v == {"mode": "canary", "canary_weight": 0.5}          # rate_hz left to rcl (-p)
+    assert v == {"runtime.mode": "canary", "runtime.canary_weight": 0.5}          # rate_hz left to rcl (-p)
     v = _values(f, "driftgate_controller", "", [], RosArgs.parse(["--ros-args", "-r", "__ns:=/robot_a",
                                                                  "-r", "__node:=left"]))
-    assert v == {"rate_hz": 20.0}                                  # the renamed node's section only
+    assert v == {"runtime.rate_hz": 20.0}                          # the renamed node's section only
     ov = to_overrides(_values(f, "driftgate_controller", "", ["use_sim_time=true"], RosArgs()), cn.PARAMETERS)
     assert ("use_sim_time", True) in [(p.name, p.value) for p in ov]   # rclpy's own parameter is accepted
     for bad in (["--namespace-typo"], ["--ros-args", "-r"], ["--ros-args", "-r", "nonsense"],

@@ -136,8 +136,8 @@ def test_a_signal_to_the_node_process_publishes_the_safe_command_last(session, r
     ns = f"{NS}/exit_{entry.replace('-', '_')}"
     reg = tmp_path / "reg"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain(OFFSETS[request.node.name])))     # the session's
-    common = {"registry_path": str(reg), "bootstrap_champion": "lqr", "detector_config": "none",
-              "trigger": "joint_states", "stale_timeout_s": 1.0}
+    common = {"orchestrator.registry_path": str(reg), "orchestrator.bootstrap_champion": "lqr",
+              "monitor.config": "none", "runtime.trigger": "joint_states", "runtime.stale_timeout_s": 1.0}
     if entry == "cli":
         cmd = [sys.executable, "-c", "from adapters.cli_node import main; main()", "controller",
                "--params", str(ROOT / "launch" / "driftgate.yaml")]
@@ -146,7 +146,7 @@ def test_a_signal_to_the_node_process_publishes_the_safe_command_last(session, r
         cmd += ["--ros-args", "-r", f"__ns:={ns}"]              # the namespace as ros2 run takes it
     else:
         cmd = [sys.executable, "-c", "from adapters.ros.controller_node import main; main()", "--ros-args",
-               "-r", f"__ns:={ns}", "-p", "autostart:=true"]
+               "-r", f"__ns:={ns}", "-p", "ros.autostart:=true"]
         for k, v in common.items():
             cmd += ["-p", f"{k}:={v}"]
     robot = Robot(session, ns)
