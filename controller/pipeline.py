@@ -13,7 +13,6 @@ Errors in the settings raise `SettingsError` with one line naming the setting.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -203,11 +202,6 @@ def merge_mapping(base: Any, over: Any) -> Any:
             out[k] = merge_mapping(base.get(k), v) if k in base else copy.deepcopy(v)
         return out
     return copy.deepcopy(over)
-
-
-def settings_summary(settings: Settings) -> str:
-    """The tree as canonical JSON (for logs and decision headers)."""
-    return json.dumps(settings.model_dump(mode="json"), sort_keys=True)
 
 
 __all__ = ["Pipeline", "bootstrap", "build", "build_monitor", "default_runner", "hold_gate", "merge_mapping",

@@ -343,10 +343,6 @@ def is_mapping(f) -> bool:
     return False
 
 
-def default_of(f) -> Any:
-    return f.get_default(call_default_factory=True)
-
-
 def is_mutable(f) -> bool:
     return bool((f.json_schema_extra or {}).get("mutable"))
 
@@ -443,5 +439,5 @@ def ros_value(f, v: Any) -> Any:
 
 __all__ = ["AdaptSettings", "GateSettings", "GuardSettings", "JOB_SETTINGS", "MODES", "MonitorSettings",
            "OrchestratorSettings", "RENAMED", "ReplaySettings", "RosSettings", "RuntimeSettings", "Settings",
-           "SettingsError", "default_of", "field_info", "flatten", "from_parameters", "is_mapping", "is_mutable",
+           "SettingsError", "field_info", "flatten", "from_parameters", "is_mapping", "is_mutable",
            "leaves", "nested", "renamed_error", "to_parameters", "validate"]
