@@ -273,12 +273,13 @@ def child_main(job_dir: str) -> int:
     sys.meta_path.insert(0, _NoRobot())
     job_dir = Path(job_dir)
     try:
+        # the heavy imports first: under a memory limit they fail at once with a clean error (a
+        # scipy import that runs out of address space later can hang instead)
+        from sim.adapt_job import run_job
         from sim.genome import save_genome
         job, seeds, telemetry = read_job(job_dir)
         if seeds[0].kind == "policy":       # one entry point: dispatch on the champion's kind
             from sim.policy_adapt import run_policy_job as run_job
-        else:
-            from sim.adapt_job import run_job
 
         def progress(stage: str, info: dict) -> None:
             print(json.dumps({"stage": stage, **{k: v for k, v in info.items() if k != "estimate"}}), flush=True)
