@@ -36,7 +36,7 @@ from safety.registry import Registry  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 LATCHED = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-# A sandbox stand-in (interim job format): answers with a fixed controller (argv[3]: "nominal" =
+# A sandbox stand-in (the job contract of sim.job_contract): answers with a fixed controller (argv[3]: "nominal" =
 # the LQR again, i.e. nothing learnt; "inverted" = the LQR for a reversed motor) and, optionally, a
 # drift estimate (argv[2]), as a sandbox with a wrong system identification would.
 SANDBOX = """
