@@ -131,7 +131,7 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
     A node whose ``fatal`` attribute becomes a message (the controller, when configure fails on
     autostart) ends the run: the nodes are cleaned up and `NodeFailed` is raised with that message.
 
-    A node that declares ``realtime_priority`` > 0 (the controller) gets its process's threads on
+    A node that declares ``ros.realtime_priority`` > 0 (the controller) gets its process's threads on
     SCHED_FIFO once the nodes exist (`adapters.realtime.enter_realtime`, called by the executor
     thread; what that thread starts later runs under the normal scheduler). Refused: the node says
     so on /diagnostics and runs on.
@@ -194,10 +194,11 @@ def run_nodes(factories: list[Callable[[Any], Any]], *, domain_id: int | None = 
 
 
 def requested_realtime_priority(node) -> int:
-    """The node's ``realtime_priority`` parameter (0 if it declares none)."""
-    if not node.has_parameter("realtime_priority"):
+    """The node's ``ros.realtime_priority`` parameter (0 if it declares none: the simulated robot)."""
+    name = "ros.realtime_priority"
+    if not node.has_parameter(name):
         return 0
-    return int(node.get_parameter("realtime_priority").value or 0)
+    return int(node.get_parameter(name).value or 0)
 
 
 def _values(params: Optional[Path], name: str, namespace: str, sets: list[str], ros: RosArgs) -> dict[str, Any]:
@@ -215,7 +216,7 @@ def _controller_factory(params: Optional[Path], name: str, namespace: str, sets:
     from adapters.ros import controller_node as cn
     values = _values(params, name, namespace, sets, ros or RosArgs())
     if autostart:
-        values["autostart"] = True
+        values["ros.autostart"] = True
     overrides = to_overrides(values, cn.PARAMETERS)
     return lambda ctx: cn.ControllerNode(name, context=ctx, namespace=namespace, parameter_overrides=overrides)
 

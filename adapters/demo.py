@@ -164,7 +164,7 @@ def prepare(opts: DemoOptions) -> dict:
         raise
     except Exception as e:
         raise DemoError(f"champion {champion}: {e}") from None
-    suite = Path(opts.suite) if opts.suite is not None else _repo_file(str(ctl_p.get("gate_suite") or
+    suite = Path(opts.suite) if opts.suite is not None else _repo_file(str(ctl_p.get("gate.suite") or
                                                                            "launch/regression_suite.yaml"))
     try:
         from safety.suite import load_suite
@@ -268,10 +268,10 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     suite = out / "regression_suite.yaml"
     shutil.copyfile(res["suite"], suite)
 
-    sim_values = {**res["sim_params"], "plant": opts.plant, "seed": int(opts.seed), **opts.sim}
-    ctl_values = {**res["controller_params"], "plant": opts.plant, "registry_path": str(registry),
-                  "bootstrap_champion": str(res["champion"]), "gate_suite": str(suite), "job_root": "",
-                  "autostart": True, **opts.controller}
+    sim_values = {**res["sim_params"], "robot": opts.plant, "seed": int(opts.seed), **opts.sim}
+    ctl_values = {**res["controller_params"], "robot": opts.plant, "orchestrator.registry_path": str(registry),
+                  "orchestrator.bootstrap_champion": str(res["champion"]), "gate.suite": str(suite),
+                  "orchestrator.job_root": "", "ros.autostart": True, **opts.controller}
     try:
         sim_over = to_overrides(sim_values, sn.PARAMETERS)
         ctl_over = to_overrides(ctl_values, cn.PARAMETERS)

@@ -49,7 +49,7 @@ def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = Tru
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
             job = AdaptJob(plant="cartpole", drift=DRIFT, seed=seed, budget_s=budget_s, workers=workers,
-                           model_seed=model_seed, **(SMOKE_JOB if smoke else {}))
+                           model_seed=model_seed, **{"max_generations": 300, **(SMOKE_JOB if smoke else {})})
             t0 = time.perf_counter()
             outcome = run_sandbox(write_job(Path(tmp) / "job", job, [champion]),
                                   SandboxLimits(wall_s=budget_s + 300))

@@ -11,7 +11,7 @@ Setup (three OS processes, DDS on loopback, a private domain id):
   (one tick per accepted joint state), the shipped drift monitor (its warm-up shortened to 5 s so
   that the detectors run during the whole measurement), ``adapt: false`` (the load below is the
   sandbox job), a registry whose champion has a stable ancestor.
-- **load**: a real adaptation job, the interim sandbox (`controller.interim_sandbox`: CMA-ES
+- **load**: a real adaptation job, the sandbox (`sim.sandbox_launch` on a policy champion: CMA-ES
   rollouts of the cartpole from the champion, numpy + MuJoCo, one thread, ``nice 10`` as every
   sandbox runs), budgeted to outlast the measurement; ``--load spin`` is a niced busy loop instead.
   `sandbox_busy` is the share of one core it actually consumed during the measurement.
@@ -143,11 +143,11 @@ def role_node(args) -> None:
     from adapters.cli_node import run_nodes, to_overrides
     from adapters.ros import controller_node as cn
 
-    params = {"plant": "cartpole", "trigger": "joint_states", "rate_hz": float(args.rate),
-              "joint_states_topic": JS_TOPIC, "commands_topic": CMD_TOPIC, "registry_path": args.registry,
-              "detector_config": args.monitor, "adapt": False, "autostart": True, "mode": "active",
-              "stale_timeout_s": 0.1, "realtime_priority": args.realtime_priority,
-              "control_thread": bool(args.control_thread)}
+    params = {"robot": "cartpole", "runtime.trigger": "joint_states", "runtime.rate_hz": float(args.rate),
+              "ros.joint_states_topic": JS_TOPIC, "ros.commands_topic": CMD_TOPIC,
+              "orchestrator.registry_path": args.registry, "monitor.config": args.monitor, "adapt.enabled": False,
+              "ros.autostart": True, "runtime.mode": "active", "runtime.stale_timeout_s": 0.1,
+              "ros.realtime_priority": args.realtime_priority, "ros.control_thread": bool(args.control_thread)}
     overrides = to_overrides(params, cn.PARAMETERS)
     holder: dict = {"installs": [], "ticks": [], "recording": False}
 
@@ -352,18 +352,18 @@ def start_load(kind: str, work: Path, seconds: float):
     env.pop("ROS_DOMAIN_ID", None)
     if kind == "spin":
         argv = [sys.executable, "-c", "import os; os.nice(10)\nwhile True: pass"]
-    else:   # a real adaptation job: the interim sandbox on a job directory
+    else:   # a real adaptation job: the sandbox on a policy champion's job directory (CMA-ES)
         from controller.bootstrap import lqr_policy_genome
         from controller.contracts import AdaptationJob
-        from controller.jobs import write_interim_job
+        from controller.jobs import write_sandbox_job
         d = work / "sandbox-job"
         d.mkdir()
         wall = (seconds + 60.0) / 0.8
-        write_interim_job(AdaptationJob("latency-load", d, "cartpole", 1,
-                                        {"wall_s": wall, "generations": 1_000_000, "population": 10, "children": 2,
-                                         "horizon": 300, "episodes": 1}, (lqr_policy_genome(),), None,
+        write_sandbox_job(AdaptationJob("latency-load", d, "cartpole", 1,
+                                        {"budget_s": wall, "max_generations": 1_000_000, "population": 10,
+                                         "children": 2, "horizon": 300}, (lqr_policy_genome(),), None,
                                         None, {"actuator_gain": {"slide": -1.0}}))
-        argv = [sys.executable, "-m", "controller.interim_sandbox", str(d)]
+        argv = [sys.executable, "-m", "sim.sandbox_launch", str(d), "--wall-s", str(wall + 30.0)]
     return subprocess.Popen(argv, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 

@@ -261,10 +261,10 @@ def robot_stack_battery(rep: Report, work: Path, smoke: bool) -> None:
     reg = work / "stack-registry"
     args = ["node", "controller", "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", ns.strip("/"),
             "--domain-id", str(domain_id),
-            "--set", f"registry_path={reg}", "--set", "bootstrap_champion=lqr", "--set", "detector_config=none",
-            "--set", "adapt=false", "--set", f"safe_command=[{SAFE}]",      # realtime_priority: the shipped 50
-            "--set", f"joint_states_topic={ns}/joint_states", "--set", f"commands_topic={ns}/commands",
-            "--set", f"incumbent_topic={ns}/incumbent", "--set", "gate_suite=''"]
+            "--set", f"orchestrator.registry_path={reg}", "--set", "orchestrator.bootstrap_champion=lqr", "--set", "monitor.config=none",
+            "--set", "adapt.enabled=false", "--set", f"runtime.safe_command=[{SAFE}]",      # realtime_priority: the shipped 50
+            "--set", f"ros.joint_states_topic={ns}/joint_states", "--set", f"ros.commands_topic={ns}/commands",
+            "--set", f"ros.incumbent_topic={ns}/incumbent", "--set", "gate.suite=''"]
     log = open(work / "controller.log", "w")
     proc = subprocess.Popen([sys.executable, "-c", "from adapters.cli import main; main()", *args], cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -483,13 +483,13 @@ def _stack_cases(rep: Report, stack: RobotStack, proc, smoke: bool) -> None:
                 return "silent acceptance", f"{name}={value!r} accepted"
             return "refused cleanly", reason
         return go
-    for name, value in (("mode", "bogus"), ("mode", "Active"), ("mode", ""), ("canary_period_s", math.inf),
-                        ("canary_period_s", math.nan), ("canary_weight", 5.0), ("canary_window_s", -1.0),
-                        ("canary_weight", "half"), ("rate_hz", 50.0), ("trigger", "joint_states"),
-                        ("safe_command", [5.0]), ("registry_path", "/etc"), ("adapt", "yes")):
+    for name, value in (("runtime.mode", "bogus"), ("runtime.mode", "Active"), ("runtime.mode", ""), ("runtime.canary_period_s", math.inf),
+                        ("runtime.canary_period_s", math.nan), ("runtime.canary_weight", 5.0), ("runtime.canary_window_s", -1.0),
+                        ("runtime.canary_weight", "half"), ("runtime.rate_hz", 50.0), ("runtime.trigger", "joint_states"),
+                        ("runtime.safe_command", [5.0]), ("orchestrator.registry_path", "/etc"), ("adapt.enabled", "yes")):
         rep.run(battery, f"run-time set {name}={value!r}", param(name, value))
-    rep.run(battery, "run-time set mode=shadow (valid)", param("mode", "shadow", expect_ok=True))
-    rep.run(battery, "run-time set mode=active (valid)", param("mode", "active", expect_ok=True))
+    rep.run(battery, "run-time set mode=shadow (valid)", param("runtime.mode", "shadow", expect_ok=True))
+    rep.run(battery, "run-time set mode=active (valid)", param("runtime.mode", "active", expect_ok=True))
 
     def still_controls():
         k0 = len(stack.commands)
@@ -508,35 +508,36 @@ def _stack_cases(rep: Report, stack: RobotStack, proc, smoke: bool) -> None:
 # ====================================================================== 2. start-up parameters
 
 STARTUP_CASES = [
-    ("mode=Active", "parameter mode"), ("mode=bogus", "parameter mode"), ("mode=''", "parameter mode"),
-    ("trigger=bogus", "parameter trigger"), ("rate_hz=-1.0", "parameter rate_hz"),
-    ("rate_hz=.nan", "parameter rate_hz"), ("rate_hz=fast", "parameter rate_hz"),
-    ("stale_timeout_s=0.0", "parameter stale_timeout_s"), ("joint_names=[a]", "parameter joint_names"),
-    ("joint_names=[a, a]", "parameter joint_names"), ("joint_names=['', x]", "parameter joint_names"),
-    ("registry_path=/etc", "parameter registry_path"), ("registry_path=/", "parameter registry_path"),
-    ("realtime_priority=500", "parameter realtime_priority"), ("canary_weight=5.0", "parameter canary_weight"),
-    ("canary_period_s=.inf", "parameter canary_period_s"), ("safe_command=[.nan]", "parameter safe_command"),
-    ("safe_command=[5.0]", "parameter safe_command"), ("safe_command=[0.0, 0.0]", "parameter safe_command"),
-    ("guard_joint_bounds='{bad'", "parameter guard_joint_bounds"),
-    ("guard_joint_bounds='{\"slider\": [1.0, -1.0]}'", "parameter guard_joint_bounds"),
-    ("drift_hint='{\"gravity\": 1e9}'", "parameter drift_hint"), ("sandbox=docker", "parameter sandbox"),
-    ("velocity_source=guess", "parameter velocity_source"),
-    ("max_joint_states_per_tick=0", "parameter max_joint_states_per_tick"),
-    ("canary_weights=[2.0]", "parameter canary_weights"), ("adapt_population=0", "parameter adapt_population"),
-    ("bootstrap_champion=/dev/zero", "parameter bootstrap_champion"),
-    ("gate_suite=/nonexistent/suite.yaml", "parameter gate_suite"), ("plant=tractor", "parameter plant"),
-    ("sandbox_command='python x.py'", "parameter sandbox_command"),
-    ("stale_timeout=0.2", "did you mean stale_timeout_s"), ("rate_hx=50.0", "did you mean rate_hz"),
+    ("runtime.mode=Active", "parameter runtime.mode"), ("runtime.mode=bogus", "parameter runtime.mode"), ("runtime.mode=''", "parameter runtime.mode"),
+    ("runtime.trigger=bogus", "parameter runtime.trigger"), ("runtime.rate_hz=-1.0", "parameter runtime.rate_hz"),
+    ("runtime.rate_hz=.nan", "parameter runtime.rate_hz"), ("runtime.rate_hz=fast", "parameter runtime.rate_hz"),
+    ("runtime.stale_timeout_s=0.0", "parameter runtime.stale_timeout_s"), ("runtime.joint_names=[a]", "parameter runtime.joint_names"),
+    ("runtime.joint_names=[a, a]", "parameter runtime.joint_names"), ("runtime.joint_names=['', x]", "parameter runtime.joint_names"),
+    ("orchestrator.registry_path=/etc", "parameter orchestrator.registry_path"), ("orchestrator.registry_path=/", "parameter orchestrator.registry_path"),
+    ("ros.realtime_priority=500", "parameter ros.realtime_priority"), ("runtime.canary_weight=5.0", "parameter runtime.canary_weight"),
+    ("runtime.canary_period_s=.inf", "parameter runtime.canary_period_s"), ("runtime.safe_command=[.nan]", "parameter runtime.safe_command"),
+    ("runtime.safe_command=[5.0]", "parameter runtime.safe_command"), ("runtime.safe_command=[0.0, 0.0]", "parameter runtime.safe_command"),
+    ("guard.joint_bounds='{bad'", "parameter guard.joint_bounds"),
+    ("guard.joint_bounds='{\"slider\": [1.0, -1.0]}'", "parameter guard.joint_bounds"),
+    ("adapt.drift='{\"gravity\": 1e9}'", "parameter adapt.drift"), ("adapt.backend=docker", "parameter adapt.backend"),
+    ("runtime.velocity_source=guess", "parameter runtime.velocity_source"),
+    ("ros.max_joint_states_per_tick=0", "parameter ros.max_joint_states_per_tick"),
+    ("orchestrator.canary_weights=[2.0]", "parameter orchestrator.canary_weights"), ("adapt.population=0", "parameter adapt.population"),
+    ("orchestrator.bootstrap_champion=/dev/zero", "parameter orchestrator.bootstrap_champion"),
+    ("gate.suite=/nonexistent/suite.yaml", "parameter gate.suite"), ("robot=tractor", "parameter robot"),
+    ("adapt.sandbox_command='python x.py'", "parameter adapt.sandbox_command"),
+    ("runtime.stale_timeout=0.2", "did you mean runtime.stale_timeout_s"),
+    ("runtime.rate_hx=50.0", "did you mean runtime.rate_hz"), ("rate_hz=50.0", "use runtime.rate_hz"),
 ]
-SMOKE_STARTUP = [("mode=bogus", "parameter mode"), ("rate_hx=50.0", "did you mean rate_hz")]
+SMOKE_STARTUP = [("runtime.mode=bogus", "parameter runtime.mode"), ("runtime.rate_hx=50.0", "did you mean runtime.rate_hz")]
 
 
 def startup_battery(rep: Report, work: Path, smoke: bool) -> None:
     battery = "start-up parameters"
     base = ["node", "controller", "--params", str(ROOT / "launch" / "driftgate.yaml"),
-            "--domain-id", os.environ.get("ROS_DOMAIN_ID", "112"), "--set", f"registry_path={work / 'startup-reg'}",
-            "--set", "bootstrap_champion=lqr", "--set", "detector_config=none", "--set", "realtime_priority=0",
-            "--set", f"commands_topic=/rel{os.getpid()}/startup/commands"]
+            "--domain-id", os.environ.get("ROS_DOMAIN_ID", "112"), "--set", f"orchestrator.registry_path={work / 'startup-reg'}",
+            "--set", "orchestrator.bootstrap_champion=lqr", "--set", "monitor.config=none", "--set", "ros.realtime_priority=0",
+            "--set", f"ros.commands_topic=/rel{os.getpid()}/startup/commands"]
     for item, needle in (SMOKE_STARTUP if smoke else STARTUP_CASES):
         rep.run(battery, f"--set {item}", lambda item=item, needle=needle: judge_cli(
             cli(base + ["--set", item], timeout=120), expect_codes=(2,), needle=needle))
@@ -902,11 +903,11 @@ def _configs(rep: Report, work: Path, smoke: bool) -> None:
         rep.run(battery, label, lambda name=name: _no_hang(lambda: judge_cli(
             cli(["gate", "--registry", str(reg), "--candidate", cid, "--suite", str(cfg / name),
                  "--json-out", str(work / "gate.json")], timeout=60))))
-    for label, name in (("node --set detector_config=/dev/zero", "/dev/zero"),):
+    for label, name in (("node --set monitor.config=/dev/zero", "/dev/zero"),):
         rep.run(battery, label, lambda name=name: judge_cli(cli(
-            ["node", "controller", "--set", f"registry_path={work / 'cfg-reg'}", "--set", "bootstrap_champion=lqr",
-             "--set", f"detector_config={name}", "--set", "realtime_priority=0"], timeout=120),
-            expect_codes=(2,), needle="detector_config"))
+            ["node", "controller", "--set", f"orchestrator.registry_path={work / 'cfg-reg'}", "--set", "orchestrator.bootstrap_champion=lqr",
+             "--set", f"monitor.config={name}", "--set", "ros.realtime_priority=0"], timeout=120),
+            expect_codes=(2,), needle="monitor.config"))
 
 
 # ====================================================================== 4. SIGKILL

@@ -1,7 +1,7 @@
 """What crosses between the orchestrator and the processes it drives: sandbox jobs and gate verdicts.
 
 Small on purpose: the orchestrator (`controller.orchestrator`) depends only on these, and the
-process-backed implementations (`controller.jobs`: the interim sandbox, `sim.sandbox`, the
+process-backed implementations (`controller.jobs`: the sandbox launcher `sim.sandbox_launch`, the
 `safety.gate` child) plug in behind the two protocols. Both are polled, never waited on, so a hung
 child can never stall the state machine.
 """
@@ -28,7 +28,7 @@ class AdaptationJob:
     job_dir: Path
     plant: str
     seed: int
-    budgets: dict                         # wall_s, generations, population, children, horizon, ...
+    budgets: dict                         # job.json fields by AdaptJob's names: budget_s, max_generations, ...
     seeds: tuple = ()                     # Genomes: the champion first, then its stable fallback
     window: Any = None                    # controller.drift.TelemetryWindow of the alarm, or None
     drift_event: dict | None = None       # JSON summary of the DriftEvent

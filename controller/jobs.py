@@ -4,26 +4,22 @@ Everything here runs the heavy work in a *child OS process* and only polls it, b
 node must never import torch, never hold the GIL for seconds, and must survive a child that
 crashes or hangs (each child gets its own session, so a timeout kills its whole process group).
 
-Runners (AdaptationRunner): a runner writes the job directory in its sandbox's format, then starts
-the sandbox on it.
+Runners (AdaptationRunner): a runner writes the job directory in the one job contract
+(`sim.job_contract`: job.json with `AdaptJob`'s fields, telemetry.npz, seeds/), then starts a
+sandbox on it.
 
-- `SandboxRunner`: the real sandbox, `sim.sandbox` (issue 4). job.json in its `AdaptJob` format,
-  telemetry.npz as (qpos, qvel, actions, control_dt), seeds/*.safetensors; started through
-  `controller.sandbox_launch`, which applies the sandbox's own memory / CPU / wall limits
-  (`sim.sandbox.run_sandbox`) and writes ``outcome.json``.
-- `SubprocessRunner`: any command line with ``{job_dir}``; by default the INTERIM sandbox
-  (`controller.interim_sandbox`, CMA-ES from a policy champion, no system identification) that
-  predates `sim.sandbox`. Kept for plants/champions the real sandbox does not take (it needs an
-  SR-GHN champion) and for tests.
+- `SandboxRunner`: the sandbox launcher (`sim.sandbox_launch`), which applies the sandbox's own
+  memory / CPU / wall limits (`sim.sandbox.run_sandbox`) and writes ``outcome.json``. The sandbox
+  dispatches on the champion's kind (SR-GHN: system identification + evolution; policy: CMA-ES).
+- `SubprocessRunner`: any command line with ``{job_dir}`` (``adapt.sandbox_command``), same contract.
 
-Gates: `ProcessGate` runs `safety.gate.gate_registry` in `controller.gate_job`; `FunctionGate`
+Gates: `ProcessGate` runs `safety.gate.gate_registry` in `adapters.gate_job`; `FunctionGate`
 wraps a function (tests, simple policies such as "no suite configured: hold").
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -52,9 +48,8 @@ def _child_env() -> dict:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    from sim.atomicio import atomic_write_json
+    atomic_write_json(path, obj)
 
 
 class _Child:
@@ -98,21 +93,6 @@ class _Child:
 
 # ---------------------------------------------------------------------- job directory formats
 
-def write_interim_job(job: AdaptationJob) -> None:
-    """The interim sandbox's job.json (+ seeds/, telemetry.npz as the DriftEvent window)."""
-    from sim.genome import save_genome
-    (job.job_dir / "seeds").mkdir(parents=True, exist_ok=True)
-    for g in job.seeds:
-        save_genome(g, job.job_dir / "seeds" / f"{g.id}.safetensors")
-    if job.window is not None:
-        job.window.save_npz(job.job_dir / "telemetry.npz")
-    _write_json(job.job_dir / "job.json", {
-        "job_id": job.job_id, "plant": job.plant, "seed": job.seed, "budgets": job.budgets,
-        "seeds": [f"seeds/{i}.safetensors" for i in job.seed_ids],
-        "telemetry": "telemetry.npz" if job.window is not None else None,
-        "drift_event": job.drift_event, "drift_hint": job.drift_hint})
-
-
 def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
     """A DriftEvent window as sim.sysid telemetry arrays: qpos/qvel (ticks + 1 rows, from the
     observation through the plant's state codec), the actions sent after each of the first `ticks`
@@ -136,31 +116,28 @@ def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
     return out
 
 
-def write_sandbox_job(job: AdaptationJob, extra: dict | None = None, robot: str = "") -> None:
-    """job.json in `sim.adapt_job.AdaptJob` format + seed_genomes [{file, id}], telemetry.npz in
-    `sim.sysid.Telemetry` format. Written here (not with sim.sandbox.write_job) because importing
-    the sandbox's parent-side helpers would import torch into the live node. `robot` (the node's
-    name) and the job id travel in job.json: on a shared Ray cluster they label the job and its tasks."""
-    from sim.genome import save_genome
+def write_sandbox_job(job: AdaptationJob, robot: str = "") -> None:
+    """The job directory in the one job contract (`sim.job_contract.write_job`): job.json holds
+    `AdaptJob`'s fields (the orchestrator's ``job`` settings under the same names), telemetry.npz
+    the alarm's window in `sim.sysid.Telemetry` format. `robot` (the node's name) and the job id
+    travel in job.json: on a shared Ray cluster they label the job and its tasks."""
+    from sim.job_contract import AdaptJob, write_job
     from sim.plants import make_plant
-    (job.job_dir / "seeds").mkdir(parents=True, exist_ok=True)
-    entries = []
-    for g in job.seeds:
-        save_genome(g, job.job_dir / "seeds" / f"{g.id}.safetensors")
-        entries.append({"file": f"seeds/{g.id}.safetensors", "id": g.id})
+    tel = None
     if job.window is not None:
         tel = window_to_telemetry(job.plant, job.window, make_plant(job.plant).control_dt)
-        if tel is not None:
-            tmp = job.job_dir / ".telemetry.tmp.npz"
-            np.savez(tmp, **tel)
-            os.replace(tmp, job.job_dir / "telemetry.npz")
+    spec = AdaptJob(**{**job.budgets, "plant": job.plant, "drift": job.drift_hint, "seed": int(job.seed),
+                       "robot": str(robot), "job_id": str(job.job_id)})
+    write_job(job.job_dir, spec, list(job.seeds), tel)
+
+
+def job_wall_s(job: AdaptationJob) -> float:
+    """The sandbox's wall-clock kill switch: the evolution's budget plus system identification's
+    (at least 30 s). Counts (generations, evaluations) should bind first."""
+    from sim.job_contract import AdaptJob
     b = job.budgets
-    spec = {"plant": job.plant, "drift": job.drift_hint, "seed": int(job.seed),
-            "budget_s": float(b.get("wall_s", 120.0)), "max_generations": int(b.get("generations", 300)),
-            "population": int(b.get("population", 10)), "children": int(b.get("children", 2)),
-            "horizon": int(b.get("horizon", 300)), "robot": str(robot), "job_id": str(job.job_id)}
-    spec.update(extra or {})
-    _write_json(job.job_dir / "job.json", {**spec, "seed_genomes": entries})
+    return float(b.get("budget_s", AdaptJob.budget_s)) + max(30.0, float(b.get("sysid_budget_s",
+                                                                              AdaptJob.sysid_budget_s)))
 
 
 # ---------------------------------------------------------------------- runners
@@ -169,16 +146,12 @@ class SubprocessRunner:
     """AdaptationRunner: `writer(job)` fills the job directory, then `command` (``{job_dir}``
     substituted) runs in a child process. The answer is read from ``result.json`` (``status`` ok)
     and the candidate file it names (``candidate_file``) or the ``*.safetensors`` next to it. The
-    wall-clock limit is the job's ``budgets.wall_s`` + `grace_s` (or `timeout_s`).
-
-    Default: the INTERIM sandbox (`controller.interim_sandbox`), to be retired for `SandboxRunner`.
-    """
+    wall-clock limit is `job_wall_s` + `grace_s` (or `timeout_s`)."""
 
     def __init__(self, command: list[str] | None = None, *, writer: Callable[[AdaptationJob], None] | None = None,
                  timeout_s: float | None = None, grace_s: float = 15.0) -> None:
-        self.command = list(command) if command else [sys.executable, "-m", "controller.interim_sandbox",
-                                                      "{job_dir}"]
-        self.writer = writer or write_interim_job
+        self.command = list(command) if command else [sys.executable, "-m", "sim.sandbox_launch", "{job_dir}"]
+        self.writer = writer or write_sandbox_job
         self.timeout_s, self.grace_s = timeout_s, grace_s
         self._child: _Child | None = None
         self._job: AdaptationJob | None = None
@@ -192,8 +165,7 @@ class SubprocessRunner:
         if self._child is not None and self._child.proc.poll() is None:
             raise JobError("a sandbox job is already running")
         self.writer(job)
-        timeout = self.timeout_s if self.timeout_s is not None else \
-            float(job.budgets.get("wall_s", 600.0)) + self.grace_s
+        timeout = self.timeout_s if self.timeout_s is not None else job_wall_s(job) + self.grace_s
         # absolute: the child runs *in* the job directory, so a relative job_root (a registry_path
         # such as runs/demo/registry) would otherwise name a directory below itself
         job_dir = Path(job.job_dir).resolve()
@@ -274,43 +246,29 @@ class SubprocessRunner:
 
 
 class SandboxRunner(SubprocessRunner):
-    """The real sandbox (`sim.sandbox`) behind the AdaptationRunner protocol. `cpu_s` and
-    `memory_mb` are the sandbox's rlimits; its wall limit is the job's ``budgets.wall_s`` plus
-    `sysid_s` (system identification runs before the evolution budget starts). `extra` are
-    further job.json fields (workers, backend, ray_address, ...); `robot` names the robot.
+    """The sandbox launcher (`sim.sandbox_launch`) behind the AdaptationRunner protocol. `cpu_s` and
+    `memory_mb` are the sandbox's rlimits (``adapt.cpu_s``, ``adapt.memory_mb``); its wall limit is
+    `job_wall_s`. `robot` names the robot in job.json.
 
-    `ray_address`: evaluate on that Ray cluster (``backend: ray``); "local" means a Ray head that
-    the sandbox's parent starts on this machine for the job (plus `ray_start_s` on the wall
-    limit). Cancelling kills the launcher's process group; the sandbox child and a head started
-    for the job die with it, and the cluster cancels the dead driver's tasks."""
+    A job with ``backend: ray`` and no ``ray_address`` gets a Ray head that the sandbox's parent
+    starts on this machine (plus `ray_start_s` on the wall limit). Cancelling kills the launcher's
+    process group; the sandbox child and a head started for the job die with it."""
 
-    def __init__(self, *, cpu_s: float = 1200.0, memory_mb: int = 8192, sysid_s: float = 30.0,
-                 grace_s: float = 30.0, extra: dict | None = None, robot: str = "",
-                 ray_address: str = "", ray_start_s: float = 120.0) -> None:
-        self.cpu_s, self.memory_mb, self.sysid_s, self.extra = cpu_s, memory_mb, sysid_s, dict(extra or {})
+    def __init__(self, *, cpu_s: float = 1200.0, memory_mb: int = 8192, grace_s: float = 30.0, robot: str = "",
+                 ray_start_s: float = 120.0) -> None:
+        self.cpu_s, self.memory_mb = cpu_s, memory_mb
         self.robot, self.ray_start_s = str(robot), float(ray_start_s)
-        if ray_address:
-            self.extra["backend"] = "ray"
-            self.extra["ray_address"] = None if ray_address == "local" else str(ray_address)
-        super().__init__([sys.executable, "-m", "controller.sandbox_launch", "{job_dir}"],
-                         writer=lambda job: write_sandbox_job(job, self.extra, self.robot), grace_s=grace_s)
+        super().__init__([sys.executable, "-m", "sim.sandbox_launch", "{job_dir}"],
+                         writer=lambda job: write_sandbox_job(job, self.robot), grace_s=grace_s)
 
     def start(self, job: AdaptationJob) -> None:
-        wall = float(job.budgets.get("wall_s", 120.0)) + self.sysid_s
-        head = self.ray_start_s if self.extra.get("backend") == "ray" and not self.extra.get("ray_address") else 0.0
-        self.command = [sys.executable, "-m", "controller.sandbox_launch", "{job_dir}", "--wall-s", str(wall),
+        wall = job_wall_s(job)
+        b = job.budgets
+        head = self.ray_start_s if b.get("backend") == "ray" and not b.get("ray_address") else 0.0
+        self.command = [sys.executable, "-m", "sim.sandbox_launch", "{job_dir}", "--wall-s", str(wall),
                         "--cpu-s", str(self.cpu_s), "--memory-mb", str(int(self.memory_mb))]
         self.timeout_s = wall + head + self.grace_s
         super().start(job)
-
-
-def sandbox_available() -> bool:
-    """Is the real sandbox (`sim.sandbox`) installed? (Found without importing it.)"""
-    import importlib.util
-    try:
-        return importlib.util.find_spec("sim.sandbox") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------- gates
@@ -337,7 +295,7 @@ class FunctionGate:
 
 
 class ProcessGate:
-    """The real gate (`safety.gate.gate_registry`) in a child process (`controller.gate_job`).
+    """The real gate (`safety.gate.gate_registry`) in a child process (`adapters.gate_job`).
 
     Why a process: the gate runs hundreds of rollouts and, for SR-GHN genomes, decodes with torch;
     neither belongs in the live node. The child attaches its report to the registry itself. A gate
@@ -365,7 +323,7 @@ class ProcessGate:
                                          "candidate_id": request.candidate_id,
                                          "target_drift": request.target_drift, "actor": self.actor})
         self._dir = d
-        self._child = _Child([sys.executable, "-m", "controller.gate_job", str(d)], d, d / "gate.log",
+        self._child = _Child([sys.executable, "-m", "adapters.gate_job", str(d)], d, d / "gate.log",
                              self.timeout_s)
 
     def poll(self) -> GateOutcome | None:
@@ -390,13 +348,3 @@ class ProcessGate:
         if self._child is not None:
             self._child.kill()
             self._child = None
-
-
-def cleanup_job_dirs(root: str | os.PathLike, keep: int = 20) -> None:
-    """Remove all but the newest `keep` job directories (they hold telemetry and genomes)."""
-    root = Path(root)
-    if not root.is_dir():
-        return
-    dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    for p in dirs[:-keep] if keep > 0 else dirs:
-        shutil.rmtree(p, ignore_errors=True)

@@ -81,6 +81,11 @@ class JointStateInput:
         worst = max(self.first_refusal, key=lambda k: self.refused.get(k, 0))
         return f"{self.refused[worst]} refused as {worst}: {self.first_refusal[worst]}"
 
+    def joint_order(self, names: Sequence[str]) -> np.ndarray | str:
+        """Indices of the configured joints in a JointState's name list, or why it cannot be used
+        ('duplicate_name', 'missing_joint'). Public for offline replay, which orders bag messages."""
+        return self._order(tuple(names))
+
     def _order(self, names: tuple) -> np.ndarray | str:
         """`joint_order` of the configured joints, cached per name list."""
         hit = self._index_cache.get(names)

@@ -10,9 +10,9 @@ overrides go through it too (`declare_checked`).
 
 Rule classes (one test each in tests/test_params.py):
 
-- **enum**  `Choice`: one of a fixed set (``mode``, ``trigger``, ``sandbox``, ``velocity_source``,
-  ``plant``).
-- **range** `Range`: a finite number inside [low, high] (an open low end for "> 0").
+- **enum**  `Choice`: one of a fixed set (from the settings tree's ``Literal`` annotations).
+- **range** `Range`: a finite number inside [low, high] (an open low end for "> 0"), from the
+  tree's ``gt`` / ``ge`` / ``le`` constraints (`rule` derives both; `RULES` holds the rest).
 - **path**  `PathRule`: a file or directory that must exist / must not be a system directory.
 - **JSON**  `JsonRule`: a JSON text parsed and checked by a function.
 
@@ -30,17 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from controller.settings import SettingsError
+
 MODES = ("active", "shadow", "canary")
-TRIGGERS = ("timer", "joint_states")
-SANDBOXES = ("auto", "sim", "interim")
-VELOCITY_SOURCES = ("measured", "differentiate")
 # Directories a registry or a job root must never be (the node writes into them).
 SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin",
                "/sys", "/usr", "/var", "/opt", "/home", "/tmp")
 
 
-class ParameterError(ValueError):
-    """A parameter value that the node refuses; the message is one line naming the parameter."""
+# A parameter value that the node refuses; the message is one line naming the parameter.
+ParameterError = SettingsError
 
 
 @dataclass(frozen=True)
@@ -258,9 +257,17 @@ def _sandbox_command(value: Any) -> str | None:
     return None
 
 
-def _plants() -> tuple[str, ...]:
+_PLANTS = ("cartpole", "walker", "reacher")
+
+
+def _robot(value: Any) -> str | None:
+    """A built-in robot's name or a robot profile file (relative ones may be shipped: checked at configure)."""
+    if not isinstance(value, str) or not value:
+        return f"{value!r} is not a robot"
+    if value.endswith((".yaml", ".yml")):
+        return _check_file(value)
     from sim.plants import PLANTS
-    return tuple(PLANTS)
+    return None if value in PLANTS else f"{value!r} is not a built-in robot"
 
 
 def _finite(x: Any) -> str | None:
@@ -273,110 +280,108 @@ def _pos(high: float) -> Range:
     return Range(0.0, high, low_open=True)
 
 
-def _nonneg(high: float) -> Range:
-    return Range(0.0, high)
+def _mapping(obj: Any) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError("expected a JSON object")
 
 
-def _int(low: int, high: int) -> Range:
-    return Range(low, high, integer=True)
-
-
-DAY = 86400.0
-
-# name -> rule. Parameters not listed are checked for their type only.
+# name -> rule, where the tree's own constraints (Literal choices, gt/ge/le) do not say it all;
+# every other setting gets its rule from controller.settings (`rule`).
 RULES: dict[str, Any] = {
-    # enum
-    "plant": Choice(_plants),
-    "mode": Choice(MODES),
-    "trigger": Choice(TRIGGERS),
-    "incumbent_source": Choice(("topic", "joint_state_effort")),
-    "sandbox": Choice(SANDBOXES),
-    "velocity_source": Choice(VELOCITY_SOURCES),
-    # range
-    "rate_hz": _pos(10000.0),
-    "stale_timeout_s": _pos(60.0),
-    "max_abs_input": _pos(1e12),
-    "burst_limit": _int(1, 1_000_000),
-    "max_joint_states_per_tick": _int(1, 100_000),
-    "guard_max_divergence": _nonneg(1e6),
-    "incumbent_timeout_s": _pos(3600.0),
-    "canary_window_s": _pos(DAY),
-    "canary_period_s": _pos(DAY),
-    "canary_weight": _nonneg(1.0),
-    "adapt_budget_s": _pos(DAY),
-    "adapt_generations": _int(1, 1_000_000),
-    "adapt_population": _int(1, 100_000),
-    "adapt_children": _int(1, 10_000),
-    "adapt_horizon": _int(1, 10_000_000),
-    "adapt_workers": _int(1, 1024),
-    "adapt_sysid_budget_s": _pos(DAY),
-    "gate_timeout_s": _pos(DAY),
-    "retry_backoff_s": _nonneg(DAY),
-    "post_alarm_s": _nonneg(DAY),
-    "shadow_s": _pos(DAY),
-    "shadow_min_samples": _int(1, 1_000_000_000),
-    "shadow_timeout_s": _pos(DAY),
-    "shadow_max_divergence": _nonneg(1e6),
-    "shadow_max_saturation": _nonneg(1.0),
-    "rescue_outside_fraction": _nonneg(1.0),
-    "rescue_grace_s": _nonneg(DAY),
-    "canary_step_s": _pos(DAY),
-    "canary_slice_s": _pos(DAY),
-    "canary_duty": _pos(1.0),
-    "watch_s": _nonneg(DAY),
-    "watch_min_samples": _int(1, 1_000_000_000),
-    "watch_tolerance": _nonneg(1e6),
-    "realtime_priority": _int(0, 99),
-    "orchestrator_rate_hz": _pos(1000.0),
-    "diagnostics_rate_hz": _pos(1000.0),
-    "canary_weights": ListRule(_pos(1.0), "a non-empty list of numbers in (0, 1]", min_len=1),
-    "safe_command": ListRule(FuncRule(_finite, "finite"), "finite numbers inside the actuator bounds, one per "
-                             "actuator (the bounds are checked at configure)"),
-    "joint_names": ListRule(FuncRule(_joint_name, "name"), "unique joint names without whitespace, one per "
-                            "joint of the plant (or [] for the plant's own names)", unique=True),
+    "robot": FuncRule(_robot, "a built-in robot (" + " | ".join(_PLANTS) + ") or an existing robot profile "
+                      "YAML (.yaml/.yml)"),
+    "orchestrator.canary_weights": ListRule(_pos(1.0), "a non-empty list of numbers in (0, 1]", min_len=1),
+    "runtime.safe_command": ListRule(FuncRule(_finite, "finite"), "finite numbers inside the actuator bounds, one "
+                                     "per actuator (the bounds are checked at configure)"),
+    "runtime.joint_names": ListRule(FuncRule(_joint_name, "name"), "unique joint names without whitespace, one "
+                                    "per joint of the robot (or [] for the model's own names)", unique=True),
     # path
-    "registry_path": PathRule("registry"),            # unset: configure says so
-    "job_root": PathRule("dir"),
-    "detector_config": PathRule("file", keywords=("none", "off", "disabled")),
-    "gate_suite": PathRule("file"),
-    "bootstrap_champion": PathRule("file", keywords=("lqr",)),
+    "orchestrator.registry_path": PathRule("registry"),            # unset: configure says so
+    "orchestrator.job_root": PathRule("dir"),
+    "monitor.config": PathRule("file", keywords=("none", "off", "disabled")),
+    "gate.suite": PathRule("file"),
+    "orchestrator.bootstrap_champion": PathRule("file", keywords=("lqr",)),
     # JSON
-    "guard_joint_bounds": JsonRule(_guard_bounds, 'a JSON object {"joint": [low, high]} with low < high'),
-    "drift_hint": JsonRule(_drift_hint, "a DriftSpec JSON object"),
-    "sandbox_command": FuncRule(_sandbox_command, "'' or a command line containing {job_dir}"),
+    "guard.joint_bounds": JsonRule(_guard_bounds, 'a JSON object {"joint": [low, high]} with low < high'),
+    "adapt.drift": JsonRule(_drift_hint, "a DriftSpec JSON object"),
+    "monitor.overrides": JsonRule(_mapping, "a JSON object (keys of the drift monitor YAML)"),
+    "gate.overrides": JsonRule(_mapping, "a JSON object (keys of the regression suite YAML)"),
+    "adapt.sandbox_command": FuncRule(_sandbox_command, "'' or a command line containing {job_dir}"),
 }
 
 
+def _derived(name: str) -> Any:
+    """A Choice or Range from the settings tree's annotation and constraints (None if it has none)."""
+    import typing
+
+    from controller import settings
+    f = settings.field_info(name)
+    if f is None:
+        return None
+    ann = f.annotation
+    if typing.get_origin(ann) is typing.Literal:
+        return Choice(tuple(typing.get_args(ann)))
+    low = high = None
+    low_open = False
+    for m in f.metadata:
+        for attr, is_open in (("gt", True), ("ge", False)):
+            if getattr(m, attr, None) is not None:
+                low, low_open = float(getattr(m, attr)), is_open
+        if getattr(m, "le", None) is not None:
+            high = float(m.le)
+    if low is None:
+        return None
+    integer = ann is int or int in typing.get_args(ann)
+    return Range(low, high if high is not None else 1e18, low_open=low_open, integer=integer)
+
+
+def rule(name: str) -> Any:
+    """The rule of a dotted setting name (None: type-checked only)."""
+    r = RULES.get(name)
+    return r if r is not None else _derived(name)
+
+
 def allowed(name: str) -> str:
-    rule = RULES.get(name)
-    return rule.allowed() if rule is not None else ""
+    r = rule(name)
+    return r.allowed() if r is not None else ""
 
 
 def check_value(name: str, value: Any) -> str | None:
     """None if `value` is acceptable for parameter `name`, else one line naming the parameter, the
     value's problem and what is allowed."""
-    rule = RULES.get(name)
-    if rule is None or value is None:       # None: a typed parameter without a value (not set)
+    r = rule(name)
+    if r is None or value is None:       # None: a typed parameter without a value (not set)
         return None
     try:
-        why = rule.check(value)
+        why = r.check(value)
     except Exception as e:   # a rule must never take the node down
         why = f"cannot be checked ({type(e).__name__}: {e})"
     if why is None:
         return None
-    return f"parameter {name}: {why}; allowed: {rule.allowed()}"
+    return f"parameter {name}: {why}; allowed: {r.allowed()}"
 
 
 def did_you_mean(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    """Close names; a dotted name is compared with the names of its own section."""
+    prefix, _, leaf = name.rpartition(".")
+    if prefix:
+        siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == prefix}
+        close = [siblings[c] for c in difflib.get_close_matches(leaf, list(siblings), n=3, cutoff=0.6)]
+    else:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def unknown_names(names: Sequence[str], known: Sequence[str]) -> str | None:
-    """One line for names that are not parameters (None if all are known)."""
+    """One line for names that are not parameters (None if all are known); an old name of a
+    setting names its replacement (`controller.settings.RENAMED`)."""
     unknown = sorted(set(names) - set(known))
     if not unknown:
         return None
+    from controller.settings import renamed_error
+    old = renamed_error(unknown, known)
+    if old:
+        return "parameter " + old.replace("setting ", "", 1)
     return "; ".join(f"unknown parameter {n!r}{did_you_mean(n, known)}" for n in unknown)
 
 
@@ -387,16 +392,15 @@ def descriptor(name: str, description: str, read_only: bool):
     the other constraints in words (``ros2 param describe``)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     d = ParameterDescriptor(description=description, read_only=read_only)
-    rule = RULES.get(name)
-    if rule is None:
+    r = rule(name)
+    if r is None:
         return d
-    d.additional_constraints = rule.allowed()
-    if isinstance(rule, Range):
-        if rule.integer:
-            d.integer_range = [IntegerRange(from_value=int(rule.low), to_value=int(rule.high), step=1)]
-        elif not rule.low_open:     # ROS ranges are closed; "> 0" stays in the callback
-            d.floating_point_range = [FloatingPointRange(from_value=float(rule.low), to_value=float(rule.high),
-                                                         step=0.0)]
+    d.additional_constraints = r.allowed()
+    if isinstance(r, Range) and r.high < 1e18:
+        if r.integer:
+            d.integer_range = [IntegerRange(from_value=int(r.low), to_value=int(r.high), step=1)]
+        elif not r.low_open:     # ROS ranges are closed; "> 0" stays in the callback
+            d.floating_point_range = [FloatingPointRange(from_value=float(r.low), to_value=float(r.high), step=0.0)]
     return d
 
 

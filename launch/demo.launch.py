@@ -3,14 +3,14 @@
     ros2 launch driftgate demo.launch.py [params_file:=FILE] [namespace:=NS] [robot:=PLANT]
                                          [use_sim_time:=true|false]
 
-Both nodes read launch/demo.yaml. The controller's `autostart: true` there makes it configure and
+Both nodes read launch/demo.yaml. The controller's `ros.autostart: true` there makes it configure and
 activate itself (no lifecycle events are emitted here, so the two never race). Inject a drift with
 `ros2 param set /driftgate_sim_robot drift '<DriftSpec JSON>'` and watch `/driftgate_controller/events`
 and `/diagnostics`. The same demo runs in a plain venv with `driftgate node demo`.
 
 Every topic of both nodes is relative, so `namespace:=robot_a` runs the pair under `/robot_a`
 (`/robot_a/joint_states`, `/robot_a/driftgate_controller/events`, ...); two launches with two
-namespaces are two independent robots on one graph. `robot` sets the plant of both nodes (empty:
+namespaces are two independent robots on one graph. `robot` sets the robot of both nodes (empty:
 the YAML's).
 """
 from launch import LaunchDescription
@@ -26,7 +26,7 @@ def nodes(context):
     extra = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() == "true"}
     robot = LaunchConfiguration("robot").perform(context)
     if robot:
-        extra["plant"] = robot
+        extra["robot"] = robot
     return [
         Node(
             package="driftgate",
@@ -56,7 +56,7 @@ def generate_launch_description():
             default_value=PathJoinSubstitution([FindPackageShare("driftgate"), "launch", "demo.yaml"]),
             description="ROS 2 parameter file with driftgate_sim_robot and driftgate_controller sections"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of both nodes"),
-        DeclareLaunchArgument("robot", default_value="", description="plant of both nodes; empty: the YAML's"),
+        DeclareLaunchArgument("robot", default_value="", description="robot of both nodes (built-in name or profile); empty: the YAML's"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
         OpaqueFunction(function=nodes),
     ])

@@ -5,7 +5,7 @@
 
 With autostart (default) the launch system drives the lifecycle: configure, then activate once the
 node reports `inactive`. With autostart:=false the node waits in `unconfigured` for a lifecycle
-manager (e.g. `ros2 lifecycle set /driftgate_controller configure`). Keep the YAML's own `autostart`
+manager (e.g. `ros2 lifecycle set /driftgate_controller configure`). Keep the YAML's own `ros.autostart`
 false here, or the node and the launch file would both configure it.
 
 Topic names in the YAML are relative (`joint_states`, `forward_effort_controller/commands`), so
@@ -13,7 +13,7 @@ Topic names in the YAML are relative (`joint_states`, `forward_effort_controller
 second robot is a second launch with another namespace, not another YAML. Remap what does not fit
 from an including launch file (`Node(remappings=...)` / `--ros-args -r`), e.g.
 `joint_states:=/robot_a/broadcaster/joint_states`. `robot` names the robot model (for now the
-simulated plant the policies were evolved for: the `plant` parameter); empty keeps the YAML's.
+simulated plant the policies were evolved for: the `robot` parameter); empty keeps the YAML's.
 """
 import lifecycle_msgs.msg
 from launch import LaunchDescription
@@ -28,11 +28,11 @@ from launch_ros.substitutions import FindPackageShare
 
 
 def overrides(context):
-    """Parameters from the launch arguments, on top of params_file: `robot` -> plant (if given)."""
+    """Parameters from the launch arguments, on top of params_file: `robot` -> robot (if given)."""
     out = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() == "true"}
     robot = LaunchConfiguration("robot").perform(context)
     if robot:
-        out["plant"] = robot
+        out["robot"] = robot
     return out
 
 
@@ -74,7 +74,7 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="",
                               description="node namespace: every relative topic of the node moves under it"),
         DeclareLaunchArgument("robot", default_value="",
-                              description="robot model (the plant name for now); empty: params_file's plant"),
+                              description="robot: a built-in name or a robot profile YAML; empty: params_file's"),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="configure and activate the controller from the launch file"),
         DeclareLaunchArgument("use_sim_time", default_value="false",

@@ -21,7 +21,6 @@ simulated robot carrying the job's true `drift`, driven by the champion, with se
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +30,7 @@ from sim.drift_spec import DriftSpec
 from sim.evaluate import make_evaluator
 from sim.evolution import EvolutionConfig, GenerationLog, evolve_srghn
 from sim.genome import Genome, load_genome, save_genome
+from sim.job_contract import AdaptJob  # noqa: F401 (the job contract; re-exported)
 from sim.model_seed import model_seed
 from sim.plant_task import PlantTask, plant_policy_spec
 from sim.srghn import SRGHNConfig, shipped_config
@@ -39,74 +39,6 @@ from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 ASSETS = Path(__file__).parent / "assets" / "champions"
 EVAL_EPISODES = 5
 NO_SCORE = 1e-6          # returns at or below this are "scores nothing" (rewards are >= 0)
-
-
-@dataclass(frozen=True)
-class AdaptJob:
-    """job.json: what to adapt, with which budgets and seeds. Unknown keys are refused."""
-
-    plant: str = "cartpole"
-    drift: dict | None = None            # the true drift (simulated robot); None when telemetry is real
-    seed: int = 0
-    budget_s: float = 120.0
-    max_generations: int = 300
-    max_evaluations: int | None = None
-    target_fraction: float = 0.95         # on the calibrated plant; a margin for the sim-to-robot gap
-    population: int = 10
-    children: int = 2
-    cf: float = 0.0
-    horizon: int = 300
-    randomize: int = 2                   # domain-randomised specs sampled inside the sysid std
-    workers: int = 1
-    backend: str = "local"               # local | ray
-    ray_address: str | None = None       # None: RAY_ADDRESS, else a head the sandbox's parent starts
-    robot: str = ""                      # who asked (the node's name): labels the Ray job and tasks
-    job_id: str = ""
-    sysid_budget_s: float = 20.0
-    sysid_max_evals: int = 1500          # with budgets in counts (not seconds) a seed fixes the result
-    telemetry_ticks: int = 1000
-    telemetry_noise: float = 0.01
-    model_seed: bool = True              # seed the population with an LQR on the identified model
-
-    def __post_init__(self) -> None:
-        from sim.plants import PLANTS
-        if self.plant not in PLANTS:
-            raise ValueError(f"job.plant: unknown plant {self.plant!r}; known: {sorted(PLANTS)}")
-        if self.drift is not None:
-            from sim.plants import make_plant
-            make_plant(self.plant).apply_drift(DriftSpec.parse(self.drift))   # names checked against the model
-        for name in ("budget_s", "sysid_budget_s", "target_fraction"):
-            v = float(getattr(self, name))
-            if not (v > 0 and v < float("inf")):
-                raise ValueError(f"job.{name}: must be a finite number > 0, got {getattr(self, name)}")
-        for name in ("max_generations", "population", "children", "horizon", "workers", "telemetry_ticks"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"job.{name}: must be a positive integer, got {getattr(self, name)}")
-        if self.randomize < 0 or not 0 <= self.cf <= 1 or self.telemetry_noise < 0:
-            raise ValueError("job.randomize must be >= 0, job.cf in [0, 1], job.telemetry_noise >= 0")
-        if self.backend not in ("local", "ray"):
-            raise ValueError(f"job.backend: must be 'local' or 'ray', got {self.backend!r}")
-        if self.ray_address is not None and not isinstance(self.ray_address, str):
-            raise ValueError(f"job.ray_address: must be a string or null, got {self.ray_address!r}")
-        for name in ("robot", "job_id"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"job.{name}: must be a string, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AdaptJob":
-        if not isinstance(d, dict):
-            raise ValueError("job.json: expected a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - {"seed_genomes"})
-        if unknown:
-            raise ValueError(f"job.json: unknown keys {unknown}; known: {sorted(known)}")
-        try:
-            return cls(**{k: v for k, v in d.items() if k in known})
-        except TypeError as e:
-            raise ValueError(f"job.json: {e}") from e
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # -- the nominal champion ----------------------------------------------------------------------

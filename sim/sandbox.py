@@ -28,6 +28,11 @@ telemetry, too few ticks, a seed genome whose hash does not match job.json) is r
 work, with a message naming the field: `read_job` runs in the parent before starting the child,
 and again in the child.
 
+One entry point for every champion kind: the child dispatches on the first seed genome's kind
+(SR-GHN: `sim.adapt_job.run_job`; a flat ``policy``: `sim.policy_adapt.run_policy_job`). The job
+directory is written by `sim.job_contract.write_job` (re-exported here), the live node starts the
+child through `sim.sandbox_launch`.
+
 Run the child by hand with `python -m sim.sandbox JOB_DIR`.
 """
 from __future__ import annotations
@@ -47,6 +52,7 @@ from typing import Callable
 import numpy as np
 
 from sim.atomicio import atomic_write_json
+from sim.job_contract import write_job  # noqa: F401 (the one job writer; re-exported)
 from sim.ray_cluster import die_with_parent
 
 STATUSES = ("ok", "failed", "timeout", "cpu_limit", "killed", "refused")
@@ -74,30 +80,8 @@ class SandboxOutcome:
 
 # -- the job directory ---------------------------------------------------------------------------
 
-def write_job(job_dir: str | os.PathLike, job, seeds: list, telemetry=None) -> Path:
-    """Create a job directory (refuses to reuse a directory that already holds a job)."""
-    from sim.genome import save_genome
-    job_dir = Path(job_dir)
-    if (job_dir / "job.json").exists():
-        raise FileExistsError(f"{job_dir} already holds a job")
-    (job_dir / "seeds").mkdir(parents=True, exist_ok=True)
-    entries = []
-    for g in seeds:
-        save_genome(g, job_dir / "seeds" / f"{g.id}.safetensors")
-        entries.append({"file": f"seeds/{g.id}.safetensors", "id": g.id})
-    if telemetry is not None:
-        tmp = job_dir / ".telemetry.tmp.npz"
-        extra = {} if telemetry.breaks is None else {"breaks": np.asarray(telemetry.breaks, dtype=np.int64)}
-        np.savez(tmp, qpos=telemetry.qpos, qvel=telemetry.qvel, actions=telemetry.actions,
-                 control_dt=np.float64(telemetry.control_dt), **extra)
-        os.replace(tmp, job_dir / "telemetry.npz")
-    atomic_write_json(job_dir / "job.json", {**job.to_dict(), "seed_genomes": entries})
-    return job_dir
-
-
 def read_job(job_dir: str | os.PathLike):
     """(AdaptJob, seed genomes, telemetry or None), or ValueError naming the bad field."""
-    from sim.adapt_job import AdaptJob
     from sim.genome import GenomeFileError, load_genome
     job_dir = Path(job_dir)
     try:
@@ -106,6 +90,7 @@ def read_job(job_dir: str | os.PathLike):
         raise ValueError(f"{job_dir}/job.json: missing") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{job_dir}/job.json: not valid JSON ({e})") from None
+    from sim.job_contract import AdaptJob
     job = AdaptJob.from_dict(raw)
     entries = raw.get("seed_genomes")
     if not isinstance(entries, list) or not entries:
@@ -288,9 +273,13 @@ def child_main(job_dir: str) -> int:
     sys.meta_path.insert(0, _NoRobot())
     job_dir = Path(job_dir)
     try:
+        # the heavy imports first: under a memory limit they fail at once with a clean error (a
+        # scipy import that runs out of address space later can hang instead)
         from sim.adapt_job import run_job
         from sim.genome import save_genome
         job, seeds, telemetry = read_job(job_dir)
+        if seeds[0].kind == "policy":       # one entry point: dispatch on the champion's kind
+            from sim.policy_adapt import run_policy_job as run_job
 
         def progress(stage: str, info: dict) -> None:
             print(json.dumps({"stage": stage, **{k: v for k, v in info.items() if k != "estimate"}}), flush=True)

@@ -95,9 +95,10 @@ def test_demo_runs_the_story_end_to_end(tmp_path):
     ticks = []
     result = run_demo(DemoOptions(
         out=out, seed=0, max_s=300.0, settle_s=2.0, attempts=1, tail_s=1.0, domain_id=_domain(2), namespace="robot_a",
-        controller={"detector_config": str(cfg), "adapt_budget_s": 20.0, "adapt_sysid_budget_s": 6.0,
-                    "adapt_workers": 1, "shadow_s": 2.0, "shadow_min_samples": 50, "canary_weights": [0.5, 1.0],
-                    "canary_step_s": 1.0, "watch_s": 5.0, "watch_min_samples": 50}),
+        controller={"monitor.config": str(cfg), "adapt.budget_s": 20.0, "adapt.sysid_budget_s": 6.0,
+                    "adapt.workers": 1, "orchestrator.shadow_s": 2.0, "orchestrator.shadow_min_samples": 50,
+                    "orchestrator.canary_weights": [0.5, 1.0], "orchestrator.canary_step_s": 1.0,
+                    "orchestrator.watch_s": 5.0, "orchestrator.watch_min_samples": 50}),
         live=False, on_tick=ticks.append)
     rep = json.loads((out / "report.json").read_text())
     for k in REPORT_KEYS:

@@ -106,8 +106,8 @@ def test_installed_node_starts_with_the_monitor_armed_and_leaves_shipped_files_a
     log = tmp_path / "node.log"
     with open(log, "w") as f:
         node = subprocess.Popen([str(exe), "node", "controller", "--params", "launch/driftgate.yaml",
-                                 "--set", "realtime_priority=0", "--set", "registry_path=state/registry",
-                                 "--set", "bootstrap_champion=champions/cartpole.safetensors"],
+                                 "--set", "ros.realtime_priority=0", "--set", "orchestrator.registry_path=state/registry",
+                                 "--set", "orchestrator.bootstrap_champion=champions/cartpole.safetensors"],
                                 cwd=tmp_path, env=env, stdout=f, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240

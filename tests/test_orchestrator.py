@@ -11,7 +11,8 @@ import pytest
 
 from controller.bootstrap import bootstrap_registry, lqr_policy_genome
 from controller.contracts import FAIL, INCONCLUSIVE, PASS, AdaptationResult, GateOutcome
-from controller.jobs import FunctionGate, ProcessGate, SubprocessRunner, window_to_telemetry, write_interim_job
+from controller.jobs import (FunctionGate, ProcessGate, SandboxRunner, SubprocessRunner, window_to_telemetry,
+                             write_sandbox_job)
 from controller.orchestrator import TRANSITIONS, Orchestrator, OrchestratorConfig, OrchestratorError, Phase
 from controller.guards import GuardConfig
 from controller.observation import make_observation_map
@@ -38,7 +39,7 @@ class FakeRunner:
         self.status = "idle"
 
     def start(self, job):
-        write_interim_job(job)
+        write_sandbox_job(job)
         self.jobs.append(job)
         self._left = self.polls
         self.status = "running"
@@ -140,8 +141,9 @@ def test_full_lifecycle_drift_to_promotion_and_a_clean_watch(tmp_path):
     assert rig.orch.phase in (Phase.ADAPTING, Phase.GATING, Phase.SHADOW)
     job = runner.jobs[0]
     spec = json.loads((job.job_dir / "job.json").read_text())
-    assert spec["plant"] == "cartpole" and spec["seeds"] == [f"seeds/{rig.champion_id}.safetensors"]
-    assert (job.job_dir / spec["seeds"][0]).is_file()
+    assert spec["plant"] == "cartpole" and spec["seed_genomes"] == [
+        {"file": f"seeds/{rig.champion_id}.safetensors", "id": rig.champion_id}]
+    assert (job.job_dir / spec["seed_genomes"][0]["file"]).is_file()
     rig.run(0.5)
     assert rig.orch.phase is Phase.SHADOW
     cid = rig.orch.candidate_id
@@ -259,7 +261,7 @@ def test_hung_sandbox_process_is_killed_at_its_budget(tmp_path):
 def test_canary_guard_violation_aborts_back_to_the_champion(tmp_path):
     bad = lqr_policy_genome(sign=-1.0)           # pushes the other way: diverges once it has authority
     rig = Rig(tmp_path, candidate_runner(bad), FunctionGate(lambda req: GateOutcome(PASS)),
-              shadow_max_divergence_mean=10.0)   # let it through shadow to exercise the canary guard
+              shadow_max_divergence=10.0)   # let it through shadow to exercise the canary guard
     rig.run(0.2)
     rig.drift()
     rig.run(5.0)
@@ -275,7 +277,7 @@ def test_canary_guard_violation_aborts_back_to_the_champion(tmp_path):
 
 def test_shadow_divergence_rejects_before_any_authority(tmp_path):
     rig = Rig(tmp_path, candidate_runner(lqr_policy_genome(sign=-1.0)), FunctionGate(lambda req: GateOutcome(PASS)),
-              shadow_max_divergence_mean=0.01)
+              shadow_max_divergence=0.01)
     rig.run(0.2)
     rig.drift()
     outs = rig.run(3.0)
@@ -361,15 +363,15 @@ SUITE = textwrap.dedent("""
 """)
 
 
-def test_interim_sandbox_and_real_gate_in_child_processes(tmp_path):
-    """The real contract end to end: the interim sandbox (CMA-ES from the champion, its own process)
-    returns a candidate; the gate process judges it with safety.gate and attaches the report."""
+def test_policy_champion_sandbox_and_real_gate_in_child_processes(tmp_path):
+    """The real contract end to end: the one sandbox entry point, for a policy-kind champion (CMA-ES
+    from the champion, its own process), returns a candidate; the gate process judges it with
+    safety.gate and attaches the report."""
     suite = tmp_path / "suite.yaml"
     suite.write_text(SUITE)
-    runner = SubprocessRunner(timeout_s=120.0)
-    rig = Rig(tmp_path, runner, None, budgets={"wall_s": 60, "generations": 2, "population": 2, "children": 1,
-                                               "horizon": 40, "sigma0": 0.05},
-              drift_hint={"actuator_gain": {"slide": -1.0}})
+    runner = SandboxRunner()
+    rig = Rig(tmp_path, runner, None, job={"budget_s": 60.0, "max_generations": 2, "population": 2, "children": 1,
+                                           "horizon": 40, "drift": {"actuator_gain": {"slide": -1.0}}})
     rig.orch.gate = ProcessGate(rig.root, suite, tmp_path / "gate", timeout_s=120.0)
     rig.run(0.2)
     rig.drift()
@@ -382,6 +384,7 @@ def test_interim_sandbox_and_real_gate_in_child_processes(tmp_path):
     job = runner._job or rig.orch._job
     result = json.loads((job.job_dir / "result.json").read_text())
     assert result["status"] == "ok" and result["parent_id"] == rig.champion_id, result
+    assert result["method"] == "cmaes" and json.loads((job.job_dir / "outcome.json").read_text())["status"] == "ok"
     cands = [g for g in rig.registry.list() if g.id == result["candidate_id"]]
     assert cands and cands[0].parent_id == rig.champion_id
     reports = rig.registry.gate_reports(result["candidate_id"])
@@ -432,8 +435,9 @@ def test_sandbox_job_directory_is_accepted_by_sim_sandbox(tmp_path):
     from controller.jobs import write_sandbox_job
     w, _ = _window(n=120)
     champ = lqr_policy_genome()
-    job = AdaptationJob("j1", tmp_path / "j1", "cartpole", 3, {"wall_s": 30.0, "generations": 5, "population": 4,
-                                                                "children": 1, "horizon": 100}, (champ,), w,
+    job = AdaptationJob("j1", tmp_path / "j1", "cartpole", 3, {"budget_s": 30.0, "max_generations": 5,
+                                                                "population": 4, "children": 1, "horizon": 100},
+                        (champ,), w,
                         {"detectors": ["ph:one_step"]}, None)
     job.job_dir.mkdir()
     write_sandbox_job(job)

@@ -1,5 +1,5 @@
 """Adaptation on a Ray cluster, through the product's own paths: `driftgate adapt --backend ray` and the
-controller node's sandbox job (controller.jobs.SandboxRunner -> controller.sandbox_launch ->
+controller node's sandbox job (controller.jobs.SandboxRunner -> sim.sandbox_launch ->
 sim.sandbox), against a head started here with ``ray start --head`` (2 CPUs, own port and temp dir,
 stopped after the module). Budgets are counts, so the ray candidate must equal the local one."""
 import json
@@ -22,9 +22,10 @@ ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
 # count budgets only (wall budgets far away): the same seed gives the same candidate anywhere
-COUNTS = {"wall_s": 300.0, "generations": 20, "population": 6, "children": 2, "horizon": 120}
-EXTRA = {"sysid_budget_s": 1e6, "sysid_max_evals": 40, "telemetry_ticks": 150, "target_fraction": 1e6,
-         "workers": 2, "randomize": 1}
+# (job.json's own names: sim.job_contract.AdaptJob; the node's adapt.* settings are a subset)
+COUNTS = {"budget_s": 300.0, "max_generations": 20, "population": 6, "children": 2, "horizon": 120,
+          "sysid_budget_s": 1e6, "sysid_max_evals": 40, "telemetry_ticks": 150, "target_fraction": 1e6,
+          "workers": 2, "randomize": 1}
 CLI_COUNTS = ["--max-generations", "2", "--population", "4", "--children", "1", "--horizon", "60",
               "--sysid-max-evals", "40", "--budget-s", "1000", "--sysid-budget-s", "1000", "--seed", "1"]
 
@@ -160,15 +161,15 @@ def _chunk_workers(head: LocalHead) -> list[tuple[int, str]]:
 
 
 def test_node_job_on_the_cluster_gives_the_local_candidate_even_when_a_worker_dies(tmp_path, cluster):
-    local = SandboxRunner(extra=EXTRA, robot="/robot_a")
+    local = SandboxRunner(robot="/robot_a")
     local.start(_job(tmp_path, "local"))
     expected = _wait(local)
     assert expected.ok, expected.error
 
     # 1792 MB: a Ray driver with torch maps ~2.4 GB here (the cluster's object store among it) but
     # holds ~0.75 GB of private memory; the limit is on the latter (RLIMIT_DATA), not on address space
-    remote = SandboxRunner(extra=EXTRA, robot="/robot_a", ray_address=cluster.address, memory_mb=1792)
-    job = _job(tmp_path, "ray")
+    remote = SandboxRunner(robot="/robot_a", memory_mb=1792)
+    job = _job(tmp_path, "ray", backend="ray", ray_address=cluster.address)
     remote.start(job)
     killed = []
 
@@ -195,8 +196,9 @@ def test_a_cancelled_job_frees_its_ray_tasks(tmp_path, cluster, monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     enable_token_auth()
     monkeypatch.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))   # undone after
-    runner = SandboxRunner(extra={**EXTRA, "randomize": 2}, robot="/robot_b", ray_address=cluster.address)
-    job = _job(tmp_path, "long", generations=100000, horizon=300)
+    runner = SandboxRunner(robot="/robot_b")
+    job = _job(tmp_path, "long", max_generations=100000, horizon=300, randomize=2, backend="ray",
+               ray_address=cluster.address)
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
     try:
         runner.start(job)

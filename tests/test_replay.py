@@ -15,10 +15,10 @@ from adapters.recording import BagWriter, simulate_bag
 from adapters.replay import ReplayError, config_from_mapping, inspect_bag, load_replay_config, replay
 from controller.contracts import PASS, AdaptationResult, GateOutcome
 from adapters.decisions import read_decisions
-from controller.jobs import FunctionGate, write_interim_job
+from controller.jobs import FunctionGate, write_sandbox_job
 
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
-FAST = {"monitor": {"warmup_s": 5.0}}
+FAST = {"monitor": {"overrides": {"warmup_s": 5.0}}}
 T0 = 1_700_000_000_000_000_000
 
 
@@ -72,9 +72,10 @@ def test_monitor_stage_detects_the_drift_and_is_deterministic(bag, tmp_path):
 
 def test_what_if_config_changes_the_decisions(bag, tmp_path):
     cfg_file = tmp_path / "whatif.yaml"
-    cfg_file.write_text(yaml.safe_dump({"monitor": {"warmup_s": 5.0, "page_hinkley": {"default_threshold": 1e6},
-                                                    "hddm_w": {"enabled": False}},
-                                        "sample_s": 2.0}))
+    cfg_file.write_text(yaml.safe_dump({"monitor": {"overrides": {"warmup_s": 5.0,
+                                                                  "page_hinkley": {"default_threshold": 1e6},
+                                                                  "hddm_w": {"enabled": False}}},
+                                        "replay": {"sample_s": 2.0}}))
     replay(bag, tmp_path / "base", config_from_mapping(FAST), adapt=False, report=False)
     replay(bag, tmp_path / "whatif", load_replay_config(cfg_file), adapt=False, report=False)
     assert records(tmp_path / "base", "alarm") and not records(tmp_path / "whatif", "alarm")
@@ -92,7 +93,7 @@ class FakeRunner:
         self.genome, self.jobs, self._left, self.status = genome, [], None, "idle"
 
     def start(self, job):
-        write_interim_job(job)
+        write_sandbox_job(job)
         self.jobs.append(job)
         self._left = 2
 
@@ -117,11 +118,11 @@ class FakeRunner:
         self._left = None
 
 
-PIPELINE = {**FAST, "champion": "lqr",
-            "orchestrator": {"post_alarm_s": 0.5, "shadow_s": 2.0, "shadow_min_samples": 50, "canary_weights": [0.5, 1.0],
+PIPELINE = {**FAST,
+            "orchestrator": {"bootstrap_champion": "lqr", "post_alarm_s": 0.5, "shadow_s": 2.0, "shadow_min_samples": 50, "canary_weights": [0.5, 1.0],
                              "shadow_max_saturation": 1.0,  # the fallen pole saturates every policy
                              "canary_step_s": 1.0, "watch_s": 2.0, "retry_backoff_s": 5.0},
-            "adapt": {"latency_s": 2.0}, "gate": {"latency_s": 1.0}}
+            "replay": {"adapt_latency_s": 2.0, "gate_latency_s": 1.0}}
 
 
 def _pipeline(bag, out, seed=0):
@@ -143,8 +144,8 @@ def test_pipeline_on_the_bag_clock_shadow_canary_promotion(bag, tmp_path):
     alarm = log.of("alarm")[0].t
     t = {to: t for t, _, to in trans}
     assert alarm + 0.5 <= t["adapting"] <= alarm + 0.75                 # post_alarm_s, then the next step (0.2 s)
-    assert t["gating"] == pytest.approx(t["adapting"] + 2.0, abs=0.011)  # adapt.latency_s of simulated time
-    assert t["shadow"] == pytest.approx(t["gating"] + 1.0, abs=0.011)    # gate.latency_s
+    assert t["gating"] == pytest.approx(t["adapting"] + 2.0, abs=0.011)  # replay.adapt_latency_s of simulated time
+    assert t["shadow"] == pytest.approx(t["gating"] + 1.0, abs=0.011)    # replay.gate_latency_s
     assert t["canary"] - t["shadow"] >= 2.0 and t["promoted"] - t["canary"] >= 2.0
     watch_end = [r for r in log.of("transition") if r.data["from"] == "watch"][0]
     assert "inconclusive" in watch_end.data["reason"]                   # no live reward after a replayed promotion
@@ -177,9 +178,10 @@ def test_seed_reaches_the_jobs(bag, tmp_path):
 def test_real_sandbox_and_gate_processes(bag, tmp_path):
     """The shipped SR-GHN champion, the real sandbox (system identification + evolution) and the
     real gate (regression suite), each in its child process, with small budgets."""
-    cfg = config_from_mapping({**FAST, "adapt": {"latency_s": 3.0, "generations": 2, "population": 3, "children": 1,
+    cfg = config_from_mapping({**FAST, "adapt": {"max_generations": 2, "population": 3, "children": 1,
                                                  "horizon": 60, "sysid_max_evals": 30},
-                               "gate": {"latency_s": 2.0, "overrides": {
+                               "replay": {"adapt_latency_s": 3.0, "gate_latency_s": 2.0},
+                               "gate": {"overrides": {
                                    "defaults": {"seeds": 3, "horizon": 120},
                                    "gate": {"min_seeds": 2, "resamples": 200, "hurdle": {"seeds": 2, "horizon": 30}}}}})
     replay(bag, tmp_path / "real", cfg, keep_work=True)
@@ -289,7 +291,7 @@ def test_unknown_schemas(bag, tmp_path):
         if k % 100 == 0:
             w.write(cx, t, b"\x00\x01\x00\x00garbage")
     w.close()
-    cfg = config_from_mapping({**FAST, "plant": "cartpole"})
+    cfg = config_from_mapping({**FAST, "robot": "cartpole"})
     res = replay(p, tmp_path / "mixed_out", cfg, adapt=False, report=False)
     assert res.ticks == 1000
     h = read_decisions(tmp_path / "mixed_out").header
@@ -321,18 +323,20 @@ def test_missing_topics_and_empty_bags(bag, tmp_path):
         w.command(T0 + 1, [0.0, 1.0])
     _bad(tmp_path / "wrongcmd", tmp_path, "have 2 values; plant 'cartpole' takes 1")
     # a topic named in the config that the bag lacks
-    _bad(bag, tmp_path, "not in the bag", {"topics": {"commands": "/elsewhere"}})
+    _bad(bag, tmp_path, "not in the bag", {"replay": {"topics": {"commands": "/elsewhere"}}})
 
 
 def test_config_with_unknown_keys(bag, tmp_path):
     cases = [({"monitr": {}}, r"top level: unknown key\(s\) \['monitr'\] \(did you mean 'monitor'\?\)"),
-             ({"adapt": {"generatons": 3}}, r"adapt: unknown key\(s\) \['generatons'\] \(did you mean 'generations'"),
+             ({"adapt": {"generatons": 3}}, r"adapt: unknown key\(s\) \['generatons'\] \(did you mean 'max_generations'"),
              ({"orchestrator": {"shadow_secs": 1}}, r"orchestrator: unknown key\(s\) \['shadow_secs'\]"),
-             ({"topics": {"joints": "/j"}}, r"topics: unknown key\(s\) \['joints'\]"),
-             ({"sample_s": "fast"}, "sample_s: expected a finite number, got 'fast'"),
+             ({"replay": {"topics": {"joints": "/j"}}}, r"replay.topics: unknown key\(s\) \['joints'\]"),
+             ({"replay": {"sample_s": "fast"}}, "replay.sample_s: expected a finite number, got 'fast'"),
+             ({"adapt": {"generations": 3}}, "'adapt.generations' was renamed: use adapt.max_generations"),
+             ({"plant": "cartpole"}, "'plant' was renamed: use robot"),
              ({"adapt": {"workers": 0}}, r"adapt.workers: must be >= 1, got 0"),
              ({"orchestrator": {"canary_weights": [0.5, 2.0]}}, r"orchestrator.canary_weights\[1\]: must be <= 1"),
-             ({"topics": {"commands": "cmd"}}, "topics.commands: must be an absolute topic name")]
+             ({"replay": {"topics": {"commands": "cmd"}}}, "replay.topics.commands: must be an absolute topic name")]
     for i, (data, match) in enumerate(cases):
         f = tmp_path / f"c{i}.yaml"
         f.write_text(yaml.safe_dump(data))
@@ -341,11 +345,11 @@ def test_config_with_unknown_keys(bag, tmp_path):
         res = CliRunner().invoke(cli_replay.app, ["replay", str(bag), "--out", str(tmp_path / "o"), "--config",
                                                   str(f), "-q"])
         assert res.exit_code == 2 and ("unknown key" in res.output or "must be" in res.output
-                                       or "expected" in res.output), res.output
+                                       or "expected" in res.output or "renamed" in res.output), res.output
         assert not (tmp_path / "o").exists()
     # keys of the drift monitor section are checked by the monitor's own loader
     with pytest.raises(ReplayError, match=r"monitor: .*unknown key\(s\) \['warmup'\]"):
-        replay(bag, tmp_path / "o", config_from_mapping({"monitor": {"warmup": 5}}), adapt=False)
+        replay(bag, tmp_path / "o", config_from_mapping({"monitor": {"overrides": {"warmup": 5}}}), adapt=False)
     # and the gate suite overrides by the suite parser (before any work)
     with pytest.raises(ReplayError, match="gate suite"):
         replay(bag, tmp_path / "o", config_from_mapping({**FAST, "gate": {"overrides": {"gate": {"marginn": 1}}}}))
@@ -396,11 +400,10 @@ def test_shipped_replay_config_is_the_defaults(tmp_path):
 
 
 def test_the_config_model_covers_every_role_and_the_shipped_file():
-    """One pydantic model for the file: the topics it names are the recorder's roles, and
+    """The replay file is the settings tree: the topics it names are the recorder's roles, and
     launch/replay.yaml (every setting at its default) loads to the defaults."""
     from adapters.recording import ROLES
-    from adapters.replay import ReplayConfig, ReplayModel, _topics_roles
+    from adapters.replay import ReplayConfig, _topics_roles
     assert _topics_roles() == tuple(ROLES)
     cfg = load_replay_config(Path(__file__).resolve().parents[1] / "launch" / "replay.yaml")
-    assert cfg.adapt == ReplayConfig().adapt and cfg.sample_s == ReplayConfig().sample_s
-    assert ReplayModel.model_validate({}).to_config() == ReplayConfig()
+    assert cfg.adapt == ReplayConfig().adapt and cfg.replay == ReplayConfig().replay

@@ -41,7 +41,7 @@ def reversed_candidate_rig(tmp_path, **cfg):
     """A candidate that pushes the other way (a motor wired backwards), a gate that passes it, and
     shadow limits (divergence, saturation) the reversed candidate cannot meet next to a champion
     that has the cart past its bound. Returns the rig in SHADOW."""
-    cfg = {"shadow_max_divergence_mean": 0.05, "shadow_max_saturation": 0.1, "canary_weights": (0.25, 1.0),
+    cfg = {"shadow_max_divergence": 0.05, "shadow_max_saturation": 0.1, "canary_weights": (0.25, 1.0),
            "canary_step_s": 1.0, "rescue_grace_s": 0.5, **cfg}
     rig = Rig(tmp_path, candidate_runner(lqr_policy_genome(sign=-1.0)),
               FunctionGate(lambda req: GateOutcome(PASS, predicted_reward=0.5)), **cfg)

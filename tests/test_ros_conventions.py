@@ -87,15 +87,15 @@ def test_topic_defaults_are_relative_and_launch_files_take_namespace_robot_param
 
 def test_ros_args_choose_the_yaml_section_and_win_over_the_launcher(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("driftgate_controller:\n  ros__parameters: {mode: shadow, rate_hz: 50.0}\n"
-                 "/robot_a/driftgate_controller:\n  ros__parameters: {mode: canary}\n"
-                 "/robot_a/left:\n  ros__parameters: {rate_hz: 20.0}\n")
-    ros = RosArgs.parse(["--ros-args", "-r", "__ns:=/robot_a", "-p", "rate_hz:=10.0"])
-    v = _values(f, "driftgate_controller", "", ["canary_weight=0.5"], ros)
-    assert v == {"mode": "canary", "canary_weight": 0.5}          # rate_hz left to rcl (-p)
+    f.write_text("driftgate_controller:\n  ros__parameters: {runtime: {mode: shadow, rate_hz: 50.0}}\n"
+                 "/robot_a/driftgate_controller:\n  ros__parameters: {runtime: {mode: canary}}\n"
+                 "/robot_a/left:\n  ros__parameters: {runtime: {rate_hz: 20.0}}\n")
+    ros = RosArgs.parse(["--ros-args", "-r", "__ns:=/robot_a", "-p", "runtime.rate_hz:=10.0"])
+    v = _values(f, "driftgate_controller", "", ["runtime.canary_weight=0.5"], ros)
+    assert v == {"runtime.mode": "canary", "runtime.canary_weight": 0.5}          # rate_hz left to rcl (-p)
     v = _values(f, "driftgate_controller", "", [], RosArgs.parse(["--ros-args", "-r", "__ns:=/robot_a",
                                                                  "-r", "__node:=left"]))
-    assert v == {"rate_hz": 20.0}                                  # the renamed node's section only
+    assert v == {"runtime.rate_hz": 20.0}                          # the renamed node's section only
     ov = to_overrides(_values(f, "driftgate_controller", "", ["use_sim_time=true"], RosArgs()), cn.PARAMETERS)
     assert ("use_sim_time", True) in [(p.name, p.value) for p in ov]   # rclpy's own parameter is accepted
     for bad in (["--namespace-typo"], ["--ros-args", "-r"], ["--ros-args", "-r", "nonsense"],
@@ -135,8 +135,8 @@ def test_two_robots_in_two_namespaces_only_the_drifted_one_alarms(session, tmp_p
         sim[robot] = session.add(sn.SimRobotNode(namespace=ns, context=session.ctx, parameter_overrides=P(
             seed=7, sensor_noise_std=0.01, reset_on_fall=True)))
         ctl[robot] = session.add(cn.ControllerNode(namespace=ns, context=session.ctx, parameter_overrides=P(
-            registry_path=str(root), autostart=True, trigger="joint_states", adapt=False,
-            detector_config=str(monitor), orchestrator_rate_hz=5.0, diagnostics_rate_hz=0.5)))
+            orchestrator__registry_path=str(root), ros__autostart=True, runtime__trigger="joint_states", adapt__enabled=False,
+            monitor__config=str(monitor), orchestrator__step_s=0.2, ros__diagnostics_rate_hz=0.5)))
         events[robot] = session.collect(String, f"{ns}/driftgate_controller/events", LATCHED)
     inject = session.probe.create_publisher(String, f"{NS}/robot_a/driftgate_sim_robot/inject_drift", 10)
     session.start()
@@ -203,9 +203,9 @@ def test_use_sim_time_ticks_and_times_out_on_the_clock_topic(session, tmp_path, 
     tag = f"simtime_{control_thread}"
     clock = SimClock(session, 1000.0)
     ctl = session.add(cn.ControllerNode(namespace=f"{NS}/{tag}", context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), autostart=True, rate_hz=4.0, stale_timeout_s=0.5, safe_command=[0.25],
-        detector_config="none", adapt=False, control_thread=control_thread, orchestrator_rate_hz=2.0,
-        diagnostics_rate_hz=1.0) + [Parameter("use_sim_time", value=True)]))
+        orchestrator__registry_path=str(root), ros__autostart=True, runtime__rate_hz=4.0, runtime__stale_timeout_s=0.5, runtime__safe_command=[0.25],
+        monitor__config="none", adapt__enabled=False, ros__control_thread=control_thread, orchestrator__step_s=0.5,
+        ros__diagnostics_rate_hz=1.0) + [Parameter("use_sim_time", value=True)]))
     pub = session.probe.create_publisher(JointState, f"{NS}/{tag}/joint_states", 10)
     session.start()
     wait_for(lambda: clock.publish() or ctl.get_clock().now().nanoseconds > 0, 20, "the node on /clock")
@@ -273,8 +273,8 @@ def test_effort_incumbent_is_read_from_joint_states_and_canary_is_refused(sessio
     bootstrap_registry(root)
     tag = f"{NS}/effort"
     ctl = session.add(cn.ControllerNode(namespace=tag, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), autostart=True, trigger="joint_states", mode="shadow", detector_config="none",
-        adapt=False, incumbent_source="joint_state_effort", incumbent_timeout_s=5.0)))
+        orchestrator__registry_path=str(root), ros__autostart=True, runtime__trigger="joint_states", runtime__mode="shadow", monitor__config="none",
+        adapt__enabled=False, ros__incumbent_source="joint_state_effort", guard__incumbent_timeout_s=5.0)))
     commands = session.collect(Float64MultiArray, f"{tag}/forward_effort_controller/commands", 100)
     pub = session.probe.create_publisher(JointState, f"{tag}/joint_states", 10)
     session.start()
@@ -294,15 +294,15 @@ def test_effort_incumbent_is_read_from_joint_states_and_canary_is_refused(sessio
     policy, obs = CompiledPolicy(g.id, g.policy_spec, g.vector), CartpoleObservation()
     expected = [abs(0.37 - policy.act(obs(np.array([0.001 * k, 0.02]), np.zeros(2)))[0]) for k in range(30)]
     assert math.isclose(cmp.to_dict()["divergence_mean"], sum(expected) / 30, rel_tol=1e-9)
-    res = ctl.set_parameters([Parameter("mode", value="canary")])[0]
+    res = ctl.set_parameters([Parameter("runtime.mode", value="canary")])[0]
     assert not res.successful and "joint_state_effort" in res.reason
-    assert ctl.p("mode") == "shadow"
+    assert ctl.p("runtime.mode") == "shadow"
     bad = session.add(cn.ControllerNode("bad", namespace=tag, context=session.ctx, parameter_overrides=P(
-        registry_path=str(tmp_path / "r2"), mode="canary", incumbent_source="joint_state_effort",
-        detector_config="none")))
+        orchestrator__registry_path=str(tmp_path / "r2"), runtime__mode="canary", ros__incumbent_source="joint_state_effort",
+        monitor__config="none")))
     assert bad.trigger_configure() == cn.TransitionCallbackReturn.FAILURE and bad.runtime is None
     typo = session.add(cn.ControllerNode("typo", namespace=tag, context=session.ctx, parameter_overrides=P(
-        registry_path=str(tmp_path / "r3"), incumbent_source="effort", detector_config="none")))
+        orchestrator__registry_path=str(tmp_path / "r3"), ros__incumbent_source="effort", monitor__config="none")))
     assert typo.trigger_configure() == cn.TransitionCallbackReturn.FAILURE
 
 
@@ -318,10 +318,10 @@ def test_shadow_against_a_ros2_control_style_incumbent_on_the_sim_robot(session,
     sim = session.add(sn.SimRobotNode(namespace=tag, context=session.ctx, parameter_overrides=P(seed=2, rate_hz=50.0)))
     states = session.collect(JointState, f"{tag}/joint_states", 100)
     session.add(cn.ControllerNode("incumbent", namespace=tag, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), autostart=True, trigger="joint_states", detector_config="none", adapt=False)))
+        orchestrator__registry_path=str(root), ros__autostart=True, runtime__trigger="joint_states", monitor__config="none", adapt__enabled=False)))
     shadow = session.add(cn.ControllerNode(namespace=tag, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), autostart=True, trigger="joint_states", mode="shadow", detector_config="none",
-        adapt=False, incumbent_source="joint_state_effort")))
+        orchestrator__registry_path=str(root), ros__autostart=True, runtime__trigger="joint_states", runtime__mode="shadow", monitor__config="none",
+        adapt__enabled=False, ros__incumbent_source="joint_state_effort")))
     session.start()
     wait_for(lambda: shadow.runtime is not None and shadow.runtime.incumbent_comparison().n >= 100, 60,
              lambda: f"100 paired samples ({shadow.status().get('incumbent_comparison')})")

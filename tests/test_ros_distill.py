@@ -61,9 +61,9 @@ def test_distill_from_a_shadow_mode_recording(tmp_path):
         root = tmp_path / "registry"
         bootstrap_registry(root)
         ctl = cn.ControllerNode(namespace=NS, context=ctx, parameter_overrides=[
-            Parameter("registry_path", value=str(root)), Parameter("mode", value="shadow"),
-            Parameter("incumbent_topic", value=cmd), Parameter("joint_states_topic", value=js),
-            Parameter("commands_topic", value=f"{NS}/driftgate_controller/commands"), Parameter("adapt", value=False)])
+            Parameter("orchestrator.registry_path", value=str(root)), Parameter("runtime.mode", value="shadow"),
+            Parameter("ros.incumbent_topic", value=cmd), Parameter("ros.joint_states_topic", value=js),
+            Parameter("ros.commands_topic", value=f"{NS}/driftgate_controller/commands"), Parameter("adapt.enabled", value=False)])
         assert ctl.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS
         assert ctl.trigger_activate() == cn.TransitionCallbackReturn.SUCCESS
         probe = rclpy.create_node("recorder", namespace=NS, context=ctx)

@@ -36,7 +36,7 @@ from safety.registry import Registry  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 LATCHED = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-# A sandbox stand-in (interim job format): answers with a fixed controller (argv[3]: "nominal" =
+# A sandbox stand-in (the job contract of sim.job_contract): answers with a fixed controller (argv[3]: "nominal" =
 # the LQR again, i.e. nothing learnt; "inverted" = the LQR for a reversed motor) and, optionally, a
 # drift estimate (argv[2]), as a sandbox with a wrong system identification would.
 SANDBOX = """
@@ -47,7 +47,7 @@ from controller.bootstrap import lqr_policy_genome
 from sim.genome import save_genome
 d = Path(sys.argv[1])
 job = json.loads((d / "job.json").read_text())
-parent = Path(job["seeds"][0]).stem
+parent = job["seed_genomes"][0]["id"]
 genome = lqr_policy_genome(eps=0.07) if sys.argv[3] == "nominal" else lqr_policy_genome(sign=-1.0)
 save_genome(genome.with_lineage(parent_id=parent), d / "candidate.safetensors")
 result = {"status": "ok", "candidate_file": "candidate.safetensors", "parent_id": parent}
@@ -90,13 +90,15 @@ def rig(session, tmp_path, tag, estimate, candidate, sim_params=None, **params):
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(SUITE))
     topics = {"joint_states_topic": f"{tag}/joint_states", "commands_topic": f"{tag}/commands"}   # in NS
+    ctl_topics = {f"ros__{k}": v for k, v in topics.items()}
     # as launch/demo.yaml: one tick per joint state (each state paired with the command that moved it,
     # whatever the CPU load) and encoder noise on the robot (a noise-free one is unrealistically quiet)
-    ctl_params = dict(registry_path=str(root), autostart=True, orchestrator_rate_hz=10.0, trigger="joint_states",
-                      reward_topic="driftgate_sim_robot/reward", stale_timeout_s=0.5,
-                      sandbox_command=f"{sys.executable} {script} {{job_dir}} '{json.dumps(estimate)}' {candidate}",
-                      gate_suite=str(suite), gate_timeout_s=120.0, adapt_budget_s=60.0, post_alarm_s=0.5,
-                      retry_backoff_s=120.0, **topics)
+    ctl_params = dict(orchestrator__registry_path=str(root), ros__autostart=True, orchestrator__step_s=0.1,
+                      runtime__trigger="joint_states", ros__reward_topic="driftgate_sim_robot/reward",
+                      runtime__stale_timeout_s=0.5,
+                      adapt__sandbox_command=f"{sys.executable} {script} {{job_dir}} '{json.dumps(estimate)}' {candidate}",
+                      gate__suite=str(suite), gate__timeout_s=120.0, adapt__budget_s=60.0,
+                      orchestrator__post_alarm_s=0.5, orchestrator__retry_backoff_s=120.0, **ctl_topics)
     ctl_params.update(params)
     ctl = session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(**ctl_params)))
     sim = session.add(sn.SimRobotNode(namespace=NS, context=session.ctx, parameter_overrides=P(
@@ -133,8 +135,8 @@ def test_bad_candidate_is_rejected_and_the_champion_never_changes(session, tmp_p
     # after each fall (reset_on_fall, as in the demo). The gate judges on the same drift (drift_hint).
     drift = {"actuator_gain": {"slide": -1.0}}
     root, base, ctl, sim, events = rig(session, tmp_path, "reject", {}, "nominal",
-                                       sim_params={"reset_on_fall": True}, detector_config=str(monitor),
-                                       drift_hint=json.dumps(drift))
+                                       sim_params={"reset_on_fall": True}, monitor__config=str(monitor),
+                                       adapt__drift=json.dumps(drift))
     champions = []                                       # (arrival, runtime's champion) at every command
     session.probe.create_subscription(
         Float64MultiArray, f"{NS}/reject/commands",
@@ -189,9 +191,9 @@ def test_bad_candidate_is_rejected_and_the_champion_never_changes(session, tmp_p
 
 def test_degradation_after_promotion_rolls_back_to_the_stable_ancestor(session, tmp_path):
     wrong = {"actuator_gain": {"slide": -1.0}}           # what the sandbox believes: a reversed motor
-    root, base, ctl, sim, events = rig(session, tmp_path, "rollback", wrong, "inverted", detector_config="none",
-                                       shadow_s=60.0, shadow_timeout_s=120.0, watch_s=3.0,
-                                       watch_min_samples=20, watch_tolerance=0.1)
+    root, base, ctl, sim, events = rig(session, tmp_path, "rollback", wrong, "inverted", monitor__config="none",
+                                       orchestrator__shadow_s=60.0, orchestrator__shadow_timeout_s=120.0, orchestrator__watch_s=3.0,
+                                       orchestrator__watch_min_samples=20, orchestrator__watch_tolerance=0.1)
     session.start()
     wait_for(lambda: ctl.lifecycle == "active" and ctl.orchestrator.phase.value == "watching"
              and sim.counters["steps"] >= 100, 60, "the champion balancing the robot")

@@ -102,12 +102,17 @@ def topics(tag):
     return {"joint_states_topic": f"{tag}/joint_states", "commands_topic": f"{tag}/commands"}
 
 
+def ctl_topics(tag):
+    """The same topics as the controller's parameters (section ros)."""
+    return {f"ros__{k}": v for k, v in topics(tag).items()}
+
+
 def resolved(tag):
     return {"joint_states_topic": f"{NS}/{tag}/joint_states", "commands_topic": f"{NS}/{tag}/commands"}
 
 
 def P(**kw):
-    return [Parameter(k, value=v) for k, v in kw.items()]
+    return [Parameter(k.replace("__", "."), value=v) for k, v in kw.items()]   # runtime__mode: runtime.mode
 
 
 # ---------------------------------------------------------------------- static checks
@@ -136,7 +141,7 @@ def test_launch_files_parse_and_yaml_keys_are_declared_parameters():
             to_overrides(values, declared)     # types fit (raises on unknown names)
             for k, v in values.items():        # ROS parameters are strictly typed
                 default = declared[k][0]
-                if isinstance(default, (bool, str, float, int)):
+                if isinstance(default, (bool, str, float, int)) and not isinstance(default, Parameter.Type):
                     assert type(v) is type(default), (name, k, v)
 
 
@@ -147,10 +152,13 @@ def test_cli_params_loading_rules(tmp_path):
                  "/ns/driftgate_controller:\n  ros__parameters: {mode: canary}\n")
     assert load_node_params(f, "driftgate_controller") == {"rate_hz": 50, "mode": "shadow", "nested.a": 1}
     assert load_node_params(f, "driftgate_controller", "ns")["mode"] == "canary"
-    ov = to_overrides({"rate_hz": 50, "canary_weights": [1, 0.5], "joint_names": []}, cn.PARAMETERS)
-    assert [(p.name, p.value) for p in ov] == [("rate_hz", 50.0), ("canary_weights", [1.0, 0.5])]
+    ov = to_overrides({"runtime.rate_hz": 50, "orchestrator.canary_weights": [1, 0.5], "runtime.joint_names": []},
+                      cn.PARAMETERS)
+    assert [(p.name, p.value) for p in ov] == [("runtime.rate_hz", 50.0), ("orchestrator.canary_weights", [1.0, 0.5])]
     with pytest.raises(ValueError, match="unknown parameter"):
-        to_overrides({"rate": 1}, cn.PARAMETERS)
+        to_overrides({"runtime.rate": 1}, cn.PARAMETERS)
+    with pytest.raises(ValueError, match="'rate_hz' was renamed: use runtime.rate_hz"):
+        to_overrides({"rate_hz": 1}, cn.PARAMETERS)
 
 
 # ---------------------------------------------------------------------- the simulated robot
@@ -213,8 +221,8 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
     t = resolved("loop")
     inc_topic = f"{NS}/loop/incumbent"
     ctl = session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), incumbent_topic="loop/incumbent", reward_topic="driftgate_sim_robot/reward",
-        stale_timeout_s=0.5, diagnostics_rate_hz=4.0, adapt=False, **topics("loop"))))
+        orchestrator__registry_path=str(root), ros__incumbent_topic="loop/incumbent", ros__reward_topic="driftgate_sim_robot/reward",
+        runtime__stale_timeout_s=0.5, ros__diagnostics_rate_hz=4.0, adapt__enabled=False, **ctl_topics("loop"))))
     events = session.collect(String, f"{NS}/driftgate_controller/events",
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -272,8 +280,8 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
     assert sim.plant.pole_upright()
 
     # 4. shadow mode at run time: no commands, the champion's actions on ~/shadow_commands
-    assert not ctl.set_parameters([Parameter("mode", value="bogus")])[0].successful
-    assert ctl.set_parameters([Parameter("mode", value="shadow")])[0].successful
+    assert not ctl.set_parameters([Parameter("runtime.mode", value="bogus")])[0].successful
+    assert ctl.set_parameters([Parameter("runtime.mode", value="shadow")])[0].successful
     inc = session.probe.create_publisher(Float64MultiArray, inc_topic, 10)
     time.sleep(0.3)                                                # commands already in flight
     published, received = ctl.commands_published, sim.counters["commands"]
@@ -294,7 +302,7 @@ def test_controller_drives_the_sim_robot_and_serves_its_interfaces(session, tmp_
 
     # 5. the robot goes silent: back in active mode the controller holds the safe command, ERROR
     commands = session.collect(Float64MultiArray, t["commands_topic"])
-    assert ctl.set_parameters([Parameter("mode", value="active")])[0].successful
+    assert ctl.set_parameters([Parameter("runtime.mode", value="active")])[0].successful
     session.executor.remove_node(sim)           # its timer no longer runs: /joint_states goes quiet
     wait_for(lambda: control_status()[0] is not None and control_status()[0].level == b"\x02"
              and "stale" in control_status()[0].message, 20,
@@ -307,8 +315,8 @@ def test_cli_node_starts_from_yaml_and_stops_cleanly_on_sigterm(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain(7)))
     cmd = [sys.executable, "-c", "from adapters.cli_node import main; main()", "controller",
            "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", NS.strip("/"),
-           "--set", f"registry_path={tmp_path / 'reg'}", "--set", "bootstrap_champion=lqr",
-           "--set", "detector_config=none", "--set", "commands_topic=cli/commands"]
+           "--set", f"orchestrator.registry_path={tmp_path / 'reg'}", "--set", "orchestrator.bootstrap_champion=lqr",
+           "--set", "monitor.config=none", "--set", "ros.commands_topic=cli/commands"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -324,7 +332,7 @@ def test_cli_node_starts_from_yaml_and_stops_cleanly_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, "".join(lines) + out
-    assert any("configured: plant cartpole, champion" in ln for ln in lines)
+    assert any("configured: robot cartpole, champion" in ln for ln in lines)
     # driftgate.yaml asks for realtime_priority 50: granted, or refused with the reason (machine-dependent)
     assert any("control path on SCHED_FIFO 50" in ln or ("realtime_priority 50:" in ln and "refused" in ln)
                for ln in lines), "".join(lines)
@@ -342,7 +350,7 @@ from controller.bootstrap import lqr_policy_genome
 from sim.genome import save_genome
 d = Path(sys.argv[1])
 job = json.loads((d / "job.json").read_text())
-parent = Path(job["seeds"][0]).stem
+parent = job["seed_genomes"][0]["id"]
 save_genome(lqr_policy_genome(eps=0.06).with_lineage(parent_id=parent), d / "candidate.safetensors")
 (d / "result.json").write_text(json.dumps({"status": "ok", "candidate_file": "candidate.safetensors"}))
 """
@@ -356,8 +364,8 @@ def test_controller_node_runs_a_sandbox_job_on_a_drift_event(session, tmp_path):
     root = tmp_path / "registry"
     base = bootstrap_registry(root)
     ctl = session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), autostart=True, detector_config="none", orchestrator_rate_hz=20.0,
-        sandbox_command=f"{sys.executable} {script} {{job_dir}}", **topics("adapt"))))
+        orchestrator__registry_path=str(root), ros__autostart=True, monitor__config="none", orchestrator__step_s=0.05,
+        adapt__sandbox_command=f"{sys.executable} {script} {{job_dir}}", **ctl_topics("adapt"))))
     events = session.collect(String, f"{NS}/driftgate_controller/events",
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))

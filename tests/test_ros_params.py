@@ -47,9 +47,9 @@ def registry(tmp_path):
 
 
 def node(ctx, registry, **kw):
-    base = {"registry_path": str(registry), "detector_config": "none", "adapt": False,
-            "joint_states_topic": f"{NS}/joint_states", "commands_topic": f"{NS}/commands"}
-    base.update(kw)
+    base = {"orchestrator.registry_path": str(registry), "monitor.config": "none", "adapt.enabled": False,
+            "ros.joint_states_topic": f"{NS}/joint_states", "ros.commands_topic": f"{NS}/commands"}
+    base.update({k.replace("__", "."): v for k, v in kw.items()})      # runtime__mode: runtime.mode
     return cn.ControllerNode(namespace=NS, context=ctx,
                              parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
 
@@ -69,28 +69,28 @@ def configure_fails(n, *needles):
 
 def test_enum_start_up_values_are_refused_like_run_time_values(ctx, registry):
     for value in ("Active", "bogus", ""):
-        configure_fails(node(ctx, registry, mode=value), "parameter mode", repr(value), "active | shadow | canary")
-    configure_fails(node(ctx, registry, trigger="bogus"), "parameter trigger", "timer | joint_states")
+        configure_fails(node(ctx, registry, runtime__mode=value), "parameter runtime.mode", repr(value), "active | shadow | canary")
+    configure_fails(node(ctx, registry, runtime__trigger="bogus"), "parameter runtime.trigger", "timer | joint_states")
     n = node(ctx, registry)
     try:
         assert n.trigger_configure() == SUCCESS
-        res = n.set_parameters([Parameter("mode", value="bogus")])[0]
-        assert not res.successful and "parameter mode" in res.reason and "active | shadow | canary" in res.reason
-        assert n.p("mode") == "active"
+        res = n.set_parameters([Parameter("runtime.mode", value="bogus")])[0]
+        assert not res.successful and "parameter runtime.mode" in res.reason and "active | shadow | canary" in res.reason
+        assert n.p("runtime.mode") == "active"
     finally:
         n._teardown()
         n.destroy_node()
 
 
 def test_range_start_up_values_are_refused_like_run_time_values(ctx, registry):
-    for name, value, allowed in (("rate_hz", -5.0, "> 0"), ("rate_hz", math.nan, "> 0"),
-                                 ("rate_hz", "fast", "> 0"), ("stale_timeout_s", 0.0, "> 0"),
-                                 ("realtime_priority", 500, "<= 99"), ("canary_weight", 5.0, "<= 1")):
+    for name, value, allowed in (("runtime.rate_hz", -5.0, "> 0"), ("runtime.rate_hz", math.nan, "> 0"),
+                                 ("runtime.rate_hz", "fast", "> 0"), ("runtime.stale_timeout_s", 0.0, "> 0"),
+                                 ("ros.realtime_priority", 500, "<= 99"), ("runtime.canary_weight", 5.0, "<= 1")):
         configure_fails(node(ctx, registry, **{name: value}), f"parameter {name}", allowed)
     n = node(ctx, registry)
     try:
         assert n.trigger_configure() == SUCCESS
-        for name, value in (("canary_period_s", math.inf), ("canary_weight", 5.0), ("canary_window_s", -1.0)):
+        for name, value in (("runtime.canary_period_s", math.inf), ("runtime.canary_weight", 5.0), ("runtime.canary_window_s", -1.0)):
             res = n.set_parameters([Parameter(name, value=value)])[0]
             # the descriptor's range (rclpy's words, "Min: 0.0, Max: 1.0") or the callback's
             assert not res.successful and name in res.reason, (name, res.reason)
@@ -100,32 +100,32 @@ def test_range_start_up_values_are_refused_like_run_time_values(ctx, registry):
 
 
 def test_path_start_up_values_are_refused(ctx, registry, tmp_path):
-    configure_fails(node(ctx, registry, registry_path="/etc"), "parameter registry_path", "system directory")
-    configure_fails(node(ctx, registry, registry_path=""), "parameter registry_path", "is not set")
-    configure_fails(node(ctx, registry, gate_suite=str(tmp_path / "missing.yaml")), "parameter gate_suite",
+    configure_fails(node(ctx, registry, orchestrator__registry_path="/etc"), "parameter orchestrator.registry_path", "system directory")
+    configure_fails(node(ctx, registry, orchestrator__registry_path=""), "parameter orchestrator.registry_path", "is not set")
+    configure_fails(node(ctx, registry, gate__suite=str(tmp_path / "missing.yaml")), "parameter gate.suite",
                     "does not exist")
-    configure_fails(node(ctx, registry, bootstrap_champion="/dev/zero"), "parameter bootstrap_champion",
+    configure_fails(node(ctx, registry, orchestrator__bootstrap_champion="/dev/zero"), "parameter orchestrator.bootstrap_champion",
                     "regular file")
     bad = tmp_path / "monitor.yaml"
     bad.write_text("detectors: [\n")
-    configure_fails(node(ctx, registry, detector_config=str(bad)), "parameter detector_config", "YAML")
+    configure_fails(node(ctx, registry, monitor__config=str(bad)), "parameter monitor.config", "YAML")
 
 
 def test_json_start_up_values_are_refused(ctx, registry):
-    configure_fails(node(ctx, registry, guard_joint_bounds="{slider: 1"), "parameter guard_joint_bounds",
+    configure_fails(node(ctx, registry, guard__joint_bounds="{slider: 1"), "parameter guard.joint_bounds",
                     "not valid JSON")
-    configure_fails(node(ctx, registry, guard_joint_bounds='{"no_such_joint": [-1.0, 1.0]}'),
-                    "parameter guard_joint_bounds", "no_such_joint")
-    configure_fails(node(ctx, registry, drift_hint='{"gravity": 1e9}'), "parameter drift_hint", "plausible")
+    configure_fails(node(ctx, registry, guard__joint_bounds='{"no_such_joint": [-1.0, 1.0]}'),
+                    "parameter guard.joint_bounds", "no_such_joint")
+    configure_fails(node(ctx, registry, adapt__drift='{"gravity": 1e9}'), "parameter adapt.drift", "plausible")
 
 
 def test_joint_names_and_safe_command_are_checked_at_configure(ctx, registry):
-    configure_fails(node(ctx, registry, joint_names=["a", "a"]), "parameter joint_names", "duplicates")
-    configure_fails(node(ctx, registry, joint_names=["a", "b", "c"]), "parameter joint_names", "2 joints")
-    configure_fails(node(ctx, registry, safe_command=[math.nan]), "parameter safe_command", "finite")
-    configure_fails(node(ctx, registry, safe_command=[5.0]), "parameter safe_command", "actuator bounds")
-    configure_fails(node(ctx, registry, safe_command=[0.0, 0.0]), "parameter safe_command", "1 actuators")
-    n = node(ctx, registry, safe_command=[0.5])
+    configure_fails(node(ctx, registry, runtime__joint_names=["a", "a"]), "parameter runtime.joint_names", "duplicates")
+    configure_fails(node(ctx, registry, runtime__joint_names=["a", "b", "c"]), "parameter runtime.joint_names", "2 joints")
+    configure_fails(node(ctx, registry, runtime__safe_command=[math.nan]), "parameter runtime.safe_command", "finite")
+    configure_fails(node(ctx, registry, runtime__safe_command=[5.0]), "parameter runtime.safe_command", "actuator bounds")
+    configure_fails(node(ctx, registry, runtime__safe_command=[0.0, 0.0]), "parameter runtime.safe_command", "1 actuators")
+    n = node(ctx, registry, runtime__safe_command=[0.5])
     try:
         assert n.trigger_configure() == SUCCESS and n.trigger_activate() == SUCCESS
         out = n.runtime.tick()                  # no joint state has come: the configured safe command
@@ -136,8 +136,13 @@ def test_joint_names_and_safe_command_are_checked_at_configure(ctx, registry):
 
 
 def test_a_mistyped_key_fails_configure_with_did_you_mean(ctx, registry):
-    configure_fails(node(ctx, registry, stale_timeout=0.2), "unknown parameter 'stale_timeout'",
-                    "did you mean stale_timeout_s")
+    configure_fails(node(ctx, registry, runtime__stale_timeout=0.2), "unknown parameter 'runtime.stale_timeout'",
+                    "did you mean runtime.stale_timeout_s")
+
+
+def test_an_old_flat_name_fails_configure_naming_the_new_one(ctx, registry):
+    configure_fails(node(ctx, registry, rate_hz=50.0), "parameter 'rate_hz' was renamed: use runtime.rate_hz")
+    configure_fails(node(ctx, registry, adapt_generations=5), "use adapt.max_generations")
 
 
 # ---------------------------------------------------------------------- the CLI ends with one line
@@ -150,15 +155,15 @@ def run_cli(*args, tmp_path, timeout=120):
 
 
 @pytest.mark.parametrize("sets, needle", [
-    (["mode=bogus"], "configure failed: parameter mode: 'bogus' is not allowed; allowed: one of active | shadow"),
-    (["rate_hz=fast"], "configure failed: parameter rate_hz: 'fast' is not a number"),
-    (["realtime_priority=500"], "configure failed: parameter realtime_priority: 500 is out of range"),
-    (["registry_path=/etc"], "configure failed: parameter registry_path: '/etc' is a system directory"),
-    (["rate_hx=50.0"], "unknown parameter 'rate_hx'; did you mean rate_hz?")])
+    (["runtime.mode=bogus"], "configure failed: parameter runtime.mode: 'bogus' is not allowed; allowed: one of active | shadow"),
+    (["runtime.rate_hz=fast"], "configure failed: parameter runtime.rate_hz: 'fast' is not a number"),
+    (["ros.realtime_priority=500"], "configure failed: parameter ros.realtime_priority: 500 is out of range"),
+    (["orchestrator.registry_path=/etc"], "configure failed: parameter orchestrator.registry_path: '/etc' is a system directory"),
+    (["runtime.rate_hx=50.0"], "unknown parameter 'runtime.rate_hx'; did you mean runtime.rate_hz?")])
 def test_cli_node_exits_2_with_one_line_when_configure_fails(tmp_path, sets, needle):
     args = ["controller", "--params", str(ROOT / "launch" / "driftgate.yaml"), "--namespace", NS.strip("/"),
-            "--set", f"registry_path={tmp_path / 'reg'}", "--set", "bootstrap_champion=lqr",
-            "--set", "detector_config=none", "--set", "realtime_priority=0"]
+            "--set", f"orchestrator.registry_path={tmp_path / 'reg'}", "--set", "orchestrator.bootstrap_champion=lqr",
+            "--set", "monitor.config=none", "--set", "ros.realtime_priority=0"]
     for s in sets:
         args += ["--set", s]
     r = run_cli(*args, tmp_path=tmp_path)
@@ -169,23 +174,28 @@ def test_cli_node_exits_2_with_one_line_when_configure_fails(tmp_path, sets, nee
 
 
 def test_cli_node_demo_exits_2_when_the_controller_cannot_configure(tmp_path):
-    r = run_cli("demo", "--params", str(ROOT / "launch" / "demo.yaml"), "--set", "mode=bogus",
-                "--set", f"registry_path={tmp_path / 'reg'}", tmp_path=tmp_path)
+    r = run_cli("demo", "--params", str(ROOT / "launch" / "demo.yaml"), "--set", "runtime.mode=bogus",
+                "--set", f"orchestrator.registry_path={tmp_path / 'reg'}", tmp_path=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: configure failed: parameter mode") and "Traceback" not in r.stderr
+    assert last.startswith("error: configure failed: parameter runtime.mode") and "Traceback" not in r.stderr
 
 
 def test_ros2_run_entry_point_exits_2_with_one_line_when_configure_fails(tmp_path):
     """The `ros2 run driftgate driftgate_controller` entry point ends like `driftgate node` does."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain(9)))
     cmd = [sys.executable, "-c", "from adapters.ros.controller_node import main; main()", "--ros-args",
-           "-r", f"__ns:={NS}", "-p", "autostart:=true", "-p", "mode:=bogus", "-p", "realtime_priority:=0",
-           "-p", f"registry_path:={tmp_path / 'reg'}"]
+           "-r", f"__ns:={NS}", "-p", "ros.autostart:=true", "-p", "runtime.mode:=bogus",
+           "-p", "ros.realtime_priority:=0", "-p", f"orchestrator.registry_path:={tmp_path / 'reg'}"]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: configure failed: parameter mode") and "Traceback" not in r.stderr
+    assert last.startswith("error: configure failed: parameter runtime.mode") and "Traceback" not in r.stderr
+    # the old flat names (a launch file from before the settings tree): the rename, at once
+    old = [*cmd[:6], "-p", "autostart:=true", "-p", "mode:=active", "-p", f"registry_path:={tmp_path / 'reg'}"]
+    r = subprocess.run(old, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "was renamed: use " in r.stderr.strip().splitlines()[-1]
 
 
 # ---------------------------------------------------------------------- a joint-state flood
@@ -235,7 +245,7 @@ def test_positions_only_joint_states_get_an_error_naming_the_choice(ctx, registr
     """velocity_source measured: refused from the first message, ERROR on /diagnostics saying what to set;
     differentiate: control resumes with estimated velocities."""
     for source, accepted in (("measured", False), ("differentiate", True)):
-        n = node(ctx, registry, velocity_source=source)
+        n = node(ctx, registry, runtime__velocity_source=source)
         try:
             assert n.trigger_configure() == SUCCESS and n.trigger_activate() == SUCCESS
             sent = []
@@ -260,9 +270,25 @@ def test_positions_only_joint_states_get_an_error_naming_the_choice(ctx, registr
 def test_driftgate_demo_exits_2_with_one_line_when_the_controller_cannot_configure(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain(11)))
     r = subprocess.run([sys.executable, "-c", "from adapters.cli import main; main()", "demo", "-q",
-                        "--out", str(tmp_path / "demo"), "--set", "mode=bogus"],
+                        "--out", str(tmp_path / "demo"), "--set", "runtime.mode=bogus"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.strip().splitlines()[-1] == ("error: configure failed: parameter mode: 'bogus' is not allowed; "
+    assert r.stderr.strip().splitlines()[-1] == ("error: configure failed: parameter runtime.mode: 'bogus' is not allowed; "
                                                  "allowed: one of active | shadow | canary")
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_the_node_parameters_are_the_settings_tree(ctx, registry):
+    """The controller node's parameters are the tree's dotted flattening (replay's section aside),
+    with the tree's descriptions in their descriptors (`ros2 param describe`)."""
+    from controller import settings as tree
+    names = [name for name, _, _ in tree.leaves(exclude=("replay",))]
+    assert list(cn.PARAMETERS) == names
+    n = node(ctx, registry)
+    try:
+        for d, name in zip(n.describe_parameters(names), names):
+            f = tree.field_info(name)
+            assert d.name == name and d.description == f.description and d.read_only == (not tree.is_mutable(f))
+        assert n.settings() == tree.from_parameters({k: n.p(k) for k in names})
+    finally:
+        n.destroy_node()

@@ -79,8 +79,8 @@ def test_deactivate_and_shutdown_publish_the_safe_command_last(session, tmp_path
     bootstrap_registry(root)
     ns = f"{NS}/exit_lc"
     ctl = session.add(cn.ControllerNode(namespace=ns, context=session.ctx, parameter_overrides=P(
-        registry_path=str(root), trigger="joint_states", control_thread=True, detector_config="none", adapt=False,
-        stale_timeout_s=1.0)))
+        orchestrator__registry_path=str(root), runtime__trigger="joint_states", ros__control_thread=True, monitor__config="none", adapt__enabled=False,
+        runtime__stale_timeout_s=1.0)))
     robot = Robot(session, ns)
     session.start()
     robot.start()
@@ -108,7 +108,7 @@ def test_deactivate_and_shutdown_publish_the_safe_command_last(session, tmp_path
         assert len(robot.snapshot()) == n and ctl.safe_exits == 2
         # a shadow node has no authority: deactivating it publishes nothing (the incumbent drives)
         shadow = session.add(cn.ControllerNode("shadow", namespace=ns, context=session.ctx, parameter_overrides=P(
-            registry_path=str(root), trigger="joint_states", mode="shadow", detector_config="none", adapt=False)))
+            orchestrator__registry_path=str(root), runtime__trigger="joint_states", runtime__mode="shadow", monitor__config="none", adapt__enabled=False)))
         # while it configures (subscriptions live, joint states arriving) it has no authority either:
         # what the runtime held when configure first applied lifecycle x mode
         during = []
@@ -136,8 +136,8 @@ def test_a_signal_to_the_node_process_publishes_the_safe_command_last(session, r
     ns = f"{NS}/exit_{entry.replace('-', '_')}"
     reg = tmp_path / "reg"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain(OFFSETS[request.node.name])))     # the session's
-    common = {"registry_path": str(reg), "bootstrap_champion": "lqr", "detector_config": "none",
-              "trigger": "joint_states", "stale_timeout_s": 1.0}
+    common = {"orchestrator.registry_path": str(reg), "orchestrator.bootstrap_champion": "lqr",
+              "monitor.config": "none", "runtime.trigger": "joint_states", "runtime.stale_timeout_s": 1.0}
     if entry == "cli":
         cmd = [sys.executable, "-c", "from adapters.cli_node import main; main()", "controller",
                "--params", str(ROOT / "launch" / "driftgate.yaml")]
@@ -146,7 +146,7 @@ def test_a_signal_to_the_node_process_publishes_the_safe_command_last(session, r
         cmd += ["--ros-args", "-r", f"__ns:={ns}"]              # the namespace as ros2 run takes it
     else:
         cmd = [sys.executable, "-c", "from adapters.ros.controller_node import main; main()", "--ros-args",
-               "-r", f"__ns:={ns}", "-p", "autostart:=true"]
+               "-r", f"__ns:={ns}", "-p", "ros.autostart:=true"]
         for k, v in common.items():
             cmd += ["-p", f"{k}:={v}"]
     robot = Robot(session, ns)

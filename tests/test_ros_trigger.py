@@ -55,8 +55,9 @@ def state(k, stamp):
 
 
 def controller(session, root, tag, **kw):
-    params = dict(registry_path=str(root), trigger="joint_states", rate_hz=500.0, detector_config="none",
-                  adapt=False, joint_states_topic=f"{tag}/joint_states", commands_topic=f"{tag}/commands")   # in NS
+    params = dict(orchestrator__registry_path=str(root), runtime__trigger="joint_states", runtime__rate_hz=500.0,
+                  monitor__config="none", adapt__enabled=False, ros__joint_states_topic=f"{tag}/joint_states",
+                  ros__commands_topic=f"{tag}/commands")   # in NS
     params.update(kw)
     return session.add(cn.ControllerNode(namespace=NS, context=session.ctx, parameter_overrides=P(**params)))
 
@@ -68,7 +69,7 @@ def test_joint_states_trigger_ticks_once_per_accepted_state(session, tmp_path, c
     the stale-data watchdog, which ticks when nothing arrived for stale_timeout_s)."""
     root = tmp_path / "registry"
     base = bootstrap_registry(root)
-    ctl = controller(session, root, "trig", autostart=True, stale_timeout_s=2.0, control_thread=control_thread)
+    ctl = controller(session, root, "trig", ros__autostart=True, runtime__stale_timeout_s=2.0, ros__control_thread=control_thread)
     commands = session.collect(Float64MultiArray, f"{NS}/trig/commands", 100)
     pub = session.probe.create_publisher(JointState, f"{NS}/trig/joint_states", 10)
     session.start()
@@ -110,7 +111,7 @@ def test_joint_states_trigger_ticks_once_per_accepted_state(session, tmp_path, c
         expected = policy.act(obs(np.array(msg.position), np.array(msg.velocity)))
         np.testing.assert_allclose(cmd.data, expected, rtol=0, atol=1e-12)
     assert len({round(c.data[0], 9) for c in commands}) == 40          # one command per state, in order
-    assert ctl.set_parameters([cn.Parameter("trigger", value="timer")])[0].successful is False   # read-only
+    assert ctl.set_parameters([cn.Parameter("runtime.trigger", value="timer")])[0].successful is False   # read-only
 
 
 @pytest.mark.parametrize("control_thread", [False, True], ids=["executor", "thread"])
@@ -119,8 +120,8 @@ def test_joint_states_trigger_holds_the_safe_command_when_the_topic_goes_silent(
     the node holds the safe command and reports ERROR on /diagnostics, then resumes on new data."""
     root = tmp_path / "registry"
     bootstrap_registry(root)
-    ctl = controller(session, root, "silent", autostart=True, stale_timeout_s=0.2, safe_command=[0.25],
-                     diagnostics_rate_hz=5.0, control_thread=control_thread)
+    ctl = controller(session, root, "silent", ros__autostart=True, runtime__stale_timeout_s=0.2, runtime__safe_command=[0.25],
+                     ros__diagnostics_rate_hz=5.0, ros__control_thread=control_thread)
     commands = session.collect(Float64MultiArray, f"{NS}/silent/commands", 100)
     diags = session.collect(DiagnosticArray, "/diagnostics", 50)
     pub = session.probe.create_publisher(JointState, f"{NS}/silent/joint_states", 10)
@@ -164,7 +165,7 @@ def test_promotion_and_rollback_take_effect_at_the_next_tick(session, tmp_path):
     with Registry(root, actor="test") as reg:
         child = reg.add(bad, parent_id=base)
         reg.promote(child, force=True, reason="test: a champion with a stable ancestor")
-    ctl = controller(session, root, "swap", orchestrator_rate_hz=20.0)
+    ctl = controller(session, root, "swap", orchestrator__step_s=0.05)
     assert ctl.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS
     rt = ctl.runtime
     obs_map = CartpoleObservation()
@@ -238,8 +239,8 @@ def test_a_realtime_priority_not_in_force_is_reported_and_control_runs_on(sessio
     the CLI path: test_ros_nodes.py.)"""
     root = tmp_path / "registry"
     bootstrap_registry(root)
-    ctl = controller(session, root, "rt", autostart=True, realtime_priority=5, stale_timeout_s=2.0,
-                     diagnostics_rate_hz=10.0)
+    ctl = controller(session, root, "rt", ros__autostart=True, ros__realtime_priority=5, runtime__stale_timeout_s=2.0,
+                     ros__diagnostics_rate_hz=10.0)
     diags = session.collect(DiagnosticArray, "/diagnostics", 50)
     commands = session.collect(Float64MultiArray, f"{NS}/rt/commands", 100)
     pub = session.probe.create_publisher(JointState, f"{NS}/rt/joint_states", 10)
@@ -276,8 +277,8 @@ def test_the_control_thread_runs_the_tick_survives_a_failing_tick_and_stops_on_c
     root = tmp_path / "registry"
     bootstrap_registry(root)
     topic = f"{NS}/ct/joint_states"
-    ctl = controller(session, root, "ct", autostart=True, stale_timeout_s=2.0, control_thread=True,
-                     realtime_priority=5)
+    ctl = controller(session, root, "ct", ros__autostart=True, runtime__stale_timeout_s=2.0, ros__control_thread=True,
+                     ros__realtime_priority=5)
     commands = session.collect(Float64MultiArray, f"{NS}/ct/commands", 100)
     pub = session.probe.create_publisher(JointState, topic, 10)
     session.start()
@@ -342,8 +343,8 @@ def test_the_control_thread_ticks_at_rate_hz_with_trigger_timer(session, tmp_pat
     the latest state after."""
     root = tmp_path / "registry"
     bootstrap_registry(root)
-    ctl = controller(session, root, "ctt", autostart=True, trigger="timer", rate_hz=100.0, stale_timeout_s=2.0,
-                     control_thread=True)
+    ctl = controller(session, root, "ctt", ros__autostart=True, runtime__trigger="timer", runtime__rate_hz=100.0, runtime__stale_timeout_s=2.0,
+                     ros__control_thread=True)
     commands = session.collect(Float64MultiArray, f"{NS}/ctt/commands", 100)
     pub = session.probe.create_publisher(JointState, f"{NS}/ctt/joint_states", 10)
     session.start()

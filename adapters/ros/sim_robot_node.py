@@ -68,7 +68,7 @@ from sim.plants import make_plant
 NODE_NAME = "driftgate_sim_robot"
 
 PARAMETERS: dict[str, tuple[Any, str, bool]] = {
-    "plant": ("cartpole", "cartpole | walker | reacher", True),
+    "robot": ("cartpole", "the robot: a built-in name (cartpole | walker | reacher) or a robot profile YAML", True),
     "seed": (0, "episode seed (reset uses seed, seed + 1, ...)", True),
     "rate_hz": (0.0, "physics/publish rate (0: the plant's control rate)", True),
     "joint_names": (Parameter.Type.STRING_ARRAY, "names published for the plant's joints (default: MuJoCo names)",
@@ -96,7 +96,7 @@ class SimRobotNode(Node):
         super().__init__(node_name, **kwargs)
         for name, (default, desc, ro) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=desc, read_only=ro))
-        self.plant = make_plant(self.p("plant"), seed=int(self.p("seed")))
+        self.plant = make_plant(self.p("robot"), seed=int(self.p("seed")))
         self.clock = NodeClock(self)
         self._actuated = self._actuated_joints()
         self._episode = 0

@@ -1,4 +1,4 @@
-"""Gate child process: `python -m controller.gate_job DIR` (started by `orchestrator.ProcessGate`).
+"""Gate child process: `python -m adapters.gate_job DIR` (started by `controller.jobs.ProcessGate`).
 
 Reads ``DIR/request.json`` (registry, suite, candidate_id, target_drift, actor), runs
 `safety.gate.gate_registry` (which attaches the report to the registry: one transaction, one audit
@@ -15,9 +15,8 @@ from pathlib import Path
 
 
 def _write(d: Path, out: dict) -> None:
-    tmp = d / "outcome.json.tmp"
-    tmp.write_text(json.dumps(out, allow_nan=False, default=str))
-    os.replace(tmp, d / "outcome.json")
+    from sim.atomicio import atomic_write_json
+    atomic_write_json(d / "outcome.json", out, indent=None)
 
 
 def judge(req: dict) -> dict:
@@ -46,7 +45,7 @@ def judge(req: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m controller.gate_job DIR", file=sys.stderr)
+        print("usage: python -m adapters.gate_job DIR", file=sys.stderr)
         return 2
     d = Path(argv[0])
     try:

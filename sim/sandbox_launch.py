@@ -1,7 +1,8 @@
-"""Start the real sandbox on a job directory: `python -m controller.sandbox_launch JOB_DIR [--wall-s S]
+"""Start the real sandbox on a job directory: `python -m sim.sandbox_launch JOB_DIR [--wall-s S]
 [--cpu-s S] [--memory-mb M]` (started by `controller.jobs.SandboxRunner`).
 
-A launcher process, not a direct `python -m sim.sandbox`, because the limits (address space, CPU
+A launcher process, not a direct `python -m sim.sandbox` (the live node must not import the
+sandbox's parent side), because the limits (address space, CPU
 time, nice, wall clock with a process-group kill) are applied by `sim.sandbox.run_sandbox` in the
 parent of the sandbox child, and that parent-side code imports torch: it must not run in the live
 node. Writes ``outcome.json`` = {status, reason, returncode, wall_s} next to the sandbox's own
@@ -10,14 +11,12 @@ node. Writes ``outcome.json`` = {status, reason, returncode, wall_s} next to the
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m controller.sandbox_launch")
+    ap = argparse.ArgumentParser(prog="python -m sim.sandbox_launch")
     ap.add_argument("job_dir", type=Path)
     ap.add_argument("--wall-s", type=float, default=300.0)
     ap.add_argument("--cpu-s", type=float, default=1200.0)
@@ -31,9 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                    "wall_s": out.wall_s}
     except Exception as e:   # the sandbox module itself failed: still an answer, never a hang
         outcome = {"status": "failed", "reason": f"{type(e).__name__}: {e}", "returncode": None}
-    tmp = args.job_dir / "outcome.json.tmp"
-    tmp.write_text(json.dumps(outcome, default=str))
-    os.replace(tmp, args.job_dir / "outcome.json")
+    from sim.atomicio import atomic_write_json
+    atomic_write_json(args.job_dir / "outcome.json", outcome, indent=None)
     return 0
 
 

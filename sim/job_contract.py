@@ -1,0 +1,129 @@
+"""The sandbox job contract (torch-free): `job.json`'s fields and the one writer of a job directory.
+
+    job_dir/
+      job.json              `AdaptJob` fields + seed_genomes: [{"file", "id"}]
+      telemetry.npz         qpos, qvel, actions, control_dt [, breaks]   (optional)
+      seeds/<id>.safetensors
+
+Why a module of its own: the live node writes jobs and must not import torch, while
+`sim.adapt_job` (which runs them) does. The controller's settings tree (`controller.settings`,
+section ``adapt``) uses these field names and takes its defaults from `AdaptJob`, so a setting has
+one name and one default from the YAML to job.json.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from sim.atomicio import atomic_write_json
+
+
+@dataclass(frozen=True)
+class AdaptJob:
+    """job.json: what to adapt, with which budgets and seeds. Unknown keys are refused."""
+
+    plant: str = "cartpole"              # the robot: a built-in name or a robot profile path
+    drift: dict | None = None            # the true drift (simulated robot) / the policy sandbox's target; None
+                                         # when telemetry is real
+    seed: int = 0
+    budget_s: float = 120.0
+    max_generations: int = 30
+    max_evaluations: int | None = None
+    target_fraction: float = 0.95         # on the calibrated plant; a margin for the sim-to-robot gap
+    population: int = 10
+    children: int = 2
+    cf: float = 0.0
+    horizon: int = 300
+    randomize: int = 2                   # domain-randomised specs sampled inside the sysid std
+    workers: int = 1
+    backend: str = "local"               # local | ray
+    ray_address: str | None = None       # None or "": RAY_ADDRESS, else a head the sandbox's parent starts
+    robot: str = ""                      # who asked (the node's name): labels the Ray job and tasks
+    job_id: str = ""
+    sysid_budget_s: float = 20.0
+    sysid_max_evals: int = 1500          # with budgets in counts (not seconds) a seed fixes the result
+    telemetry_ticks: int = 1000
+    telemetry_noise: float = 0.01
+    model_seed: bool = True              # seed the population with an LQR on the identified model
+
+    def __post_init__(self) -> None:
+        from sim.plants import PLANTS
+        if self.plant not in PLANTS and not str(self.plant).endswith((".yaml", ".yml")):
+            raise ValueError(f"job.plant: unknown plant {self.plant!r}; known: {sorted(PLANTS)} or a robot profile")
+        if self.ray_address == "":
+            object.__setattr__(self, "ray_address", None)
+        if self.drift is not None:
+            from sim.drift_spec import DriftSpec
+            from sim.plants import make_plant
+            make_plant(self.plant).apply_drift(DriftSpec.parse(self.drift))   # names checked against the model
+        for name in ("budget_s", "sysid_budget_s", "target_fraction"):
+            v = float(getattr(self, name))
+            if not (v > 0 and v < float("inf")):
+                raise ValueError(f"job.{name}: must be a finite number > 0, got {getattr(self, name)}")
+        for name in ("max_generations", "population", "children", "horizon", "workers", "telemetry_ticks"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"job.{name}: must be a positive integer, got {getattr(self, name)}")
+        if self.randomize < 0 or not 0 <= self.cf <= 1 or self.telemetry_noise < 0:
+            raise ValueError("job.randomize must be >= 0, job.cf in [0, 1], job.telemetry_noise >= 0")
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"job.backend: must be 'local' or 'ray', got {self.backend!r}")
+        if self.ray_address is not None and not isinstance(self.ray_address, str):
+            raise ValueError(f"job.ray_address: must be a string or null, got {self.ray_address!r}")
+        for name in ("robot", "job_id"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"job.{name}: must be a string, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdaptJob":
+        if not isinstance(d, dict):
+            raise ValueError("job.json: expected a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"seed_genomes"})
+        if unknown:
+            raise ValueError(f"job.json: unknown keys {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except TypeError as e:
+            raise ValueError(f"job.json: {e}") from e
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def job_field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(AdaptJob))
+
+
+def write_job(job_dir: str | os.PathLike, job: AdaptJob, seeds: list, telemetry: Any = None) -> Path:
+    """Create a job directory (refuses a directory that already holds a job). `telemetry`: a
+    `sim.sysid.Telemetry` or a mapping of its arrays (qpos, qvel, actions, control_dt[, breaks])."""
+    from sim.genome import save_genome
+    job_dir = Path(job_dir)
+    if (job_dir / "job.json").exists():
+        raise FileExistsError(f"{job_dir} already holds a job")
+    (job_dir / "seeds").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for g in seeds:
+        save_genome(g, job_dir / "seeds" / f"{g.id}.safetensors")
+        entries.append({"file": f"seeds/{g.id}.safetensors", "id": g.id})
+    if telemetry is not None:
+        arrays = dict(telemetry) if isinstance(telemetry, Mapping) else _telemetry_arrays(telemetry)
+        tmp = job_dir / ".telemetry.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, job_dir / "telemetry.npz")
+    atomic_write_json(job_dir / "job.json", {**job.to_dict(), "seed_genomes": entries})
+    return job_dir
+
+
+def _telemetry_arrays(tel: Any) -> dict:
+    out = {"qpos": tel.qpos, "qvel": tel.qvel, "actions": tel.actions, "control_dt": np.float64(tel.control_dt)}
+    if getattr(tel, "breaks", None) is not None:
+        out["breaks"] = np.asarray(tel.breaks, dtype=np.int64)
+    return out
+
+
+__all__ = ["AdaptJob", "job_field_names", "write_job"]
