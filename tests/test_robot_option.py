@@ -91,3 +91,25 @@ def test_gate_refuses_a_suite_for_another_robot(tmp_path):
     assert r.exit_code == 2
     line = one_line(r.output)
     assert "--suite" in line and "cartpole" in line and "walker" in line
+
+
+def test_train_nominal_for_a_profile_writes_the_champion_the_profile_names(tmp_path):
+    """No --out: the champion goes where the profile's assets.champion says (relative to the profile)."""
+    import shutil
+
+    from sim.genome import load_genome
+    profile = tmp_path / "pusher.yaml"
+    shutil.copy(ROBOTS / "pusher.yaml", profile)
+    r = runner.invoke(app, ["train-nominal", "--robot", str(profile), "--generations", "1", "--horizon", "10"])
+    assert r.exit_code == 0, r.output
+    g = load_genome(tmp_path / "champions" / "pusher.safetensors")
+    assert g.fitness["source"].startswith("random SR-GHN") and g.fitness["winner"] == "evolved"
+
+
+def test_gate_takes_the_suite_from_the_robot_profile(tmp_path):
+    """--robot walker without --suite: the profile's suite is loaded (the error is about the registry)."""
+    r = runner.invoke(app, ["gate", "--registry", str(tmp_path / "no-registry"), "--candidate", "abcdef",
+                            "--json-out", str(tmp_path / "g.json"), "--robot", "walker"])
+    assert r.exit_code == 2
+    line = one_line(r.output)
+    assert "--suite" not in line and "no-registry" in line
