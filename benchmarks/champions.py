@@ -67,7 +67,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--smoke", action="store_true", help="does the script still run: 2 episodes, into --out or a "
+                    "temporary directory (never the committed results)")
     args = ap.parse_args()
+    if args.smoke:
+        import tempfile
+        args.episodes = 2
+        if args.out.resolve() == (Path(__file__).parent / "results").resolve():
+            args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
+        args.out.mkdir(parents=True, exist_ok=True)
     found = rows(args.episodes)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
