@@ -219,8 +219,9 @@ def _adapt_progress(progress: Progress, max_generations: int):
 @app.command()
 def adapt(
     plant: str = robot_option("cartpole"),
-    drift: str = typer.Option('{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}',
-                              help="the simulated robot's true drift (DriftSpec JSON)"),
+    drift: Optional[str] = typer.Option(None, help="the simulated robot's true drift (DriftSpec JSON; default: "
+                                        "the robot profile's drift.default, for the cartpole "
+                                        '{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}})'),
     budget_s: float = typer.Option(120.0, "--budget-s", help="wall-clock budget of the evolution"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., "--out", help="output directory (job/, result.json, candidate.safetensors)"),
@@ -254,6 +255,15 @@ def adapt(
     if not (math.isfinite(wall_limit_s) and wall_limit_s >= 0):
         fail(f"--wall-limit-s: must be a finite number of seconds >= 0, got {wall_limit_s}")
     try:
+        plant = resolve_robot(plant)
+    except ValueError as e:
+        fail(str(e))
+    if drift is None:
+        spec = robot_profile(plant).default_drift
+        if spec is None:
+            fail(f"--drift: robot {robot_label(plant)!r} has no default drift (its profile's drift.default); give one")
+        drift = json.dumps(spec)
+    try:
         spec = json.loads(drift) if drift else None
     except json.JSONDecodeError as e:
         fail(f"--drift: not valid JSON ({e})")
@@ -263,7 +273,6 @@ def adapt(
     except ValueError as e:
         fail(f"--drift: {e}")
     try:
-        plant = resolve_robot(plant)
         job = AdaptJob(plant=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
                        ray_address=ray_address, max_generations=max_generations, horizon=horizon,
                        population=population, children=children, sysid_budget_s=sysid_budget_s,

@@ -113,3 +113,13 @@ def test_gate_takes_the_suite_from_the_robot_profile(tmp_path):
     assert r.exit_code == 2
     line = one_line(r.output)
     assert "--suite" not in line and "no-registry" in line
+
+
+def test_adapt_takes_the_default_drift_from_the_profile(tmp_path):
+    from sim.profile import find_profile, load_profile
+    assert load_profile(find_profile("cartpole")).default_drift == {"mass_scale": {"pole_1": 3.0},
+                                                                   "actuator_gain": {"slide": -1.0}}
+    r = runner.invoke(app, ["adapt", "--robot", "reacher", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2
+    assert "--drift: robot 'reacher' has no default drift" in one_line(r.output)
+    assert not (tmp_path / "out").exists()
