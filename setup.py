@@ -86,6 +86,9 @@ setup(
         ("share/" + PACKAGE + "/launch", glob("launch/*.py") + SHIPPED_CONFIG),
         ("share/" + PACKAGE + "/champions", glob("sim/assets/champions/*.safetensors")),
         ("share/" + PACKAGE + "/launch/robots", glob("launch/robots/*.yaml")),
+        ("share/" + PACKAGE + "/launch/robots/suites", glob("launch/robots/suites/*.yaml")),
+        ("share/" + PACKAGE + "/launch/robots/calibration", glob("launch/robots/calibration/*.yaml")
+         + glob("launch/robots/calibration/*.json")),
     ],
     cmdclass={"build_py": BuildPyWithConfig},
     python_requires=">=3.10",

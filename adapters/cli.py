@@ -20,6 +20,7 @@ from rich.table import Table
 from adapters.cli_help import Backend, Method, Noise, Plant, SelectionFitness, Task, TieBreak
 
 from adapters.cli_common import OneLineErrors, mount  # noqa: E402
+from adapters.robot_option import resolve_robot, robot_label, robot_option, robot_profile  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=OneLineErrors,
                   help="driftgate: keep robot controllers working when the robot drifts.")
@@ -218,9 +219,10 @@ def _adapt_progress(progress: Progress, max_generations: int):
 
 @app.command()
 def adapt(
-    plant: Plant = typer.Option("cartpole", help="simulated robot"),
-    drift: str = typer.Option('{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}',
-                              help="the simulated robot's true drift (DriftSpec JSON)"),
+    plant: str = robot_option("cartpole"),
+    drift: Optional[str] = typer.Option(None, help="the simulated robot's true drift (DriftSpec JSON; default: "
+                                        "the robot profile's drift.default, for the cartpole "
+                                        '{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}})'),
     budget_s: float = typer.Option(120.0, "--budget-s", help="wall-clock budget of the evolution"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., "--out", help="output directory (job/, result.json, candidate.safetensors)"),
@@ -254,6 +256,15 @@ def adapt(
     if not (math.isfinite(wall_limit_s) and wall_limit_s >= 0):
         fail(f"--wall-limit-s: must be a finite number of seconds >= 0, got {wall_limit_s}")
     try:
+        plant = resolve_robot(plant)
+    except ValueError as e:
+        fail(str(e))
+    if drift is None:
+        spec = robot_profile(plant).default_drift
+        if spec is None:
+            fail(f"--drift: robot {robot_label(plant)!r} has no default drift (its profile's drift.default); give one")
+        drift = json.dumps(spec)
+    try:
         spec = json.loads(drift) if drift else None
     except json.JSONDecodeError as e:
         fail(f"--drift: not valid JSON ({e})")
@@ -283,7 +294,7 @@ def adapt(
         shutil.rmtree(job_dir)
     write_job(job_dir, job, seeds, window)
     limits = SandboxLimits(wall_s=wall_limit_s or budget_s + sysid_budget_s + 120.0)
-    err.print(f"[bold]adapting[/] {plant} under {drift} in the sandbox (budget {budget_s:g} s) ...")
+    err.print(f"[bold]adapting[/] {robot_label(plant)} under {drift} in the sandbox (budget {budget_s:g} s) ...")
     with _progress(max_generations, quiet) as progress:
         on_progress = _adapt_progress(progress, max_generations)
         outcome = run_sandbox(job_dir, limits, on_progress=on_progress)
@@ -300,31 +311,47 @@ def adapt(
 
 @app.command("train-nominal")
 def train_nominal_cmd(
-    plant: Plant = typer.Option("cartpole"), generations: int = typer.Option(60), seed: int = typer.Option(0),
+    plant: str = robot_option("cartpole"), generations: int = typer.Option(60), seed: int = typer.Option(0),
     horizon: int = typer.Option(300), workers: int = typer.Option(1),
+    start: str = typer.Option("auto", help="auto: the plant's model seed (its nominal LQR imitated into the SR-GHN "
+                              "head) where it has one, else scratch | model | scratch (a random SR-GHN)"),
     out: Optional[Path] = typer.Option(None, help="default in a source checkout: sim/assets/champions/"
                                        "<plant>.safetensors (an installed package is never written to)"),
 ) -> None:
-    """Evolve a nominal champion for a plant from scratch (what `adapt` and the demo start from)."""
-    from sim.adapt_job import ASSETS, train_nominal
+    """Make a nominal champion for a plant: model seed (or random) + SR-GHN evolution (what `adapt` and
+    the demo start from)."""
+    from sim.adapt_job import ASSETS
+    from sim.champion import train_nominal
     from sim.genome import save_genome
 
+    try:
+        plant = resolve_robot(plant)
+    except ValueError as e:
+        fail(str(e))
+    if out is None and plant.endswith((".yaml", ".yml")):
+        out = robot_profile(plant).asset_path("champion")
+        if out is None:
+            fail(f"--out is required: profile {plant} names no assets.champion")
     if out is None and not (ASSETS.parents[2] / "setup.py").is_file():
         fail("--out is required outside a source checkout: the installed package's champions are not rewritten")
 
     with _progress(generations, False) as progress:
-        bar = progress.add_task(f"nominal champion for {plant}", total=generations, status="")
+        bar = progress.add_task(f"nominal champion for {robot_label(plant)}", total=generations, status="")
         try:
-            genome = train_nominal(plant, generations, seed, horizon, workers=workers,
-                                   on_generation=lambda log: progress.update(bar, advance=1, status=f"best {log.best:7.1f}"))
+            genome = train_nominal(plant, generations, seed, horizon, workers=workers, start=start,
+                                   on_generation=lambda log: progress.update(bar, advance=1, status=f"best {log.best:7.1f}"),
+                                   on_stage=lambda s: progress.update(bar, status=s))
         except ValueError as e:
             fail(str(e))
     path = save_genome(genome, out or ASSETS / f"{plant}.safetensors")
-    err.print(f"wrote {path} (id {genome.id}, nominal return {genome.fitness['nominal_return']:.1f})")
+    f = genome.fitness
+    err.print(f"wrote {path} (id {genome.id}, {f['source']}, winner {f['winner']}, lineage depth "
+              f"{f['lineage_depth']}; return {f['nominal_return']:.1f} on {f['validation']['episodes']} validation "
+              f"episodes; {f['wall_s']:.0f} s)")
 
 
 mount(app, "adapters.cli_gate", "adapters.cli_registry", "adapters.cli_node", "adapters.cli_replay",
-      "adapters.cli_drift", "adapters.cli_robot", "adapters.cli_champion")
+      "adapters.cli_drift", "adapters.cli_robot", "adapters.cli_champion", "adapters.cli_suite")
 
 
 def main() -> None:

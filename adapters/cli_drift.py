@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from adapters.cli_help import Plant
+from adapters.robot_option import resolve_robot, robot_label, robot_option
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Drift detection: calibrate the monitor, run the labelled benchmark.")
@@ -56,8 +56,9 @@ def _tracked(items, progress: Progress, task) -> Iterator:
 @app.command("drift-calibrate")
 def drift_calibrate(
     out: Path = typer.Option(..., "--out", help="calibration JSON to write (point calibration_file at it)"),
-    plant: Optional[Plant] = typer.Option(None, help="plant whose nominal model gives the residuals "
-                                          "(default with --bag: the plant the bag names)"),
+    plant: Optional[str] = robot_option(None, "robot whose nominal model gives the residuals: a built-in name "
+                                        "or a robot profile YAML; --plant is the same option (default with "
+                                        "--bag: the robot the bag names)"),
     bag: Optional[Path] = typer.Option(None, "--bag", help="nominal telemetry recorded on the robot: a driftgate "
                                        "or rosbag2 MCAP bag directory (stops at a drift the bag marks active)"),
     recording: Optional[Path] = typer.Option(None, help="nominal telemetry .npz with t, obs, action "
@@ -78,7 +79,12 @@ def drift_calibrate(
     if bag is not None and recording is not None:
         fail("give --bag or --recording, not both")
     if plant_name is None and bag is None:
-        fail("--plant is required (unless --bag names it)")
+        fail("--robot is required (unless --bag names it)")
+    if plant_name is not None:
+        try:
+            plant_name = resolve_robot(plant_name)
+        except ValueError as exc:
+            fail(str(exc))
     if not (math.isfinite(minutes) and minutes > 0):
         fail(f"--minutes must be a positive number, got {minutes}")
     if factor is not None and not (math.isfinite(factor) and factor > 0):
@@ -107,7 +113,7 @@ def drift_calibrate(
                      + (f" (a drift is marked active from {telemetry.drift_at_s:g} s)"
                         if telemetry.drift_at_s is not None else ""))
         if plant_name not in STATE_CODECS:
-            fail(f"unknown plant {plant_name!r}; known: {sorted(STATE_CODECS)}")
+            fail(f"--robot: no nominal drift model for {robot_label(plant_name)!r} yet; known: {sorted(STATE_CODECS)}")
         source = make_predictor(plant_name, cfg)
         probe = source._plant
         obs_dim, act_dim, dt = probe.obs_dim, probe.act_dim, probe.control_dt
@@ -190,6 +196,9 @@ def drift_bench(
     nominal_hours: Optional[float] = typer.Option(None, help="nominal false-alarm hours per plant"),
     seeds: Optional[int] = typer.Option(None, help="drift episodes per plant"),
     config: Optional[Path] = typer.Option(None, help="monitor YAML (default launch/drift_monitor.yaml)"),
+    robots: list[str] = typer.Option([], "--robot", "--plant", metavar="ROBOT",
+                                     help="robot(s) to benchmark, repeatable (default: every robot with drift "
+                                          "scenarios); --plant is the same option"),
 ) -> None:
     """Run the labelled drift-detection benchmark (MTD, MDR, false alarms per hour, cost)."""
     if nominal_hours is not None and not (math.isfinite(nominal_hours) and nominal_hours > 0):
@@ -201,8 +210,18 @@ def drift_bench(
         cfg = load_config(config) if config is not None else None
     except (OSError, ValueError) as exc:
         fail(str(exc))
+    try:
+        plants = tuple(resolve_robot(r) for r in robots)
+    except ValueError as exc:
+        fail(str(exc))
+    from sim.drift_scenarios import SCENARIOS
+    for p in plants:
+        if p not in SCENARIOS:
+            fail(f"--robot: no drift scenarios for {robot_label(p)!r} yet; known: {sorted(SCENARIOS)}")
     bench = _load_benchmark()
     bc = bench.quick_config() if quick else bench.BenchConfig()
+    if plants:
+        bc.plants = plants
     if nominal_hours is not None:
         bc.nominal_hours = nominal_hours
     if seeds is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -44,6 +44,34 @@ def _check_output(path: Path) -> None:
         _fail(f"--json-out: directory {parent} is not writable")
 
 
+def _resolved(robot: str) -> str:
+    from adapters.robot_option import resolve_robot
+    try:
+        return resolve_robot(robot)
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _label(plant: str) -> str:
+    from adapters.robot_option import robot_label
+    return robot_label(plant)
+
+
+def _robot_suite(robot: str | None, suite: Path | None) -> Path:
+    """--suite, else the robot profile's suite; one of them is needed."""
+    if suite is not None:
+        return suite
+    if robot is None:
+        _fail("--suite: give a regression suite YAML (or --robot, whose profile names one)")
+    from adapters.robot_option import robot_profile
+    _resolved(robot)
+    path = robot_profile(robot).asset_path("suite")
+    if path is None or not path.is_file():
+        _fail(f"--suite: the profile of --robot {robot!r} names no regression suite file (assets.suite: {path}); "
+              f"write one with `driftgate suite init --robot {robot} --out FILE`")
+    return path
+
+
 def _table(report: dict) -> Table:
     t = Table(title=f"gate: {report['verdict']}")
     for col in ("scenario", "tag", "metric", "n", "candidate", "incumbent", "diff CI", "violations", "status"):
@@ -62,8 +90,12 @@ def _table(report: dict) -> Table:
 def gate(
     registry: Annotated[Path, typer.Option("--registry", "-r", help="Registry directory.")],
     candidate: Annotated[str, typer.Option("--candidate", help="Candidate genome id (or unique prefix >= 6).")],
-    suite: Annotated[Path, typer.Option("--suite", help="Regression suite YAML.")],
     json_out: Annotated[Path, typer.Option("--json-out", help="Where to write the gate report (JSON).")],
+    suite: Annotated[Optional[Path], typer.Option("--suite", help="Regression suite YAML (default: the --robot "
+                                                  "profile's assets.suite).")] = None,
+    robot: Annotated[Optional[str], typer.Option("--robot", "--plant", metavar="ROBOT", help=(
+        "The robot the candidate drives (built-in name or profile YAML): the suite must be for it; "
+        "--plant is the same option."))] = None,
     no_attach: Annotated[bool, typer.Option("--no-attach", help="Do not attach the report to the registry.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help=f"Exit {EXIT_NOT_PASS} unless the verdict is PASS.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, only the verdict line.")] = False,
@@ -77,10 +109,13 @@ def gate(
 
     err = Console(stderr=True)
     _check_output(json_out)
+    suite = _robot_suite(robot, suite)
     try:
         the_suite = load_suite(suite)
     except SuiteError as e:
         _fail(str(e))
+    if robot is not None and _label(the_suite.plant) != _label(_resolved(robot)):
+        _fail(f"--suite: {suite} is for robot {the_suite.plant!r}, not --robot {robot!r}")
     try:
         reg = Registry(registry, actor=ACTOR)
     except RegistryError as e:

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from adapters.cli_help import Plant
+from adapters.robot_option import resolve_robot, robot_option
 
 os.environ.setdefault("MUJOCO_GL", "disable")
 
@@ -102,7 +102,7 @@ def report_cmd(
 @app.command("simulate-bag")
 def simulate_bag_cmd(
     out_bag: Path = typer.Option(..., "--out", help="bag directory to create"),
-    plant: Plant = typer.Option("cartpole", help="simulated robot"),
+    plant: str = robot_option("cartpole"),
     seconds: float = typer.Option(120.0, help="length of the recording (simulated seconds)"),
     drift: str = typer.Option('{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}',
                               help="DriftSpec JSON injected mid-run ('' : none)"),
@@ -114,6 +114,7 @@ def simulate_bag_cmd(
     from adapters.recording import RecordingError, simulate_bag
     try:
         spec = json.loads(drift) if drift else None
+        plant = resolve_robot(plant)
         path = simulate_bag(out_bag, plant=plant, seconds=seconds, drift=spec, drift_at_s=drift_at, seed=seed,
                             obs_noise=obs_noise)
     except (ValueError, RecordingError, KeyError) as e:

@@ -266,8 +266,8 @@ def parse_suite(doc: Any, *, source: str = "<suite>", path: str | None = None,
     if d.get("version", SUITE_VERSION) != SUITE_VERSION:
         raise ctx.fail("version", f"unsupported suite version {d['version']!r} (this code reads {SUITE_VERSION})")
     plant = d["plant"]
-    if plant not in PLANTS:
-        raise ctx.fail("plant", f"unknown plant {plant!r}; known plants: {sorted(PLANTS)}")
+    if plant not in PLANTS and not (str(plant).endswith((".yaml", ".yml")) and Path(plant).is_file()):
+        raise ctx.fail("plant", f"unknown plant {plant!r}; known plants: {sorted(PLANTS)} or a robot profile file")
     name = d.get("name", Path(source).stem if source != "<suite>" else "suite")
     if not isinstance(name, str) or not name:
         raise ctx.fail("name", f"expected a non-empty string, got {name!r}")

@@ -7,9 +7,13 @@
                                                                          │
                                    candidate genome + lineage + curves ◄─┘
 
-Stops on whichever comes first: wall seconds, generations, evaluations, or the target (the
+Stops on whichever comes first: wall seconds, generations, evaluations, or the target: when a
 generation's best return on the calibrated plant reaches `target_fraction` of the champion's
-nominal return). The model seed (sim/model_seed.py) is a linear design on the identified model
+nominal return, the elite must hold it on >= 10 fresh episodes (`sim.evolution.ConfirmedTarget`)
+before the run stops. A job that never confirms its target is a failed job (status "failed", no
+candidate): the gate is never asked to promote it. result.json says who won and how: the
+winner's parent chain back to its root seed (champion, model seed, ancestor), its lineage depth
+(variation steps since that seed), and the best return per generation. The model seed (sim/model_seed.py) is a linear design on the identified model
 written into the champion's SR-GHN; it competes in the population like any individual. Determinism: the same seed gives the same candidate on any backend and worker
 count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
@@ -28,12 +32,12 @@ import numpy as np
 
 from sim.drift_spec import DriftSpec
 from sim.evaluate import make_evaluator
-from sim.evolution import EvolutionConfig, GenerationLog, evolve_srghn
+from sim.evolution import CONFIRM_EPISODES, ConfirmedTarget, EvolutionConfig, GenerationLog, evolve_srghn
 from sim.genome import Genome, load_genome, save_genome
 from sim.job_contract import AdaptJob  # noqa: F401 (the job contract; re-exported)
 from sim.model_seed import model_seed
 from sim.plant_task import PlantTask, plant_policy_spec
-from sim.srghn import SRGHNConfig, shipped_config
+from sim.srghn import SRGHNConfig
 from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 
 ASSETS = Path(__file__).parent / "assets" / "champions"
@@ -44,20 +48,25 @@ NO_SCORE = 1e-6          # returns at or below this are "scores nothing" (reward
 # -- the nominal champion ----------------------------------------------------------------------
 
 def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int = 300,
-                  on_generation: Callable[[GenerationLog], None] | None = None, workers: int = 1) -> Genome:
-    """Evolve a nominal champion for `plant` from scratch (SR-GHN on the undrifted plant)."""
-    task = PlantTask(plant, horizon=horizon)
-    cfg = shipped_config(update_clip=0.1)
-    with make_evaluator(task, workers=workers) as evaluator:
-        res = evolve_srghn(task, evaluator, generations, seed, EvolutionConfig(), cfg, on_generation=on_generation)
-    return Genome(vector=res.champion, policy_spec=task.policy, kind="srghn", model=cfg.to_dict(),
-                  generation=generations, drift_hash=DriftSpec().hash,
-                  fitness={"nominal_return": res.champion_fitness, "horizon": horizon})
+                  on_generation: Callable[[GenerationLog], None] | None = None, workers: int = 1,
+                  start: str = "scratch") -> Genome:
+    """A nominal champion for `plant` (sim/champion.py): from scratch by default here; `train-nominal`
+    starts from the plant's model seed where it has one."""
+    from sim.champion import train_nominal as train
+    return train(plant, generations, seed, horizon, on_generation=on_generation, workers=workers, start=start)
 
 
 def nominal_champion(plant: str) -> Genome:
-    """The shipped nominal champion for `plant` (sim/assets/champions/<plant>.safetensors)."""
+    """The shipped nominal champion for `plant` (sim/assets/champions/<plant>.safetensors), or the
+    one a robot profile names (assets.champion)."""
     path = ASSETS / f"{plant}.safetensors"
+    if str(plant).endswith((".yaml", ".yml")):
+        from sim.profile import load_profile
+        named = load_profile(plant).asset_path("champion")
+        if named is None:
+            raise FileNotFoundError(f"profile {plant} names no assets.champion; create one with "
+                                    f"`driftgate train-nominal --robot {plant} --out FILE`")
+        path = named
     if not path.exists():
         raise FileNotFoundError(f"no shipped champion for plant {plant!r} at {path}; "
                                 f"create one with `driftgate train-nominal --plant {plant}`")
@@ -133,24 +142,21 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     target = job.target_fraction * nominal_return
     evaluations = 0
 
-    confirm = PlantTask(job.plant, drifts=tuple(specs), horizon=job.horizon, episodes=2,
-                        hidden=champion.policy_spec.hidden, **start)
+    confirm = confirmation(job.plant, specs, job.horizon, champion, model_cfg.to_dict())
+    stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed)
 
     def should_stop(log: GenerationLog, elite: np.ndarray) -> bool:
         nonlocal evaluations
         evaluations += job.population * (1 + job.children)
         say("generation", {"gen": log.gen, "best": log.best, "rate": log.rate_mean, "target": target})
+        reached = stop_on_target(log, elite)     # >= 10 fresh episodes, never one lucky evaluation
+        if stop_on_target.checks and stop_on_target.checks[-1]["gen"] == log.gen:
+            say("confirm", {**stop_on_target.checks[-1], "target": target})
+        if reached:
+            return True
         if time.perf_counter() - t0 > job.budget_s:
             return True
-        if job.max_evaluations is not None and evaluations >= job.max_evaluations:
-            return True
-        if log.best < target:
-            return False
-        # one lucky episode is not a solution: confirm the elite on fresh episodes of every spec
-        weights = srghn_policy_weights(elite, champion.policy_spec, model_cfg.to_dict())
-        score = float(confirm.evaluate(weights[None], np.array([job.seed + 7919 + log.gen]))[0])
-        say("confirm", {"gen": log.gen, "score": score, "target": target})
-        return score >= target
+        return job.max_evaluations is not None and evaluations >= job.max_evaluations
 
     pool = [g for g in seeds if g.kind == "srghn" and g.vector.size == champion.vector.size]
     seeded = model_seed(champion, job.plant, sysid.estimate) if job.model_seed and pool else None
@@ -158,6 +164,8 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         pool.insert(1, seeded)
         say("model seed", {"source": seeded.fitness["source"]})
     initial = np.stack([g.vector for g in pool])
+    roots = ["champion"] + (["model seed"] if seeded is not None else []) + \
+        [f"ancestor {g.id}" for g in pool[1 + (seeded is not None):]]
     labels = {"robot": job.robot, "job_id": job.job_id, "seed": job.seed}
     with make_evaluator(task, workers=job.workers, backend=job.backend, address=job.ray_address,
                         metadata={k: v for k, v in labels.items() if v != ""}) as evaluator:
@@ -192,17 +200,55 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
                         for g in res.generations],
         "evaluations": res.evaluations * len(specs),
         "target_return": target,
-        "reached_target": bool(res.generations and max(g.best for g in res.generations) >= target),
+        "best_per_generation": res.best_per_generation,
+        "winner": winner_provenance(res, roots),
+        "confirmations": stop_on_target.checks,
+        "reached_target": stop_on_target.confirmed is not None,
         "wall_s": time.perf_counter() - t0,
         "evaluation": evaluation,
         "job": job.to_dict(),
     }
     why = no_score(result["return_before"], result["return_after"])
+    if not why and not result["reached_target"]:
+        # an adaptation that misses its target is a failed job: nothing is offered to the gate
+        best = max((c["score"] for c in stop_on_target.checks), default=None)
+        why = (f"target not reached: {target:.1f} (= {job.target_fraction:g} x nominal {nominal_return:.1f}) "
+               f"was not confirmed on >= {stop_on_target.min_episodes} fresh episodes in "
+               f"{len(res.generations)} generations (best confirmation "
+               f"{'none' if best is None else f'{best:.1f}'}; best single evaluation "
+               f"{max(res.best_per_generation):.1f})")
     if why:
         # a robot on which neither the champion nor the candidate scores anything (a drift outside
         # what the simulator can represent, a diverging model) is not an adaptation: nothing is offered
         result["status"], result["error"] = "failed", why
     return result, candidate
+
+
+def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Genome, model: dict,
+                 episodes: int = CONFIRM_EPISODES) -> Callable[[np.ndarray, int], np.ndarray]:
+    """confirm(elite, seed): the elite SR-GHN's return on each of >= `episodes` fresh episodes,
+    spread over every calibrated spec (the estimate and its randomised neighbours)."""
+    per_spec = -(-int(episodes) // len(specs))
+    tasks = [PlantTask(plant, drifts=(s,), horizon=horizon, hidden=champion.policy_spec.hidden,
+                       **({"start_cart_range": 0.6} if plant == "cartpole" else {})) for s in specs]
+
+    def confirm(elite: np.ndarray, seed: int) -> np.ndarray:
+        weights = srghn_policy_weights(elite, champion.policy_spec, model)
+        rng = np.random.default_rng([int(seed), 7919])
+        return np.concatenate([t.evaluate(np.repeat(weights[None], per_spec, axis=0),
+                                          rng.integers(0, 2**31 - 1, size=per_spec)) for t in tasks])
+    return confirm
+
+
+def winner_provenance(res, roots: list[str]) -> dict:
+    """Which individual won and how it got there: its parent chain back to its root seed (the
+    champion, the model seed or an ancestor), and its lineage depth (variation steps since it)."""
+    chain = res.parent_chain()
+    root = chain[-1]
+    depth = res.lineage_depth()
+    return {"id": int(res.champion_id), "parent_chain": [int(i) for i in chain],
+            "root": roots[root] if root < len(roots) else f"initial {root}",
+            "lineage_depth": int(depth), "kind": "evolved" if depth > 0 else "seed"}
 
 
 def no_score(before: float, after: float) -> str | None:

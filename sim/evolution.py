@@ -106,6 +106,65 @@ class EvolutionResult:
     def curves(self) -> dict[str, list]:
         return {k: [getattr(g, k) for g in self.generations] for k in ("best", "mean", "median", "rate_mean")}
 
+    def parent_chain(self, individual: int | None = None) -> list[int]:
+        """Ids from `individual` (default: the champion) back to its root seed, itself first."""
+        parent_of = {i: p for i, p, _ in self.lineage}
+        chain = [self.champion_id if individual is None else individual]
+        while parent_of.get(chain[-1]) is not None:
+            chain.append(parent_of[chain[-1]])
+        return chain
+
+    def lineage_depth(self, individual: int | None = None) -> int:
+        """Variation steps (generations of SR-GHN mutation) between `individual` and its root seed:
+        0 means the individual IS one of the initial seeds, unchanged."""
+        return len(self.parent_chain(individual)) - 1
+
+    @property
+    def best_per_generation(self) -> list[float]:
+        return [g.best for g in self.generations]
+
+
+CONFIRM_EPISODES = 10     # fresh episodes a target must hold on before a run may stop on it
+
+
+@dataclass
+class ConfirmedTarget:
+    """Stop rule "the target is reached", proven on fresh episodes, never on one lucky evaluation.
+
+    A generation's best is one evaluation (a single episode per spec): with many individuals some
+    score high by luck. When it reaches `target`, the elite is re-evaluated by `confirm(elite,
+    seed)` on fresh episodes, which returns one return per episode; the run stops only when there
+    are at least `min_episodes` of them and their mean reaches the target. Every check is kept in
+    `checks` (for result.json); `confirmed` is the check that stopped the run, if any."""
+
+    target: float
+    confirm: Callable[[np.ndarray, int], np.ndarray]
+    seed: int = 0
+    min_episodes: int = CONFIRM_EPISODES
+    checks: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if int(self.min_episodes) < CONFIRM_EPISODES:
+            raise ValueError(f"min_episodes: a target is confirmed on >= {CONFIRM_EPISODES} fresh episodes, "
+                             f"got {self.min_episodes}")
+
+    def __call__(self, log: GenerationLog, elite: np.ndarray) -> bool:
+        if not log.best >= self.target:
+            return False
+        returns = np.asarray(self.confirm(elite, int(self.seed) + 7919 * (int(log.gen) + 1)), dtype=np.float64)
+        if returns.size < self.min_episodes:
+            raise ValueError(f"confirm returned {returns.size} episode returns; the stop rule needs "
+                             f">= {self.min_episodes}")
+        score = float(np.mean(returns)) if np.all(np.isfinite(returns)) else float("-inf")
+        ok = score >= self.target
+        self.checks.append({"gen": int(log.gen), "score": score, "episodes": int(returns.size),
+                            "min": float(np.min(returns)), "confirmed": bool(ok)})
+        return ok
+
+    @property
+    def confirmed(self) -> dict | None:
+        return next((c for c in self.checks if c["confirmed"]), None)
+
 
 def diversity(pop: np.ndarray) -> float:
     """RMS pairwise parameter distance / sqrt(#params), O(n * D) via the sum-of-squares identity."""
@@ -145,13 +204,19 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
     else:
         seeds = torch.as_tensor(np.asarray(initial, dtype=np.float32)).reshape(-1, model.num_params)
         pop = seeds[:P]
+        parents: list[int | None] = [None] * len(pop)
         while len(pop) < P:
-            kids, _ = model.children(seeds, 1, tgen)
+            kids, _ = model.children(seeds, 1, tgen)     # one fill-in child per seed, in seed order
+            parents += list(range(len(seeds)))
             pop = torch.cat([pop, kids])[:P]
-    next_id = 0
+        parents = parents[:P]
     ids = list(range(P))
     next_id = P
-    lineage: list[tuple[int, int | None, int]] = [(i, None, start_generation) for i in ids]
+    if initial is None:
+        parents = [None] * P
+    # a fill-in child keeps its seed as parent: one variation step, so the winner's lineage depth
+    # and parent chain say honestly whether it is a seed or something evolution made
+    lineage: list[tuple[int, int | None, int]] = [(i, parents[i], start_generation) for i in ids]
     logs: list[GenerationLog] = []
     evaluations = 0
     scores = np.zeros(P)

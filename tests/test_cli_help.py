@@ -53,12 +53,8 @@ def test_help_shows_no_bool_on_flags(path):
     (["evolve"], "--method", "srghn|cmaes|cmaes-restart|cmaes-ipop|cmaes-bipop|openes|fixed-rate|fixed-rate-std|"
                               "frozen-head|no-self-reference"),
     (["evolve"], "--noise", "port|original"),
-    (["adapt"], "--plant", "cartpole|walker|reacher"),
     (["adapt"], "--backend", "local|ray"),
     (["demo"], "--plant", "cartpole|walker|reacher"),
-    (["train-nominal"], "--plant", "cartpole|walker|reacher"),
-    (["simulate-bag"], "--plant", "cartpole|walker|reacher"),
-    (["drift-calibrate"], "--plant", "cartpole|walker|reacher"),
 ])
 def test_help_lists_the_choices_and_the_parser_refuses_others(path, option, choices):
     r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "320"})

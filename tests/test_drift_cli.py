@@ -71,8 +71,10 @@ def test_calibrate_simulated(tmp_path, fast_config):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--plant", "humanoid"], "'humanoid' is not one of 'cartpole', 'walker', 'reacher'"),
-    ([], "--plant is required"),
+    (["--plant", "humanoid"], "--robot: unknown robot 'humanoid'"),
+    (["--robot", "humanoid"], "--robot: unknown robot 'humanoid'"),
+    ([], "--robot is required"),
+    (["--robot", "launch/robots/pusher.yaml"], "--robot: no nominal drift model for 'pusher'"),
     (["--plant", "cartpole", "--minutes", "-1"], "--minutes"),
     (["--plant", "cartpole", "--factor", "0"], "--factor"),
     (["--plant", "reacher"], "no simulated scenario"),

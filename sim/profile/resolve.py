@@ -56,6 +56,11 @@ class RobotProfile:
     def control_dt(self) -> float:
         return float(self.model.opt.timestep) * self.n_sub_steps
 
+    @property
+    def default_drift(self) -> dict | None:
+        """The drift the demo injects when none is given (profile `drift.default`), or None."""
+        return None if self.doc.drift.default is None else dict(self.doc.drift.default)
+
     def asset_path(self, which: str) -> Path | None:
         rel = getattr(self.doc.assets, which)
         if rel is None:
@@ -327,6 +332,19 @@ class _Resolver:
         for key in d.actuator_gain:
             if key != "all":
                 self.actuator(f"drift.actuator_gain.{key}", key)
+        if d.default is not None:
+            from sim.drift_spec import DriftSpec
+            try:
+                spec = DriftSpec.parse(d.default).as_dict()
+            except (ValueError, TypeError) as e:
+                raise _err(self.where, "drift.default", str(e)) from None
+            for table, obj in tables.items():
+                for key in spec.get(table, {}):
+                    if key != "all":
+                        self.name(f"drift.default.{table}.{key}", obj, key)
+            for key in spec.get("actuator_gain", {}):
+                if key != "all":
+                    self.actuator(f"drift.default.actuator_gain.{key}", key)
         obs = set(observation_names(self.doc))
         for key in d.obs_bias:
             if key != "all" and key not in obs:

@@ -257,6 +257,9 @@ class Drift(Strict):
     friction_scale: dict[Name, Range] = {}
     obs_bias: dict[Name, Range] = {}
     action_delay_ticks: tuple[Annotated[int, Field(ge=0, le=100)], Annotated[int, Field(ge=0, le=100)]] = (0, 0)
+    # the drift `driftgate demo` and the adaptation benchmark inject when none is given: a DriftSpec
+    # mapping (mass_scale, actuator_gain, ... by model name) that the shipped champion fails on
+    default: Optional[dict] = None
 
     @model_validator(mode="after")
     def _ranges(self):

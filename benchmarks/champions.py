@@ -1,0 +1,106 @@
+"""Shipped champions: each one's return on 20 held-out episodes, how it was made, and its wall time.
+
+For every robot profile under launch/robots/ whose champion file exists: the champion (as the
+controller runtime runs it, float32) on episode seeds HELD_OUT_SEED .. HELD_OUT_SEED + 19 of the
+nominal robot, 300 ticks, no reward after a fall; the robot's own nominal controller on the same
+seeds where it has one (the best achievable reference: the stand / balance reward saturates at 300);
+how the champion was made and its wall time come from the genome's own metadata (`fitness`).
+
+    python benchmarks/champions.py [--episodes 20]
+
+Writes benchmarks/results/champions.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sim.atomicio import atomic_write_bytes, atomic_write_json  # noqa: E402
+from sim.champion import HELD_OUT_SEED  # noqa: E402
+
+HOW = {  # how champions made before train-nominal recorded it were made
+    "nominal LQR written into the deterministic head":
+        "model-based: the nominal LQR written into the SR-GHN head (benchmarks/make_cartpole_champion.py)",
+}
+MADE_BY = {"walker": "driftgate train-nominal --plant walker (60 generations, seed 0)"}
+
+
+def rows(episodes: int) -> list[dict]:
+    from sim.distill import closed_loop_returns, nominal_controller, policy_controller
+    from sim.genome import load_genome
+    from sim.plants import PLANTS
+    from sim.profile import builtin_profiles, load_profile
+    out = []
+    seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + episodes))
+    for name, path in builtin_profiles().items():
+        champion = load_profile(path).asset_path("champion")
+        if champion is None or not champion.is_file():
+            continue
+        plant = name if name in PLANTS else str(path)
+        g = load_genome(champion)
+        ret = closed_loop_returns(plant, policy_controller(g), seeds, 300)
+        ref = nominal_controller(plant) if name in PLANTS else None
+        ref_ret = closed_loop_returns(plant, ref, seeds, 300) if ref is not None else None
+        f = g.fitness or {}
+        out.append({"robot": name, "champion": g.id, "file": str(champion.relative_to(Path.cwd()))
+                    if champion.is_relative_to(Path.cwd()) else str(champion),
+                    "episodes": episodes, "first_seed": HELD_OUT_SEED, "mean": float(np.mean(ret)),
+                    "min": float(np.min(ret)), "max": float(np.max(ret)), "returns": [float(r) for r in ret],
+                    "nominal_controller_mean": None if ref_ret is None else float(np.mean(ref_ret)),
+                    "how": HOW.get(f.get("source"), f.get("source", "unknown")),
+                    "made_by": MADE_BY.get(name), "winner": f.get("winner"), "lineage_depth": f.get("lineage_depth"),
+                    "wall_s": f.get("wall_s")})
+        print(json.dumps({k: v for k, v in out[-1].items() if k != "returns"}), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--smoke", action="store_true", help="does the script still run: 2 episodes, into --out or a "
+                    "temporary directory (never the committed results)")
+    args = ap.parse_args()
+    if args.smoke:
+        import tempfile
+        args.episodes = 2
+        if args.out.resolve() == (Path(__file__).parent / "results").resolve():
+            args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
+        args.out.mkdir(parents=True, exist_ok=True)
+    found = rows(args.episodes)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
+    atomic_write_json(args.out / "champions.json", {"date": stamp, "machine": machine, "champions": found})
+    md = ["# Shipped champions", "",
+          f"Date: {stamp}. Machine: {machine}. Command: `python benchmarks/champions.py --episodes {args.episodes}`.",
+          "", f"Return on {args.episodes} held-out episodes (seeds {HELD_OUT_SEED}..{HELD_OUT_SEED + args.episodes - 1}, "
+          "300 ticks, nominal robot, no reward after a fall; the best achievable is 300). Reference: the robot's "
+          "own nominal controller on the same seeds.", "",
+          "| robot | mean (min-max) | nominal controller | how it was made | winner, lineage depth | wall s |",
+          "|---|---|---|---|---|---|"]
+    for r in found:
+        ref = "-" if r["nominal_controller_mean"] is None else f"{r['nominal_controller_mean']:.1f}"
+        how = r["how"] + (f"; `{r['made_by']}`" if r["made_by"] else "")
+        win = "-" if r["winner"] is None else f"{r['winner']}, {r['lineage_depth']}"
+        wall = "-" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
+        md.append(f"| {r['robot']} | {r['mean']:.1f} ({r['min']:.1f}-{r['max']:.1f}) | {ref} | {how} | {win} | {wall} |")
+    md += ["", "Walker: `train-nominal` starts from its model seed (the walker's nominal stance LQR, designed on "
+           "the nominal model with its foot contacts, imitated on 8 simulated episodes with command noise and "
+           "written into the SR-GHN head), then evolves 60 generations (P = 10, C = 2) on the stand task; the "
+           "champion is the better of seed and evolved elite on 10 validation episodes (seeds 50000..50009, "
+           "disjoint from the held-out ones). Wall time on the machine above, shared with other jobs."]
+    atomic_write_bytes(args.out / "champions.md", ("\n".join(md) + "\n").encode())
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
