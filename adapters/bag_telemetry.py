@@ -49,7 +49,7 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
 
     from adapters.recording import typestore
     from adapters.replay import ReplayError, _bag_error, inspect_bag
-    from controller.observation import make_observation_map, plant_info
+    from sim.observation import make_observation_map, plant_info
     from sim.nominal_model import STATE_CODECS
 
     info = inspect_bag(bag, topics)

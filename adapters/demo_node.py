@@ -52,7 +52,7 @@ def make_demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry
 
     from adapters.bag_recorder import BagRecorder
     from adapters.decision_recorder import DecisionRecorder
-    from controller.observation import plant_info
+    from sim.observation import plant_info
 
     class DemoNode(Node):
         def __init__(self) -> None:

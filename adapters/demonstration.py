@@ -75,7 +75,7 @@ def read_demonstration(bag: str | os.PathLike, plant: str, *, joint_state_topic:
     from rosbags.rosbag2 import Reader
 
     from adapters.recording import DEFAULT_TOPICS, typestore
-    from controller.observation import plant_info
+    from sim.observation import plant_info
 
     path = _bag_dir(Path(bag))
     try:

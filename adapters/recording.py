@@ -356,7 +356,7 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: f
     the controller node does); default: the plant's drift-scenario controller (cartpole: the nominal
     LQR tracking a moving cart setpoint, `sim.drift_scenarios`).
     """
-    from controller.observation import make_observation_map
+    from sim.observation import make_observation_map
     from sim.drift_spec import DriftSpec
     from sim.plants import make_plant
 

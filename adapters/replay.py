@@ -155,7 +155,7 @@ class _Run:
     def __init__(self, info: BagInfo, cfg: ReplayConfig, mcfg, seed: int, use_adapt: bool, work: Path,
                  progress, runner=None, gate=None) -> None:
         from controller.drift import DriftMonitor
-        from controller.observation import make_observation_map, plant_info
+        from sim.observation import make_observation_map, plant_info
         from sim.nominal_model import STATE_CODECS, make_predictor
         self.info, self.cfg, self.mcfg, self.seed, self.use_adapt = info, cfg, mcfg, int(seed), use_adapt
         self.work, self.progress = work, progress

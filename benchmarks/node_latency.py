@@ -109,7 +109,7 @@ def trajectory(n: int, champion, seed: int = 0, noise: float = 0.01) -> tuple[np
     them: the nominal plant with N(0, `noise`) sensor noise, as in the drift benchmark's nominal runs
     (so the drift monitor sees a normal robot)."""
     from controller.compiled_policy import CompiledPolicy
-    from controller.observation import CartpoleObservation
+    from sim.observation import CartpoleObservation
     from sim.plants import make_plant
     plant = make_plant("cartpole", seed=seed)
     pol = CompiledPolicy(champion.id, champion.policy_spec, champion.vector)
@@ -126,7 +126,7 @@ def trajectory(n: int, champion, seed: int = 0, noise: float = 0.01) -> tuple[np
 def expected_actions(genomes, q, v) -> np.ndarray:
     """(n, len(genomes)) first command component, computed as the node computes it (bit-exact)."""
     from controller.compiled_policy import CompiledPolicy
-    from controller.observation import CartpoleObservation
+    from sim.observation import CartpoleObservation
     obs = CartpoleObservation()
     out = np.zeros((len(q), len(genomes)))
     for j, g in enumerate(genomes):
@@ -227,7 +227,7 @@ def analyse_swaps(holder: dict, registry: str) -> dict:
     """Per install: ticks to effect (first tick by the new policy - tick counter at the swap) and
     whether every later tick (until the next swap) used the new policy."""
     from controller.compiled_policy import CompiledPolicy
-    from controller.observation import CartpoleObservation
+    from sim.observation import CartpoleObservation
     from safety.registry import Registry
     obs = CartpoleObservation()
     ticks, installs = holder["ticks"], holder["installs"]

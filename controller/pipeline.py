@@ -22,7 +22,7 @@ from controller.jobs import FunctionGate, ProcessGate, SandboxRunner, Subprocess
 from controller.orchestrator import Orchestrator, OrchestratorConfig
 from controller.authority import Authority
 from controller.guards import GuardConfig
-from controller.observation import make_observation_map, plant_info
+from sim.observation import make_observation_map, plant_info
 from controller.runtime import ControllerRuntime, RuntimeConfig
 from controller.settings import Settings, SettingsError
 

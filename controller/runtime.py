@@ -18,7 +18,7 @@ one, never half of each, and no lock is taken on the control path.
 
 The parts: who drives the command (`controller.authority`), the limits that hand authority back
 in the same tick (`controller.guards`), the input callbacks (`controller.joint_input`), the
-policy and its observation (`controller.compiled_policy`, `controller.observation`), the shadow
+policy and its observation (`controller.compiled_policy`, `sim.observation`), the shadow
 statistics (`controller.shadow_stats`). A tick without fresh valid data holds the configured safe
 command and reports ``stale``.
 """
@@ -37,7 +37,7 @@ from controller.authority import Authority, AuthoritySlot, Canary
 from controller.compiled_policy import CompiledPolicy
 from controller.guards import GuardConfig, GuardTrip, challenger_violation, joint_margin
 from controller.joint_input import VELOCITY_SOURCES, JointStateInput
-from controller.observation import ObservationMap
+from sim.observation import ObservationMap
 from controller.shadow_stats import Comparison, RewardStats
 
 # Tick-level counters (the keys of `ControllerRuntime.ticks`).

@@ -7,7 +7,7 @@ the way the shipped cartpole champion and the adaptation's model seed are made),
 SR-GHN like any other: its stochastic head lets adaptation evolve it when the robot drifts.
 
     Demonstration (plant-ordered q, qdot, command per tick)
-        -> observation: the runtime's own map (`controller.observation.make_observation_map`)
+        -> observation: the runtime's own map (`sim.observation.make_observation_map`)
         -> split ticks in contiguous blocks: train / validation (early stopping) / test (reported)
         -> torch regression of the PolicySpec MLP (tanh hidden, linear out), every weight kept inside
            the genome clamp so that the head can write it exactly
@@ -100,7 +100,7 @@ class DistillConfig:
 
 def observations(plant_name: str, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
     """The policy observation of every tick, computed by the controller runtime's own map."""
-    from controller.observation import make_observation_map
+    from sim.observation import make_observation_map
     obs_map = make_observation_map(plant_name)
     return np.array([obs_map(q, v) for q, v in zip(positions, velocities)], dtype=np.float64)
 
@@ -257,11 +257,12 @@ def closed_loop_returns(plant_name: str, make_controller: Callable[[], Callable[
 
 
 def policy_controller(genome: Genome) -> Callable[[], Callable[[np.ndarray], np.ndarray]]:
-    """The genome's policy as the controller runtime runs it (`CompiledPolicy`, float32)."""
-    from controller.compiled_policy import CompiledPolicy
+    """The genome's policy as the gate evaluates it (`sim.policy.BoundPolicy`, float32 weights from the
+    one decoder; the live tick's `CompiledPolicy` computes the same)."""
+    from sim.policy import BoundPolicy
     from sim.srghn_decode import genome_policy_weights
-    policy = CompiledPolicy(genome.id, genome.policy_spec, genome_policy_weights(genome))
-    return lambda: policy.act
+    policy = BoundPolicy(genome.policy_spec, genome_policy_weights(genome)[None])
+    return lambda: (lambda obs: policy.act(np.asarray(obs)[None])[0].astype(np.float64))
 
 
 def nominal_controller(plant_name: str) -> Callable[[], Callable[[np.ndarray], np.ndarray]] | None:

@@ -13,9 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("controller", "adapters", "sim", "safety")
 # Circles that another change is removing; each entry is a sorted list of module names.
-KNOWN: list[list[str]] = [
-    ["adapters.cli_node", "adapters.ros.controller_node", "adapters.ros.sim_robot_node"],
-]
+KNOWN: list[list[str]] = []
 
 
 def module_files(root: Path = ROOT) -> dict[str, Path]:
@@ -100,3 +98,27 @@ def test_the_checker_finds_a_circle_through_a_lazy_import(tmp_path):
     (tmp_path / "sim" / "d.py").write_text("from .c import Y\n")
     found = cycles(import_graph(module_files(tmp_path)))
     assert found == [["sim.a", "sim.b"], ["sim.c", "sim.d"]]
+
+
+# Which rooms a room may import (ARCHITECTURE.md): dependencies point inward, never back up.
+MAY_IMPORT = {"sim": {"sim"}, "safety": {"safety", "sim"}, "controller": {"controller", "safety", "sim"},
+              "adapters": {"adapters", "controller", "safety", "sim"}}
+
+
+def room_violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{mod} imports {dep}" for mod, deps in graph.items() for dep in deps
+                  if dep.split(".")[0] not in MAY_IMPORT[mod.split(".")[0]])
+
+
+def test_imports_point_inward():
+    """sim and safety never import controller or adapters; controller never imports adapters."""
+    assert room_violations(import_graph(module_files())) == []
+
+
+def test_the_room_check_finds_an_import_that_points_outward(tmp_path):
+    for pkg in ("sim", "controller"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "controller" / "tick.py").write_text("X = 1\n")
+    (tmp_path / "sim" / "plant.py").write_text("def f():\n    from controller.tick import X\n    return X\n")
+    assert room_violations(import_graph(module_files(tmp_path))) == ["sim.plant imports controller.tick"]

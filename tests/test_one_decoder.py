@@ -11,7 +11,7 @@ import pytest
 import sim.srghn_decode as srghn_decode
 from controller.bootstrap import bootstrap_registry
 from controller.orchestrator import Orchestrator, OrchestratorConfig
-from controller.observation import make_observation_map
+from sim.observation import make_observation_map
 from controller.runtime import CompiledPolicy, ControllerRuntime, GuardConfig, RuntimeConfig
 from safety.gate import Contender
 from safety.registry import Registry

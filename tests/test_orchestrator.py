@@ -15,7 +15,7 @@ from controller.jobs import (FunctionGate, ProcessGate, SandboxRunner, Subproces
                              write_sandbox_job)
 from controller.orchestrator import TRANSITIONS, Orchestrator, OrchestratorConfig, OrchestratorError, Phase
 from controller.guards import GuardConfig
-from controller.observation import make_observation_map
+from sim.observation import make_observation_map
 from controller.runtime import ControllerRuntime, RuntimeConfig
 from safety.registry import Registry
 from sim.genome import save_genome

@@ -32,7 +32,7 @@ from adapters.ros.incumbent import EffortIncumbent, actuated_joints  # noqa: E40
 from adapters.ros.ros_args import RosArgs  # noqa: E402
 from controller.bootstrap import bootstrap_registry, lqr_policy_genome  # noqa: E402
 from controller.compiled_policy import CompiledPolicy  # noqa: E402
-from controller.observation import CartpoleObservation  # noqa: E402
+from sim.observation import CartpoleObservation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ros

@@ -23,7 +23,7 @@ from adapters.bag_recorder import BagRecorder  # noqa: E402
 from adapters.ros import controller_node as cn  # noqa: E402
 from adapters.ros import sim_robot_node as sn  # noqa: E402
 from controller.bootstrap import bootstrap_registry  # noqa: E402
-from controller.observation import make_observation_map  # noqa: E402
+from sim.observation import make_observation_map  # noqa: E402
 from sim.plants import make_plant  # noqa: E402
 
 NS = f"/dgd{os.getpid()}"

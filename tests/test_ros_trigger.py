@@ -20,7 +20,7 @@ from test_ros_nodes import NS, P, Session, domain, wait_for  # noqa: E402
 from adapters.ros import controller_node as cn  # noqa: E402
 from controller.bootstrap import bootstrap_registry, lqr_policy_genome  # noqa: E402
 from controller.compiled_policy import CompiledPolicy  # noqa: E402
-from controller.observation import CartpoleObservation  # noqa: E402
+from sim.observation import CartpoleObservation  # noqa: E402
 from safety.registry import Registry  # noqa: E402
 
 pytestmark = pytest.mark.ros

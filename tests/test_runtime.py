@@ -13,7 +13,7 @@ from controller.authority import Authority, Canary
 from controller.compiled_policy import CompiledPolicy
 from controller.guards import GuardConfig
 from controller.joint_input import REFUSALS
-from controller.observation import make_observation_map
+from sim.observation import make_observation_map
 from controller.runtime import ControllerRuntime, RuntimeConfig
 from sim.policy import PolicySpec, init_policy, policy_act
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from controller.authority import Authority
-from controller.observation import make_observation_map
+from sim.observation import make_observation_map
 from controller.runtime import ControllerRuntime, RuntimeConfig
 from tests.test_runtime import JOINTS, constant, feed, make_runtime
 

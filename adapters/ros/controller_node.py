@@ -44,7 +44,7 @@ Time: ``use_sim_time: true`` puts the tick, the stale-input timeout, canary wind
 orchestrator's timers and durations and the diagnostics on ``/clock`` (`adapters.ros.node_clock`).
 
 Safe on exit: every orderly way out of authority (deactivate, cleanup, shutdown, SIGINT/SIGTERM
-through `adapters.cli_node.run_nodes` and `main`) publishes ``runtime.safe_command`` once more, after the
+through `adapters.ros.spin.run_nodes` and `main`) publishes ``runtime.safe_command`` once more, after the
 last tick, before the publisher goes (`_publish_safe`). After SIGKILL nothing can: the robot side
 must time out stale commands (README, "Safe on exit").
 """
@@ -492,10 +492,10 @@ def _replace(cfg, **kw):
 def main(args: list[str] | None = None) -> None:
     """`ros2 run driftgate driftgate_controller --ros-args --params-file FILE` entry point.
 
-    Spun by `adapters.cli_node.run_nodes` with the ROS arguments: its SIGINT/SIGTERM handlers stop
+    Spun by `adapters.ros.spin.run_nodes` with the ROS arguments: its SIGINT/SIGTERM handlers stop
     the executor and leave the context up, so the node's teardown can still publish the safe
     command (rclpy's own handlers shut the context down first, and the publisher with it)."""
-    from adapters.cli_node import NodeFailed, run_nodes
+    from adapters.ros.spin import NodeFailed, run_nodes
     try:
         run_nodes([lambda ctx: ControllerNode(context=ctx)], args=args if args is not None else sys.argv)
     except NodeFailed as e:           # autostart's configure failed: one line and its exit status

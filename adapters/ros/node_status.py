@@ -15,7 +15,7 @@ class NodeStatus:
     """Reads: runtime, orchestrator, monitor, monitor_note, control_loop, scheduling, counters of the node."""
 
     def note_scheduling(self, sched: Scheduling) -> None:
-        """Called by the executor thread after `enter_realtime` (adapters.cli_node.run_nodes, main)."""
+        """Called by the executor thread after `enter_realtime` (adapters.ros.spin.run_nodes, main)."""
         self.scheduling = sched
         if sched.granted:
             self.get_logger().info(f"control path on {sched.describe()} ({sched.threads} threads)")
@@ -34,7 +34,7 @@ class NodeStatus:
         applied = self.control_loop.scheduling if self.control_loop is not None else self.scheduling
         note = applied.error if applied is not None else ""
         if requested and applied is None:
-            note = "not applied: this process does not spin with adapters.cli_node.run_nodes or main()"
+            note = "not applied: this process does not spin with adapters.ros.spin.run_nodes or main()"
         return {"tick_thread": now.describe() if now else "", "requested": requested, "ok": ok,
                 "note": "" if ok else note}
 

@@ -317,7 +317,7 @@ class SimRobotNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """`ros2 run driftgate driftgate_sim_robot --ros-args --params-file FILE` entry point."""
-    from adapters.cli_node import run_nodes
+    from adapters.ros.spin import run_nodes
     run_nodes([lambda ctx: SimRobotNode(context=ctx)], args=args if args is not None else sys.argv)
 
 
