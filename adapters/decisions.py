@@ -52,11 +52,11 @@ import math
 import os
 import threading
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-import numpy as np
+from sim.atomicio import canonical_json, json_safe
+
 
 FORMAT = "driftgate.decisions/1"
 FILE_NAME = "decisions.jsonl"
@@ -66,36 +66,6 @@ KINDS = ("header", "sample", "drift_injected", "alarm", "transition", "adaptatio
 
 class DecisionFormatError(ValueError):
     """A decisions file that is not in this format (says which line and why)."""
-
-
-def jsonable(x: Any) -> Any:
-    """Plain JSON values: numpy to Python, tuples to lists, non-finite floats to None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, Enum):
-        return jsonable(x.value)
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    if x is None or isinstance(x, str):
-        return x
-    return str(x)
-
-
-def canonical(obj: Any) -> str:
-    """The one text form of a record (sorted keys, compact, ASCII, no NaN)."""
-    return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False,
-                      ensure_ascii=True)
 
 
 def round_t(t: float) -> float:
@@ -114,7 +84,7 @@ class Decision:
         return {**self.data, "t": round_t(self.t), "kind": self.kind}
 
     def to_json(self) -> str:
-        return canonical(self.to_dict())
+        return canonical_json(json_safe(self.to_dict()))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Decision":
@@ -171,7 +141,7 @@ class DecisionWriter:
         self._lock = threading.Lock()
         self._last_t = -math.inf
         self.count = 0
-        self._line(canonical(header))
+        self._line(canonical_json(json_safe(header)))
 
     def _line(self, text: str) -> None:
         self._fh.write(text + "\n")
@@ -186,7 +156,7 @@ class DecisionWriter:
         with self._lock:
             t = max(round_t(t), self._last_t)
             self._last_t = t
-            rec = Decision(t, kind, jsonable(data))
+            rec = Decision(t, kind, json_safe(data))
             self._line(rec.to_json())
             self.count += 1
             return rec
@@ -224,21 +194,21 @@ def from_orchestrator_event(event: dict, t: float, *, alarms: bool = True) -> De
     ev = {k: v for k, v in event.items() if k not in ("time", "node")}
     kind = ev.pop("event", None)
     if kind == "transition":
-        return Decision(t, "transition", jsonable(ev))
+        return Decision(t, "transition", json_safe(ev))
     if kind == "canary_step":
-        return Decision(t, "canary_step", jsonable({k: ev.get(k) for k in ("weight", "step", "champion",
+        return Decision(t, "canary_step", json_safe({k: ev.get(k) for k in ("weight", "step", "champion",
                                                                              "candidate")}))
     if kind == "drift":
         if not alarms:
             return None
         d = ev.get("drift") or {}
         mags = [v for v in (d.get("magnitude") or {}).values() if isinstance(v, (int, float))]
-        return Decision(t, "alarm", jsonable({"detectors": d.get("detectors", []),
+        return Decision(t, "alarm", json_safe({"detectors": d.get("detectors", []),
                                               "channels": d.get("channels", []),
                                               "magnitude": d.get("magnitude", {}),
                                               "onset_t": d.get("onset_t"),
                                               "score": max(mags) if mags else None}))
-    return Decision(t, "event", jsonable({"event": kind, **ev}))
+    return Decision(t, "event", json_safe({"event": kind, **ev}))
 
 
 def adaptation_record(result: dict | None, *, job: str, ok: bool, error: str | None = None,
@@ -269,7 +239,7 @@ def adaptation_record(result: dict | None, *, job: str, ok: bool, error: str | N
         out["budget_bound"] = "wall"
     if not ok and r.get("status"):
         out["status"] = r.get("status")
-    return jsonable(out)
+    return json_safe(out)
 
 
 def gate_record(candidate: str | None, verdict: str, reasons, predicted_reward: float | None,
@@ -278,7 +248,7 @@ def gate_record(candidate: str | None, verdict: str, reasons, predicted_reward: 
     as the registry stores it), from which the per-scenario table is kept."""
     rows = [{k: s.get(k) for k in ("name", "tag", "metric", "n", "candidate", "incumbent", "diff_mean", "diff_ci",
                                    "status")} for s in (report or {}).get("scenarios") or []]
-    return jsonable({"candidate": candidate, "verdict": verdict, "reasons": list(reasons or []),
+    return json_safe({"candidate": candidate, "verdict": verdict, "reasons": list(reasons or []),
                      "predicted_reward": predicted_reward, "stage": (report or {}).get("stage"), "scenarios": rows})
 
 

@@ -79,7 +79,8 @@ from adapters.replay_clock import Sanitizer, SimTimed
 from adapters.replay_setup import (ReplayConfig, _champion, _make_output_tmp, _publish, _suite,  # noqa: F401
                                    _topics, _topics_roles, config_from_mapping, load_replay_config, monitor_config)
 from adapters.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
-                                gate_record, jsonable, make_header, monitor_stats)
+                                gate_record, make_header, monitor_stats)
+from sim.atomicio import json_safe
 
 
 # ---------------------------------------------------------------------- the replay
@@ -133,7 +134,7 @@ def replay(bag: str | os.PathLike, out_dir: str | os.PathLike, config: ReplayCon
                 "skipped_ticks": run.skipped, "monitor_counters": run.monitor.all_counters(),
                 "python": sys.version.split()[0],
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (tmp / "replay.json").write_text(json.dumps(jsonable(meta), indent=1, sort_keys=True) + "\n")
+        (tmp / "replay.json").write_text(json.dumps(json_safe(meta), indent=1, sort_keys=True) + "\n")
         run.close()
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)
@@ -274,7 +275,7 @@ class _Run:
     def _on_event(self, ev: dict) -> None:
         if self.writer is None:
             return
-        rec = from_orchestrator_event(self.sanitize(jsonable(ev)), self.now, alarms=False)
+        rec = from_orchestrator_event(self.sanitize(json_safe(ev)), self.now, alarms=False)
         if rec is not None:
             self.writer.write(rec.t, rec.kind, **rec.data)
 
@@ -484,7 +485,7 @@ class _Run:
                 self.orch.runner.cancel()
             elif self.orch.phase.value == "gating":
                 self.orch.gate.cancel()
-        self.writer.write(self.now, "end", **self.sanitize(jsonable(rec)))
+        self.writer.write(self.now, "end", **self.sanitize(json_safe(rec)))
 
     def close(self) -> None:
         if self.orch is not None:

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.decisions import DecisionLog, jsonable, read_decisions
+from adapters.decisions import DecisionLog, read_decisions
 from adapters.report_markdown import markdown_summary
 from adapters.report_plot import plot_timeline
+from sim.atomicio import json_safe
 
 REPORT_FORMAT = "driftgate.report/1"
 
@@ -158,7 +159,7 @@ def build_report(log: DecisionLog, extra: dict | None = None) -> dict:
         out["note"] = ("replay: decisions after a would-be promotion are counterfactual (the recording still "
                        "shows the recorded controller), so return_after_adapt is not measured")
     out.update(extra or {})
-    return jsonable(out)
+    return json_safe(out)
 
 
 def _falls(log: DecisionLog, t_drift: float | None, t_adapt: float | None, end: float) -> dict | None:

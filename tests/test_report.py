@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters import cli_replay
-from adapters.decisions import (FORMAT, Decision, DecisionFormatError, DecisionWriter, canonical,
+from sim.atomicio import canonical_json
+from adapters.decisions import (FORMAT, Decision, DecisionFormatError, DecisionWriter,
                                 from_orchestrator_event, make_header, read_decisions)
 from adapters.report import build_report, render_report
 
@@ -89,7 +90,7 @@ def test_decision_writer_reader_roundtrip(tmp_path):
             w.write(2.0, "header")
     lines = p.read_text().splitlines()
     assert json.loads(lines[0])["format"] == FORMAT and json.loads(lines[0])["config"] == {"a": [1, 2]}
-    assert lines[1] == canonical({"t": 1.234568, "kind": "alarm", "channels": ["one_step"],
+    assert lines[1] == canonical_json({"t": 1.234568, "kind": "alarm", "channels": ["one_step"],
                                   "magnitude": {"x": 1.5}, "bad": None})
     assert " " not in lines[1] and lines[1].index('"bad"') < lines[1].index('"channels"')   # sorted, compact
     log = read_decisions(tmp_path)                                     # a directory works too
@@ -113,10 +114,10 @@ def test_bad_decisions_files(tmp_path):
     p = tmp_path / "decisions.jsonl"
     for text, match in (("", "empty"), ("not json\n", ":1: not JSON"), ('{"kind": "sample", "t": 1}\n', "header"),
                         ('{"kind": "header", "format": "other/9"}\n', "unknown format"),
-                        (canonical(make_header("live", "x", counterfactual=False)) + '\n{"t": 1}\n', ":2: .*kind"),
-                        (canonical(make_header("live", "x", counterfactual=False)) + '\n{"t": "a", "kind": "x"}\n',
+                        (canonical_json(make_header("live", "x", counterfactual=False)) + '\n{"t": 1}\n', ":2: .*kind"),
+                        (canonical_json(make_header("live", "x", counterfactual=False)) + '\n{"t": "a", "kind": "x"}\n',
                          ":2: record time"),
-                        (canonical(make_header("live", "x", counterfactual=False)) + '\n{"t": 1, "kind": "x"}\n{oops\n',
+                        (canonical_json(make_header("live", "x", counterfactual=False)) + '\n{"t": 1, "kind": "x"}\n{oops\n',
                          ":3: not JSON")):
         p.write_text(text)
         with pytest.raises(DecisionFormatError, match=match):
