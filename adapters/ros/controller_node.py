@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -67,6 +66,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from adapters.ros import incumbent as incumbent_source
 from adapters.ros.control_loop import ControlLoop
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
+from adapters.ros.node_params import param_value
 from adapters.ros.node_entities import make_entities
 from adapters.ros.node_status import NodeStatus
 from controller import settings as tree
@@ -141,11 +141,7 @@ class ControllerNode(NodeStatus, LifecycleNode):
 
     # -- parameters -----------------------------------------------------------------------------------
     def p(self, name: str) -> Any:
-        try:
-            v = self.get_parameter(name).value
-        except ParameterUninitializedException:
-            return []
-        return [] if v is None else v
+        return param_value(self, name)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         configured = getattr(self, "runtime", None) is not None     # (callbacks may run during declaration)
