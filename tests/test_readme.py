@@ -236,6 +236,20 @@ def path_problems(text: str) -> list[str]:
     return problems
 
 
+def layout_problems(text: str) -> list[str]:
+    """The "Layout" table's rows name modules relative to their folder (`settings.py`, `rollout`,
+    `ros/`): each must exist there."""
+    problems = []
+    for folder, rest in re.findall(r"^\| `(\w+)/` \|(.*)\|\s*$", text, flags=re.M):
+        for span in re.findall(r"`([^`]+)`", rest):
+            if "*" in span or not re.fullmatch(r"\w+(\.py|/)?", span):
+                continue
+            name = span.rstrip("/")
+            if not any((ROOT / folder / c).exists() for c in (name, name + ".py")):
+                problems.append(f"Layout, {folder}/: `{span}` does not exist")
+    return problems
+
+
 # ------------------------------------------------------------------ the README itself
 
 def test_readme_parameter_yaml_validates_against_the_settings_tree():
@@ -261,6 +275,11 @@ def test_every_driftgate_command_in_the_readme_exists_with_its_options():
 
 def test_every_repository_path_and_module_in_the_readme_exists():
     assert path_problems(README) == []
+
+
+def test_the_layout_table_names_modules_that_exist():
+    assert re.search(r"^\| `controller/` \|", README, flags=re.M), "no Layout table any more: update this test"
+    assert layout_problems(README) == []
 
 
 # ------------------------------------------------------------------ the checkers find what they look for
@@ -311,3 +330,8 @@ def test_command_checker_refuses_unknown_commands_and_options(bad, needle):
                                  "`sim.plants.cartpole:no_such_reward`", "`controller.interim_sandbox`"])
 def test_path_checker_refuses_missing_paths_and_modules(bad):
     assert path_problems(bad)
+
+
+def test_layout_checker_refuses_a_module_that_moved():
+    assert layout_problems("| `controller/` | the tick (`runtime.py`, `decisions.py`), `drift/` |\n") == \
+        ["Layout, controller/: `decisions.py` does not exist"]
