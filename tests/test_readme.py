@@ -20,8 +20,8 @@ import yaml
 from typer.testing import CliRunner
 
 from adapters.cli import app
-from controller.settings import (RENAMED, SettingsError, field_info, flatten, from_parameters, renamed_error,
-                                 validate)
+from controller.settings import (RENAMED, Settings, SettingsError, field_info, flatten, from_parameters,
+                                 renamed_error, validate)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -109,14 +109,11 @@ def yaml_problems(text: str) -> list[str]:
                 p = _node_parameters_problem(f"yaml block {i} ({'/'.join(path)})", params)
                 if p:
                     problems.append(p)
-        elif isinstance(doc, dict) and set(map(str, doc)) & (set(flatten({})) | _SECTIONS | set(RENAMED)):
+        elif isinstance(doc, dict) and set(map(str, doc)) & (set(Settings.model_fields) | set(RENAMED)):
             p = _setting_problem(f"yaml block {i} (replay config)", doc)
             if p:
                 problems.append(p)
     return problems
-
-
-_SECTIONS = {"robot", "runtime", "guard", "monitor", "orchestrator", "adapt", "gate", "ros", "replay"}
 
 
 def _name_problem(name: str, where: str) -> str | None:
