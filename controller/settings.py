@@ -28,7 +28,7 @@ from typing import Annotated, Any, Iterator, Literal, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
-from sim.config_model import Int, Listy, Strict, Text, ValidationError, describe
+from safety.config_model import Int, Listy, Strict, Text, ValidationError, describe
 from sim.job_contract import AdaptJob
 
 _JOB = AdaptJob()

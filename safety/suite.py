@@ -78,7 +78,7 @@ from typing import Annotated, Any, Mapping, Optional
 import yaml
 from pydantic import Field
 
-from sim.config_model import Int, Strict, ValidationError, describe
+from safety.config_model import Int, Strict, ValidationError, describe
 
 from sim.safeio import MAX_CONFIG_BYTES, read_bounded
 
@@ -101,7 +101,7 @@ _SCENARIO_KEYS = {"name", "tag", "plant", "drift", "variant", "seeds", "horizon"
 
 
 # ---------------------------------------------------------------------- the file's model
-# One pydantic model for the suite file (sim.config_model): the keys, types and ranges of every
+# One pydantic model for the suite file (safety.config_model): the keys, types and ranges of every
 # section, worded as "path: must be ..., got ..." (a scenario is named by its index and name). What
 # needs the robot's model (joint and body names, drift specs, probes, stress bounds) is checked
 # by the parser below once the document has this shape.

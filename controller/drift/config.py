@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 from pydantic import Field, model_validator
 
-from sim.config_model import Int, Listy, Strict, Text, ValidationError, describe
+from safety.config_model import Int, Listy, Strict, Text, ValidationError, describe
 
 NODE_NAME = "drift_monitor"
 DEFAULT_CONFIG_NAME = "launch/drift_monitor.yaml"    # share-relative: found in every install (controller.shipped)
@@ -148,7 +148,7 @@ def _plain(x):
 
 
 # ---------------------------------------------------------------------- the file's model
-# One pydantic model per configuration file (sim.config_model): it defines what the YAML may hold
+# One pydantic model per configuration file (safety.config_model): it defines what the YAML may hold
 # and words every error as "path.to.field: must be ..., got ...". The frozen dataclasses above stay
 # the contract the monitor reads.
 
