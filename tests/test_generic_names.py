@@ -22,9 +22,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("controller", "safety")
 # model names that are also ordinary words of the code, where they do not mean a robot's part:
-# MuJoCo's world body and the ground, and concepts the code has for every robot (a scenario's
-# "target", a registry's "root", a YAML "table", Python's "object").
-GENERIC = {"", "world", "floor", "table", "object", "target", "root"}
+# MuJoCo's world body and the ground, and words the code uses for its own concepts (a scenario's
+# "target", a registry's "root", a ring buffer's "head" / "tail", a "base" value, the "body" of a
+# message, an "imu" topic, Python's "object"); a future profile may name parts so too.
+GENERIC = {"", "world", "floor", "ground", "table", "object", "target", "goal", "root", "base", "body",
+           "head", "tail", "imu", "left", "right"}
 
 
 def robot_vocabulary() -> tuple[set[str], set[str]]:
