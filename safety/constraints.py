@@ -35,8 +35,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sim.plants.base import JOINT_TOL
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -152,6 +150,14 @@ def check_rollout(limits: Limits, joint_names: Sequence[str], qpos: np.ndarray, 
     if not (jerk <= limits.max_jerk):
         out.append(Violation("jerk", float(jerk) if math.isfinite(jerk) else None, limits.max_jerk))
     return out
+
+
+def __getattr__(name: str):
+    """`JOINT_TOL` lives with the plants (sim.plants.base); imported lazily (MuJoCo / dm_control)."""
+    if name == "JOINT_TOL":
+        from sim.plants.base import JOINT_TOL
+        return JOINT_TOL
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["JOINT_TOL", "Limits", "Violation", "check_rollout", "default_limits", "limits_for"]
