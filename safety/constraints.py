@@ -9,34 +9,31 @@ record: the incumbent usually *does* break them on the drifted target, which is 
 Checked per rollout:
 
 * ``finite``          the episode stayed finite (no NaN/inf observation or reward);
-* ``state_limits``    joint positions (``Rollout.qpos``, MJCF joint order) within per-plant bounds;
+* ``state_limits``    joint positions (``Rollout.qpos``, the plant's joint order) within the robot's bounds;
+* ``falls``           the robot did not fall (its fall conditions: body height / tilt), when its limits say so;
 * ``max_saturation``  fraction of action components pinned at +-1 (a bang-bang policy wears the
                       motor and leaves no authority to reject a disturbance);
 * ``max_jerk``        RMS second difference of the actions per tick (chattering).
 
-Per-plant defaults (`PLANT_LIMITS`), in the units of `qpos` (m, rad):
-
-* cartpole: the cart stays between its end stops (the MJCF slider range, +-1.8 m) and the pole
-  stays above horizontal (|hinge_1| <= pi/2, unwrapped, so a full turn counts).
-* walker: the torso stays above 0.8 m (dm_control's "fallen" line: torso z = 1.3 + rootz) and
-  pitched less than 1 rad; leg joints within their MJCF ranges (+ JOINT_TOL, MuJoCo limits are soft).
-* reacher: the wrist within its MJCF range (+-160 deg, + JOINT_TOL); the shoulder is unlimited.
+The state limits and the fall rule are the robot's own data (`default_limits`): the plant's
+`hard_limits()` (`sim.plants.base.HardLimits`): a hand-coded plant states its table next to its
+model, a profile robot gets them from its profile's ``safety`` block (``joint_bounds`` as written,
+else the model's joint ranges plus a soft-limit margin, and ``fall`` conditions). Nothing here
+knows a robot.
 
 Saturation 0.5 and jerk 1.0 (actions live in [-1, 1]) leave a wide berth to every nominal controller
-measured (LQR cartpole: 0 / 0.0003; walker squat: 0 / 0.002; reacher JT: <= 0.16 / <= 0.12) and catch
-a bang-bang policy (cartpole LQR x100: 0.97 / ~4). A suite may override any of them per scenario.
+measured (a balancing LQR: 0 / 0.0003; a squatting biped: 0 / 0.002; a Jacobian-transpose arm:
+<= 0.16 / <= 0.12) and catch a bang-bang policy (the LQR x100: 0.97 / ~4). A suite may override
+any of them per scenario.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-
-JOINT_TOL = 0.15  # rad: MuJoCo joint limits are soft; the nominal reacher overshoots by ~0.09
-
-DEG = math.pi / 180.0
 
 
 @dataclass(frozen=True)
@@ -46,17 +43,21 @@ class Limits:
     state: tuple[tuple[str, float | None, float | None], ...] = ()
     max_saturation: float = 0.5
     max_jerk: float = 1.0
+    falls: bool = False       # a fall (the plant's fall conditions) is a violation
 
     def to_dict(self) -> dict:
-        return {"state": {j: [lo, hi] for j, lo, hi in self.state},
-                "max_saturation": self.max_saturation, "max_jerk": self.max_jerk}
+        out = {"state": {j: [lo, hi] for j, lo, hi in self.state},
+               "max_saturation": self.max_saturation, "max_jerk": self.max_jerk}
+        if self.falls:
+            out["falls"] = True
+        return out
 
 
 @dataclass(frozen=True)
 class Violation:
     """One hard-constraint violation of one rollout: what, where, how much, against which limit."""
 
-    kind: str                 # "non_finite" | "state_limit" | "saturation" | "jerk"
+    kind: str                 # "non_finite" | "state_limit" | "fall" | "saturation" | "jerk"
     value: float | None
     limit: float | None
     joint: str | None = None
@@ -68,6 +69,8 @@ class Violation:
         where = f"{self.scenario} seed {self.seed}" if self.scenario is not None else "rollout"
         if self.kind == "non_finite":
             return f"{where}: the episode went non-finite (NaN/inf state or reward)"
+        if self.kind == "fall":
+            return f"{where}: the robot fell (its fall conditions held)"
         if self.kind == "state_limit":
             return f"{where}: joint {self.joint} reached {self.value:.3g}, limit {self.limit:.3g}"
         value = "non-finite" if self.value is None else f"{self.value:.3g}"
@@ -77,30 +80,29 @@ class Violation:
         return asdict(self)
 
 
-def _joint_ranges(ranges: Mapping[str, tuple[float, float]], tol: float = JOINT_TOL
-                  ) -> tuple[tuple[str, float, float], ...]:
-    return tuple((j, lo - tol, hi + tol) for j, (lo, hi) in ranges.items())
+def default_limits(plant: Any) -> Limits:
+    """The robot's own hard limits: `plant` is a plant instance or what `make_plant` takes (a built-in
+    name or a robot profile), whose `hard_limits()` says them."""
+    if isinstance(plant, str):
+        return _limits_of(plant)
+    hard = plant.hard_limits()
+    return Limits(state=tuple(hard.state), falls=bool(hard.falls))
 
 
-_WALKER_LEGS = {f"{side}_{j}": r for side in ("right", "left")
-                for j, r in (("hip", (-20 * DEG, 100 * DEG)), ("knee", (-150 * DEG, 0.0)),
-                             ("ankle", (-45 * DEG, 45 * DEG)))}
-
-PLANT_LIMITS: dict[str, Limits] = {
-    "cartpole": Limits(state=(("slider", -1.8, 1.8), ("hinge_1", -math.pi / 2, math.pi / 2))),
-    "walker": Limits(state=(("rootz", -0.5, None), ("rooty", -1.0, 1.0)) + _joint_ranges(_WALKER_LEGS)),
-    "reacher": Limits(state=_joint_ranges({"wrist": (-160 * DEG, 160 * DEG)})),
-}
+@functools.lru_cache(maxsize=32)
+def _limits_of(plant: str) -> Limits:
+    from sim.plants import make_plant  # mujoco: only when a robot is named
+    return default_limits(make_plant(plant))
 
 
 def limits_for(plant: str, overrides: Mapping[str, Any] | None = None) -> Limits:
-    """The plant's default limits with a suite's `constraints:` overrides applied.
+    """The robot's limits (`default_limits`) with a suite's `constraints:` overrides applied.
 
     `overrides` may set ``max_saturation``, ``max_jerk`` and ``state`` (joint -> [low, high], a
     null side is unbounded; a joint mapped to null drops its default limit). Values are validated
     by the suite loader; this function trusts them.
     """
-    base = PLANT_LIMITS.get(plant, Limits())
+    base = default_limits(plant)
     if not overrides:
         return base
     out = base
@@ -121,7 +123,7 @@ def limits_for(plant: str, overrides: Mapping[str, Any] | None = None) -> Limits
 
 
 def check_rollout(limits: Limits, joint_names: Sequence[str], qpos: np.ndarray, actions: np.ndarray,
-                  finite: bool, saturation: float, jerk: float) -> list[Violation]:
+                  finite: bool, saturation: float, jerk: float, fell: bool = False) -> list[Violation]:
     """Every violation of `limits` in one rollout (empty list: clean). Pure: arrays in, list out.
 
     For a state limit the reported value is the worst excursion (the extreme beyond the bound).
@@ -141,6 +143,8 @@ def check_rollout(limits: Limits, joint_names: Sequence[str], qpos: np.ndarray, 
             out.append(Violation("state_limit", float(col.min()), float(lo), joint=joint))
         if hi is not None and col.max() > hi:
             out.append(Violation("state_limit", float(col.max()), float(hi), joint=joint))
+    if limits.falls and fell:
+        out.append(Violation("fall", None, None))
     if not (saturation <= limits.max_saturation):
         out.append(Violation("saturation", float(saturation), limits.max_saturation))
     if not (jerk <= limits.max_jerk):
@@ -148,4 +152,12 @@ def check_rollout(limits: Limits, joint_names: Sequence[str], qpos: np.ndarray, 
     return out
 
 
-__all__ = ["JOINT_TOL", "Limits", "PLANT_LIMITS", "Violation", "check_rollout", "limits_for"]
+def __getattr__(name: str):
+    """`JOINT_TOL` lives with the plants (sim.plants.base); imported lazily (MuJoCo / dm_control)."""
+    if name == "JOINT_TOL":
+        from sim.plants.base import JOINT_TOL
+        return JOINT_TOL
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["JOINT_TOL", "Limits", "Violation", "check_rollout", "default_limits", "limits_for"]

@@ -2,7 +2,7 @@
 
 Every scenario runs through `sim.plant_task.rollout`, the same episode function the rest of
 driftgate uses, so a gate number means what an evolution number means. Probe scenarios touch the
-robot mid-episode (displace a joint at reset, push it, move the reacher's target) through that
+robot mid-episode (displace a joint at reset, push it, move a moving target: `Plant.move_target`) through that
 loop's `touch` hook (`probe_touch`). Both sides of a paired comparison always go through the same
 function.
 """
@@ -66,7 +66,7 @@ def probe_touch(probe: Probe, index: int) -> Callable[[Any, int], bool]:
         elif t == probe.at and probe.kind == "push":
             perturb(plant, "qvel")
         elif t == probe.at and probe.kind == "target_jump":
-            plant.target_phase += probe.phase
+            plant.move_target(probe.phase)
         else:
             return False
         return True
@@ -115,7 +115,7 @@ def run_episode(scenario: SuiteScenario, index: int, spec: PolicySpec, weights: 
     violations = tuple(
         Violation(v.kind, v.value, v.limit, joint=v.joint, scenario=scenario.name, seed=seed, stage=stage)
         for v in check_rollout(scenario.limits, joints, ro.qpos, ro.actions, ro.finite, ro.saturation,
-                               ro.jerk))
+                               ro.jerk, fell=ro.fell))
     return Episode(seed=seed, drift_hash=drift.hash,
                    metric=metric_value(scenario.metric, ro, horizon, scenario.probe, joints),
                    ret=ro.ret, steps=len(ro.rewards), finite=ro.finite, saturation=ro.saturation,

@@ -147,8 +147,8 @@ def probe_spec(ctx: Ctx, where: str, raw: Any, plant: str, horizon: int) -> Prob
     if at >= horizon:
         raise ctx.fail(f"{where}.at", f"tick {at} is not inside the horizon ({horizon})")
     phase = finite_number(ctx, f"{where}.phase", d["phase"]) if "phase" in d else 0.0
-    if kind == "target_jump" and not hasattr(p, "target_phase"):
-        raise ctx.fail(where, f"target_jump needs a plant with a moving target (reacher), not {plant}")
+    if kind == "target_jump" and not getattr(p, "moves_target", False):
+        raise ctx.fail(where, f"target_jump needs a plant with a moving target (Plant.move_target), not {plant}")
     return Probe(kind=kind, joints=joints, at=at, phase=phase)
 
 

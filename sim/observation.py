@@ -1,8 +1,8 @@
-"""Joint states -> the policy's observation, measured on the live robot (analytic for the cartpole,
-forward kinematics otherwise), and the joint/actuator facts of a simulated plant used as defaults."""
+"""Joint states -> the policy's observation, measured on the live robot (the plant's closed form when it
+has one, `Plant.analytic_observation`, forward kinematics of its model otherwise), and the
+joint/actuator facts of a simulated plant used as defaults."""
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import numpy as np
@@ -17,37 +17,31 @@ class ObservationMap(Protocol):
     def __call__(self, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray: ...
 
 
-class CartpoleObservation:
-    """dm_control cartpole: (cart, cos pole, sin pole, cart velocity, pole angular velocity)."""
-
-    obs_names = ("cart_position", "pole_cos", "pole_sin", "cart_velocity", "pole_angular_velocity")
-    obs_dim = 5
-
-    def __call__(self, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
-        return np.array([positions[0], math.cos(positions[1]), math.sin(positions[1]),
-                         velocities[0], velocities[1]])
-
-
 class KinematicObservation:
-    """Any plant whose joints are all hinges/slides: put the measured configuration into a private
-    MuJoCo model, run forward kinematics (`mj_forward`, no dynamics step) and read the plant's own
-    observation function. Costs one `mj_forward` (tens of microseconds for the walker).
+    """Any plant whose observed joints are hinges/slides: put the measured configuration into a
+    private MuJoCo model, run forward kinematics (`mj_forward`, no dynamics step) and read the plant's
+    own observation function. Costs one `mj_forward` (tens of microseconds for the walker).
 
-    Limitation: observations that are not functions of the joint state (the reacher's moving
-    target, `to_target`) cannot be measured this way; they read the plant's internal state at t=0.
+    Limitation: observations that are not functions of the joint states (a moving target, a
+    floating base's pose, joints the robot does not publish) cannot be measured this way; they read
+    the plant's internal state at t=0.
     """
 
     def __init__(self, plant_name: str) -> None:
+        import mujoco
+
         from sim.plants import make_plant  # mujoco/dm_control, never torch
         self.plant = make_plant(plant_name)
         model = self.plant.model
-        if model.nq != model.njnt or model.nv != model.njnt:
+        self._qadr = np.asarray(self.plant.joint_qpos_adr, dtype=int)
+        self._vadr = np.asarray(self.plant.joint_dof_adr, dtype=int)
+        one_dof = {int(model.jnt_qposadr[j]) for j in range(model.njnt)
+                   if int(model.jnt_type[j]) in (mujoco.mjtJoint.mjJNT_SLIDE, mujoco.mjtJoint.mjJNT_HINGE)}
+        if not set(self._qadr.tolist()) <= one_dof:
             raise ValueError(f"plant {plant_name!r}: kinematic observation needs one dof per joint")
         self.obs_names = tuple(self.plant.obs_names)
         self.obs_dim = len(self.obs_names)
-        self._qadr = np.array([model.jnt_qposadr[i] for i in range(model.njnt)])
-        self._vadr = np.array([model.jnt_dofadr[i] for i in range(model.njnt)])
-        self._q = np.zeros(model.nq)
+        self._q = self.plant.data.qpos.copy()
         self._v = np.zeros(model.nv)
 
     def __call__(self, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
@@ -58,10 +52,19 @@ class KinematicObservation:
 
 
 def make_observation_map(plant_name: str) -> ObservationMap:
-    """The observation map for a plant (analytic for the cartpole, kinematic otherwise)."""
-    if plant_name == "cartpole":
-        return CartpoleObservation()
-    return KinematicObservation(plant_name)
+    """The observation map for a plant: its closed form when it has one (`Plant.analytic_observation`),
+    forward kinematics of its model otherwise."""
+    from sim.plants import plant_class
+    analytic = plant_class(plant_name).analytic_observation()
+    return analytic if analytic is not None else KinematicObservation(plant_name)
+
+
+def __getattr__(name: str):
+    """`CartpoleObservation` moved to its plant (sim.plants.cartpole); imported lazily (dm_control)."""
+    if name == "CartpoleObservation":
+        from sim.plants.cartpole import CartpoleObservation
+        return CartpoleObservation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def plant_info(plant_name: str) -> dict:

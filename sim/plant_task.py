@@ -176,6 +176,7 @@ class Rollout:
     actions: np.ndarray     # (T, act_dim), after the policy's clip
     qpos: np.ndarray        # (T + 1, njnt) joint positions
     finite: bool
+    fell: bool = False      # the plant's fall conditions (`Plant.fallen_batch`) held at some tick
 
     @property
     def saturation(self) -> float:
@@ -206,7 +207,7 @@ def rollout(plant_name: str, spec: PolicySpec, weights: np.ndarray, seed: int, h
         if touch is not None and touch(plant, -1):
             obs = plant.observe()
         rewards, actions, qpos = [], [], [plant.joint_positions()]
-        finite = True
+        finite, fell = True, False
         w = np.asarray(weights, dtype=np.float32)[None]
         for t in range(int(horizon)):
             if touch is not None and touch(plant, t):
@@ -219,8 +220,9 @@ def rollout(plant_name: str, spec: PolicySpec, weights: np.ndarray, seed: int, h
             if not (np.all(np.isfinite(obs)) and np.isfinite(r)):
                 finite = False
                 break
+            fell = fell or bool(plant.fallen_batch(obs[None])[0])
     finally:
         plant.clear_drift()
     rew = np.asarray(rewards, dtype=np.float64)
     return Rollout(ret=float(np.nansum(rew)), rewards=rew, actions=np.asarray(actions).reshape(-1, spec.act_dim),
-                   qpos=np.asarray(qpos), finite=finite)
+                   qpos=np.asarray(qpos), finite=finite, fell=fell)

@@ -29,7 +29,7 @@ parameter/topic pair for drift.
 Falls (``reset_on_fall: true``, off by default): a balance controller cannot bring back a pole
 that has fallen (it has no swing-up), and a real robot that crashed would be stopped and set
 upright by an operator. So when a joint leaves ``fall_bounds`` (JSON ``{"joint": [low, high]}`` on
-positions; default: the plant's hard state limits from `safety.constraints.PLANT_LIMITS`, i.e. the
+positions; default: the plant's hard state limits from `safety.constraints.default_limits`, i.e. the
 envelope the gate demands of every candidate: for the cartpole the pole above horizontal and the
 cart off its end stops) the node holds for ``fall_pause_s`` (publishing nothing, as a robot being
 caught), then starts a new episode (the next seed) and carries on. Every fall is counted and
@@ -83,7 +83,7 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "reset_on_fall": (False, "start a new episode when a joint leaves fall_bounds (an operator catching the "
                       "robot); counted on ~/falls", True),
     "fall_bounds": ("", 'JSON {"joint": [low, high]} on positions (\'\': the plant\'s hard state limits, '
-                    "safety.constraints.PLANT_LIMITS)", True),
+                    "safety.constraints.default_limits)", True),
     "fall_pause_s": (0.05, "after a fall: publish nothing this long, then the new episode (a telemetry gap)", True),
     "sensor_noise_std": (0.0, "N(0, std) added to every published position and velocity (encoder noise)", True),
 }
@@ -192,9 +192,9 @@ class SimRobotNode(Node):
             items = [(j, (None if lohi[0] is None else float(lohi[0]), None if lohi[1] is None else float(lohi[1])))
                      for j, lohi in bounds.items()]
         else:
-            from safety.constraints import PLANT_LIMITS
-            limits = PLANT_LIMITS.get(self.plant.name)
-            if limits is None or not limits.state:
+            from safety.constraints import default_limits
+            limits = default_limits(self.plant)
+            if not limits.state:
                 raise ValueError(f"reset_on_fall: no default fall bounds for plant {self.plant.name!r}; "
                                  "set fall_bounds")
             items = [(j, (lo, hi)) for j, lo, hi in limits.state]

@@ -11,9 +11,12 @@
 Typical wiring (the nominal model lives in `sim.nominal_model`; adapters and benchmarks connect it)::
 
     cfg = load_config()                                   # launch/drift_monitor.yaml
-    source = sim.nominal_model.make_predictor("cartpole", cfg)
-    monitor = DriftMonitor(cfg, obs_dim=5, act_dim=1, dt=0.01, source=source,
-                           calibration=Calibration.load("cartpole_calibration.json"))
+    robot = load_profile(find_profile(ROBOT))             # any robot: a profile file or a shipped name
+    source = sim.nominal_model.make_predictor(ROBOT, cfg)
+    info = sim.observation.plant_info(ROBOT)              # sizes and control period, from the model
+    monitor = DriftMonitor(cfg, obs_dim=len(info["obs_names"]), act_dim=info["act_dim"],
+                           dt=info["control_dt"], source=source,
+                           calibration=Calibration.load(robot.asset_path("calibration")))
     event = monitor.update(t, obs, action, reward)        # once per control tick
 """
 from controller.drift.calibration import Calibration, calibrate, calibration_from_monitor, feed_window

@@ -14,6 +14,22 @@ from sim.plants.reacher import Reacher
 from sim.plants.walker import Walker
 
 PLANTS: dict[str, type[Plant]] = {"cartpole": Cartpole, "walker": Walker, "reacher": Reacher}
+DEFAULT_PLANT = "cartpole"   # the robot a bare command or node runs when none is named
+
+
+def is_profile(name) -> bool:
+    """A robot profile file (or a RobotProfile), not a built-in plant's name."""
+    return not isinstance(name, str) or (name not in PLANTS and name.endswith((".yaml", ".yml")))
+
+
+def plant_class(name) -> type[Plant]:
+    """The class `make_plant(name)` would build (class-level facts without building a model)."""
+    if is_profile(name):
+        from sim.plants.profile_plant import ProfilePlant
+        return ProfilePlant
+    if name not in PLANTS:
+        raise ValueError(f"unknown plant {name!r}; known plants: {sorted(PLANTS)}")
+    return PLANTS[name]
 
 
 def make_plant(name: str, seed: int = 0, drift: DriftSpec | dict | str | None = None) -> Plant:
@@ -31,4 +47,4 @@ def make_plant_from_profile(profile, seed: int = 0, drift: DriftSpec | dict | st
     return ProfilePlant(profile, seed=seed, drift=drift)
 
 
-__all__ = ["PLANTS", "Plant", "Cartpole", "Walker", "Reacher", "make_plant", "make_plant_from_profile"]
+__all__ = ["DEFAULT_PLANT", "PLANTS", "Plant", "is_profile", "plant_class", "Cartpole", "Walker", "Reacher", "make_plant", "make_plant_from_profile"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Callable, Sequence
 
@@ -41,6 +42,45 @@ from sim.drift_spec import DriftSpec, NominalModel, apply_to_model, check_names,
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 Controller = Callable[[np.ndarray], np.ndarray]
+JOINT_TOL = 0.15  # rad: MuJoCo joint limits are soft; the nominal reacher overshoots its wrist range by ~0.09
+SLIDE_TOL = 0.05  # of a slide joint's range width: the same softness, in metres
+StateLimit = tuple[str, "float | None", "float | None"]   # (joint name, low, high); None: that side is open
+
+
+@dataclass(frozen=True)
+class HardLimits:
+    """What the robot must never do, whatever its return (the safety gate's hard constraints).
+
+    `state`: (joint, low, high) on `Plant.joint_positions()` by `Plant.joint_names`; `falls`: a fall
+    (`Plant.fallen_batch`: body height / tilt conditions, which joint positions cannot express) is a
+    violation too. Data of the robot, not of the gate: each plant states its own."""
+
+    state: tuple[StateLimit, ...] = ()
+    falls: bool = False
+
+
+@dataclass(frozen=True)
+class LinearFeedback:
+    """A nominal controller that is linear state feedback u = -K obs[columns] (K: act_dim x len(columns)),
+    valid near the operating point; `controller.bootstrap` writes it as a policy genome."""
+
+    K: np.ndarray
+    columns: tuple[int, ...]
+    source: str = "nominal linear feedback"
+
+
+def joint_range_limits(model: mujoco.MjModel, names: Sequence[str], joints: Sequence[int],
+                       tol: float = JOINT_TOL, slide_tol: float = SLIDE_TOL) -> tuple[StateLimit, ...]:
+    """(name, low - tol, high + tol) of every *limited* joint among `joints` (MuJoCo ids, named
+    `names`): MuJoCo's limits are soft, so the model's own range plus a margin is a hard limit."""
+    out = []
+    for name, j in zip(names, joints):
+        if not model.jnt_limited[j]:
+            continue
+        lo, hi = (float(x) for x in model.jnt_range[j])
+        margin = slide_tol * (hi - lo) if int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE) else tol
+        out.append((name, lo - margin, hi + margin))
+    return tuple(out)
 
 # Entries of MuJoCo's row-major 3x3 body orientation `xmat`, under dm_control's column names
 # (`physics.named.data.xmat[body, 'zz']`): the world z component of the body's z axis is 'zz', etc.
@@ -250,6 +290,30 @@ class Plant:
     def nominal_controller(self) -> Controller:
         raise NotImplementedError
 
+    def nominal_feedback(self) -> LinearFeedback | None:
+        """The nominal controller as linear state feedback on the observation, when it is one (a first
+        champion for an empty registry, `controller.bootstrap`); None when it is not."""
+        return None
+
+    def hard_limits(self) -> HardLimits:
+        """The robot's hard limits (see `HardLimits`). Default: every limited joint of
+        `joint_names` within the model's range plus `JOINT_TOL` (hinge) / `SLIDE_TOL` (slide), no falls."""
+        names = self.joint_names
+        return HardLimits(state=joint_range_limits(self.model, names, [self.model.joint(n).id for n in names]))
+
+    @classmethod
+    def analytic_observation(cls):
+        """A closed-form `sim.observation.ObservationMap` (joint states -> observation) when the plant has
+        one; None: the runtime measures the observation by forward kinematics of the model."""
+        return None
+
+    # a moving task target that a gate probe may displace (`move_target`); most robots have none
+    moves_target: bool = False
+
+    def move_target(self, phase: float) -> None:
+        """Advance the task target by `phase` (a gate's target_jump probe); only when `moves_target`."""
+        raise ValueError(f"{self.name}: this robot has no moving target")
+
     # -- batched twins of the hooks (population evaluation, `PlantBatch`) --------------------------
     batch_fields: tuple[str, ...] = ("qpos", "qvel")  # the MjData arrays they read, see DataBatch
 
@@ -358,6 +422,16 @@ class Plant:
         self.data.qpos[:] = qpos
         self.data.qvel[:] = qvel
         mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def joint_qpos_adr(self) -> np.ndarray:
+        """qpos address of each joint of `joint_names` (what `joint_positions` reads)."""
+        return np.array([self.model.jnt_qposadr[i] for i in range(self.model.njnt)], dtype=int)
+
+    @property
+    def joint_dof_adr(self) -> np.ndarray:
+        """qvel address of each joint of `joint_names` (what `joint_velocities` reads)."""
+        return np.array([self.model.jnt_dofadr[i] for i in range(self.model.njnt)], dtype=int)
 
     def joint_positions(self) -> np.ndarray:
         return np.array([self.data.qpos[self.model.jnt_qposadr[i]] for i in range(self.model.njnt)])

@@ -14,13 +14,14 @@ little to separate pole mass from motor gain: see `sim.sysid.record` for the pro
 """
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 from dm_control.suite import cartpole as suite_cartpole
 
-from sim.plants.base import XZ, ZZ, DataBatch, Plant, linearize, lqr_gain, tolerance
+from sim.plants.base import XZ, ZZ, DataBatch, HardLimits, LinearFeedback, Plant, linearize, lqr_gain, tolerance
 
 
 @dataclass
@@ -48,6 +49,18 @@ class CartpoleLQR:
         x = np.array([cart - self.setpoint(self.t), np.arctan2(sin, cos), cart_vel, ang_vel])
         self.t += self.dt
         return np.clip(-self.K @ x, -1.0, 1.0)
+
+
+class CartpoleObservation:
+    """The cart-pole's observation in closed form from its joint states (slider, hinge): (cart, cos pole,
+    sin pole, cart velocity, pole angular velocity), what `Cartpole._observe` reads from the model."""
+
+    obs_names = ("cart_position", "pole_cos", "pole_sin", "cart_velocity", "pole_angular_velocity")
+    obs_dim = 5
+
+    def __call__(self, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
+        return np.array([positions[0], math.cos(positions[1]), math.sin(positions[1]),
+                         velocities[0], velocities[1]])
 
 
 class Cartpole(Plant):
@@ -90,8 +103,18 @@ class Cartpole(Plant):
                                model.body("pole_1").id, model.actuator("slide").id)
         return self._batch_ids
 
-    # the safety gate's hard limits (safety/constraints.py): pole past horizontal, cart at its end stop
+    # the safety gate's hard limits (safety/constraints.py): the cart between its end stops (the MJCF
+    # slider range, +-1.8 m), the pole above horizontal (unwrapped, so a full turn counts)
     FALL_CART_LIMIT = 1.8
+    HARD_LIMITS = HardLimits(state=(("slider", -FALL_CART_LIMIT, FALL_CART_LIMIT),
+                                    ("hinge_1", -math.pi / 2, math.pi / 2)))
+
+    def hard_limits(self) -> HardLimits:
+        return self.HARD_LIMITS
+
+    @classmethod
+    def analytic_observation(cls) -> CartpoleObservation:
+        return CartpoleObservation()
 
     def fallen_batch(self, obs: np.ndarray) -> np.ndarray:
         """Pole below horizontal or cart at the end of its rail: a balance controller cannot recover."""
@@ -128,6 +151,11 @@ class Cartpole(Plant):
         `sim.model_seed` writes it into an SR-GHN to seed adaptation on an identified model."""
         A, B = linearize(self.model, np.zeros(self.model.nq), np.zeros(self.model.nu), self.n_sub_steps)
         return lqr_gain(A, B, Q=self.LQR_Q, R=self.LQR_R), self.LQR_COLUMNS
+
+    def nominal_feedback(self) -> LinearFeedback:
+        """The nominal LQR as u = -K (cart, sin angle, cart velocity, angular velocity), setpoint still."""
+        return LinearFeedback(K=np.asarray(self.nominal_controller().K, dtype=np.float64),
+                              columns=self.LQR_COLUMNS, source="nominal LQR")
 
     def nominal_controller(self, amplitude: float = 0.4, period: float = 4.0) -> CartpoleLQR:
         """LQR on the nominal model (whatever drift this plant carries now)."""

@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 
 from sim.drift_spec import DriftSpec
-from sim.plants.base import DataBatch, Plant
+from sim.plants.base import DataBatch, HardLimits, Plant, joint_range_limits
 from sim.profile import RobotProfile, find_profile, load_profile, observation_names
 from sim.profile.objective import fall_function, nominal_qpos, observe_function, reward_function
 from sim.profile.resolve import SLIDE_HINGE
@@ -88,6 +88,14 @@ class ProfilePlant(Plant):
         """The ROS JointState names of the observed joints, in profile order."""
         return list(self.profile.ros_joints)
 
+    @property
+    def joint_qpos_adr(self) -> np.ndarray:
+        return np.asarray(self.profile.qpos_adr, dtype=int)
+
+    @property
+    def joint_dof_adr(self) -> np.ndarray:
+        return np.asarray(self.profile.dof_adr, dtype=int)
+
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self.profile.qpos_adr].copy()
 
@@ -151,6 +159,35 @@ class ProfilePlant(Plant):
         if self._fall_fn is None:
             return False
         return bool(self._fall_fn(self.model, self._one_row(), self._constants[None])[0])
+
+    def hard_limits(self) -> HardLimits:
+        """From the profile's safety block: joint bounds given in ``safety.joint_bounds`` as written;
+        the others from the model's joint range plus the soft-limit margin (`joint_range_limits`),
+        widened to hold the start distribution (the nominal pose +- 5 ``qpos_noise``; where an episode
+        starts is not the candidate's doing): a model whose start pose lies outside a joint's range
+        (gymnasium's ant starts its ankles at 0, outside 30..70 deg) would otherwise fail every
+        episode at t=0. A fall (``safety.fall``) is a violation when the profile names fall conditions."""
+        given = self.profile.doc.safety.joint_bounds
+        given = given if isinstance(given, dict) else {}
+        init = self.profile.doc.initial_state
+        spread = 5.0 * init.qpos_noise
+        state = []
+        for ros, (name, lo, hi), adr in zip(self.profile.ros_joints, self._model_limits(), self.profile.qpos_adr):
+            if ros in given:
+                lo, hi = (float(x) for x in given[ros])
+            elif lo is None:
+                continue
+            else:
+                start = float(self._qpos0[adr])
+                lo, hi = min(lo, start - spread), max(hi, start + spread)
+            state.append((ros, lo, hi))
+        return HardLimits(state=tuple(state), falls=bool(self.profile.falls))
+
+    def _model_limits(self) -> list[tuple[str, float | None, float | None]]:
+        """(name, low, high) of each observed joint: its range plus margin, None for an unlimited one."""
+        limited = {n: (lo, hi) for n, lo, hi in joint_range_limits(self.model, self.profile.ros_joints,
+                                                                   self.profile.joints)}
+        return [(ros, *limited.get(ros, (None, None))) for ros in self.profile.ros_joints]
 
     def nominal_controller(self):
         """The safe command, held: a profile names no controller (the champion is the controller)."""

@@ -19,10 +19,13 @@ import numpy as np
 from dm_control.suite import reacher as suite_reacher
 from dm_control.utils import rewards
 
-from sim.plants.base import X, Y, DataBatch, Plant, tolerance
+from sim.plants.base import JOINT_TOL, X, Y, DataBatch, HardLimits, Plant, tolerance
 
 LINKS = (0.12, 0.12)    # shoulder -> wrist, wrist -> finger (MJCF body offsets)
 TARGET_SIZE = 0.05      # the suite's "easy" target
+# the safety gate's hard limits (safety/constraints.py): the wrist within its MJCF range (+-160 deg,
+# + JOINT_TOL: MuJoCo's limits are soft); the shoulder is unlimited
+HARD_LIMITS = HardLimits(state=(("wrist", -160 * (np.pi / 180.0) - JOINT_TOL, 160 * (np.pi / 180.0) + JOINT_TOL),))
 
 
 def finger_jacobian(q: np.ndarray, links=LINKS) -> np.ndarray:
@@ -117,6 +120,15 @@ class Reacher(Plant):
         for i in np.flatnonzero(np.abs(distance - radii) <= 1e-9 * radii):
             distance[i] = np.linalg.norm(to_target[i])
         return tolerance(distance, (0, radii), per_scalar=True)
+
+    def hard_limits(self) -> HardLimits:
+        return HARD_LIMITS
+
+    moves_target = True
+
+    def move_target(self, phase: float) -> None:
+        """Jump the circling target ahead by `phase` rad (a gate's target_jump probe)."""
+        self.target_phase += phase
 
     def nominal_controller(self, kp: float = 20.0, kd: float = 0.005) -> ReacherJT:
         gear = np.array([0.05, 0.05])  # the suite's nominal motor gear

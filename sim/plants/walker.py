@@ -24,13 +24,22 @@ import mujoco
 import numpy as np
 from dm_control.suite import walker as suite_walker
 
-from sim.plants.base import XX, XZ, Z, ZZ, DataBatch, Plant, linearize, lqr_gain, tolerance
+from sim.plants.base import JOINT_TOL, XX, XZ, Z, ZZ, DataBatch, HardLimits, Plant, linearize, lqr_gain, tolerance
 
 BODIES = ("torso", "right_thigh", "right_leg", "right_foot", "left_thigh", "left_leg", "left_foot")
 JOINTS = ("rootz", "rootx", "rooty", "right_hip", "right_knee", "right_ankle",
           "left_hip", "left_knee", "left_ankle")
 TORSO_Z0 = 1.3          # torso body height in the MJCF: torso z = TORSO_Z0 + rootz
 LEG_LENGTH = 0.95       # hip-to-knee 0.45 + knee-to-ankle 0.5
+DEG = np.pi / 180.0
+# the safety gate's hard limits (safety/constraints.py): the torso above 0.8 m (dm_control's "fallen"
+# line: torso z = TORSO_Z0 + rootz), pitched less than 1 rad, leg joints within their MJCF ranges
+# (+ JOINT_TOL: MuJoCo's limits are soft)
+_LEG_RANGES = {f"{side}_{j}": r for side in ("right", "left")
+               for j, r in (("hip", (-20 * DEG, 100 * DEG)), ("knee", (-150 * DEG, 0.0)),
+                            ("ankle", (-45 * DEG, 45 * DEG)))}
+HARD_LIMITS = HardLimits(state=(("rootz", -0.5, None), ("rooty", -1.0, 1.0))
+                         + tuple((j, lo - JOINT_TOL, hi + JOINT_TOL) for j, (lo, hi) in _LEG_RANGES.items()))
 
 
 def crouch_pose(s: float, nq: int = 9) -> np.ndarray:
@@ -144,6 +153,9 @@ class Walker(Plant):
 
     def fallen(self) -> bool:
         return self.torso_height() < 0.8
+
+    def hard_limits(self) -> HardLimits:
+        return HARD_LIMITS
 
     def nominal_controller(self, depth: float = 0.3, period: float = 3.0) -> WalkerSquat:
         """LQR squat designed on the nominal model (whatever drift this plant carries now)."""
