@@ -52,11 +52,10 @@ import math
 import os
 import threading
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
-import numpy as np
+from sim.atomicio import json_safe
 
 FORMAT = "driftgate.decisions/1"
 FILE_NAME = "decisions.jsonl"
@@ -68,28 +67,8 @@ class DecisionFormatError(ValueError):
     """A decisions file that is not in this format (says which line and why)."""
 
 
-def jsonable(x: Any) -> Any:
-    """Plain JSON values: numpy to Python, tuples to lists, non-finite floats to None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, Enum):
-        return jsonable(x.value)
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    if x is None or isinstance(x, str):
-        return x
-    return str(x)
+# Plain JSON values (numpy to Python, tuples to lists, non-finite floats to None): the one conversion.
+jsonable = json_safe
 
 
 def canonical(obj: Any) -> str:
@@ -339,15 +318,5 @@ def read_decisions(path: str | os.PathLike) -> DecisionLog:
     return DecisionLog(header, records)
 
 
-def write_decisions(path: str | os.PathLike, header: dict, records: Iterable[Decision]) -> Path:
-    """Write a whole decisions file at once."""
-    path = Path(path)
-    with DecisionWriter(path, header, buffered=True) as w:
-        for r in records:
-            w.write(r.t, r.kind, **r.data)
-    return path
-
-
 __all__ = ["Decision", "DecisionFormatError", "DecisionLog", "DecisionWriter", "FILE_NAME", "FORMAT", "KINDS",
-           "adaptation_record", "canonical", "gate_record", "from_orchestrator_event", "jsonable", "make_header", "monitor_stats", "read_decisions",
-           "write_decisions"]
+           "adaptation_record", "canonical", "gate_record", "from_orchestrator_event", "jsonable", "make_header", "monitor_stats", "read_decisions"]

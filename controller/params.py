@@ -32,7 +32,6 @@ from typing import Any, Callable, Sequence
 
 from controller.settings import SettingsError
 
-MODES = ("active", "shadow", "canary")
 # Directories a registry or a job root must never be (the node writes into them).
 SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin",
                "/sys", "/usr", "/var", "/opt", "/home", "/tmp")
@@ -402,6 +401,17 @@ def descriptor(name: str, description: str, read_only: bool):
         elif not r.low_open:     # ROS ranges are closed; "> 0" stays in the callback
             d.floating_point_range = [FloatingPointRange(from_value=float(r.low), to_value=float(r.high), step=0.0)]
     return d
+
+
+def parameter_value(node, name: str):
+    """A declared parameter's value; [] when it has none (an empty list has no type in ROS, so an
+    unset list parameter reads back as None or uninitialised)."""
+    from rclpy.exceptions import ParameterUninitializedException
+    try:
+        v = node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return []
+    return [] if v is None else v
 
 
 # Parameters every rclpy node may receive without declaring them itself.

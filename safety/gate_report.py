@@ -2,12 +2,10 @@
 attached to the registry and hashed into its audit log."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
-import numpy as np
+from sim.atomicio import json_safe
 
 REPORT_FORMAT = "driftgate-gate-report"
 REPORT_VERSION = 1
@@ -93,19 +91,4 @@ class GateReport:
     version: int = REPORT_VERSION
 
     def to_dict(self) -> dict:
-        return _clean(asdict(self))
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, non-finite floats to None (the registry refuses NaN)."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
+        return json_safe(asdict(self))   # the registry refuses NaN: non-finite -> None

@@ -8,8 +8,6 @@ import fcntl
 import hashlib
 import os
 import re
-import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -18,6 +16,7 @@ import yaml
 
 from safety.scenarios import Suite, SuiteError, SuiteScenario, check_drift
 from safety.suite import load_suite, parse_suite, parse_suite_text
+from sim.atomicio import atomic_write_bytes
 from sim.drift_spec import DriftSpec
 
 
@@ -33,30 +32,6 @@ def _locked(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    """Atomic replace that keeps the file's permissions (a suite is a shared, reviewed file;
-    `sim.atomicio` would leave mkstemp's 0600): temp file, fchmod, fsync, rename, fsync dir."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def _append_text(text: str, entry: dict) -> str | None:
@@ -102,7 +77,7 @@ def _write_entries(path: Path, text: str, entries: list[dict], want: dict) -> Su
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             os.close(fd)
-        _replace_file(path, data)
+        atomic_write_bytes(path, data)     # keeps the suite file's permissions
     return suite
 
 

@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -72,7 +71,7 @@ from adapters.ros.node_status import NodeStatus
 from controller import settings as tree
 from adapters.latency import LatencyHistogram
 from controller.orchestrator import Orchestrator
-from controller.params import MODES, ParameterError, allowed, check_value, declare_checked  # noqa: F401 (MODES: re-exported)
+from controller.params import ParameterError, allowed, check_value, declare_checked, parameter_value
 from adapters.realtime import Scheduling
 from controller.runtime import Authority, Canary, ControllerRuntime
 
@@ -141,11 +140,7 @@ class ControllerNode(NodeStatus, LifecycleNode):
 
     # -- parameters -----------------------------------------------------------------------------------
     def p(self, name: str) -> Any:
-        try:
-            v = self.get_parameter(name).value
-        except ParameterUninitializedException:
-            return []
-        return [] if v is None else v
+        return parameter_value(self, name)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         configured = getattr(self, "runtime", None) is not None     # (callbacks may run during declaration)
@@ -162,7 +157,7 @@ class ControllerNode(NodeStatus, LifecycleNode):
                 return SetParametersResult(successful=False, reason=why)
         changed = {prm.name: prm.value for prm in params}
         if "adapt.enabled" in changed and self.orchestrator is not None:
-            self.orchestrator.config = _replace(self.orchestrator.config, adapt=bool(changed["adapt.enabled"]))
+            self.orchestrator.config = _replace(self.orchestrator.config, adapt_enabled=bool(changed["adapt.enabled"]))
         if self.runtime is not None and changed.keys() & set(AUTHORITY_PARAMETERS):
             old = self._mode_applied
             self._apply_authority(changed)      # the values are valid; rclpy stores them after we return

@@ -53,7 +53,6 @@ from typing import Any
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -62,6 +61,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
+from controller.params import parameter_value
 from sim.drift_spec import DriftSpec
 from sim.plants import make_plant
 
@@ -138,11 +138,7 @@ class SimRobotNode(Node):
             self.create_timer(self.period, self._on_timer)
 
     def p(self, name: str) -> Any:
-        try:
-            v = self.get_parameter(name).value
-        except ParameterUninitializedException:
-            return []
-        return [] if v is None else v
+        return parameter_value(self, name)
 
     # -- drift ------------------------------------------------------------------------------------
     def apply_drift(self, spec: Any) -> DriftSpec:
