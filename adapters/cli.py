@@ -274,7 +274,7 @@ def adapt(
     except ValueError as e:
         fail(f"--drift: {e}")
     try:
-        job = AdaptJob(plant=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
+        job = AdaptJob(robot=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
                        ray_address=ray_address, max_generations=max_generations, horizon=horizon,
                        population=population, children=children, sysid_budget_s=sysid_budget_s,
                        sysid_max_evals=sysid_max_evals)
@@ -351,7 +351,7 @@ def train_nominal_cmd(
 
 
 mount(app, "adapters.cli_gate", "adapters.cli_registry", "adapters.cli_node", "adapters.cli_replay",
-      "adapters.cli_drift", "adapters.cli_robot", "adapters.cli_champion", "adapters.cli_suite")
+      "adapters.cli_drift", "adapters.cli_robot", "adapters.cli_champion", "adapters.cli_suite", "adapters.cli_settings")
 
 
 def main() -> None:

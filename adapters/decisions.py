@@ -53,7 +53,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from sim.atomicio import canonical_json, json_safe
 
@@ -309,15 +309,5 @@ def read_decisions(path: str | os.PathLike) -> DecisionLog:
     return DecisionLog(header, records)
 
 
-def write_decisions(path: str | os.PathLike, header: dict, records: Iterable[Decision]) -> Path:
-    """Write a whole decisions file at once."""
-    path = Path(path)
-    with DecisionWriter(path, header, buffered=True) as w:
-        for r in records:
-            w.write(r.t, r.kind, **r.data)
-    return path
-
-
 __all__ = ["Decision", "DecisionFormatError", "DecisionLog", "DecisionWriter", "FILE_NAME", "FORMAT", "KINDS",
-           "adaptation_record", "canonical", "gate_record", "from_orchestrator_event", "jsonable", "make_header", "monitor_stats", "read_decisions",
-           "write_decisions"]
+           "adaptation_record", "canonical", "gate_record", "from_orchestrator_event", "jsonable", "make_header", "monitor_stats", "read_decisions"]

@@ -48,7 +48,7 @@ def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = Tru
     rows = []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
-            job = AdaptJob(plant="cartpole", drift=DRIFT, seed=seed, budget_s=budget_s, workers=workers,
+            job = AdaptJob(robot="cartpole", drift=DRIFT, seed=seed, budget_s=budget_s, workers=workers,
                            model_seed=model_seed, **{"max_generations": 300, **(SMOKE_JOB if smoke else {})})
             t0 = time.perf_counter()
             outcome = run_sandbox(write_job(Path(tmp) / "job", job, [champion]),
@@ -72,7 +72,7 @@ def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = 
     rows = []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
-            job = AdaptJob(plant="walker", drift=drift, seed=seed, budget_s=budget_s, workers=workers)
+            job = AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s, workers=workers)
             t0 = time.perf_counter()
             outcome = run_sandbox(write_job(Path(tmp) / "job", job, [champion]),
                                   SandboxLimits(wall_s=budget_s + 300))

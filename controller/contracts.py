@@ -26,13 +26,14 @@ class AdaptationJob:
 
     job_id: str
     job_dir: Path
-    plant: str
+    robot: str                            # a built-in name or a robot profile path (settings' robot)
     seed: int
     budgets: dict                         # job.json fields by AdaptJob's names: budget_s, max_generations, ...
     seeds: tuple = ()                     # Genomes: the champion first, then its stable fallback
     window: Any = None                    # controller.drift.TelemetryWindow of the alarm, or None
     drift_event: dict | None = None       # JSON summary of the DriftEvent
-    drift_hint: dict | None = None        # DriftSpec for sandboxes without system identification
+    drift: dict | None = None             # adapt.drift: a DriftSpec for jobs without telemetry / the policy
+                                          # sandbox's target (job.json's drift)
 
     @property
     def seed_ids(self) -> tuple[str, ...]:

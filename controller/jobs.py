@@ -31,6 +31,7 @@ import numpy as np
 
 from controller.contracts import (INCONCLUSIVE, AdaptationJob, AdaptationResult, GateOutcome, GateRequest,
                                   JobError)
+from sim.atomicio import atomic_write_json
 
 
 def _repo_root() -> str:
@@ -45,11 +46,6 @@ def _child_env() -> dict:
     env["PYTHONPATH"] = _repo_root() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("ROS_DOMAIN_ID", None)   # children never talk DDS
     return env
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    from sim.atomicio import atomic_write_json
-    atomic_write_json(path, obj)
 
 
 class _Child:
@@ -91,6 +87,35 @@ class _Child:
             return ""
 
 
+class _ChildOwner:
+    """A runner or gate that drives at most one `_Child` and only ever polls it."""
+
+    _child: _Child | None = None
+
+    def _busy(self) -> bool:
+        return self._child is not None and self._child.proc.poll() is None
+
+    def _take_finished(self) -> tuple[_Child, str, int | None] | None:
+        """(child, 'exited' | 'timeout', returncode) once the child has ended, else None; the
+        owner forgets an ended child."""
+        child = self._child
+        if child is None:
+            return None
+        state, rc = child.poll()
+        if state == "running":
+            return None
+        self._child = None
+        return child, state, rc
+
+    def _kill(self) -> bool:
+        """Kill the child's process group; False when there was none."""
+        if self._child is None:
+            return False
+        self._child.kill()
+        self._child = None
+        return True
+
+
 # ---------------------------------------------------------------------- job directory formats
 
 def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
@@ -116,18 +141,18 @@ def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
     return out
 
 
-def write_sandbox_job(job: AdaptationJob, robot: str = "") -> None:
+def write_sandbox_job(job: AdaptationJob, requester: str = "") -> None:
     """The job directory in the one job contract (`sim.job_contract.write_job`): job.json holds
     `AdaptJob`'s fields (the orchestrator's ``job`` settings under the same names), telemetry.npz
-    the alarm's window in `sim.sysid.Telemetry` format. `robot` (the node's name) and the job id
-    travel in job.json: on a shared Ray cluster they label the job and its tasks."""
+    the alarm's window in `sim.sysid.Telemetry` format. `requester` (the node's name) and the job
+    id travel in job.json: on a shared Ray cluster they label the job and its tasks."""
     from sim.job_contract import AdaptJob, write_job
     from sim.plants import make_plant
     tel = None
     if job.window is not None:
-        tel = window_to_telemetry(job.plant, job.window, make_plant(job.plant).control_dt)
-    spec = AdaptJob(**{**job.budgets, "plant": job.plant, "drift": job.drift_hint, "seed": int(job.seed),
-                       "robot": str(robot), "job_id": str(job.job_id)})
+        tel = window_to_telemetry(job.robot, job.window, make_plant(job.robot).control_dt)
+    spec = AdaptJob(**{**job.budgets, "robot": job.robot, "drift": job.drift, "seed": int(job.seed),
+                       "requester": str(requester), "job_id": str(job.job_id)})
     write_job(job.job_dir, spec, list(job.seeds), tel)
 
 
@@ -142,7 +167,7 @@ def job_wall_s(job: AdaptationJob) -> float:
 
 # ---------------------------------------------------------------------- runners
 
-class SubprocessRunner:
+class SubprocessRunner(_ChildOwner):
     """AdaptationRunner: `writer(job)` fills the job directory, then `command` (``{job_dir}``
     substituted) runs in a child process. The answer is read from ``result.json`` (``status`` ok)
     and the candidate file it names (``candidate_file``) or the ``*.safetensors`` next to it. The
@@ -162,7 +187,7 @@ class SubprocessRunner:
         return self._status
 
     def start(self, job: AdaptationJob) -> None:
-        if self._child is not None and self._child.proc.poll() is None:
+        if self._busy():
             raise JobError("a sandbox job is already running")
         self.writer(job)
         timeout = self.timeout_s if self.timeout_s is not None else job_wall_s(job) + self.grace_s
@@ -175,13 +200,10 @@ class SubprocessRunner:
         self._status = "running"
 
     def poll(self) -> AdaptationResult | None:
-        child, job = self._child, self._job
-        if child is None:
+        job, finished = self._job, self._take_finished()
+        if finished is None:
             return None
-        state, rc = child.poll()
-        if state == "running":
-            return None
-        self._child = None
+        child, state, rc = finished
         wall = time.monotonic() - child.started
         if state == "timeout":
             self._status = "failed: timeout"
@@ -239,27 +261,25 @@ class SubprocessRunner:
                                 None if files else "sandbox returned no candidate file", result, wall)
 
     def cancel(self) -> None:
-        if self._child is not None:
-            self._child.kill()
-            self._child = None
+        if self._kill():
             self._status = "cancelled"
 
 
 class SandboxRunner(SubprocessRunner):
     """The sandbox launcher (`sim.sandbox_launch`) behind the AdaptationRunner protocol. `cpu_s` and
     `memory_mb` are the sandbox's rlimits (``adapt.cpu_s``, ``adapt.memory_mb``); its wall limit is
-    `job_wall_s`. `robot` names the robot in job.json.
+    `job_wall_s`. `requester` (the node's name) labels the job in job.json.
 
     A job with ``backend: ray`` and no ``ray_address`` gets a Ray head that the sandbox's parent
     starts on this machine (plus `ray_start_s` on the wall limit). Cancelling kills the launcher's
     process group; the sandbox child and a head started for the job die with it."""
 
-    def __init__(self, *, cpu_s: float = 1200.0, memory_mb: int = 8192, grace_s: float = 30.0, robot: str = "",
+    def __init__(self, *, cpu_s: float = 1200.0, memory_mb: int = 8192, grace_s: float = 30.0, requester: str = "",
                  ray_start_s: float = 120.0) -> None:
         self.cpu_s, self.memory_mb = cpu_s, memory_mb
-        self.robot, self.ray_start_s = str(robot), float(ray_start_s)
+        self.requester, self.ray_start_s = str(requester), float(ray_start_s)
         super().__init__([sys.executable, "-m", "sim.sandbox_launch", "{job_dir}"],
-                         writer=lambda job: write_sandbox_job(job, self.robot), grace_s=grace_s)
+                         writer=lambda job: write_sandbox_job(job, self.requester), grace_s=grace_s)
 
     def start(self, job: AdaptationJob) -> None:
         wall = job_wall_s(job)
@@ -294,7 +314,7 @@ class FunctionGate:
         self._out = None
 
 
-class ProcessGate:
+class ProcessGate(_ChildOwner):
     """The real gate (`safety.gate.gate_registry`) in a child process (`adapters.gate_job`).
 
     Why a process: the gate runs hundreds of rollouts and, for SR-GHN genomes, decodes with torch;
@@ -314,26 +334,23 @@ class ProcessGate:
         self._n = 0
 
     def start(self, request: GateRequest) -> None:
-        if self._child is not None and self._child.proc.poll() is None:
+        if self._busy():
             raise JobError("a gate run is already in progress")
         self._n += 1
         d = self.work_dir / f"gate-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._n}"
         d.mkdir(parents=True, exist_ok=False)
-        _write_json(d / "request.json", {"registry": self.registry_root, "suite": self.suite_path,
-                                         "candidate_id": request.candidate_id,
-                                         "target_drift": request.target_drift, "actor": self.actor})
+        atomic_write_json(d / "request.json", {"registry": self.registry_root, "suite": self.suite_path,
+                                              "candidate_id": request.candidate_id,
+                                              "target_drift": request.target_drift, "actor": self.actor})
         self._dir = d
         self._child = _Child([sys.executable, "-m", "adapters.gate_job", str(d)], d, d / "gate.log",
                              self.timeout_s)
 
     def poll(self) -> GateOutcome | None:
-        child, d = self._child, self._dir
-        if child is None:
+        d, finished = self._dir, self._take_finished()
+        if finished is None:
             return None
-        state, rc = child.poll()
-        if state == "running":
-            return None
-        self._child = None
+        child, state, rc = finished
         if state == "timeout":
             return GateOutcome(INCONCLUSIVE, (f"gate exceeded {self.timeout_s:.0f} s and was killed: holding",))
         try:
@@ -345,6 +362,4 @@ class ProcessGate:
                                               f"{child.tail()}",))
 
     def cancel(self) -> None:
-        if self._child is not None:
-            self._child.kill()
-            self._child = None
+        self._kill()

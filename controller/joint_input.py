@@ -138,7 +138,7 @@ class JointStateInput:
         v = np.zeros_like(p) if positions_only else vel[order]
         if not (np.isfinite(p).all() and np.isfinite(v).all()):
             return self._refuse("non_finite")
-        m = self.config.max_abs
+        m = self.config.max_abs_input
         if np.abs(p).max() > m or np.abs(v).max() > m:
             return self._refuse("out_of_range")
         if stamp <= self._last_stamp:
@@ -160,7 +160,7 @@ class JointStateInput:
             # velocity = position difference over the stamps of two consecutive accepted messages; the
             # first message (or the first after a gap longer than the stale timeout) only primes it
             prev, self._prev_positions = self._prev_positions, (stamp, p)
-            if prev is None or stamp - prev[0] > self.config.stale_after_s:
+            if prev is None or stamp - prev[0] > self.config.stale_timeout_s:
                 return self._refuse("no_velocity", "first positions-only joint state: velocity estimate "
                                     "starts with the next one") if positions_only else self._accept(stamp, now, p, v)
             if positions_only:

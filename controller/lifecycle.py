@@ -3,11 +3,9 @@
 the small helpers the orchestrator and the gate process share."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -48,9 +46,9 @@ class OrchestratorConfig:
     """Budgets and thresholds of the lifecycle (the ``orchestrator`` and ``adapt`` sections of
     `controller.settings.Settings`, same names; built by `controller.pipeline`)."""
 
-    plant: str
+    robot: str
     job_root: Path
-    adapt: bool = True                       # False: drift events are reported, no job starts
+    adapt_enabled: bool = True               # False: drift events are reported, no job starts
     seed: int = 0
     job: dict = field(default_factory=dict)  # job.json fields (sim.job_contract.AdaptJob names), e.g. budget_s,
                                              # max_generations, drift (`Settings.job_fields`)

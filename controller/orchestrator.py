@@ -199,8 +199,8 @@ class Orchestrator(LiveRollout):
             return
         if now - self._pending_since < self.config.post_alarm_s:
             return                                   # still recording the drifted robot
-        if not (self.config.adapt and self.authority_ok and self.runner is not None):
-            why = "adaptation disabled" if not self.config.adapt else \
+        if not (self.config.adapt_enabled and self.authority_ok and self.runner is not None):
+            why = "adaptation disabled" if not self.config.adapt_enabled else \
                 "no authority (mode is not active)" if not self.authority_ok else "no sandbox runner"
             self._pending_drift = None
             self.counters["drift_ignored"] += 1
@@ -233,10 +233,11 @@ class Orchestrator(LiveRollout):
                 ids.append(gid)
         window = self._post_alarm_window(ev)
         summary = ev.to_dict() if hasattr(ev, "to_dict") else (dict(ev) if isinstance(ev, dict) else None)
-        return AdaptationJob(job_id=job_id, job_dir=job_dir, plant=self.config.plant,
-                             seed=self.config.seed + self._job_counter, budgets={k: v for k, v in self.config.job.items() if k != "drift"},
+        return AdaptationJob(job_id=job_id, job_dir=job_dir, robot=self.config.robot,
+                             seed=self.config.seed + self._job_counter,
+                             budgets={k: v for k, v in self.config.job.items() if k != "drift"},
                              seeds=tuple(seeds), window=window if window is not None and len(window) else None,
-                             drift_event=json_safe(summary), drift_hint=self.config.job.get("drift"))
+                             drift_event=json_safe(summary), drift=self.config.job.get("drift"))
 
     def _post_alarm_window(self, ev: Any):
         """The telemetry since the change began (the estimated onset, else the alarm), taken from the
@@ -298,7 +299,7 @@ class Orchestrator(LiveRollout):
         try:
             if self.gate is None:
                 raise OrchestratorError("no gate configured")
-            self.gate.start(GateRequest(cid, res.drift_estimate or (job.drift_hint if job else None)))
+            self.gate.start(GateRequest(cid, res.drift_estimate or (job.drift if job else None)))
         except Exception as e:
             self.report_error("start gate", e)
             self._backoff_until = now + self.config.retry_backoff_s

@@ -32,7 +32,6 @@ from typing import Any, Callable, Sequence
 
 from controller.settings import SettingsError
 
-MODES = ("active", "shadow", "canary")
 # Directories a registry or a job root must never be (the node writes into them).
 SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin",
                "/sys", "/usr", "/var", "/opt", "/home", "/tmp")

@@ -73,12 +73,11 @@ def runtime_config(settings: Settings, info: dict, joints: tuple[str, ...]) -> R
     try:               # finite, one per actuator, inside the actuator bounds
         return RuntimeConfig(joint_names=joints, act_dim=info["act_dim"], act_low=tuple(info["act_low"]),
                              act_high=tuple(info["act_high"]), safe_command=tuple(r.safe_command) or None,
-                             stale_after_s=float(r.stale_timeout_s), max_abs=float(r.max_abs_input),
+                             stale_timeout_s=float(r.stale_timeout_s), max_abs_input=float(r.max_abs_input),
                              burst_limit=int(r.burst_limit), velocity_source=r.velocity_source, guard=guard)
     except ValueError as e:
         field = str(e).split(" ", 1)[0].rstrip(":")
-        name = {"stale_after_s": "stale_timeout_s", "max_abs": "max_abs_input"}.get(field, field)
-        raise SettingsError(f"parameter runtime.{name}: {e}") from None
+        raise SettingsError(f"parameter runtime.{field}: {e}") from None
 
 
 def monitor_config(settings: Settings):
@@ -115,7 +114,7 @@ def orchestrator_config(settings: Settings, job_root: Path, archive_suite: str |
     o = settings.orchestrator
     try:
         return OrchestratorConfig(
-            plant=settings.robot, job_root=job_root, adapt=bool(settings.adapt.enabled), seed=int(o.seed),
+            robot=settings.robot, job_root=job_root, adapt_enabled=bool(settings.adapt.enabled), seed=int(o.seed),
             job=settings.job_fields(), archive_suite=Path(archive_suite) if archive_suite else None,
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.model_dump().items()
                if k in OrchestratorConfig.__dataclass_fields__ and k not in ("seed", "job_root")})
@@ -123,13 +122,13 @@ def orchestrator_config(settings: Settings, job_root: Path, archive_suite: str |
         raise SettingsError(f"parameter orchestrator: {e}") from None
 
 
-def default_runner(settings: Settings, robot_label: str = ""):
+def default_runner(settings: Settings, requester: str = ""):
     """The one rule: ``adapt.sandbox_command`` if set, else the sandbox launcher (every champion kind)."""
     import shlex
     a = settings.adapt
     if a.sandbox_command:
         return SubprocessRunner(shlex.split(a.sandbox_command))
-    return SandboxRunner(cpu_s=a.cpu_s, memory_mb=a.memory_mb, robot=robot_label)
+    return SandboxRunner(cpu_s=a.cpu_s, memory_mb=a.memory_mb, requester=requester)
 
 
 def hold_gate(why: str) -> FunctionGate:

@@ -54,8 +54,8 @@ class RuntimeConfig:
     act_low: tuple[float, ...] | None = None          # command clip (None: no clip beyond the policy's)
     act_high: tuple[float, ...] | None = None
     safe_command: tuple[float, ...] | None = None     # held when data is stale (None: zeros)
-    stale_after_s: float = 0.1                        # no valid joint state for this long -> stale
-    max_abs: float = 1.0e6                            # larger magnitudes are refused (sensor glitch)
+    stale_timeout_s: float = 0.1                        # no valid joint state for this long -> stale
+    max_abs_input: float = 1.0e6                      # larger magnitudes are refused (sensor glitch)
     burst_limit: int = 10                             # more messages than this between ticks: a burst
     clock_reset_after: int = 10                       # backwards stamps in a row = the clock was reset
     velocity_source: str = "measured"                 # measured | differentiate (see `ingest`)
@@ -87,8 +87,9 @@ class RuntimeConfig:
         if self.velocity_source not in VELOCITY_SOURCES:
             raise ValueError(f"velocity_source must be one of {' | '.join(VELOCITY_SOURCES)}, "
                              f"got {self.velocity_source!r}")
-        if not (self.stale_after_s > 0 and self.max_abs > 0 and self.burst_limit >= 1):
-            raise ValueError("stale_after_s and max_abs must be > 0, burst_limit >= 1")
+        for name, low in (("stale_timeout_s", 0), ("max_abs_input", 0), ("burst_limit", 0.5)):
+            if not getattr(self, name) > low:
+                raise ValueError(f"{name} must be {'>= 1' if low else '> 0'}, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -199,10 +200,6 @@ class ControllerRuntime(JointStateInput):
     def incumbent_comparison(self) -> Comparison:
         return self._inc_cmp
 
-    def reset_incumbent_comparison(self, now: float = math.nan) -> Comparison:
-        old, self._inc_cmp = self._inc_cmp, Comparison(now)
-        return old
-
     def take_rewards(self, now: float = math.nan) -> RewardStats:
         old, self._rewards = self._rewards, RewardStats(now)
         return old
@@ -297,7 +294,7 @@ class ControllerRuntime(JointStateInput):
         if sample is None:
             return self._hold(now, slot, "waiting")
         latency = now - sample.received
-        if latency > self.config.stale_after_s:
+        if latency > self.config.stale_timeout_s:
             return self._hold(now, slot, "stale", latency)
         champ = slot.champion
         if champ is None:

@@ -18,7 +18,9 @@ under ``ros__parameters`` in launch/driftgate.yaml), the replay configuration is
 mapping-valued setting (``guard.joint_bounds``, ``adapt.drift``, ...) is JSON text as a ROS parameter.
 
 Old flat parameter names (``adapt_budget_s``, ``plant``, ...) are refused with the new name
-(`RENAMED`), never silently aliased.
+(`RENAMED`), never silently aliased. The descriptions here are the only ones: the ROS parameter
+descriptors carry them, and ``driftgate settings dump`` (`controller.settings_doc`) writes them as
+the comments of launch/driftgate.yaml.
 """
 from __future__ import annotations
 
@@ -33,8 +35,6 @@ from sim.job_contract import AdaptJob
 
 _JOB = AdaptJob()
 DAY = 86400.0
-
-MODES = ("active", "shadow", "canary")
 
 
 def _empty(kind):
@@ -63,7 +63,7 @@ class RuntimeSettings(Strict):
                                "model's own names)")
     rate_hz: float = _f(100.0, "control rate of the command publisher", gt=0, le=10000)
     trigger: Literal["timer", "joint_states"] = _f("timer", "timer: tick at rate_hz; joint_states: tick on "
-                                                   "every accepted joint state")
+                                                   "every accepted joint state (lowest latency)")
     mode: Literal["active", "shadow", "canary"] = _f("active", "active | shadow | canary (changeable at run time)",
                                                       mutable=True)
     stale_timeout_s: float = _f(0.1, "no valid joint state for this long: hold the safe command, report ERROR",
@@ -72,8 +72,9 @@ class RuntimeSettings(Strict):
     max_abs_input: float = _f(1.0e6, "joint positions/velocities above this are refused", gt=0, le=1e12)
     burst_limit: Int = _f(10, "more joint states than this between two ticks counts a burst", ge=1, le=1_000_000)
     velocity_source: Literal["measured", "differentiate"] = _f(
-        "measured", "measured: JointState.velocity is required (positions-only messages are refused); "
-        "differentiate: velocities by differencing consecutive positions over their header stamps")
+        "measured", "measured: JointState.velocity is required (positions-only messages, as many drivers "
+        "publish, are refused: ERROR on /diagnostics names this setting); differentiate: velocities by "
+        "differencing consecutive positions over their header stamps")
     canary_window_s: float = _f(2.0, "mode canary: length of a window with authority", mutable=True, gt=0, le=DAY)
     canary_period_s: float = _f(10.0, "mode canary: one window per period", mutable=True, gt=0, le=DAY)
     canary_weight: float = _f(1.0, "mode canary: share of the command during a window", mutable=True, ge=0, le=1)
@@ -167,10 +168,11 @@ class AdaptSettings(Strict):
 class GateSettings(Strict):
     """The safety gate (safety.gate) in its child process."""
 
-    suite: Text = _f("", "regression suite YAML ('' : no gate, candidates are held; replay: the robot's "
-                     "shipped suite)")
-    archive_on_promotion: bool = _f(True, "node: append each promoted regime to a working copy of the suite "
-                                    "(<registry_path>/gate_suite.yaml) as an archive scenario")
+    suite: Text = _f("", "regression suite YAML, read only: the node's gate reads a copy under the registry ('' : no "
+                     "gate, candidates are held; replay: the robot's shipped suite)")
+    archive_on_promotion: bool = _f(True, "node: append each promoted regime to the working copy of the suite "
+                                    "(<registry_path>/gate_suite.yaml) as an archive scenario, so that no later "
+                                    "candidate may regress on it (gate.suite itself is never written to)")
     timeout_s: float = _f(900.0, "gate process wall-clock limit (INCONCLUSIVE after it)", gt=0, le=DAY)
     overrides: _Dict = _f({}, "merged into the suite YAML, e.g. {defaults: {seeds: 6}} (JSON text as a ROS "
                           "parameter)")
@@ -179,20 +181,25 @@ class GateSettings(Strict):
 class RosSettings(Strict):
     """The controller node's I/O (adapters.ros.controller_node); replay has none of it."""
 
-    joint_states_topic: Text = _f("joint_states", "sensor_msgs/JointState input (relative: in the node's "
-                                  "namespace)")
+    joint_states_topic: Text = _f("joint_states", "sensor_msgs/JointState input, e.g. from "
+                                  "joint_state_broadcaster (relative names resolve in the node's namespace; a "
+                                  "remap moves any topic)")
     commands_topic: Text = _f("forward_effort_controller/commands", "forward command controller input")
     incumbent_source: Literal["topic", "joint_state_effort"] = _f(
         "topic", "where the incumbent's command is observed (shadow/canary): topic (incumbent_topic) | "
         "joint_state_effort (JointState.effort of the actuated joints, a ros2_control incumbent; shadow only)")
     incumbent_topic: Text = _f("incumbent_controller/commands", "the existing controller's commands "
                                "(incumbent_source topic)")
-    reward_topic: Text = _f("", "std_msgs/Float64 live performance signal ('' = none)")
+    reward_topic: Text = _f("", "std_msgs/Float64 live performance signal ('' = none: no watch verdict)")
     autostart: bool = _f(False, "configure and activate on start-up (no lifecycle manager)")
     control_thread: bool = _f(False, "joint-state subscription and tick on a thread of their own (an rcl wait "
-                              "set, SCHED_FIFO realtime_priority); the executor keeps the rest")
-    realtime_priority: Int = _f(0, "SCHED_FIFO priority 1..99 for the node's threads (0: the normal "
-                                "scheduler); the sandbox and gate processes never inherit it", ge=0, le=99)
+                              "set, like ros2_control's update loop; SCHED_FIFO realtime_priority); the "
+                              "executor keeps the rest: lower latency, half the node's CPU "
+                              "(benchmarks/results/node_latency.md)")
+    realtime_priority: Int = _f(0, "SCHED_FIFO priority 1..99 for the node's threads, as ros2_control's "
+                                "thread_priority (0: the normal scheduler); needs CAP_SYS_NICE or `ulimit -r` "
+                                ">= the priority, refused: WARN on /diagnostics and runs on; the sandbox and "
+                                "gate processes never inherit it", ge=0, le=99)
     max_joint_states_per_tick: Int = _f(20, "control_thread: joint states taken per control period at most; the "
                                         "rest are dropped and counted", ge=1, le=100_000)
     diagnostics_rate_hz: float = _f(1.0, "/diagnostics and ~/comparison rate", gt=0, le=1000)
@@ -297,11 +304,11 @@ for _k in ("retry_backoff_s", "post_alarm_s", "shadow_s", "shadow_min_samples", 
 
 # ---------------------------------------------------------------------- the tree as flat names
 
-def _model_of(ann: Any) -> type[BaseModel] | None:
+def model_of(ann: Any) -> type[BaseModel] | None:
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     for a in typing.get_args(ann):
-        m = _model_of(a)
+        m = model_of(a)
         if m is not None:
             return m
     return None
@@ -313,7 +320,7 @@ def leaves(model: type[BaseModel] = Settings, prefix: str = "", exclude: tuple[s
         dotted = prefix + name
         if dotted in exclude:
             continue
-        sub = _model_of(f.annotation)
+        sub = model_of(f.annotation)
         if sub is not None and sub is not ReplayTopics:
             yield from leaves(sub, dotted + ".", exclude)
         else:
@@ -330,7 +337,7 @@ def field_info(name: str):
             return None
         if i == len(parts) - 1:
             return f
-        model = _model_of(f.annotation)
+        model = model_of(f.annotation)
     return None
 
 
@@ -373,7 +380,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict:
 
 def is_mapping_leaf(name: str) -> bool:
     f = field_info(name)
-    return f is not None and _model_of(f.annotation) in (None, ReplayTopics) and is_mapping(f)
+    return f is not None and model_of(f.annotation) in (None, ReplayTopics) and is_mapping(f)
 
 
 def renamed_error(names: list[str], known: Any = None) -> str | None:
@@ -437,7 +444,7 @@ def ros_value(f, v: Any) -> Any:
     return v
 
 
-__all__ = ["AdaptSettings", "GateSettings", "GuardSettings", "JOB_SETTINGS", "MODES", "MonitorSettings",
+__all__ = ["AdaptSettings", "GateSettings", "GuardSettings", "JOB_SETTINGS", "MonitorSettings",
            "OrchestratorSettings", "RENAMED", "ReplaySettings", "RosSettings", "RuntimeSettings", "Settings",
            "SettingsError", "field_info", "flatten", "from_parameters", "is_mapping", "is_mutable",
            "leaves", "nested", "renamed_error", "to_parameters", "validate"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from sim.atomicio import json_safe
 
@@ -92,5 +91,5 @@ class GateReport:
     version: int = REPORT_VERSION
 
     def to_dict(self) -> dict:
-        return json_safe(asdict(self))
+        return json_safe(asdict(self))   # the registry refuses NaN: non-finite -> None
 

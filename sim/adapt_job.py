@@ -33,7 +33,7 @@ import numpy as np
 from sim.drift_spec import DriftSpec
 from sim.evaluate import make_evaluator
 from sim.evolution import CONFIRM_EPISODES, ConfirmedTarget, EvolutionConfig, GenerationLog, evolve_srghn
-from sim.genome import Genome, load_genome, save_genome
+from sim.genome import Genome, load_genome
 from sim.job_contract import AdaptJob  # noqa: F401 (the job contract; re-exported)
 from sim.model_seed import model_seed
 from sim.plant_task import PlantTask, plant_policy_spec
@@ -103,7 +103,7 @@ def generate_telemetry(job: AdaptJob, champion: Genome):
     from sim.plants import make_plant
     from sim.policy import policy_act
     from sim.sysid import record
-    plant = make_plant(job.plant, seed=job.seed, drift=job.drift)
+    plant = make_plant(job.robot, seed=job.seed, drift=job.drift)
     weights = genome_policy_weights(champion)[None]
     spec = champion.policy_spec
     return record(plant, lambda obs: policy_act(spec, weights, obs[None])[0], job.telemetry_ticks,
@@ -120,8 +120,8 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     if not seeds:
         raise ValueError("job: at least one seed genome (the champion) is required")
     champion = seeds[0]
-    if champion.policy_spec != plant_policy_spec(job.plant, champion.policy_spec.hidden):
-        raise ValueError(f"seed genome's policy {champion.policy_spec} does not drive plant {job.plant!r}")
+    if champion.policy_spec != plant_policy_spec(job.robot, champion.policy_spec.hidden):
+        raise ValueError(f"seed genome's policy {champion.policy_spec} does not drive plant {job.robot!r}")
     true_drift = DriftSpec.parse(job.drift) if job.drift is not None else None
 
     if telemetry is None:
@@ -129,20 +129,20 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
             raise ValueError("job: without a telemetry window, job.drift (the simulated robot's drift) is required")
         telemetry = generate_telemetry(job, champion)
     say("sysid", {"ticks": telemetry.ticks})
-    sysid = identify(make_plant(job.plant), telemetry, max_seconds=job.sysid_budget_s,
+    sysid = identify(make_plant(job.robot), telemetry, max_seconds=job.sysid_budget_s,
                      max_evals=job.sysid_max_evals, seed=job.seed)
     say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s})
 
     specs = randomised_specs(sysid, job.randomize, job.seed)
-    start = {"start_cart_range": 0.6} if job.plant == "cartpole" else {}   # off-centre starts too
-    task = PlantTask(job.plant, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
+    start = {"start_cart_range": 0.6} if job.robot == "cartpole" else {}   # off-centre starts too
+    task = PlantTask(job.robot, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
                      **start)
     model_cfg = SRGHNConfig(**(champion.model or {}))
-    nominal_return = mean_return(job.plant, champion, DriftSpec(), job.horizon, job.seed)
+    nominal_return = mean_return(job.robot, champion, DriftSpec(), job.horizon, job.seed)
     target = job.target_fraction * nominal_return
     evaluations = 0
 
-    confirm = confirmation(job.plant, specs, job.horizon, champion, model_cfg.to_dict())
+    confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict())
     stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed)
 
     def should_stop(log: GenerationLog, elite: np.ndarray) -> bool:
@@ -159,14 +159,14 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         return job.max_evaluations is not None and evaluations >= job.max_evaluations
 
     pool = [g for g in seeds if g.kind == "srghn" and g.vector.size == champion.vector.size]
-    seeded = model_seed(champion, job.plant, sysid.estimate) if job.model_seed and pool else None
+    seeded = model_seed(champion, job.robot, sysid.estimate) if job.model_seed and pool else None
     if seeded is not None:
         pool.insert(1, seeded)
         say("model seed", {"source": seeded.fitness["source"]})
     initial = np.stack([g.vector for g in pool])
     roots = ["champion"] + (["model seed"] if seeded is not None else []) + \
         [f"ancestor {g.id}" for g in pool[1 + (seeded is not None):]]
-    labels = {"robot": job.robot, "job_id": job.job_id, "seed": job.seed}
+    labels = {"requester": job.requester, "job_id": job.job_id, "seed": job.seed}
     with make_evaluator(task, workers=job.workers, backend=job.backend, address=job.ray_address,
                         metadata={k: v for k, v in labels.items() if v != ""}) as evaluator:
         res = evolve_srghn(task, evaluator, job.max_generations, job.seed,
@@ -183,17 +183,17 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     judge = true_drift if true_drift is not None else sysid.estimate
     result = {
         "status": "ok",
-        "plant": job.plant,
+        "robot": job.robot,
         "drift": true_drift.as_dict() if true_drift is not None else None,
         "sysid": {**sysid.to_dict(), "error": _sysid_error(sysid.params, true_drift)},
         "candidate_id": candidate.id,
         "parent_id": champion.id,
         "model_seed": None if seeded is None else {
             "source": seeded.fitness["source"],
-            "return": mean_return(job.plant, seeded, judge, job.horizon, job.seed + 1),
+            "return": mean_return(job.robot, seeded, judge, job.horizon, job.seed + 1),
             "is_candidate": bool(np.array_equal(seeded.vector, res.champion))},
-        "return_before": mean_return(job.plant, champion, judge, job.horizon, job.seed + 1),
-        "return_after": mean_return(job.plant, candidate, judge, job.horizon, job.seed + 1),
+        "return_before": mean_return(job.robot, champion, judge, job.horizon, job.seed + 1),
+        "return_after": mean_return(job.robot, candidate, judge, job.horizon, job.seed + 1),
         "nominal_return": nominal_return,
         "judged_on": "true drift" if true_drift is not None else "sysid estimate",
         "generations": [{"gen": g.gen, "best": g.best, "mean": g.mean, "rate_mean": g.rate_mean}

@@ -56,21 +56,7 @@ class FilteredController:
 
 def walker_squat(plant: Plant, depth: float = 0.05, period: float = 3.0, r_scale: float = 10.0):
     """The plant's `WalkerSquat` with LQR gains computed for control weight R = r_scale I."""
-    from dm_control.suite import walker as suite_walker
-    from sim.plants.cartpole import lqr_gain
-    from sim.plants.walker import WalkerSquat, linearize, stance_equilibrium
-
-    model = suite_walker.Physics.from_xml_string(*suite_walker.get_model_and_assets()).model.ptr
-    qpos0, ctrl0 = stance_equilibrium(model, plant.crouch)
-    A, B = linearize(model, qpos0, ctrl0, plant.n_sub_steps)
-    Q = np.diag([100.0, 1e-3, 100.0] + [1.0] * 6 + [0.1] * 9)      # as the plant's controller
-    K = lqr_gain(A, B, Q, r_scale * np.eye(model.nu))
-    K[:, 1] = 0.0                                                    # root x is not observed
-    grid = np.linspace(0.0, 1.2, 13)
-    eq = [stance_equilibrium(model, s) for s in grid]
-    return WalkerSquat(K=K, qpos0=qpos0, grid=grid, grid_rootz=np.array([q[0] for q, _ in eq]),
-                       grid_ctrl=np.array([c for _, c in eq]), dt=plant.control_dt,
-                       s0=plant.crouch, depth=depth, period=period)
+    return plant.nominal_controller(depth, period, r_scale=r_scale)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def make_evaluator(task, workers: int = 1, backend: str = "local", address: str 
                    metadata: dict | None = None):
     """An evaluator on the chosen backend: "local" worker processes, or "ray" (the cluster at
     `address` or ``RAY_ADDRESS``, else a local Ray with `num_cpus=workers`; `metadata` such as the
-    robot and seed labels its Ray job and tasks). Rows are evaluated independently, so a seed gives
+    requester and seed labels its Ray job and tasks). Rows are evaluated independently, so a seed gives
     the same result on either backend however the batch is cut."""
     if backend == "local":
         return Evaluator(task, workers)

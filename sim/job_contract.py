@@ -19,14 +19,20 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sim.atomicio import atomic_write_json
+from sim.atomicio import atomic_write_json, dataclass_from_mapping
+
+
+# Old job.json keys -> their new names: refused with the new name, never aliased (our own code writes
+# job files). The old `robot` (the requester's label) cannot be told apart from the new `robot`; an old
+# file always carries `plant` too, so it is refused on that key first.
+RENAMED_KEYS = {"plant": "robot"}
 
 
 @dataclass(frozen=True)
 class AdaptJob:
     """job.json: what to adapt, with which budgets and seeds. Unknown keys are refused."""
 
-    plant: str = "cartpole"              # the robot: a built-in name or a robot profile path
+    robot: str = "cartpole"              # the robot: a built-in name or a robot profile path (settings' `robot`)
     drift: dict | None = None            # the true drift (simulated robot) / the policy sandbox's target; None
                                          # when telemetry is real
     seed: int = 0
@@ -42,7 +48,7 @@ class AdaptJob:
     workers: int = 1
     backend: str = "local"               # local | ray
     ray_address: str | None = None       # None or "": RAY_ADDRESS, else a head the sandbox's parent starts
-    robot: str = ""                      # who asked (the node's name): labels the Ray job and tasks
+    requester: str = ""                  # who asked (the node's name): labels the Ray job and tasks
     job_id: str = ""
     sysid_budget_s: float = 20.0
     sysid_max_evals: int = 1500          # with budgets in counts (not seconds) a seed fixes the result
@@ -52,14 +58,15 @@ class AdaptJob:
 
     def __post_init__(self) -> None:
         from sim.plants import PLANTS
-        if self.plant not in PLANTS and not str(self.plant).endswith((".yaml", ".yml")):
-            raise ValueError(f"job.plant: unknown plant {self.plant!r}; known: {sorted(PLANTS)} or a robot profile")
+        if self.robot not in PLANTS and not str(self.robot).endswith((".yaml", ".yml")):
+            raise ValueError(f"job.robot: unknown robot {self.robot!r}; known: {sorted(PLANTS)} or a robot profile "
+                             f"(the requesting node's name is job.requester)")
         if self.ray_address == "":
             object.__setattr__(self, "ray_address", None)
         if self.drift is not None:
             from sim.drift_spec import DriftSpec
             from sim.plants import make_plant
-            make_plant(self.plant).apply_drift(DriftSpec.parse(self.drift))   # names checked against the model
+            make_plant(self.robot).apply_drift(DriftSpec.parse(self.drift))   # names checked against the model
         for name in ("budget_s", "sysid_budget_s", "target_fraction"):
             v = float(getattr(self, name))
             if not (v > 0 and v < float("inf")):
@@ -73,22 +80,18 @@ class AdaptJob:
             raise ValueError(f"job.backend: must be 'local' or 'ray', got {self.backend!r}")
         if self.ray_address is not None and not isinstance(self.ray_address, str):
             raise ValueError(f"job.ray_address: must be a string or null, got {self.ray_address!r}")
-        for name in ("robot", "job_id"):
+        for name in ("requester", "job_id"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"job.{name}: must be a string, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdaptJob":
-        if not isinstance(d, dict):
-            raise ValueError("job.json: expected a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - {"seed_genomes"})
-        if unknown:
-            raise ValueError(f"job.json: unknown keys {unknown}; known: {sorted(known)}")
-        try:
-            return cls(**{k: v for k, v in d.items() if k in known})
-        except TypeError as e:
-            raise ValueError(f"job.json: {e}") from e
+        """job.json's contents (`seed_genomes` is the job directory's, not the contract's)."""
+        if isinstance(d, Mapping):
+            for old, new in RENAMED_KEYS.items():
+                if old in d:
+                    raise ValueError(f"job.json: key {old!r} was renamed: use {new!r}")
+        return dataclass_from_mapping(cls, d, what="job.json", ignore=("seed_genomes",))
 
     def to_dict(self) -> dict:
         return asdict(self)

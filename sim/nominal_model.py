@@ -207,20 +207,6 @@ class NominalPredictor:
         for d, x in zip((self._d1, self._dk), states):
             mujoco.mj_setState(self.model, d, x, spec)
 
-    # -- conveniences -----------------------------------------------------------------------------
-    @property
-    def state_dim(self) -> int:
-        return self.dim
-
-    def residual_labels(self) -> list[str]:
-        """Names of the residual components (qpos kept, then qvel), for reports."""
-        jn = {int(self.model.jnt_qposadr[i]): self.model.joint(i).name
-              for i in range(self.model.njnt)}
-        jv = {int(self.model.jnt_dofadr[i]): self.model.joint(i).name
-              for i in range(self.model.njnt)}
-        return [f"q:{jn.get(int(j), j)}" for j in self._keep] + \
-            [f"v:{jv.get(i, i)}" for i in range(self._nv)]
-
 
 def make_predictor(plant: str, config=None, drift=None) -> NominalPredictor:
     """A predictor configured from a `MonitorConfig`'s ``nominal_model`` section (or defaults)."""

@@ -28,9 +28,9 @@ def run_policy_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     t0 = time.monotonic()
     parent = seeds[0]
     drift = DriftSpec.parse(job.drift)
-    task = PlantTask(job.plant, drifts=(drift,), horizon=job.horizon, episodes=1, hidden=parent.policy_spec.hidden)
+    task = PlantTask(job.robot, drifts=(drift,), horizon=job.horizon, episodes=1, hidden=parent.policy_spec.hidden)
     if task.policy != parent.policy_spec:
-        raise ValueError(f"seed genome's policy {parent.policy_spec} does not drive plant {job.plant!r} "
+        raise ValueError(f"seed genome's policy {parent.policy_spec} does not drive plant {job.robot!r} "
                          f"({task.policy})")
     rng = np.random.default_rng(job.seed)
     x0 = parent.vector.astype(np.float64)
@@ -53,8 +53,8 @@ def run_policy_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
             progress("evolve", generations[-1])
     cand = Genome(vector=best_x.astype(np.float32), policy_spec=task.policy, kind="policy",
                   parent_id=parent.id, generation=parent.generation + 1, drift_hash=drift.hash,
-                  fitness={"score": best_f, "plant": job.plant, "method": "cmaes"})
-    result = {"status": "ok", "plant": job.plant, "drift": drift.as_dict(), "sysid": None,
+                  fitness={"score": best_f, "plant": job.robot, "method": "cmaes"})
+    result = {"status": "ok", "robot": job.robot, "drift": drift.as_dict(), "sysid": None,
               "candidate_id": cand.id, "parent_id": parent.id, "return_before": before, "return_after": best_f,
               "generations": generations, "method": "cmaes", "wall_s": time.monotonic() - t0, "job": job.to_dict()}
     return result, cand

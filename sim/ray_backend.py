@@ -12,8 +12,8 @@ first batches, each task returning its own compute time. Every row is evaluated 
 others (sim.evaluate's contract), so fitness is the same whatever the cut: the same seed gives the
 same fitness vector on Ray, on local workers, and on any worker count.
 
-Many robots, one cluster: the driver joins with job metadata (robot, job id, seed), each task is
-named ``driftgate/<robot>/seed<seed>/gen<g>/chunk<i>``; the task object travels once per evaluator
+Many robots, one cluster: the driver joins with job metadata (requester, job id, seed), each task is
+named ``driftgate/<requester>/seed<seed>/gen<g>/chunk<i>``; the task object travels once per evaluator
 (`ray.put`), not once per chunk. A worker that dies mid-task is retried (`MAX_RETRIES`, the result
 is the same: tasks are pure); past that the generation fails with a one-line error. A driver that
 dies (a job cancelled by its node: the sandbox's process group is killed) has its tasks cancelled
@@ -95,7 +95,7 @@ class RayEvaluator:
             self._connect(connect_timeout_s, init_timeout_s)
         self._remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_evaluate_chunk)
         self._task_ref = ray.put(task)
-        name = ["driftgate", self.metadata.get("robot", "").strip("/")]
+        name = ["driftgate", self.metadata.get("requester", "").strip("/")]
         if "seed" in self.metadata:
             name.append(f"seed{self.metadata['seed']}")
         self._name = "/".join(p for p in name if p)

@@ -132,7 +132,7 @@ def _read_telemetry(path: Path, job):
                         breaks=None if breaks is None else breaks.astype(np.int64).reshape(-1))
     except (TypeError, ValueError) as e:
         raise ValueError(f"telemetry.npz: bad array types ({e})") from None
-    tel.validate(make_plant(job.plant), DEFAULT_HORIZON.get(job.plant, 10))
+    tel.validate(make_plant(job.robot), DEFAULT_HORIZON.get(job.robot, 10))
     return tel
 
 

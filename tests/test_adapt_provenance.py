@@ -94,7 +94,7 @@ def test_a_winning_child_reports_its_chain_back_to_a_root():
 # -- the job: result.json and the failed target ----------------------------------------------------
 
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
-SMALL = dict(plant="cartpole", drift=DRIFT, budget_s=1e6, max_generations=2, horizon=40, sysid_budget_s=1e6,
+SMALL = dict(robot="cartpole", drift=DRIFT, budget_s=1e6, max_generations=2, horizon=40, sysid_budget_s=1e6,
              sysid_max_evals=60, telemetry_ticks=150, randomize=1, population=4, children=1)
 
 

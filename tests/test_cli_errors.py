@@ -63,7 +63,7 @@ def test_an_adaptation_where_nothing_scores_reports_failed(monkeypatch):
     """A drifted robot on which neither policy scores (returns 0 -> 0) is a failed job, not `ok`."""
     champion = train_nominal("cartpole", generations=1, horizon=30)
     monkeypatch.setattr(adapt_job, "mean_return", lambda *a, **k: 0.0)
-    job = AdaptJob(plant="cartpole", drift={"mass_scale": {"pole_1": 3.0}}, budget_s=60, max_generations=1,
+    job = AdaptJob(robot="cartpole", drift={"mass_scale": {"pole_1": 3.0}}, budget_s=60, max_generations=1,
                    horizon=30, sysid_budget_s=2, sysid_max_evals=20, telemetry_ticks=100, randomize=0,
                    population=2, children=1, model_seed=False)
     result, _ = run_job(job, [champion])

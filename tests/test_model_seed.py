@@ -177,7 +177,7 @@ def test_adaptation_job_puts_the_seed_in_the_population(champion):
     """run_job with one generation: with the seed in the population the candidate (whichever genome
     wins: the seed or one of its children) balances the drifted robot; without it the champion's
     neighbourhood does not."""
-    small = dict(plant="cartpole", drift=DRIFT, budget_s=60, max_generations=1, horizon=100, sysid_budget_s=60,
+    small = dict(robot="cartpole", drift=DRIFT, budget_s=60, max_generations=1, horizon=100, sysid_budget_s=60,
                  sysid_max_evals=300, telemetry_ticks=300, randomize=0, population=4, children=1)
     seeded, _ = run_job(AdaptJob(**small), [champion])
     plain, _ = run_job(AdaptJob(**small, model_seed=False), [champion])

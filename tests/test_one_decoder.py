@@ -54,7 +54,7 @@ def tick_policy(tmp_path, genome) -> CompiledPolicy:
         guard = GuardConfig.from_names(JOINTS, {"slider": [-1.5, 1.5]}, max_divergence=0.5)
         rt = ControllerRuntime(RuntimeConfig(joint_names=JOINTS, act_dim=1, act_low=(-1.0,), act_high=(1.0,),
                                              guard=guard), make_observation_map("cartpole"), clock=lambda: 0.0)
-        orch = Orchestrator(OrchestratorConfig(plant="cartpole", job_root=tmp_path / "jobs"), reg, rt, None, None,
+        orch = Orchestrator(OrchestratorConfig(robot="cartpole", job_root=tmp_path / "jobs"), reg, rt, None, None,
                             clock=lambda: 0.0)
         assert orch.refresh_champion()
     policy = rt.slot.champion

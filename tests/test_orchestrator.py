@@ -77,13 +77,13 @@ class Rig:
         self.registry = Registry(self.root, actor="test-orchestrator")
         guard = GuardConfig.from_names(JOINTS, {"slider": [-1.5, 1.5]}, max_divergence=0.5)
         self.rt = ControllerRuntime(RuntimeConfig(joint_names=JOINTS, act_dim=1, act_low=(-1.0,), act_high=(1.0,),
-                                                  guard=guard, stale_after_s=0.5),
+                                                  guard=guard, stale_timeout_s=0.5),
                                     make_observation_map("cartpole"), clock=self.clock)
         self.events = []
         defaults = dict(post_alarm_s=0.0, shadow_s=2.0, shadow_min_samples=50, shadow_timeout_s=10.0, canary_weights=(0.25, 1.0),
                         canary_step_s=1.0, watch_s=3.0, watch_min_samples=50, retry_backoff_s=5.0, refresh_s=0.5)
         defaults.update(cfg)
-        self.orch = Orchestrator(OrchestratorConfig(plant="cartpole", job_root=tmp_path / "jobs", **defaults),
+        self.orch = Orchestrator(OrchestratorConfig(robot="cartpole", job_root=tmp_path / "jobs", **defaults),
                                  self.registry, self.rt, runner, gate, emit=self.events.append, clock=self.clock)
         self.k = 0
 
@@ -141,7 +141,7 @@ def test_full_lifecycle_drift_to_promotion_and_a_clean_watch(tmp_path):
     assert rig.orch.phase in (Phase.ADAPTING, Phase.GATING, Phase.SHADOW)
     job = runner.jobs[0]
     spec = json.loads((job.job_dir / "job.json").read_text())
-    assert spec["plant"] == "cartpole" and spec["seed_genomes"] == [
+    assert spec["robot"] == "cartpole" and spec["seed_genomes"] == [
         {"file": f"seeds/{rig.champion_id}.safetensors", "id": rig.champion_id}]
     assert (job.job_dir / spec["seed_genomes"][0]["file"]).is_file()
     rig.run(0.5)
@@ -442,5 +442,5 @@ def test_sandbox_job_directory_is_accepted_by_sim_sandbox(tmp_path):
     job.job_dir.mkdir()
     write_sandbox_job(job)
     parsed, seeds, tel = sandbox.read_job(job.job_dir)
-    assert parsed.plant == "cartpole" and parsed.max_generations == 5 and parsed.budget_s == 30.0
+    assert parsed.robot == "cartpole" and parsed.max_generations == 5 and parsed.budget_s == 30.0
     assert [g.id for g in seeds] == [champ.id] and tel.ticks == 119 and tel.breaks.tolist() == [9]

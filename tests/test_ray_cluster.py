@@ -164,7 +164,7 @@ def test_node_job_on_the_cluster_gives_the_local_candidate_even_when_a_worker_di
     # target_fraction 1e6: every generation runs (a worker can be killed mid-run), the target is
     # missed, so each job is a failed job (no candidate for the gate) whose result.json still says
     # which individual won: the two must agree
-    local = SandboxRunner(robot="/robot_a")
+    local = SandboxRunner(requester="/robot_a")
     local_job = _job(tmp_path, "local")
     local.start(local_job)
     expected = _wait(local)
@@ -173,7 +173,7 @@ def test_node_job_on_the_cluster_gives_the_local_candidate_even_when_a_worker_di
 
     # 1792 MB: a Ray driver with torch maps ~2.4 GB here (the cluster's object store among it) but
     # holds ~0.75 GB of private memory; the limit is on the latter (RLIMIT_DATA), not on address space
-    remote = SandboxRunner(robot="/robot_a", memory_mb=1792)
+    remote = SandboxRunner(requester="/robot_a", memory_mb=1792)
     job = _job(tmp_path, "ray", backend="ray", ray_address=cluster.address)
     remote.start(job)
     killed = []
@@ -193,8 +193,8 @@ def test_node_job_on_the_cluster_gives_the_local_candidate_even_when_a_worker_di
     assert got_result["winner"] == expected_result["winner"]
     assert got_result["evaluation"]["ray_address"] == cluster.address
     spec = json.loads((job.job_dir / "job.json").read_text())
-    assert spec["robot"] == "/robot_a" and spec["seed"] == 3 and spec["backend"] == "ray"
-    assert "robot_a/seed3/gen" in killed[0]                # the task carried the robot and seed
+    assert spec["requester"] == "/robot_a" and spec["robot"] == "cartpole" and spec["seed"] == 3 and spec["backend"] == "ray"
+    assert "robot_a/seed3/gen" in killed[0]                # the task carried the requester and seed
 
 
 def test_a_cancelled_job_frees_its_ray_tasks(tmp_path, cluster, monkeypatch):
@@ -203,7 +203,7 @@ def test_a_cancelled_job_frees_its_ray_tasks(tmp_path, cluster, monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     enable_token_auth()
     monkeypatch.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))   # undone after
-    runner = SandboxRunner(robot="/robot_b")
+    runner = SandboxRunner(requester="/robot_b")
     job = _job(tmp_path, "long", max_generations=100000, horizon=300, randomize=2, backend="ray",
                ray_address=cluster.address)
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
@@ -215,8 +215,8 @@ def test_a_cancelled_job_frees_its_ray_tasks(tmp_path, cluster, monkeypatch):
             assert time.monotonic() - t0 < 180, "no task of the job ever ran"
             time.sleep(0.05)
         live = _cluster_jobs()
-        assert {"robot": "/robot_b", "job_id": "long", "seed": "3"}.items() <= \
-            next(m for m, dead in live if m.get("robot") == "/robot_b" and not dead).items()
+        assert {"requester": "/robot_b", "job_id": "long", "seed": "3"}.items() <= \
+            next(m for m, dead in live if m.get("requester") == "/robot_b" and not dead).items()
         runner.cancel()
         t0 = time.monotonic()
         free = 0
@@ -225,7 +225,7 @@ def test_a_cancelled_job_frees_its_ray_tasks(tmp_path, cluster, monkeypatch):
             free = free + 1 if ray.available_resources().get("CPU", 0) >= 2 and not _chunk_workers(cluster) else 0
             time.sleep(0.2)
         assert not [c for _, c in _processes().values() if str(job.job_dir) in c]   # no sandbox left
-        assert all(dead for m, dead in _cluster_jobs() if m.get("robot") == "/robot_b")
+        assert all(dead for m, dead in _cluster_jobs() if m.get("requester") == "/robot_b")
     finally:
         runner.cancel()
         ray.shutdown()

@@ -100,7 +100,7 @@ def test_clock_reset_is_accepted_after_a_run_of_backwards_stamps():
 
 
 def test_stale_input_holds_the_safe_command_and_bursts_are_counted():
-    rt = make_runtime(stale_after_s=0.1, safe_command=(0.0,), burst_limit=3)
+    rt = make_runtime(stale_timeout_s=0.1, safe_command=(0.0,), burst_limit=3)
     rt.install(champion=constant(0.7))
     assert rt.tick(now=0.0).status == "waiting"
     assert rt.tick(now=0.0).command.tolist() == [0.0]
@@ -125,7 +125,7 @@ stamp_st = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(), 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(stamp_st, names_st, vec_st, vec_st), min_size=1, max_size=12))
 def test_bad_joint_states_never_raise_and_are_counted(messages):
-    rt = make_runtime(stale_after_s=10.0)
+    rt = make_runtime(stale_timeout_s=10.0)
     rt.install(champion=constant(0.2))
     for i, (stamp, names, pos, vel) in enumerate(messages):
         ok = rt.ingest(stamp, names, pos, vel, now=float(i))
@@ -165,7 +165,7 @@ def test_hot_swap_lands_between_ticks_never_inside_one():
 
 
 def test_concurrent_swaps_never_mix_policies():
-    rt = make_runtime(stale_after_s=1e9)
+    rt = make_runtime(stale_timeout_s=1e9)
     a, b = constant(0.25, "A"), constant(-0.25, "B")
     rt.install(champion=a)
     stop = threading.Event()
@@ -191,7 +191,7 @@ def test_concurrent_swaps_never_mix_policies():
 
 
 def test_canary_blends_and_a_guard_hands_back_in_the_same_tick():
-    rt = make_runtime(stale_after_s=1e9)
+    rt = make_runtime(stale_timeout_s=1e9)
     rt.install(champion=constant(0.2, "champ"), candidate=constant(0.5, "cand"), canary=Canary(0.5))
     feed(rt, 1.0)
     out = rt.tick(now=1.0)
@@ -218,7 +218,7 @@ def test_canary_time_slices():
 
 
 def test_shadow_authority_publishes_nothing_and_compares_with_the_incumbent():
-    rt = make_runtime(stale_after_s=1e9)
+    rt = make_runtime(stale_timeout_s=1e9)
     rt.install(authority=Authority.NONE, champion=constant(0.2))
     feed(rt, 1.0)
     rt.ingest_incumbent([0.5], now=1.0)
@@ -232,7 +232,7 @@ def test_shadow_authority_publishes_nothing_and_compares_with_the_incumbent():
 
 def test_incumbent_canary_relays_blends_and_hands_back():
     guard = GuardConfig.from_names(JOINTS, {}, max_divergence=0.5, incumbent_timeout_s=0.2)
-    rt = make_runtime(stale_after_s=1e9, guard=guard)
+    rt = make_runtime(stale_timeout_s=1e9, guard=guard)
     rt.install(authority=Authority.INCUMBENT, champion=constant(0.4))
     feed(rt, 1.0)
     rt.ingest_incumbent([0.2], now=1.0)
@@ -250,7 +250,7 @@ def test_incumbent_canary_goes_through_the_same_guards():
     """Next to an incumbent the champion is the challenger: handed back in the same tick when it
     diverges from the incumbent or a joint leaves its bounds. A rescue mark does not apply there
     (it is for a candidate replacing a failing champion)."""
-    rt = make_runtime(stale_after_s=1e9)                   # slider in [-1.5, 1.5], max_divergence 0.5
+    rt = make_runtime(stale_timeout_s=1e9)                   # slider in [-1.5, 1.5], max_divergence 0.5
     rt.install(authority=Authority.INCUMBENT, champion=constant(0.9, "champ"),
                canary=Canary(1.0, rescue=True, grace_s=100.0))
     feed(rt, 1.0)
@@ -282,7 +282,7 @@ class FakeMonitor:
 
 
 def test_drift_monitor_is_updated_once_per_joint_state_and_events_are_queued():
-    rt = make_runtime(stale_after_s=1e9)
+    rt = make_runtime(stale_timeout_s=1e9)
     rt.monitor = FakeMonitor()
     rt.install(champion=constant(0.2))
     rt.ingest_reward(0.9)
@@ -301,7 +301,7 @@ def test_drift_monitor_is_updated_once_per_joint_state_and_events_are_queued():
 def test_a_deferred_monitor_update_runs_in_finish_tick_with_the_same_data():
     """The node publishes between tick(defer_monitor=True) and finish_tick(): the command does not
     wait for the drift monitor, and the monitor sees exactly what a plain tick would have given it."""
-    plain, deferred = make_runtime(stale_after_s=1e9), make_runtime(stale_after_s=1e9)
+    plain, deferred = make_runtime(stale_timeout_s=1e9), make_runtime(stale_timeout_s=1e9)
     for rt in (plain, deferred):
         rt.monitor = FakeMonitor()
         rt.install(champion=constant(0.2))

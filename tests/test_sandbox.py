@@ -11,7 +11,7 @@ from sim.sandbox import SandboxLimits, read_job, run_sandbox, write_job
 from sim.sysid import Telemetry
 
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
-SMALL = dict(plant="cartpole", drift=DRIFT, budget_s=20, max_generations=2, horizon=40, sysid_budget_s=3,
+SMALL = dict(robot="cartpole", drift=DRIFT, budget_s=20, max_generations=2, horizon=40, sysid_budget_s=3,
              telemetry_ticks=150, randomize=1, population=4, children=1)
 
 
@@ -25,10 +25,10 @@ def test_job_runs_in_a_child_and_reports_through_the_directory(tmp_path, champio
     outcome = run_sandbox(job_dir, SandboxLimits(wall_s=240))
     assert outcome.status == "ok", (outcome.reason, (job_dir / "sandbox.log").read_text()[-2000:])
     r = outcome.result
-    for key in ("plant", "drift", "sysid", "candidate_id", "parent_id", "return_before", "return_after",
+    for key in ("robot", "drift", "sysid", "candidate_id", "parent_id", "return_before", "return_after",
                 "nominal_return", "wall_s", "status"):
         assert key in r
-    assert r["parent_id"] == champion.id and r["plant"] == "cartpole" and r["drift"] == DRIFT
+    assert r["parent_id"] == champion.id and r["robot"] == "cartpole" and r["drift"] == DRIFT
     assert r["rclpy_imported"] is False
     assert set(r["sysid"]["error"]) == set(r["sysid"]["params"])
     candidate = load_genome(outcome.candidate_path, expected_id=r["candidate_id"])
@@ -48,10 +48,11 @@ def test_same_seed_same_candidate_on_one_or_two_workers(champion):
 
 
 @pytest.mark.parametrize("edit,field", [
-    (lambda d: d.pop("plant") and d.update(plant="hexapod"), "job.plant"),
+    (lambda d: d.update(robot="hexapod"), "job.robot: unknown robot 'hexapod'"),
+    (lambda d: d.update(plant=d.pop("robot")), "job.json: key 'plant' was renamed: use 'robot'"),
     (lambda d: d.update(drift={"mass_scale": {"no_such_body": 2.0}}), "no_such_body"),
     (lambda d: d.update(horizon=-5), "job.horizon"),
-    (lambda d: d.update(colour="blue"), "unknown keys"),
+    (lambda d: d.update(colour="blue"), "job.json: unknown key(s) ['colour']"),
     (lambda d: d["seed_genomes"][0].update(id="0" * 32), "seed_genomes[0]"),
     (lambda d: d.update(seed_genomes=[]), "seed_genomes"),
 ])

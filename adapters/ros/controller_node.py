@@ -72,7 +72,7 @@ from adapters.ros.node_status import NodeStatus
 from controller import settings as tree
 from adapters.latency import LatencyHistogram
 from controller.orchestrator import Orchestrator
-from controller.params import MODES, ParameterError, allowed, check_value, declare_checked  # noqa: F401 (MODES: re-exported)
+from controller.params import ParameterError, allowed, check_value, declare_checked
 from adapters.realtime import Scheduling
 from controller.runtime import Authority, Canary, ControllerRuntime
 
@@ -158,7 +158,7 @@ class ControllerNode(NodeStatus, LifecycleNode):
                 return SetParametersResult(successful=False, reason=why)
         changed = {prm.name: prm.value for prm in params}
         if "adapt.enabled" in changed and self.orchestrator is not None:
-            self.orchestrator.config = _replace(self.orchestrator.config, adapt=bool(changed["adapt.enabled"]))
+            self.orchestrator.config = _replace(self.orchestrator.config, adapt_enabled=bool(changed["adapt.enabled"]))
         if self.runtime is not None and changed.keys() & set(AUTHORITY_PARAMETERS):
             old = self._mode_applied
             self._apply_authority(changed)      # the values are valid; rclpy stores them after we return

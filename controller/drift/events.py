@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -31,22 +30,6 @@ class TelemetryWindow:
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
-
-    def save_npz(self, path: str | Path) -> Path:
-        """Write the window as an .npz file (the sandbox job's telemetry format)."""
-        path = Path(path)
-        np.savez(path, t=self.t, obs=self.obs, action=self.action, reward=self.reward,
-                 segment=self.segment)
-        return path
-
-    @classmethod
-    def load_npz(cls, path: str | Path) -> "TelemetryWindow":
-        with np.load(Path(path)) as z:
-            reward = z["reward"] if "reward" in z else np.full(len(z["t"]), np.nan)
-            segment = z["segment"] if "segment" in z else np.zeros(len(z["t"]), dtype=np.int64)
-            return cls(np.asarray(z["t"], float), np.asarray(z["obs"], float),
-                       np.asarray(z["action"], float), np.asarray(reward, float),
-                       np.asarray(segment, np.int64))
 
 
 class TelemetryRing:

@@ -120,11 +120,6 @@ class ChannelNormalizer:
         s /= self.dim
         return s if s == s else self.clip2
 
-    def zscores(self, r: np.ndarray) -> np.ndarray:
-        """Per-component normalised residual (for reporting which components moved)."""
-        d = r - self.mean
-        return d * self.scale if self.whiten == "diag" else self.scale @ d
-
 
 class ReportingFeatures:
     """Signals reported with every alarm and in /diagnostics, never fed to detectors as alarms:

@@ -157,13 +157,14 @@ class Walker(Plant):
     def hard_limits(self) -> HardLimits:
         return HARD_LIMITS
 
-    def nominal_controller(self, depth: float = 0.3, period: float = 3.0) -> WalkerSquat:
-        """LQR squat designed on the nominal model (whatever drift this plant carries now)."""
+    def nominal_controller(self, depth: float = 0.3, period: float = 3.0, r_scale: float = 1.0) -> WalkerSquat:
+        """LQR squat designed on the nominal model (whatever drift this plant carries now), with
+        control weight R = r_scale I."""
         model = suite_walker.Physics.from_xml_string(*suite_walker.get_model_and_assets()).model.ptr
         qpos0, ctrl0 = stance_equilibrium(model, self.crouch)
         A, B = linearize(model, qpos0, ctrl0, self.n_sub_steps)
         Q = np.diag([100.0, 1e-3, 100.0] + [1.0] * 6 + [0.1] * 9)
-        K = lqr_gain(A, B, Q, np.eye(model.nu))
+        K = lqr_gain(A, B, Q, r_scale * np.eye(model.nu))
         K[:, 1] = 0.0  # root x is not observed
         grid = np.linspace(0.0, 1.2, 13)
         eq = [stance_equilibrium(model, s) for s in grid]
