@@ -54,7 +54,7 @@ def dump(
     settings = _values(values, ros) if values is not None else Settings()
     if robot is not None:
         try:
-            from controller.observation import plant_info
+            from sim.observation import plant_info
             plant = resolve_robot(robot)
             joints = plant_info(plant)["joint_names"]
         except ValueError as e:

@@ -278,7 +278,7 @@ def test_settings_dump_prints_each_key_under_its_description():
     doc = yaml.safe_load(r.stdout)
     assert set(doc) == {"adapt"} and doc["adapt"] == Settings().adapt.model_dump()
     r = CliRunner().invoke(app, ["settings", "dump", "--section", "runtime", "--robot", "walker"])
-    from controller.observation import plant_info
+    from sim.observation import plant_info
     assert yaml.safe_load(r.stdout)["runtime"]["joint_names"] == list(plant_info("walker")["joint_names"])
 
 
