@@ -16,7 +16,7 @@ Checked per rollout:
 * ``max_jerk``        RMS second difference of the actions per tick (chattering).
 
 The state limits and the fall rule are the robot's own data (`default_limits`): the plant's
-`hard_limits()` (`sim.plants.base.HardLimits`): a hand-coded plant states its table next to its
+`hard_limits()` (`sim.plants.limits.HardLimits`): a hand-coded plant states its table next to its
 model, a profile robot gets them from its profile's ``safety`` block (``joint_bounds`` as written,
 else the model's joint ranges plus a soft-limit margin, and ``fall`` conditions). Nothing here
 knows a robot.
@@ -155,7 +155,7 @@ def check_rollout(limits: Limits, joint_names: Sequence[str], qpos: np.ndarray, 
 def __getattr__(name: str):
     """`JOINT_TOL` lives with the plants (sim.plants.base); imported lazily (MuJoCo / dm_control)."""
     if name == "JOINT_TOL":
-        from sim.plants.base import JOINT_TOL
+        from sim.plants.limits import JOINT_TOL
         return JOINT_TOL
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -10,7 +10,8 @@ from dm_control.utils import rewards
 from sim.drift_spec import VARIANTS, DriftSpec, compose
 from sim.plant_task import PlantTask
 from sim.plants import make_plant
-from sim.plants.base import STATE_SPEC, PlantBatch, scalar_squares, tolerance
+from sim.plants.base import STATE_SPEC, PlantBatch
+from sim.plants.rewards import scalar_squares, tolerance
 from sim.policy import init_policy
 
 PLANTS = ("cartpole", "walker", "reacher")

@@ -27,156 +27,18 @@ for bit (tests/test_fast_eval.py compares the two); `act` stays the reference.
 """
 from __future__ import annotations
 
-import functools
-import math
 from collections import deque
-from dataclasses import dataclass
-from itertools import repeat
 from typing import Callable, Sequence
 
 import mujoco
 import numpy as np
-import scipy.linalg
 
 from sim.drift_spec import DriftSpec, NominalModel, apply_to_model, check_names, restore_model
+from sim.plants.limits import HardLimits, joint_range_limits
+from sim.plants.lqr import LinearFeedback
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 Controller = Callable[[np.ndarray], np.ndarray]
-JOINT_TOL = 0.15  # rad: MuJoCo joint limits are soft; the nominal reacher overshoots its wrist range by ~0.09
-SLIDE_TOL = 0.05  # of a slide joint's range width: the same softness, in metres
-StateLimit = tuple[str, "float | None", "float | None"]   # (joint name, low, high); None: that side is open
-
-
-@dataclass(frozen=True)
-class HardLimits:
-    """What the robot must never do, whatever its return (the safety gate's hard constraints).
-
-    `state`: (joint, low, high) on `Plant.joint_positions()` by `Plant.joint_names`; `falls`: a fall
-    (`Plant.fallen_batch`: body height / tilt conditions, which joint positions cannot express) is a
-    violation too. Data of the robot, not of the gate: each plant states its own."""
-
-    state: tuple[StateLimit, ...] = ()
-    falls: bool = False
-
-
-@dataclass(frozen=True)
-class LinearFeedback:
-    """A nominal controller that is linear state feedback u = -K obs[columns] (K: act_dim x len(columns)),
-    valid near the operating point; `controller.bootstrap` writes it as a policy genome."""
-
-    K: np.ndarray
-    columns: tuple[int, ...]
-    source: str = "nominal linear feedback"
-
-
-def joint_range_limits(model: mujoco.MjModel, names: Sequence[str], joints: Sequence[int],
-                       tol: float = JOINT_TOL, slide_tol: float = SLIDE_TOL) -> tuple[StateLimit, ...]:
-    """(name, low - tol, high + tol) of every *limited* joint among `joints` (MuJoCo ids, named
-    `names`): MuJoCo's limits are soft, so the model's own range plus a margin is a hard limit."""
-    out = []
-    for name, j in zip(names, joints):
-        if not model.jnt_limited[j]:
-            continue
-        lo, hi = (float(x) for x in model.jnt_range[j])
-        margin = slide_tol * (hi - lo) if int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE) else tol
-        out.append((name, lo - margin, hi + margin))
-    return tuple(out)
-
-# Entries of MuJoCo's row-major 3x3 body orientation `xmat`, under dm_control's column names
-# (`physics.named.data.xmat[body, 'zz']`): the world z component of the body's z axis is 'zz', etc.
-XMAT = {f"{row}{col}": 3 * i + j for i, row in enumerate("xyz") for j, col in enumerate("xyz")}
-XX, XZ, ZZ = XMAT["xx"], XMAT["xz"], XMAT["zz"]
-X, Y, Z = 0, 1, 2  # components of a position (xpos, geom_xpos)
-
-
-def linearize(model: mujoco.MjModel, qpos: np.ndarray, ctrl: np.ndarray, n_sub_steps: int = 1,
-              eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """Discrete (A, B) of one control tick about (qpos, qvel=0, ctrl), by centred differences of
-    `mj_step` itself (whatever the integrator: `mjd_transitionFD` refuses RK4). State x = (qpos,
-    qvel); valid for models whose joints are all hinges/slides (nq == nv), as here."""
-    if model.nq != model.nv:
-        raise ValueError("linearize: needs nq == nv (no free or ball joints)")
-    data = mujoco.MjData(model)
-    data.qpos[:], data.ctrl[:] = qpos, ctrl
-    mujoco.mj_forward(model, data)
-    warm = data.qacc.copy()
-    x0, u0 = np.concatenate([qpos, np.zeros(model.nv)]), np.asarray(ctrl, dtype=np.float64)
-
-    def step(x, u):
-        mujoco.mj_resetData(model, data)
-        data.qpos[:], data.qvel[:], data.ctrl[:] = x[:model.nq], x[model.nq:], u
-        data.qacc_warmstart[:] = warm
-        mujoco.mj_step(model, data, n_sub_steps)
-        return np.concatenate([data.qpos, data.qvel])
-
-    n, m = x0.size, u0.size
-    A, B = np.empty((n, n)), np.empty((n, m))
-    for i in range(n):
-        dx = np.zeros(n); dx[i] = eps
-        A[:, i] = (step(x0 + dx, u0) - step(x0 - dx, u0)) / (2 * eps)
-    for j in range(m):
-        du = np.zeros(m); du[j] = eps
-        B[:, j] = (step(x0, u0 + du) - step(x0, u0 - du)) / (2 * eps)
-    return A, B
-
-
-def lqr_gain(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Discrete-time infinite-horizon LQR gain K (u = -K x)."""
-    P = scipy.linalg.solve_discrete_are(A, B, Q, R)
-    return np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
-
-
-def _c_square(v: float) -> float:
-    """`math.pow(v, 2)`, but inf on overflow (as numpy gives) instead of an OverflowError."""
-    try:
-        return math.pow(v, 2.0)
-    except OverflowError:
-        return math.inf
-
-
-def scalar_squares(x: np.ndarray) -> np.ndarray:
-    """`v ** 2` for each element as numpy computes it for ONE float64 scalar `v`: C `pow(v, 2)`,
-    which is what math.pow calls. It is not always `v * v`, numpy's vectorised square: the two
-    differ in the last bit for ~0.1 % of inputs."""
-    values = x.tolist()
-    try:
-        return np.fromiter(map(math.pow, values, repeat(2.0)), np.float64, len(values))
-    except OverflowError:
-        return np.fromiter(map(_c_square, values), np.float64, len(values))
-
-
-@functools.lru_cache(maxsize=None)
-def _sigmoid_scale(sigmoid: str, value_at_margin: float) -> float:
-    """dm_control's `_sigmoids` scale, computed by the same expression."""
-    if sigmoid == "gaussian":
-        return np.sqrt(-2 * np.log(value_at_margin))
-    if sigmoid == "quadratic":
-        return np.sqrt(1 - value_at_margin)
-    raise ValueError(f"tolerance: sigmoid {sigmoid!r} not implemented (gaussian, quadratic)")
-
-
-def tolerance(x: np.ndarray, bounds: tuple[float, float] = (0.0, 0.0), margin: float = 0.0,
-              sigmoid: str = "gaussian", value_at_margin: float = 0.1, *,
-              per_scalar: bool) -> np.ndarray:
-    """`dm_control.utils.rewards.tolerance` for each element of the 1-D array `x`, bit for bit.
-
-    The same operations in the same order as dm_control, with one difference that matters for
-    exactness: where dm_control is called with one numpy scalar per episode (`per_scalar=True`, e.g.
-    the cart position), its `d ** 2` is a scalar power, C `pow`, and that is reproduced per element;
-    where it is called with an array (`per_scalar=False`, e.g. `physics.control()`), `** 2` is
-    numpy's vectorised square, as here. Only the sigmoids the plants use are implemented.
-    """
-    lower, upper = bounds
-    in_bounds = np.logical_and(lower <= x, x <= upper)
-    if margin == 0:
-        return np.where(in_bounds, 1.0, 0.0)
-    scaled = np.where(x < lower, lower - x, x - upper) / margin * _sigmoid_scale(sigmoid, value_at_margin)
-    square = scalar_squares(scaled) if per_scalar else scaled ** 2
-    if sigmoid == "gaussian":
-        value = np.exp(-0.5 * square)
-    else:
-        value = np.where(abs(scaled) < 1, 1 - square, 0.0)
-    return np.where(in_bounds, 1.0, value)
 
 
 class DataBatch:

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from dm_control.suite import cartpole as suite_cartpole
 
-from sim.plants.base import XZ, ZZ, DataBatch, HardLimits, LinearFeedback, Plant, linearize, lqr_gain, tolerance
+from sim.plants.base import DataBatch, Plant
+from sim.plants.limits import HardLimits
+from sim.plants.lqr import LinearFeedback, linearize, lqr_gain
+from sim.plants.rewards import XZ, ZZ, tolerance
 
 
 @dataclass

@@ -23,7 +23,8 @@ import mujoco
 import numpy as np
 
 from sim.drift_spec import DriftSpec
-from sim.plants.base import DataBatch, HardLimits, Plant, joint_range_limits
+from sim.plants.base import DataBatch, Plant
+from sim.plants.limits import HardLimits, joint_range_limits
 from sim.profile import RobotProfile, find_profile, load_profile, observation_names
 from sim.profile.objective import fall_function, nominal_qpos, observe_function, reward_function
 from sim.profile.resolve import SLIDE_HINGE

@@ -19,7 +19,9 @@ import numpy as np
 from dm_control.suite import reacher as suite_reacher
 from dm_control.utils import rewards
 
-from sim.plants.base import JOINT_TOL, X, Y, DataBatch, HardLimits, Plant, tolerance
+from sim.plants.base import DataBatch, Plant
+from sim.plants.limits import JOINT_TOL, HardLimits
+from sim.plants.rewards import X, Y, tolerance
 
 LINKS = (0.12, 0.12)    # shoulder -> wrist, wrist -> finger (MJCF body offsets)
 TARGET_SIZE = 0.05      # the suite's "easy" target

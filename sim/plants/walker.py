@@ -24,7 +24,10 @@ import mujoco
 import numpy as np
 from dm_control.suite import walker as suite_walker
 
-from sim.plants.base import JOINT_TOL, XX, XZ, Z, ZZ, DataBatch, HardLimits, Plant, linearize, lqr_gain, tolerance
+from sim.plants.base import DataBatch, Plant
+from sim.plants.limits import JOINT_TOL, HardLimits
+from sim.plants.lqr import linearize, lqr_gain
+from sim.plants.rewards import XX, XZ, Z, ZZ, tolerance
 
 BODIES = ("torso", "right_thigh", "right_leg", "right_foot", "left_thigh", "left_leg", "left_foot")
 JOINTS = ("rootz", "rootx", "rooty", "right_hip", "right_knee", "right_ankle",

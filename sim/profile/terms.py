@@ -20,7 +20,7 @@ from typing import Callable
 import mujoco
 import numpy as np
 
-from sim.plants.base import XMAT, ZZ, tolerance
+from sim.plants.rewards import XMAT, ZZ, tolerance
 
 Fn = Callable[[mujoco.MjModel, object, np.ndarray], np.ndarray]
 DEFAULT_FIELDS = ("qpos", "qvel", "xpos", "xmat", "ctrl", "time")
