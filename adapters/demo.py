@@ -132,6 +132,13 @@ def profile_guard_bounds(profile, joint_names: list[str]) -> dict[str, list[floa
             if name in joint_names and math.isfinite(lo) and math.isfinite(hi)}
 
 
+def fall_pause_s(control_dt: float) -> float:
+    """The simulated robot's pause after a fall: 0.05 s, and at least 4 control periods, so that the
+    gap exceeds the drift monitor's gap_factor (2.5 periods): the reset then starts a new telemetry
+    segment instead of reading as a drift (at the walker's 40 Hz, 0.05 s is only 2 periods)."""
+    return round(max(0.05, 4.0 * float(control_dt)), 6)
+
+
 def default_max_s(ctl: dict, warmup_s: float, settle_s: float) -> float:
     """Long enough for the whole story of this robot: warm-up, settle, sysid + sandbox budget, the
     gate, shadow, canary steps, watch, with slack for a loaded machine."""
@@ -218,6 +225,7 @@ def prepare(opts: DemoOptions, need_drift: bool = True) -> dict:
         raise DemoError(f"regression suite {suite} is for robot {s.plant!r}, not {label!r}; pass --suite FILE")
     ctl_values = robot_controller_values(profile, plant, ctl_p, opts)
     sim_values = {**sim_p, "robot": plant, "seed": int(opts.seed), **opts.sim}
+    sim_values.setdefault("fall_pause_s", fall_pause_s(profile.control_dt))
     if sim_values.get("reset_on_fall") and not sim_values.get("fall_bounds"):
         from safety.constraints import PLANT_LIMITS
         if plant not in PLANT_LIMITS:    # a profile robot: no hard state limits to catch it at

@@ -188,13 +188,18 @@ def test_the_walker_demo_takes_everything_from_its_profile():
     assert Path(ctl["monitor.config"]) == prof.asset_path("calibration")
     assert ctl["runtime.rate_hz"] == pytest.approx(1.0 / prof.control_dt)
     assert set(json.loads(ctl["guard.joint_bounds"])) == set(prof.ros_joints)
+    # a reset after a fall is a telemetry gap the drift monitor sees (gap_factor 2.5 control periods),
+    # not a jump in the residuals
+    assert sim["fall_pause_s"] > 2.5 * prof.control_dt
     text = json.dumps({**ctl, **sim})
     for part in CARTPOLE_PARTS:
         assert part not in text, part
     # the cartpole keeps its own demo values (its overlay, launch/robots/demo/cartpole.yaml)
-    cp = prepare(DemoOptions())["controller_values"]
+    cp_res = prepare(DemoOptions())
+    cp = cp_res["controller_values"]
     assert json.loads(cp["guard.joint_bounds"]) == {"slider": [-1.6, 1.6], "hinge_1": [-0.8, 0.8]}
     assert cp["runtime.rate_hz"] == pytest.approx(100.0) and cp["adapt.budget_s"] == 45.0
+    assert cp_res["sim_values"]["fall_pause_s"] == 0.05
 
 
 def test_a_bad_set_value_fails_at_once_with_one_line(tmp_path):
