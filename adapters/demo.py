@@ -112,6 +112,19 @@ class DemoResult:
 
 # ---------------------------------------------------------------------- input checks
 
+def profile_asset(profile, which: str) -> Path | None:
+    """The profile's asset (`assets.champion` / `suite` / `calibration`); where it is not next to the
+    profile (an installed package keeps launch/ and the champions apart), the shipped file of the same
+    repository-relative name (`controller.shipped`)."""
+    p = profile.asset_path(which)
+    if p is None or p.exists() or profile.path is None:
+        return p
+    rel = os.path.normpath(Path("launch/robots") / getattr(profile.doc.assets, which)).replace(os.sep, "/")
+    rel = "champions/" + rel[len("sim/assets/champions/"):] if rel.startswith("sim/assets/champions/") else rel
+    q = _repo_file(rel)
+    return q if q.exists() else p
+
+
 def demo_overlay(profile) -> Path | None:
     """The robot's own demo parameters (``demo/<profile stem>.yaml`` next to its profile: sandbox
     budgets, guard bounds that differ from the profile's), or None. They go on top of the parameter
@@ -196,7 +209,7 @@ def prepare(opts: DemoOptions, need_drift: bool = True) -> dict:
             ctl_p.update(load_node_params(overlay, CONTROLLER, opts.namespace))
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise DemoError(f"parameter file {params}: {e}") from None
-    champion = Path(opts.champion) if opts.champion is not None else profile.asset_path("champion")
+    champion = Path(opts.champion) if opts.champion is not None else profile_asset(profile, "champion")
     if champion is None or not champion.is_file():
         raise DemoError(f"no champion for robot {label!r} at {champion or '(profile names no assets.champion)'}; "
                         f"evolve one with `driftgate train-nominal --robot {opts.plant}` or pass --champion FILE")
@@ -212,7 +225,7 @@ def prepare(opts: DemoOptions, need_drift: bool = True) -> dict:
     except Exception as e:
         raise DemoError(f"champion {champion}: {e}") from None
     suite = Path(opts.suite) if opts.suite is not None else \
-        (_repo_file(str(ctl_p["gate.suite"])) if ctl_p.get("gate.suite") else profile.asset_path("suite"))
+        (_repo_file(str(ctl_p["gate.suite"])) if ctl_p.get("gate.suite") else profile_asset(profile, "suite"))
     if suite is None:
         raise DemoError(f"no regression suite for robot {label!r} (its profile names no assets.suite); "
                         f"write one with `driftgate suite init --robot {opts.plant}` or pass --suite FILE")
@@ -265,7 +278,7 @@ def robot_controller_values(profile, plant: str, ctl_p: dict, opts: DemoOptions)
     says (calibration, control rate, guard bounds) where the file leaves it open, then --set."""
     from controller.observation import plant_info
     values = {**ctl_p, "robot": plant}
-    cal = profile.asset_path("calibration")
+    cal = profile_asset(profile, "calibration")
     if not values.get("monitor.config") and cal is not None:
         values["monitor.config"] = str(cal)
     values.setdefault("runtime.rate_hz", round(1.0 / profile.control_dt, 6))
