@@ -237,7 +237,8 @@ def prepare(opts: DemoOptions, need_drift: bool = True) -> dict:
     if robot_label(getattr(s, "plant", plant)) != label:
         raise DemoError(f"regression suite {suite} is for robot {s.plant!r}, not {label!r}; pass --suite FILE")
     ctl_values = robot_controller_values(profile, plant, ctl_p, opts)
-    sim_values = {**sim_p, "robot": plant, "seed": int(opts.seed), **opts.sim}
+    sim_values = {**sim_p, "robot": plant, "seed": int(opts.seed),     # JSON-text parameters given as YAML
+                  **{k: json.dumps(v) if isinstance(v, dict) else v for k, v in opts.sim.items()}}
     sim_values.setdefault("fall_pause_s", fall_pause_s(profile.control_dt))
     if sim_values.get("reset_on_fall") and not sim_values.get("fall_bounds"):
         from safety.constraints import PLANT_LIMITS
@@ -478,6 +479,9 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     except NodeFailed as e:          # the controller could not configure: no story to tell
         shutil.rmtree(out, ignore_errors=True)
         raise DemoError(" ".join(str(e).split()), code=e.code) from None
+    except ValueError as e:          # a node refused its parameters in its constructor (e.g. fall_bounds)
+        shutil.rmtree(out, ignore_errors=True)
+        raise DemoError(" ".join(f"configure failed: {e}".split())) from None
     finally:
         stop.set()
         th.join(timeout=10)

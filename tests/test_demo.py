@@ -211,6 +211,12 @@ def test_a_bad_set_value_fails_at_once_with_one_line(tmp_path):
     assert last.startswith("error: configure failed: parameter guard.joint_bounds: guard bound for unknown joint "
                            "'slider'") and "right_hip" in last, last
     assert "Traceback" not in r.stderr and not out.exists()
+    # what only the simulated robot's constructor checks: one line too, no run directory
+    r = _cli("--out", str(out), "--sim-set", 'fall_bounds={"nope": [0, 1]}', domain=8)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("error: configure failed: fall_bounds: unknown joint 'nope'; "
+                                                 "joints: ['slider', 'hinge_1']")
+    assert not out.exists()
 
 
 def test_a_profile_naming_a_missing_champion_fails_at_once(tmp_path):
