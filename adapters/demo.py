@@ -5,6 +5,13 @@
           │                                                        ▼
     driftgate_demo: BagRecorder (MCAP) + DecisionRecorder (decisions.jsonl) + this driver
 
+Any robot with a profile (``--robot NAME|PROFILE``, `adapters.robot_option`): its profile gives the
+default drift (``drift.default``), champion, regression suite, drift-monitor calibration, joint names,
+control rate and guard bounds; ``launch/robots/demo/NAME.yaml`` next to it its own sandbox budgets.
+launch/demo.yaml names no robot part. A configuration the controller would refuse is refused before
+any node starts (`check_configuration`); a node that still cannot configure ends the run at once
+(one line, exit 2, no run directory); SIGINT before the story ended exits 130 after the report.
+
 One process, three nodes (`adapters.cli_node.run_nodes`, a private rclpy context, DDS on
 localhost, a per-run ROS_DOMAIN_ID). The driver thread watches the controller and:
 
