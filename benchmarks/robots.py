@@ -82,10 +82,14 @@ def row(name: str, run_dir: Path | None, config: dict) -> dict:
     before = rep.get("return_after_drift_before_adapt")
     rel = (lambda x: None if x is None or not nominal else x / nominal)
     demo = rep.get("demo") or {}
-    r = {**base, "run": str(run_dir), "drift": rep.get("drift"), "detected_after_s": rep.get("detected_after_s"),
+    r = {**base, "run": Path(run_dir).name, "drift": rep.get("drift"), "detected_after_s": rep.get("detected_after_s"),
          "time_to_adapt_s": rep.get("time_to_adapt_s"), "return_nominal": nominal,
          "before_adapt_rel": rel(before), "after_adapt_rel": rel(after),
          "verdicts": [v.get("verdict") for v in rep.get("verdicts") or []],
+         "verdict_reasons": [(v.get("reasons") or [""])[:3] for v in rep.get("verdicts") or []],
+         "adaptations": [{"sim_return_before": x.get("return_before"), "sim_return_after": x.get("return_after"),
+                          "generations": len(x["generations"]) if isinstance(x.get("generations"), list)
+                          else x.get("generations")} for x in rep.get("adaptations") or []],
          "promotions": len(rep.get("promotions") or []), "rollbacks": len(rep.get("rollbacks") or []),
          "false_alarms_before_drift": rep.get("false_alarms_before_drift"),
          "falls": {k: (v.get("n") if isinstance(v, dict) else v) for k, v in (rep.get("falls") or {}).items()
@@ -125,6 +129,16 @@ def markdown(doc: dict, command: str) -> str:
                   f"{falls.get('before_drift', '-')} / {falls.get('after_drift_before_adapt', '-')} | "
                   f"{'yes' if m['detection'] else 'no'}, {'yes' if m['time_to_adapt'] else 'no'}, "
                   f"{'yes' if m['return'] else 'no'} |")
+    md += ["", "Each demo run: `nice -n 10 driftgate demo --robot NAME --out DIR -q` (seed 0, the profile's "
+           "default drift, the robot's launch/robots/demo/NAME.yaml budgets)."]
+    for r in doc["robots"]:
+        if r.get("run") is None or r["promotions"]:
+            continue
+        md += ["", f"{r['robot']}: no promotion. Sandbox jobs (return on the identified model, before -> after, "
+               "generations): " + "; ".join(f"{_f(a['sim_return_before'], '{:.0f}')} -> "
+                                            f"{_f(a['sim_return_after'], '{:.0f}')} ({a['generations']})"
+                                            for a in r["adaptations"]) + ". Gate reasons: "
+               + " | ".join("; ".join(x) for x in r["verdict_reasons"])]
     md += ["", "A robot without a promotion has no time to adapt and no return after adaptation: the gate held "
            "the champion (its verdicts say why); that row misses its targets and says so."]
     return "\n".join(md) + "\n"
