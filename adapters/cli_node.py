@@ -294,8 +294,9 @@ def demo(ctx: typer.Context,
     namespace. ROS arguments go after --ros-args (they apply to both nodes)."""
     ros = _ros_args(ctx)
     try:       # the robot's profile gives champion, suite, calibration, rate, guard bounds (adapters/demo.py)
-        from adapters.demo import node_parameters
-        sim_p, ctl_p = node_parameters(parse_sets(set_).get("robot"), params, namespace)
+        from adapters.demo_profile import node_values
+        sim_p, ctl_p = node_values(parse_sets(set_).get("robot"), load_node_params(params, SIM_ROBOT, namespace),
+                                   load_node_params(params, CONTROLLER, namespace))
         sim = _sim_factory(params, SIM_ROBOT, namespace, [f"{k}={json.dumps(v)}" for k, v in sim_p.items()], ros)
         ctl = _controller_factory(params, CONTROLLER, namespace,
                                   [f"{k}={json.dumps(v)}" for k, v in ctl_p.items()] + list(set_), True, ros)

@@ -52,6 +52,8 @@ from typing import Any, Callable
 
 from adapters.demo_display import orchestrator_history, render, snapshot
 from adapters.demo_node import SIM_ROBOT, DemoState, make_demo_node, quiet_logs
+from adapters.demo_profile import (controller_values, demo_overlay, fall_pause_s, overlay_values,  # noqa: F401
+                                   profile_asset, profile_guard_bounds, repo_file as _repo_file, sim_robot_values)
 
 MARKER = ".driftgate-demo"
 INTERRUPTED = "stopped from outside (SIGINT/SIGTERM)"
@@ -68,13 +70,6 @@ class DemoError(ValueError):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
-
-
-def _repo_file(rel: str) -> Path:
-    """A file shipped with driftgate: from the working directory if it is there (a clone), else the
-    installed copy (`controller.shipped`: colcon share, wheel package data or the checkout)."""
-    from controller.shipped import resolve
-    return resolve(rel)
 
 
 @dataclass
@@ -118,46 +113,6 @@ class DemoResult:
 
 
 # ---------------------------------------------------------------------- input checks
-
-def profile_asset(profile, which: str) -> Path | None:
-    """The profile's asset (`assets.champion` / `suite` / `calibration`); where it is not next to the
-    profile (an installed package keeps launch/ and the champions apart), the shipped file of the same
-    repository-relative name (`controller.shipped`)."""
-    p = profile.asset_path(which)
-    if p is None or p.exists() or profile.path is None:
-        return p
-    rel = os.path.normpath(Path("launch/robots") / getattr(profile.doc.assets, which)).replace(os.sep, "/")
-    rel = "champions/" + rel[len("sim/assets/champions/"):] if rel.startswith("sim/assets/champions/") else rel
-    q = _repo_file(rel)
-    return q if q.exists() else p
-
-
-def demo_overlay(profile) -> Path | None:
-    """The robot's own demo parameters (``demo/<profile stem>.yaml`` next to its profile: sandbox
-    budgets, guard bounds that differ from the profile's), or None. They go on top of the parameter
-    file, so launch/demo.yaml itself carries nothing robot-specific."""
-    if profile.path is None:
-        return None
-    p = Path(profile.path).parent / "demo" / f"{Path(profile.path).stem}.yaml"
-    return p if p.is_file() else None
-
-
-def profile_guard_bounds(profile, joint_names: list[str]) -> dict[str, list[float]]:
-    """Guard bounds from the profile's ``safety.joint_bounds`` (finite ones, joints the robot
-    publishes). Bounds taken from the model's joint ranges get `JOINT_TOL` of slack: MuJoCo joint
-    limits are soft, and a leg pressed against its stop must not end a canary."""
-    from safety.constraints import JOINT_TOL
-    slack = JOINT_TOL if profile.doc.safety.joint_bounds == "from_model" else 0.0
-    return {name: [lo - slack, hi + slack] for name, (lo, hi) in profile.joint_bounds.items()
-            if name in joint_names and math.isfinite(lo) and math.isfinite(hi)}
-
-
-def fall_pause_s(control_dt: float) -> float:
-    """The simulated robot's pause after a fall: 0.05 s, and at least 4 control periods, so that the
-    gap exceeds the drift monitor's gap_factor (2.5 periods): the reset then starts a new telemetry
-    segment instead of reading as a drift (at the walker's 40 Hz, 0.05 s is only 2 periods)."""
-    return round(max(0.05, 4.0 * float(control_dt)), 6)
-
 
 def default_max_s(ctl: dict, warmup_s: float, settle_s: float) -> float:
     """Long enough for the whole story of this robot: warm-up, settle, sysid + sandbox budget, the
@@ -211,9 +166,8 @@ def prepare(opts: DemoOptions, need_drift: bool = True) -> dict:
     try:
         sim_p = load_node_params(params, SIM_ROBOT, opts.namespace)
         ctl_p = load_node_params(params, CONTROLLER, opts.namespace)
-        if overlay is not None:
-            sim_p.update(load_node_params(overlay, SIM_ROBOT, opts.namespace))
-            ctl_p.update(load_node_params(overlay, CONTROLLER, opts.namespace))
+        sim_p.update(overlay_values(overlay, SIM_ROBOT))
+        ctl_p.update(overlay_values(overlay, CONTROLLER))
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise DemoError(f"parameter file {params}: {e}") from None
     champion = Path(opts.champion) if opts.champion is not None else profile_asset(profile, "champion")
@@ -244,13 +198,9 @@ def prepare(opts: DemoOptions, need_drift: bool = True) -> dict:
     if robot_label(getattr(s, "plant", plant)) != label:
         raise DemoError(f"regression suite {suite} is for robot {s.plant!r}, not {label!r}; pass --suite FILE")
     ctl_values = robot_controller_values(profile, plant, ctl_p, opts)
-    sim_values = {**sim_p, "robot": plant, "seed": int(opts.seed),     # JSON-text parameters given as YAML
-                  **{k: json.dumps(v) if isinstance(v, dict) else v for k, v in opts.sim.items()}}
-    sim_values.setdefault("fall_pause_s", fall_pause_s(profile.control_dt))
-    if sim_values.get("reset_on_fall") and not sim_values.get("fall_bounds"):
-        from safety.constraints import PLANT_LIMITS
-        if plant not in PLANT_LIMITS:    # a profile robot: no hard state limits to catch it at
-            sim_values["reset_on_fall"] = False
+    sim_values = sim_robot_values(profile, plant, {**sim_p, "seed": int(opts.seed),   # JSON text given as YAML
+                                                   **{k: json.dumps(v) if isinstance(v, dict) else v
+                                                      for k, v in opts.sim.items()}})
     check_configuration(ctl_values, sim_values, plant)
     warmup = _warmup_s(ctl_values.get("monitor.config"))
     max_s = float(opts.max_s) if opts.max_s is not None else default_max_s(ctl_values, warmup, opts.settle_s)
@@ -282,18 +232,8 @@ def node_parameters(robot: str | None, params: str | Path | None = None, namespa
 
 
 def robot_controller_values(profile, plant: str, ctl_p: dict, opts: DemoOptions) -> dict:
-    """The controller's parameters for this robot: the parameter file's, then what the profile
-    says (calibration, control rate, guard bounds) where the file leaves it open, then --set."""
-    from controller.observation import plant_info
-    values = {**ctl_p, "robot": plant}
-    cal = profile_asset(profile, "calibration")
-    if not values.get("monitor.config") and cal is not None:
-        values["monitor.config"] = str(cal)
-    values.setdefault("runtime.rate_hz", round(1.0 / profile.control_dt, 6))
-    if "guard.joint_bounds" not in values:
-        bounds = profile_guard_bounds(profile, plant_info(plant)["joint_names"])
-        values["guard.joint_bounds"] = json.dumps(bounds) if bounds else ""
-    return {**values, **controller_sets(opts)}
+    """The controller's parameters for this robot (`demo_profile.controller_values`), then --set."""
+    return {**controller_values(profile, plant, ctl_p), **controller_sets(opts)}
 
 
 def controller_sets(opts: DemoOptions) -> dict:
