@@ -89,6 +89,7 @@ setup(
         ("share/" + PACKAGE + "/launch/robots/suites", glob("launch/robots/suites/*.yaml")),
         ("share/" + PACKAGE + "/launch/robots/calibration", glob("launch/robots/calibration/*.yaml")
          + glob("launch/robots/calibration/*.json")),
+        ("share/" + PACKAGE + "/launch/robots/demo", glob("launch/robots/demo/*.yaml")),
     ],
     cmdclass={"build_py": BuildPyWithConfig},
     python_requires=">=3.10",

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from adapters.cli_help import Backend, Method, Noise, Plant, SelectionFitness, Task, TieBreak
+from adapters.cli_help import Backend, Method, Noise, SelectionFitness, Task, TieBreak
 
 from adapters.cli_common import OneLineErrors, mount  # noqa: E402
 from adapters.robot_option import resolve_robot, robot_label, robot_option, robot_profile  # noqa: E402
@@ -106,21 +106,23 @@ def evolve(
 
 @app.command()
 def demo(
-    plant: Plant = typer.Option("cartpole", help="simulated robot (a shipped champion and a regression suite "
-                                                 "for it are needed)"),
-    drift: Optional[str] = typer.Option(None, help='DriftSpec JSON injected on the robot (default for the '
-                                        'cartpole: {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}})'),
+    plant: str = robot_option(help="robot: a built-in name, a shipped profile's name or a profile YAML; its "
+                              "profile gives the champion, regression suite, calibration and default drift "
+                              "(--plant is the same option)"),
+    drift: Optional[str] = typer.Option(None, help="DriftSpec JSON injected on the robot (default: the profile's "
+                                        "drift.default)"),
     seed: int = typer.Option(0, help="the simulated robot's episode seed"),
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="run directory (a previous demo run there "
                                  "is replaced; any other non-empty directory is refused)"),
     drift_at_s: Optional[float] = typer.Option(None, "--drift-at-s", help="inject the drift at this time "
                                                "(default: 10 s after the drift monitor is armed)"),
-    max_s: float = typer.Option(270.0, "--max-s", help="stop after this many seconds whatever happened"),
+    max_s: Optional[float] = typer.Option(None, "--max-s", help="stop after this many seconds whatever happened "
+                                          "(default: long enough for the robot's whole story)"),
     params: Optional[Path] = typer.Option(None, "--params", help="parameter YAML of both nodes (default: "
                                           "launch/demo.yaml)"),
-    champion: Optional[Path] = typer.Option(None, help="nominal champion genome (default: "
-                                            "sim/assets/champions/<plant>.safetensors)"),
-    suite: Optional[Path] = typer.Option(None, help="regression suite YAML (default: the parameter file's gate_suite)"),
+    champion: Optional[Path] = typer.Option(None, help="nominal champion genome (default: the profile's "
+                                            "assets.champion)"),
+    suite: Optional[Path] = typer.Option(None, help="regression suite YAML (default: the profile's assets.suite)"),
     set_: list[str] = typer.Option([], "--set", help="controller parameter key=value (YAML value); repeatable"),
     sim_set: list[str] = typer.Option([], "--sim-set", help="simulated robot parameter key=value; repeatable"),
     attempts: int = typer.Option(2, help="stop after this many adaptation attempts ended without a promotion"),
@@ -152,6 +154,9 @@ def demo(
     out.print(summary_table(rep, result))
     out.print(f"report: {out_dir}/report.json, {out_dir}/summary.md, {out_dir}/timeline.png; "
               f"bag: {out_dir}/bag; decisions: {out_dir}/decisions.jsonl")
+    if result.interrupted:           # Ctrl-C before the story ended: the report is partial
+        err.print(f"driftgate demo: interrupted before the story ended ({result.stop_reason})")
+        raise typer.Exit(130)
 
 
 @app.command("switch-demo")

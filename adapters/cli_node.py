@@ -16,6 +16,7 @@ Mounted by the top-level CLI as ``driftgate node``; also ``python -m adapters.cl
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -200,9 +201,13 @@ def demo(ctx: typer.Context,
     """Simulated robot + controller in one process (what launch/demo.launch.py starts), in one
     namespace. ROS arguments go after --ros-args (they apply to both nodes)."""
     ros = _ros_args(ctx)
-    try:
-        sim = _sim_factory(params, SIM_ROBOT, namespace, [], ros)
-        ctl = _controller_factory(params, CONTROLLER, namespace, set_, True, ros)
+    try:       # the robot's profile gives champion, suite, calibration, rate, guard bounds (adapters/demo.py)
+        from adapters.demo_profile import node_values
+        sim_p, ctl_p = node_values(parse_sets(set_).get("robot"), load_node_params(params, SIM_ROBOT, namespace),
+                                   load_node_params(params, CONTROLLER, namespace))
+        sim = _sim_factory(params, SIM_ROBOT, namespace, [f"{k}={json.dumps(v)}" for k, v in sim_p.items()], ros)
+        ctl = _controller_factory(params, CONTROLLER, namespace,
+                                  [f"{k}={json.dumps(v)}" for k, v in ctl_p.items()] + list(set_), True, ros)
     except (ValueError, OSError, yaml.YAMLError) as e:
         _fail(e)
     _run([sim, ctl], domain_id, ros.argv or None)

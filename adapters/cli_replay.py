@@ -45,12 +45,16 @@ def replay_cmd(
     keep_work: bool = typer.Option(False, "--keep-work", help="keep the registry, job and gate directories "
                                    "(OUT/work)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display"),
+    robot: Optional[str] = robot_option(None, help="the robot the bag was recorded on (a built-in name, a shipped "
+                                        "profile's name or a profile YAML; default: the bag's); a bag from another "
+                                        "robot is refused. --plant is the same option"),
 ) -> None:
     """Replay a recorded bag through monitor -> sandbox -> gate on its own clock; write the decisions."""
     from adapters.replay import ReplayError, load_replay_config, replay
     try:
         cfg = load_replay_config(config)
-    except ReplayError as e:
+        robot = resolve_robot(robot) if robot is not None else None
+    except (ReplayError, ValueError) as e:
         fail(str(e))
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err, disable=quiet,
@@ -59,7 +63,7 @@ def replay_cmd(
         with progress:
             task = progress.add_task(f"replaying {bag.name}", total=1.0, status="")
             res = replay(bag, out_dir, cfg, seed=seed, adapt=False if no_adapt else None, report=not no_report,
-                         overwrite=force, keep_work=keep_work,
+                         overwrite=force, keep_work=keep_work, robot=robot,
                          progress=lambda f, s: progress.update(task, completed=f, status=s))
     except ReplayError as e:
         fail(str(e))
@@ -104,8 +108,8 @@ def simulate_bag_cmd(
     out_bag: Path = typer.Option(..., "--out", help="bag directory to create"),
     plant: str = robot_option("cartpole"),
     seconds: float = typer.Option(120.0, help="length of the recording (simulated seconds)"),
-    drift: str = typer.Option('{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}',
-                              help="DriftSpec JSON injected mid-run ('' : none)"),
+    drift: Optional[str] = typer.Option(None, help="DriftSpec JSON injected mid-run (default: the robot "
+                                        "profile's drift.default; '' : none)"),
     drift_at: Optional[float] = typer.Option(None, "--drift-at", help="seconds into the recording (default: half)"),
     seed: int = typer.Option(0),
     obs_noise: float = typer.Option(0.01, "--obs-noise", help="sensor noise (std) on joint positions/velocities"),
@@ -113,8 +117,12 @@ def simulate_bag_cmd(
     """Record a synthetic bag without ROS: a simulated robot, its nominal controller, an injected drift."""
     from adapters.recording import RecordingError, simulate_bag
     try:
-        spec = json.loads(drift) if drift else None
         plant = resolve_robot(plant)
+        if drift is None:
+            from adapters.robot_option import robot_profile
+            spec = robot_profile(plant).default_drift
+        else:
+            spec = json.loads(drift) if drift else None
         path = simulate_bag(out_bag, plant=plant, seconds=seconds, drift=spec, drift_at_s=drift_at, seed=seed,
                             obs_noise=obs_noise)
     except (ValueError, RecordingError, KeyError) as e:

@@ -5,6 +5,13 @@
           │                                                        ▼
     driftgate_demo: BagRecorder (MCAP) + DecisionRecorder (decisions.jsonl) + this driver
 
+Any robot with a profile (``--robot NAME|PROFILE``, `adapters.robot_option`): its profile gives the
+default drift (``drift.default``), champion, regression suite, drift-monitor calibration, joint names,
+control rate and guard bounds; ``launch/robots/demo/NAME.yaml`` next to it its own sandbox budgets.
+launch/demo.yaml names no robot part. A configuration the controller would refuse is refused before
+any node starts (`check_configuration`); a node that still cannot configure ends the run at once
+(one line, exit 2, no run directory); SIGINT before the story ended exits 130 after the report.
+
 One process, three nodes (`adapters.cli_node.run_nodes`, a private rclpy context, DDS on
 localhost, a per-run ROS_DOMAIN_ID). The driver thread watches the controller and:
 
@@ -45,11 +52,11 @@ from typing import Any, Callable
 
 from adapters.demo_display import orchestrator_history, render, snapshot
 from adapters.demo_node import SIM_ROBOT, DemoState, make_demo_node, quiet_logs
+from adapters.demo_profile import (controller_values, demo_overlay, fall_pause_s, overlay_values,  # noqa: F401
+                                   profile_asset, profile_guard_bounds, repo_file as _repo_file, sim_robot_values)
 
-DEFAULT_DRIFTS: dict[str, dict] = {
-    "cartpole": {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}},
-}
 MARKER = ".driftgate-demo"
+INTERRUPTED = "stopped from outside (SIGINT/SIGTERM)"
 CONTROLLER = "driftgate_controller"
 REPORT_KEYS = ("plant", "drift", "detected_after_s", "time_to_adapt_s", "return_before_drift",
                "return_after_drift_before_adapt", "return_after_adapt", "verdicts", "champion_lineage",
@@ -65,27 +72,20 @@ class DemoError(ValueError):
         self.code = code
 
 
-def _repo_file(rel: str) -> Path:
-    """A file shipped with driftgate: from the working directory if it is there (a clone), else the
-    installed copy (`controller.shipped`: colcon share, wheel package data or the checkout)."""
-    from controller.shipped import resolve
-    return resolve(rel)
-
-
 @dataclass
 class DemoOptions:
     """What `run_demo` runs. `controller` / `sim` are extra ROS parameters for the two nodes (on top
     of the parameter file and what the demo sets itself)."""
 
-    plant: str = "cartpole"
-    drift: dict | None = None                 # None: DEFAULT_DRIFTS[plant]
+    plant: str = "cartpole"                  # the robot: a built-in name, a shipped profile's name or a profile path
+    drift: dict | None = None                 # None: the profile's drift.default
     seed: int = 0
     out: Path = Path("runs/demo")
     drift_at_s: float | None = None           # None: `settle_s` after the drift monitor is armed
-    max_s: float = 270.0
+    max_s: float | None = None                # None: the robot's whole story (`default_max_s`)
     params: Path | None = None                # None: launch/demo.yaml
-    champion: Path | None = None              # None: sim/assets/champions/<plant>.safetensors
-    suite: Path | None = None                 # None: the parameter file's gate_suite
+    champion: Path | None = None              # None: the profile's assets.champion
+    suite: Path | None = None                 # None: the parameter file's gate.suite, else the profile's assets.suite
     controller: dict = field(default_factory=dict)
     sim: dict = field(default_factory=dict)
     settle_s: float = 10.0                    # armed, nominal, before the default injection
@@ -109,72 +109,168 @@ class DemoResult:
     stop_reason: str
     wall_s: float
     timeline: dict
+    interrupted: bool = False        # stopped by SIGINT/SIGTERM before the story ended (the CLI exits 130)
 
 
 # ---------------------------------------------------------------------- input checks
 
-def prepare(opts: DemoOptions) -> dict:
+def default_max_s(ctl: dict, warmup_s: float, settle_s: float) -> float:
+    """Long enough for the whole story of this robot: warm-up, settle, sysid + sandbox budget, the
+    gate, shadow, canary steps, watch, with slack for a loaded machine."""
+    budget = float(ctl.get("adapt.budget_s") or 120.0) + float(ctl.get("adapt.sysid_budget_s") or 20.0)
+    canary = float(ctl.get("orchestrator.canary_step_s") or 3.0) * len(ctl.get("orchestrator.canary_weights") or [1])
+    story = float(ctl.get("orchestrator.shadow_s") or 5.0) + canary + float(ctl.get("orchestrator.watch_s") or 30.0)
+    return round(warmup_s + settle_s + 1.5 * budget + story + 60.0)
+
+
+def prepare(opts: DemoOptions, need_drift: bool = True) -> dict:
     """Validate everything before any file is written; returns the resolved settings.
-    Raises DemoError with a one-line reason."""
+    Raises DemoError with a one-line reason. Everything robot-specific comes from the robot's
+    profile: default drift, champion, regression suite, drift-monitor calibration, joint names,
+    guard bounds, control rate (and its demo overlay, `demo_overlay`)."""
     import yaml
 
     from adapters.cli_node import load_node_params
+    from adapters.robot_option import resolve_robot, robot_label, robot_profile
     from sim.drift_spec import DriftSpec
-    from sim.plants import PLANTS, make_plant
+    from sim.plants import make_plant
+    from sim.profile import ProfileError
 
-    if opts.plant not in PLANTS:
-        raise DemoError(f"unknown plant {opts.plant!r}; known: {sorted(PLANTS)}")
-    drift = opts.drift if opts.drift is not None else DEFAULT_DRIFTS.get(opts.plant)
-    if drift is None:
-        raise DemoError(f"no default drift for plant {opts.plant!r}; give one with --drift JSON")
+    try:
+        plant = resolve_robot(opts.plant)
+        profile = robot_profile(plant)
+    except (ValueError, ProfileError, OSError) as e:
+        raise DemoError(str(e) if str(e).startswith("--robot") else f"--robot: {e}") from None
+    label = robot_label(plant)
+    drift = opts.drift if opts.drift is not None else profile.default_drift
+    if drift is None and not need_drift:
+        drift = {"actuator_gain": {}}
+    elif drift is None:
+        raise DemoError(f"no default drift for robot {label!r} (its profile has no drift.default); "
+                        "give one with --drift JSON")
     try:
         spec = DriftSpec.parse(drift)
-        make_plant(opts.plant).apply_drift(spec)          # names checked against the model
+        make_plant(plant).apply_drift(spec)          # names checked against the model
     except (ValueError, TypeError, KeyError) as e:
         raise DemoError(f"--drift: {e}") from None
-    if spec.is_nominal:
+    if spec.is_nominal and need_drift:
         raise DemoError("--drift: the drift is empty (nothing would change on the robot)")
-    for name in ("max_s", "settle_s", "tail_s"):
+    for name in ("settle_s", "tail_s") + (("max_s",) if opts.max_s is not None else ()):
         v = getattr(opts, name)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise DemoError(f"--{name.replace('_', '-')}: must be a finite number >= 0, got {v!r}")
-    if opts.drift_at_s is not None and not (math.isfinite(opts.drift_at_s) and 0 <= opts.drift_at_s < opts.max_s):
-        raise DemoError(f"--drift-at-s must be in [0, --max-s), got {opts.drift_at_s}")
     if opts.attempts < 1:
         raise DemoError(f"attempts must be >= 1, got {opts.attempts}")
     params = Path(opts.params) if opts.params is not None else _repo_file("launch/demo.yaml")
+    overlay = demo_overlay(profile)
     try:
         sim_p = load_node_params(params, SIM_ROBOT, opts.namespace)
         ctl_p = load_node_params(params, CONTROLLER, opts.namespace)
+        sim_p.update(overlay_values(overlay, SIM_ROBOT))
+        ctl_p.update(overlay_values(overlay, CONTROLLER))
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise DemoError(f"parameter file {params}: {e}") from None
-    champion = Path(opts.champion) if opts.champion is not None else \
-        _repo_file(f"champions/{opts.plant}.safetensors")
-    if not champion.is_file():
-        raise DemoError(f"no champion for plant {opts.plant!r} at {champion}; evolve one with "
-                        f"`driftgate train-nominal --plant {opts.plant}` or pass --champion FILE")
+    champion = Path(opts.champion) if opts.champion is not None else profile_asset(profile, "champion")
+    if champion is None or not champion.is_file():
+        raise DemoError(f"no champion for robot {label!r} at {champion or '(profile names no assets.champion)'}; "
+                        f"evolve one with `driftgate train-nominal --robot {opts.plant}` or pass --champion FILE")
     try:
         from sim.genome import load_genome
         from sim.plant_task import plant_policy_spec
         g = load_genome(champion)
-        if g.policy_spec.obs_dim != plant_policy_spec(opts.plant).obs_dim or \
-                g.policy_spec.act_dim != plant_policy_spec(opts.plant).act_dim:
-            raise DemoError(f"champion {champion} does not drive plant {opts.plant!r} ({g.policy_spec})")
+        want = plant_policy_spec(plant)
+        if g.policy_spec.obs_dim != want.obs_dim or g.policy_spec.act_dim != want.act_dim:
+            raise DemoError(f"champion {champion} does not drive robot {label!r} ({g.policy_spec})")
     except DemoError:
         raise
     except Exception as e:
         raise DemoError(f"champion {champion}: {e}") from None
-    suite = Path(opts.suite) if opts.suite is not None else _repo_file(str(ctl_p.get("gate.suite") or
-                                                                           "launch/regression_suite.yaml"))
+    suite = Path(opts.suite) if opts.suite is not None else \
+        (_repo_file(str(ctl_p["gate.suite"])) if ctl_p.get("gate.suite") else profile_asset(profile, "suite"))
+    if suite is None:
+        raise DemoError(f"no regression suite for robot {label!r} (its profile names no assets.suite); "
+                        f"write one with `driftgate suite init --robot {opts.plant}` or pass --suite FILE")
     try:
         from safety.suite import load_suite
         s = load_suite(suite)
     except Exception as e:
         raise DemoError(f"regression suite {suite}: {e}") from None
-    if getattr(s, "plant", opts.plant) != opts.plant:
-        raise DemoError(f"regression suite {suite} is for plant {s.plant!r}, not {opts.plant!r}; pass --suite FILE")
-    return {"drift": spec.as_dict(), "params": params, "champion": champion.resolve(), "suite": suite.resolve(),
-            "sim_params": sim_p, "controller_params": ctl_p}
+    if robot_label(getattr(s, "plant", plant)) != label:
+        raise DemoError(f"regression suite {suite} is for robot {s.plant!r}, not {label!r}; pass --suite FILE")
+    ctl_values = robot_controller_values(profile, plant, ctl_p, opts)
+    sim_values = sim_robot_values(profile, plant, {**sim_p, "seed": int(opts.seed),   # JSON text given as YAML
+                                                   **{k: json.dumps(v) if isinstance(v, dict) else v
+                                                      for k, v in opts.sim.items()}})
+    check_configuration(ctl_values, sim_values, plant)
+    warmup = _warmup_s(ctl_values.get("monitor.config"))
+    max_s = float(opts.max_s) if opts.max_s is not None else default_max_s(ctl_values, warmup, opts.settle_s)
+    if opts.drift_at_s is not None and not (math.isfinite(opts.drift_at_s) and 0 <= opts.drift_at_s < max_s):
+        raise DemoError(f"--drift-at-s must be in [0, --max-s), got {opts.drift_at_s}")
+    return {"plant": plant, "label": label, "drift": spec.as_dict(), "params": params, "overlay": overlay,
+            "champion": champion.resolve(), "suite": Path(suite).resolve(), "sim_params": sim_p,
+            "controller_params": ctl_p, "controller_values": ctl_values, "sim_values": sim_values,
+            "max_s": max_s}
+
+
+def node_parameters(robot: str | None, params: str | Path | None = None, namespace: str = "") -> tuple[dict, dict]:
+    """(simulated robot, controller) parameters for a robot as `driftgate demo` starts them (the
+    launch file's and `driftgate node demo`'s robot-specific part): the parameter file's, the
+    robot's demo overlay, then its profile's champion, suite, calibration, control rate and guard
+    bounds. `robot` None: the parameter file's. Raises DemoError."""
+    from adapters.cli_node import load_node_params
+    if robot is None:
+        try:
+            robot = str(load_node_params(params or _repo_file("launch/demo.yaml"), CONTROLLER, namespace)
+                        .get("robot") or "cartpole")
+        except (OSError, ValueError) as e:
+            raise DemoError(f"parameter file {params}: {e}") from None
+    res = prepare(DemoOptions(plant=robot, params=Path(params) if params else None, namespace=namespace),
+                  need_drift=False)
+    ctl = {**res["controller_values"], "orchestrator.bootstrap_champion": str(res["champion"]),
+           "gate.suite": str(res["suite"])}
+    return {**res["sim_values"], "seed": res["sim_params"].get("seed", 0)}, ctl
+
+
+def robot_controller_values(profile, plant: str, ctl_p: dict, opts: DemoOptions) -> dict:
+    """The controller's parameters for this robot (`demo_profile.controller_values`), then --set."""
+    return {**controller_values(profile, plant, ctl_p), **controller_sets(opts)}
+
+
+def controller_sets(opts: DemoOptions) -> dict:
+    """--set values; a mapping-valued setting given as YAML (``guard.joint_bounds={...}``) as its JSON text."""
+    from controller.settings import is_mapping_leaf
+    return {k: (json.dumps(v) if isinstance(v, dict) and is_mapping_leaf(k) else v) for k, v in opts.controller.items()}
+
+
+def check_configuration(ctl_values: dict, sim_values: dict, plant: str) -> None:
+    """What the controller's configure would refuse, refused now (one line), before any node or file
+    exists: parameter types and ranges, the settings tree, joint names and guard bounds."""
+    from adapters.cli_node import to_overrides
+    from adapters.ros import controller_node as cn
+    from adapters.ros import sim_robot_node as sn
+    from controller.params import check_value
+    from controller.pipeline import robot_joints, runtime_config
+    from controller.settings import SettingsError, from_parameters
+    try:
+        for name, value in ctl_values.items():      # the controller's own check, word for word
+            why = check_value(name, value)
+            if why is not None:
+                raise ValueError(why)
+        to_overrides(sim_values, sn.PARAMETERS)
+        to_overrides(ctl_values, cn.PARAMETERS)
+        settings = from_parameters(ctl_values)
+        info, joints = robot_joints(settings)
+        runtime_config(settings, info, joints)
+    except (ValueError, TypeError, SettingsError) as e:
+        raise DemoError(" ".join(f"configure failed: {e}".split())) from None
+
+
+def _warmup_s(config: str | None) -> float:
+    try:
+        from controller.drift import load_config
+        return float(load_config(config or None).warmup_s)
+    except Exception:
+        return 60.0
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -268,10 +364,10 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     suite = out / "regression_suite.yaml"
     shutil.copyfile(res["suite"], suite)
 
-    sim_values = {**res["sim_params"], "robot": opts.plant, "seed": int(opts.seed), **opts.sim}
-    ctl_values = {**res["controller_params"], "robot": opts.plant, "orchestrator.registry_path": str(registry),
+    sim_values = dict(res["sim_values"])
+    ctl_values = {**res["controller_values"], "orchestrator.registry_path": str(registry),
                   "orchestrator.bootstrap_champion": str(res["champion"]), "gate.suite": str(suite),
-                  "orchestrator.job_root": "", "ros.autostart": True, **opts.controller}
+                  "orchestrator.job_root": "", "ros.autostart": True, **controller_sets(opts)}
     try:
         sim_over = to_overrides(sim_values, sn.PARAMETERS)
         ctl_over = to_overrides(ctl_values, cn.PARAMETERS)
@@ -300,7 +396,7 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
         return n
 
     def make_demo(ctx):
-        nodes["demo"] = n = make_demo_node(ctx, out, opts.plant, config, opts.seed, registry, st, opts.namespace)
+        nodes["demo"] = n = make_demo_node(ctx, out, res["plant"], config, opts.seed, registry, st, opts.namespace)
 
         def end_extra() -> dict:
             ctl = nodes.get("ctl")
@@ -316,7 +412,7 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
 
     def driver() -> None:
         try:
-            _drive(opts, res["drift"], nodes, st, stop, console if live else None, on_tick)
+            _drive(opts, res["max_s"], res["drift"], nodes, st, stop, console if live else None, on_tick)
         except Exception as e:   # never leave the nodes spinning forever
             errors.append(f"{type(e).__name__}: {e}")
             st.stop_reason = st.stop_reason or f"driver error: {e}"
@@ -328,7 +424,11 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
     try:
         run_nodes([make_sim, make_ctl, make_demo], domain_id=domain_id, stop=stop)
     except NodeFailed as e:          # the controller could not configure: no story to tell
-        raise DemoError(str(e), code=e.code) from None
+        shutil.rmtree(out, ignore_errors=True)
+        raise DemoError(" ".join(str(e).split()), code=e.code) from None
+    except ValueError as e:          # a node refused its parameters in its constructor (e.g. fall_bounds)
+        shutil.rmtree(out, ignore_errors=True)
+        raise DemoError(" ".join(f"configure failed: {e}".split())) from None
     finally:
         stop.set()
         th.join(timeout=10)
@@ -344,10 +444,11 @@ def _run(opts: DemoOptions, res: dict, out: Path, domain_id: int, console, live:
         "drift": res["drift"], "champion": str(res["champion"]), "suite": str(res["suite"]),
         "params": str(res["params"])}, "ros_domain_id": domain_id, "wall_s": wall, **timeline},
         indent=1, default=str) + "\n")
-    return DemoResult(out, report, st.stop_reason, wall, timeline)
+    return DemoResult(out, report, st.stop_reason, wall, timeline,
+                      interrupted=st.stop_reason == INTERRUPTED or (not st.stop_reason and not errors))
 
 
-def _drive(opts: DemoOptions, drift: dict, nodes: dict, st: DemoState, stop: threading.Event, console,
+def _drive(opts: DemoOptions, max_s: float, drift: dict, nodes: dict, st: DemoState, stop: threading.Event, console,
            on_tick: Callable[[dict], None] | None) -> None:
     """The driver loop: inject the drift when due, follow the story, decide when to stop."""
     from contextlib import nullcontext
@@ -394,21 +495,22 @@ def _drive(opts: DemoOptions, drift: dict, nodes: dict, st: DemoState, stop: thr
                     st.story = f"done: {why}"
             if st.done_at is not None and now >= st.done_at + opts.tail_s:
                 break
-            if now >= opts.max_s:
-                st.stop_reason = st.stop_reason or f"--max-s {opts.max_s:g} s reached"
+            if now >= max_s:
+                st.stop_reason = st.stop_reason or f"--max-s {max_s:g} s reached"
                 break
             if live is not None or on_tick is not None:
                 snap = snapshot(ctl, st)
                 snap["drift"] = drift
+                snap["max_s"] = max_s
                 if live is not None:
                     live.update(render(snap, opts))
                 if on_tick is not None:
                     on_tick(snap)
             stop.wait(0.25)
     if not st.stop_reason:
-        st.stop_reason = "stopped from outside (SIGINT/SIGTERM)"
+        st.stop_reason = INTERRUPTED
     stop.set()
 
 
-__all__ = ["DEFAULT_DRIFTS", "DemoError", "DemoOptions", "DemoResult", "REPORT_KEYS", "prepare", "prepare_out_dir",
+__all__ = ["INTERRUPTED", "DemoError", "DemoOptions", "DemoResult", "REPORT_KEYS", "prepare", "prepare_out_dir",
            "run_demo"]

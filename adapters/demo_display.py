@@ -95,7 +95,7 @@ def render(snap: dict, opts: Any):
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold cyan", justify="right")
     t.add_column()
-    t.add_row("time", f"{snap['t']:6.1f} s   (stops by {opts.max_s:g} s)")
+    t.add_row("time", f"{snap['t']:6.1f} s   (stops by {snap.get('max_s') or opts.max_s or 0:g} s)")
     t.add_row("story", snap.get("story", ""))
     phase = snap.get("phase", "-")
     t.add_row("phase", f"[bold]{phase}[/] for {snap.get('in_phase_s', 0.0):.1f} s   champion "

@@ -77,7 +77,8 @@ import numpy as np
 from adapters.replay_bag import BagInfo, ReplayError, _bag_error, inspect_bag  # noqa: F401 (re-exported)
 from adapters.replay_clock import Sanitizer, SimTimed
 from adapters.replay_setup import (ReplayConfig, _champion, _make_output_tmp, _publish, _suite,  # noqa: F401
-                                   _topics, _topics_roles, config_from_mapping, load_replay_config, monitor_config)
+                                   _topics, _topics_roles, config_from_mapping, load_replay_config, monitor_config,
+                                   robot_config)
 from adapters.decisions import (FILE_NAME, DecisionWriter, adaptation_record, from_orchestrator_event,
                                 gate_record, make_header, monitor_stats)
 from sim.atomicio import json_safe
@@ -104,18 +105,21 @@ class ReplayResult:
 def replay(bag: str | os.PathLike, out_dir: str | os.PathLike, config: ReplayConfig | None = None, *,
            seed: int = 0, adapt: bool | None = None, report: bool = True, overwrite: bool = False,
            keep_work: bool = False, progress: Callable[[float, str], None] | None = None,
-           runner: Any = None, gate: Any = None) -> ReplayResult:
+           runner: Any = None, gate: Any = None, robot: str | None = None) -> ReplayResult:
     """Replay `bag` through the pipeline and write `out_dir` (decisions.jsonl, replay.json and, with
     `report`, report.json / timeline.png / summary.md). `adapt` overrides ``config.adapt.enabled``.
     `runner` / `gate` replace the sandbox runner / the gate (any `controller.contracts`
     AdaptationRunner / Gate; tests and embedding). `progress(fraction, status)` is called as the
-    replay advances. Raises ReplayError for bad input; `out_dir` then does not exist (or is
-    unchanged)."""
+    replay advances. `robot`: the robot the bag must come from (`--robot`; a built-in name or a
+    profile path as `adapters.robot_option.resolve_robot` gives it): a bag recorded on another robot
+    is refused before anything is written. Raises ReplayError for bad input; `out_dir` then does not
+    exist (or is unchanged)."""
     cfg = config or ReplayConfig()
     out_dir = Path(out_dir)
     use_adapt = cfg.adapt.enabled if adapt is None else bool(adapt)
     t_wall0 = time.perf_counter()
     info = inspect_bag(bag, _topics(cfg))
+    cfg = robot_config(cfg, info, robot)
     mcfg = monitor_config(cfg)
     tmp = _make_output_tmp(out_dir, overwrite)
     run = None

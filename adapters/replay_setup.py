@@ -68,6 +68,61 @@ def monitor_config(cfg: ReplayConfig):
         raise ReplayError(f"replay config: monitor: {e}") from None
 
 
+def _profile(plant: str):
+    """The robot profile of `plant` (built-in name or profile path), or None."""
+    try:
+        from adapters.robot_option import robot_profile
+        return robot_profile(plant)
+    except Exception:
+        return None
+
+
+def bag_robot(info) -> tuple[str, list[str]]:
+    """(robot, joint names) the bag says it was recorded on (metadata; '' / [] when it does not say)."""
+    import json
+    try:
+        names = list(json.loads(info.custom.get("driftgate.joint_names") or "[]"))
+    except ValueError:
+        names = []
+    return str(info.custom.get("driftgate.plant", "") or ""), [str(n) for n in names]
+
+
+def check_bag_robot(info, plant: str, where: str = "--robot") -> None:
+    """ReplayError (one line, both robots and joint sets) when the bag was recorded on another
+    robot than `plant`: another robot name, or (a bag naming no robot) other joints."""
+    from adapters.robot_option import robot_label
+    from sim.observation import plant_info
+    bag_plant, bag_joints = bag_robot(info)
+    joints = list(plant_info(plant)["joint_names"])
+    other = robot_label(bag_plant) != robot_label(plant) if bag_plant else \
+        bool(bag_joints) and set(bag_joints) != set(joints)
+    if other:
+        raise ReplayError(f"{where} {robot_label(plant)}: bag {info.path} was recorded on robot "
+                          f"{robot_label(bag_plant) if bag_plant else '(unnamed)'!r} with joints {bag_joints or '?'}; "
+                          f"robot {robot_label(plant)!r} has joints {joints}")
+
+
+def robot_config(cfg: ReplayConfig, info, robot: str | None) -> ReplayConfig:
+    """The replay configuration for the bag's robot: `robot` (checked against the bag) or the
+    config's ``robot`` or the bag's; the drift-monitor calibration from the robot's profile when
+    the config names none."""
+    if robot is not None:
+        check_bag_robot(info, robot)
+        cfg = cfg.model_copy(update={"robot": robot})
+        cfg.model_fields_set.add("robot")
+    elif "robot" in cfg.model_fields_set:
+        check_bag_robot(info, cfg.robot, where="replay config robot:")
+    plant = cfg.robot if "robot" in cfg.model_fields_set else bag_robot(info)[0]
+    prof = _profile(plant) if plant else None
+    cal = prof.asset_path("calibration") if prof is not None else None
+    if not cfg.monitor.config and cal is not None and cal.is_file():
+        fields = set(cfg.model_fields_set)
+        cfg = cfg.model_copy(update={"monitor": cfg.monitor.model_copy(update={"config": str(cal)})})
+        cfg.model_fields_set.clear()
+        cfg.model_fields_set.update(fields)
+    return cfg
+
+
 def _topics(cfg: ReplayConfig) -> dict:
     return cfg.replay.topics.model_dump(exclude_none=True)
 
@@ -93,6 +148,10 @@ def _champion(cfg: ReplayConfig, plant: str):
             path = None
         if path is not None:
             return load_genome(path), f"shipped:{path.name}"
+        prof = _profile(plant)
+        path = prof.asset_path("champion") if prof is not None else None
+        if path is not None and path.is_file():
+            return load_genome(path), f"profile:{path.name}"
         if plant == "cartpole":
             from controller.bootstrap import lqr_policy_genome
             return lqr_policy_genome(plant), "lqr"
@@ -106,6 +165,8 @@ def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
     from safety.suite import SuiteError, load_suite
     from controller.shipped import resolve
     src = cfg.gate.suite or DEFAULT_SUITES.get(plant)
+    if src is None and _profile(plant) is not None:
+        src = _profile(plant).asset_path("suite")
     if src is None:
         raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "
                           "(or replay.gate_enabled: false)")
@@ -125,7 +186,8 @@ def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
         suite = load_suite(out)
     except SuiteError as e:
         raise ReplayError(f"gate suite {src} with gate.overrides: {e}".replace(str(out), "suite")) from None
-    if suite.plant != plant:
+    from adapters.robot_option import robot_label
+    if robot_label(str(suite.plant)) != robot_label(plant):
         raise ReplayError(f"gate suite {src} judges plant {suite.plant!r}, the bag is {plant!r}")
     return out, {"name": suite.name, "source": src.name, "sha256": hashlib.sha256(text.encode()).hexdigest(),
                  "overrides": cfg.gate.overrides}

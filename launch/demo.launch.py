@@ -1,9 +1,11 @@
-"""The demo: a simulated MuJoCo cartpole and the driftgate controller driving it.
+"""The demo: a simulated MuJoCo robot (the cartpole unless `robot:=`) and the driftgate controller driving it.
 
     ros2 launch driftgate demo.launch.py [params_file:=FILE] [namespace:=NS] [robot:=PLANT]
                                          [use_sim_time:=true|false]
 
-Both nodes read launch/demo.yaml. The controller's `ros.autostart: true` there makes it configure and
+Both nodes read launch/demo.yaml (robot-neutral), then what the robot's profile gives them
+(`adapters.demo.node_parameters`: champion, regression suite, drift-monitor calibration, control rate,
+guard bounds, the robot's launch/robots/demo/NAME.yaml). The controller's `ros.autostart: true` there makes it configure and
 activate itself (no lifecycle events are emitted here, so the two never race). Inject a drift with
 `ros2 param set /driftgate_sim_robot drift '<DriftSpec JSON>'` and watch `/driftgate_controller/events`
 and `/diagnostics`. The same demo runs in a plain venv with `driftgate node demo`.
@@ -25,15 +27,15 @@ def nodes(context):
     namespace = LaunchConfiguration("namespace")
     extra = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() == "true"}
     robot = LaunchConfiguration("robot").perform(context)
-    if robot:
-        extra["robot"] = robot
+    from adapters.demo import node_parameters
+    sim_p, ctl_p = node_parameters(robot or None, params_file.perform(context), namespace.perform(context))
     return [
         Node(
             package="driftgate",
             executable="driftgate_sim_robot",
             name="driftgate_sim_robot",
             namespace=namespace,
-            parameters=[params_file, extra],
+            parameters=[params_file, sim_p, extra],
             output="screen",
             emulate_tty=True,
         ),
@@ -42,7 +44,7 @@ def nodes(context):
             executable="driftgate_controller",
             name="driftgate_controller",
             namespace=namespace,
-            parameters=[params_file, extra],
+            parameters=[params_file, ctl_p, extra],
             output="screen",
             emulate_tty=True,
         ),

@@ -54,7 +54,6 @@ def test_help_shows_no_bool_on_flags(path):
                               "frozen-head|no-self-reference"),
     (["evolve"], "--noise", "port|original"),
     (["adapt"], "--backend", "local|ray"),
-    (["demo"], "--plant", "cartpole|walker|reacher"),
 ])
 def test_help_lists_the_choices_and_the_parser_refuses_others(path, option, choices):
     r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "320"})

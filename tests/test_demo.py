@@ -146,3 +146,126 @@ def test_demo_runs_the_story_end_to_end(tmp_path):
         assert (out / name).exists(), name
     assert (ROOT / "launch" / "regression_suite.yaml").read_text() == suite_before   # the run's copy changes
     assert ticks and {"phase", "monitor"} <= set(ticks[-1])      # the live display had data to show
+
+
+# ---------------------------------------------------------------------- any robot (issues 14/15)
+
+CARTPOLE_PARTS = ("cartpole", "slider", "hinge_1", "pole_1", "slide")
+
+
+def _cli(*args, domain=0, **kw):
+    import subprocess
+    import sys
+    env = dict(os.environ, ROS_DOMAIN_ID=str(_domain(domain)), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-c", "from adapters.cli import main; main()", "demo", "-q", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_demo_yaml_is_robot_neutral():
+    """launch/demo.yaml names no part of any robot: what is robot-specific comes from the profile."""
+    from adapters.cli_node import load_node_params
+    from adapters.demo import CONTROLLER, SIM_ROBOT
+    for node in (SIM_ROBOT, CONTROLLER):
+        params = load_node_params(ROOT / "launch" / "demo.yaml", node)
+        params.pop("robot")          # what `driftgate node demo` / the launch file run without --robot
+        text = json.dumps(params)
+        for part in CARTPOLE_PARTS:
+            assert part not in text, (node, part)
+
+
+def test_the_walker_demo_takes_everything_from_its_profile():
+    """`driftgate demo --robot walker`: default drift, champion, suite, calibration, control rate and
+    guard bounds are the walker profile's, and no cartpole value reaches either node."""
+    from adapters.demo import prepare
+    from sim.drift_spec import DriftSpec
+    from sim.profile import find_profile, load_profile
+    prof = load_profile(find_profile("walker"))
+    res = prepare(DemoOptions(plant="walker"))
+    assert res["drift"] == DriftSpec.parse(prof.default_drift).as_dict()
+    assert res["champion"] == prof.asset_path("champion") and res["suite"] == prof.asset_path("suite")
+    ctl, sim = res["controller_values"], res["sim_values"]
+    assert ctl["robot"] == sim["robot"] == "walker"
+    assert Path(ctl["monitor.config"]) == prof.asset_path("calibration")
+    assert ctl["runtime.rate_hz"] == pytest.approx(1.0 / prof.control_dt)
+    assert set(json.loads(ctl["guard.joint_bounds"])) == set(prof.ros_joints)
+    # a reset after a fall is a telemetry gap the drift monitor sees (gap_factor 2.5 control periods),
+    # not a jump in the residuals
+    assert sim["fall_pause_s"] > 2.5 * prof.control_dt
+    text = json.dumps({**ctl, **sim})
+    for part in CARTPOLE_PARTS:
+        assert part not in text, part
+    # the cartpole keeps its own demo values (its overlay, launch/robots/demo/cartpole.yaml)
+    cp_res = prepare(DemoOptions())
+    cp = cp_res["controller_values"]
+    assert json.loads(cp["guard.joint_bounds"]) == {"slider": [-1.6, 1.6], "hinge_1": [-0.8, 0.8]}
+    assert cp["runtime.rate_hz"] == pytest.approx(100.0) and cp["adapt.budget_s"] == 45.0
+    assert cp_res["sim_values"]["fall_pause_s"] == 0.05
+
+
+def test_a_bad_set_value_fails_at_once_with_one_line(tmp_path):
+    """A guard bound naming a cartpole joint on the walker: refused before any node starts."""
+    out = tmp_path / "demo"
+    r = _cli("--robot", "walker", "--out", str(out), "--set", 'guard.joint_bounds={"slider": [-1, 1]}', domain=4)
+    assert r.returncode == 2, r.stdout + r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: configure failed: parameter guard.joint_bounds: guard bound for unknown joint "
+                           "'slider'") and "right_hip" in last, last
+    assert "Traceback" not in r.stderr and not out.exists()
+    # what only the simulated robot's constructor checks: one line too, no run directory
+    r = _cli("--out", str(out), "--sim-set", 'fall_bounds={"nope": [0, 1]}', domain=8)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("error: configure failed: fall_bounds: unknown joint 'nope'; "
+                                                 "joints: ['slider', 'hinge_1']")
+    assert not out.exists()
+
+
+def test_a_profile_naming_a_missing_champion_fails_at_once(tmp_path):
+    doc = yaml.safe_load((ROOT / "launch" / "robots" / "walker.yaml").read_text())
+    doc["assets"] = {"champion": "missing.safetensors"}
+    profile = tmp_path / "my_walker.yaml"
+    profile.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "demo"
+    r = _cli("--plant", str(profile), "--out", str(out), domain=5)
+    assert r.returncode == 2, r.stdout + r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no champion for robot 'my_walker'") and "missing.safetensors" in last, last
+    assert not out.exists()
+
+
+def test_a_configure_failure_in_the_node_ends_the_demo(tmp_path):
+    """What only the controller's configure finds (a drift-monitor file that does not parse) ends the
+    run with its one-line error and exit 2, and leaves no run directory."""
+    bad = tmp_path / "monitor.yaml"
+    bad.write_text("drift_monitor: [unclosed\n")
+    out = tmp_path / "demo"
+    r = _cli("--out", str(out), "--set", f"monitor.config={bad}", domain=6)
+    assert r.returncode == 2, r.stdout + r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: configure failed: parameter monitor.config:") and "not valid YAML" in last, last
+    assert not out.exists()
+
+
+def test_sigint_before_the_story_ends_exits_130(tmp_path):
+    """Ctrl-C of a running demo: the recordings are closed and the report written, the exit is 130."""
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / "demo"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(_domain(7)), OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-c", "from adapters.cli import main; main()", "demo", "-q", "--out",
+                          str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "decisions.jsonl").exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)                   # the nodes are up and recording
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr.strip().splitlines()[-1]
+    assert (out / "report.json").exists() and (out / "demo.json").exists()
+    assert json.loads((out / "demo.json").read_text())["stop_reason"].startswith("stopped from outside")
