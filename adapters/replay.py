@@ -270,6 +270,7 @@ class _Run:
                          refresh=False)
         except (ValueError, TypeError) as e:
             raise ReplayError(f"replay config: {e}") from None
+        self.pipeline = pipe
         self.registry, self.runtime, self.orch = pipe.registry, pipe.runtime, pipe.orchestrator
 
     def _waiting(self, what: str) -> None:
@@ -493,15 +494,7 @@ class _Run:
 
     def close(self) -> None:
         if self.orch is not None:
-            try:
-                self.runner.cancel()
-                self.gate.cancel()
-            except Exception:
-                pass
-            try:
-                self.registry.close()
-            except Exception:
-                pass
+            self.pipeline.close()          # cancels a running job or gate, closes the registry
 
 
 __all__ = ["BagInfo", "ReplayConfig", "ReplayError", "ReplayResult",
