@@ -42,17 +42,22 @@ def config_from_mapping(data: Mapping | None, base_dir: Path | None = None) -> R
     return cfg
 
 
+def _read_yaml(path: Path, what: str, unreadable: str, invalid: str) -> Any:
+    """A YAML file read with a size bound; a one-line ReplayError if it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(read_text_bounded(path, what=what))
+    except OSError as e:
+        raise ReplayError(f"{unreadable}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ReplayError(f"{invalid}: not valid YAML ({e})") from None
+
+
 def load_replay_config(path: str | os.PathLike | None = None) -> ReplayConfig:
     """Read a replay configuration YAML (None: all defaults)."""
     if path is None:
         return ReplayConfig()
     path = Path(path)
-    try:
-        data = yaml.safe_load(read_text_bounded(path, what="replay config"))
-    except OSError as e:
-        raise ReplayError(f"cannot read config {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise ReplayError(f"config {path}: not valid YAML ({e})") from None
+    data = _read_yaml(path, "replay config", f"cannot read config {path}", f"config {path}")
     try:
         return config_from_mapping(data, path.parent.resolve())
     except ReplayError as e:
@@ -171,12 +176,7 @@ def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
         raise ReplayError(f"no regression suite for plant {plant!r}: set gate.suite in --config "
                           "(or replay.gate_enabled: false)")
     src = resolve(src)
-    try:
-        doc = yaml.safe_load(read_text_bounded(src, what="gate suite"))
-    except OSError as e:
-        raise ReplayError(f"gate suite {src}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise ReplayError(f"gate suite {src}: not valid YAML ({e})") from None
+    doc = _read_yaml(src, "gate suite", f"gate suite {src}", f"gate suite {src}")
     if cfg.gate.overrides:
         doc = _merge(doc, cfg.gate.overrides)
     out = work / "suite.yaml"

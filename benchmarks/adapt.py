@@ -43,24 +43,30 @@ SMOKE_JOB = dict(max_generations=1, horizon=50, population=4, children=1, random
                  sysid_max_evals=40, telemetry_ticks=150)
 
 
-def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = True, smoke: bool = False) -> list[dict]:
-    champion = nominal_champion("cartpole")
+def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str) -> list[dict]:
+    """One sandbox run per seed (`job_for_seed(seed)` -> AdaptJob), each row its result.json plus how
+    the sandbox ended and its wall time."""
     rows = []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
-            job = AdaptJob(robot="cartpole", drift=DRIFT, seed=seed, budget_s=budget_s, workers=workers,
-                           model_seed=model_seed, **{"max_generations": 300, **(SMOKE_JOB if smoke else {})})
             t0 = time.perf_counter()
-            outcome = run_sandbox(write_job(Path(tmp) / "job", job, [champion]),
+            outcome = run_sandbox(write_job(Path(tmp) / "job", job_for_seed(seed), [champion]),
                                   SandboxLimits(wall_s=budget_s + 300))
             wall = time.perf_counter() - t0
         r = {**outcome.result, "status": outcome.status, "sandbox_reason": outcome.reason, "sandbox_wall_s": wall}
         r["n_generations"] = len(r.pop("generations", []) or [])
         rows.append(r)
-        print(f"seed {seed}: {outcome.status} return before {r.get('return_before', float('nan')):.1f} "
-              f"after {r.get('return_after', float('nan')):.1f} nominal {r.get('nominal_return', float('nan')):.1f} "
-              f"in {wall:.1f} s", flush=True)
+        print(f"{label} seed {seed}: {outcome.status} before {r.get('return_before', float('nan')):.1f} after "
+              f"{r.get('return_after', float('nan')):.1f} nominal {r.get('nominal_return', float('nan')):.1f} "
+              f"winner {(r.get('winner') or {}).get('kind')} in {wall:.1f} s", flush=True)
     return rows
+
+
+def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = True, smoke: bool = False) -> list[dict]:
+    job = {"max_generations": 300, **(SMOKE_JOB if smoke else {})}
+    return sandbox_rows(lambda seed: AdaptJob(robot="cartpole", drift=DRIFT, seed=seed, budget_s=budget_s,
+                                              workers=workers, model_seed=model_seed, **job),
+                        nominal_champion("cartpole"), seeds, budget_s, "cartpole")
 
 
 def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None) -> list[dict]:
@@ -68,22 +74,9 @@ def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = 
     champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting)."""
     from sim.profile import find_profile, load_profile
     drift = drift or load_profile(find_profile("walker")).default_drift
-    champion = nominal_champion("walker")
-    rows = []
-    for seed in range(seeds):
-        with tempfile.TemporaryDirectory() as tmp:
-            job = AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s, workers=workers)
-            t0 = time.perf_counter()
-            outcome = run_sandbox(write_job(Path(tmp) / "job", job, [champion]),
-                                  SandboxLimits(wall_s=budget_s + 300))
-            wall = time.perf_counter() - t0
-        r = {**outcome.result, "status": outcome.status, "sandbox_reason": outcome.reason, "sandbox_wall_s": wall}
-        r["n_generations"] = len(r.pop("generations", []) or [])
-        rows.append(r)
-        print(f"walker seed {seed}: {outcome.status} before {r.get('return_before', float('nan')):.1f} after "
-              f"{r.get('return_after', float('nan')):.1f} nominal {r.get('nominal_return', float('nan')):.1f} "
-              f"winner {r.get('winner')} in {wall:.1f} s", flush=True)
-    return rows
+    return sandbox_rows(lambda seed: AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s,
+                                              workers=workers),
+                        nominal_champion("walker"), seeds, budget_s, "walker")
 
 
 def walker_markdown(section: dict) -> list[str]:
