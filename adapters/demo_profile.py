@@ -75,12 +75,12 @@ def fall_pause_s(control_dt: float) -> float:
 
 def sim_robot_values(profile, plant: str, sim_p: dict) -> dict:
     """The simulated robot's parameters for this robot: `sim_p`, the robot, its fall pause; no reset on
-    a fall for a robot without hard state limits to catch it at (a profile robot)."""
+    a fall for a robot without hard state limits to catch it at."""
     values = {**sim_p, "robot": plant}
     values.setdefault("fall_pause_s", fall_pause_s(profile.control_dt))
     if values.get("reset_on_fall") and not values.get("fall_bounds"):
-        from safety.constraints import PLANT_LIMITS
-        if plant not in PLANT_LIMITS:
+        from safety.constraints import default_limits
+        if not default_limits(plant).state:
             values["reset_on_fall"] = False
     return values
 
