@@ -161,21 +161,24 @@ def seed_vs_evolution_markdown(section: dict) -> list[str]:
                       f"{w.get('lineage_depth', '-')} | {len(sel.get('scores', [])) or '-'} | {r['sandbox_wall_s']:.1f} |")
     med = lambda rows: np.median([frac(r, "return_after") if r.get("status") == "ok" else -np.inf for r in rows])  # noqa: E731
     fails = lambda rows: sum(1 for r in rows if r.get("status") != "ok")  # noqa: E731
-    better = sum(1 for a, b in zip(only, evo) if a.get("status") == b.get("status") == "ok"
-                 and b["return_after"] > a["return_after"])
-    worse = sum(1 for a, b in zip(only, evo) if a.get("status") == b.get("status") == "ok"
-                and b["return_after"] < a["return_after"])
+    # differences below 0.1 % of nominal are float noise (the same genome re-identified), not a ranking
+    diffs = [b["return_after"] - a["return_after"] for a, b in zip(only, evo) if a.get("status") == b.get("status") == "ok"]
+    tol = 1e-3 * float(np.median([r["nominal_return"] for r in only if r.get("status") == "ok"] or [np.nan]))
+    better, worse = sum(1 for d in diffs if d > tol), sum(1 for d in diffs if d < -tol)
     evolved = sum(1 for r in evo if (r.get("winner") or {}).get("kind") == "evolved")
     md += ["", f"Median after / nominal (failed jobs counted as failures, censored): seed only {med(only):.3f} "
            f"({fails(only)} failed), seed + evolution {med(evo):.3f} ({fails(evo)} failed). Median sandbox wall: "
            f"{np.median([r['sandbox_wall_s'] for r in only]):.1f} s vs {np.median([r['sandbox_wall_s'] for r in evo]):.1f} s. "
            f"Evolution's winner was an evolved individual in {evolved}/{len(evo)} seeds; on the true robot its return "
-           f"was higher than seed only in {better}/{len(evo)} seeds and lower in {worse}/{len(evo)}.",
+           f"was higher than seed only by more than 0.1 % of nominal in {better}/{len(evo)} seeds and lower in "
+           f"{worse}/{len(evo)} (after, seed + evolution minus seed only, per seed: "
+           f"{', '.join(f'{d:+.3f}' for d in diffs)} of a nominal return near {tol * 1e3:.0f}).",
            "",
-           f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20). The cartpole's reward is "
-           "1 per upright tick, so a seed that balances the whole horizon saturates it: evolution can only tie there, "
-           "and the selection keeps the seed on a tie. The selection is made on the calibrated plant; the true "
-           "robot can still rank the two differently (the sysid gap).", ""]
+           f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20). The objective is the job's "
+           "own (1 per upright tick, NOT a non-saturating one): a seed that balances the whole horizon already sits "
+           "at ~1.0 x nominal, so evolution has almost nothing left to gain; it replaces the seed only by beating it "
+           "on the common confirmation episodes (ties keep the seed). The selection is made on the calibrated plant; "
+           "the true robot can still rank the two differently (the sysid gap).", ""]
     return md
 
 
@@ -195,11 +198,17 @@ def seed_vs_evolution_only(args) -> None:
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc["seed_vs_evolution"] = section
     atomic_write_json(path, doc)
-    md_path = args.out / "adapt.md"
-    old = _without_sections(md_path.read_text()) if md_path.exists() else ""
-    md = seed_vs_evolution_markdown(section) + (walker_markdown(doc["walker"]) if "walker" in doc else [])
-    atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
+    render_seed_vs_evolution(args.out)
     print("\n".join(seed_vs_evolution_markdown(section)))
+
+
+def render_seed_vs_evolution(out: Path) -> None:
+    """Rewrite adapt.md's seed-vs-evolution (and walker) sections from adapt.json (no runs)."""
+    doc = json.loads((out / "adapt.json").read_text())
+    md_path = out / "adapt.md"
+    old = _without_sections(md_path.read_text()) if md_path.exists() else ""
+    md = seed_vs_evolution_markdown(doc["seed_vs_evolution"]) + (walker_markdown(doc["walker"]) if "walker" in doc else [])
+    atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
 
 
 def ray_efficiency(plant: str, repeats: int = 3, population: int = 30, ticks: int = 300,
