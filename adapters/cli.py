@@ -238,6 +238,9 @@ def adapt(
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster: host:port of a head, ray://host:10001 "
                                               "(default: RAY_ADDRESS, else a Ray head started for this job)"),
     max_generations: int = typer.Option(300), horizon: int = typer.Option(300),
+    min_generations: int = typer.Option(0, "--min-generations", help="evolve at least this many generations, then "
+                                        "pick the winner among the confirmed elites (seeds included) on the "
+                                        "confirmation metric; 0 = stop on the first confirmed target"),
     population: int = typer.Option(10, help="P: parents kept per generation"),
     children: int = typer.Option(2, help="C: children per parent"),
     sysid_budget_s: float = typer.Option(20.0, "--sysid-budget-s"),
@@ -282,7 +285,7 @@ def adapt(
         job = AdaptJob(robot=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
                        ray_address=ray_address, max_generations=max_generations, horizon=horizon,
                        population=population, children=children, sysid_budget_s=sysid_budget_s,
-                       sysid_max_evals=sysid_max_evals)
+                       sysid_max_evals=sysid_max_evals, min_generations=min_generations)
         seeds = [load_genome(champion) if champion else nominal_champion(plant)]
         window = None
         if telemetry is not None:

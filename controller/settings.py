@@ -135,7 +135,7 @@ class OrchestratorSettings(Strict):
 
 # adapt: the job's fields that a user sets, under job.json's names, defaults from sim.job_contract
 JOB_SETTINGS = ("budget_s", "max_generations", "population", "children", "horizon", "workers", "backend",
-                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift")
+                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations")
 
 
 class AdaptSettings(Strict):
@@ -147,6 +147,9 @@ class AdaptSettings(Strict):
                                "python -m sim.sandbox_launch")
     budget_s: float = _f(_JOB.budget_s, "wall-clock budget of the evolution", gt=0, le=DAY)
     max_generations: Int = _f(_JOB.max_generations, "generations budget of one job", ge=1, le=1_000_000)
+    min_generations: Int = _f(_JOB.min_generations, "evolve at least this many generations, then pick the winner "
+                              "among the confirmed elites (seeds included) on the confirmation metric; 0 = stop on "
+                              "the first confirmed target", ge=0, le=1_000_000)
     population: Int = _f(_JOB.population, "population size", ge=1, le=100_000)
     children: Int = _f(_JOB.children, "children per parent", ge=1, le=10_000)
     horizon: Int = _f(_JOB.horizon, "episode length (ticks)", ge=1, le=10_000_000)

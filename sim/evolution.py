@@ -89,6 +89,7 @@ class GenerationLog:
     diversity: float
     switch_on: bool
     wall_s: float
+    elite_id: int | None = None    # id of the individual ranked first after selection (lineage look-ups)
 
 
 @dataclass
@@ -261,7 +262,7 @@ def evolve_srghn(task, evaluator: Callable, generations: int, seed: int,
                             rate_mean=float(stats["rate"].mean()), std_mean=float(stats["std"].mean()),
                             diversity=diversity(pop.numpy()),
                             switch_on=bool(task.schedule.active(g)) if hasattr(task, "schedule") else False,
-                            wall_s=time.perf_counter() - t0)
+                            wall_s=time.perf_counter() - t0, elite_id=int(ids[0]))
         logs.append(log)
         if on_generation is not None:
             on_generation(log)

@@ -55,6 +55,8 @@ class AdaptJob:
     telemetry_ticks: int = 1000
     telemetry_noise: float = 0.01
     model_seed: bool = True              # seed the population with an LQR on the identified model
+    min_generations: int = 0             # > 0: evolve at least this many generations, then pick the winner among
+                                         # the confirmed elites on the confirmation metric (0: stop on the first)
 
     def __post_init__(self) -> None:
         from sim.plants import PLANTS
@@ -74,6 +76,9 @@ class AdaptJob:
         for name in ("max_generations", "population", "children", "horizon", "workers", "telemetry_ticks"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"job.{name}: must be a positive integer, got {getattr(self, name)}")
+        if int(self.min_generations) < 0 or int(self.min_generations) > int(self.max_generations):
+            raise ValueError(f"job.min_generations: must be an integer in [0, max_generations={self.max_generations}], "
+                             f"got {self.min_generations}")
         if self.randomize < 0 or not 0 <= self.cf <= 1 or self.telemetry_noise < 0:
             raise ValueError("job.randomize must be >= 0, job.cf in [0, 1], job.telemetry_noise >= 0")
         if self.backend not in ("local", "ray"):

@@ -328,7 +328,7 @@ def test_missing_topics_and_empty_bags(bag, tmp_path):
 
 def test_config_with_unknown_keys(bag, tmp_path):
     cases = [({"monitr": {}}, r"top level: unknown key\(s\) \['monitr'\] \(did you mean 'monitor'\?\)"),
-             ({"adapt": {"generatons": 3}}, r"adapt: unknown key\(s\) \['generatons'\] \(did you mean 'max_generations'"),
+             ({"adapt": {"max_generatons": 3}}, r"adapt: unknown key\(s\) \['max_generatons'\] \(did you mean 'max_generations'"),
              ({"orchestrator": {"shadow_secs": 1}}, r"orchestrator: unknown key\(s\) \['shadow_secs'\]"),
              ({"replay": {"topics": {"joints": "/j"}}}, r"replay.topics: unknown key\(s\) \['joints'\]"),
              ({"replay": {"sample_s": "fast"}}, "replay.sample_s: expected a finite number, got 'fast'"),
