@@ -335,7 +335,6 @@ class BagWriter(CloseOnExit):
 
 # ---------------------------------------------------------------------- synthetic telemetry
 
-DEFAULT_DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
 EPOCH_NS = 1_700_000_000_000_000_000        # synthetic bags start here (2023-11-14)
 
 
@@ -417,5 +416,5 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: f
     return Path(path)
 
 
-__all__ = ["BAG_FORMAT", "BagWriter", "DEFAULT_DRIFT", "DEFAULT_TOPICS", "LATCHED_ROLES", "ROLES",
+__all__ = ["BAG_FORMAT", "BagWriter", "DEFAULT_TOPICS", "LATCHED_ROLES", "ROLES",
            "ROLE_TYPES", "RecordingError", "simulate_bag", "typestore"]

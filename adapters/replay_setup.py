@@ -18,8 +18,6 @@ from controller.pipeline import merge_mapping as _merge
 from controller.settings import ReplayTopics, Settings, SettingsError, validate
 from sim.safeio import read_text_bounded
 
-DEFAULT_SUITES = {"cartpole": "launch/regression_suite.yaml"}   # shipped names (controller.shipped)
-
 # The replay configuration is the settings tree (controller.settings): the same names as the
 # node's parameters, plus the ``replay`` section. ``robot`` not given: the bag's driftgate.plant.
 
@@ -157,9 +155,11 @@ def _champion(cfg: ReplayConfig, plant: str):
         path = prof.asset_path("champion") if prof is not None else None
         if path is not None and path.is_file():
             return load_genome(path), f"profile:{path.name}"
-        if plant == "cartpole":
-            from controller.bootstrap import lqr_policy_genome
-            return lqr_policy_genome(plant), "lqr"
+        from controller.bootstrap import nominal_policy_genome
+        try:
+            return nominal_policy_genome(plant), "nominal linear feedback"
+        except ValueError:
+            pass                       # no linear nominal controller: the error below says what to set
     except (GenomeFileError, OSError, ValueError) as e:
         raise ReplayError(f"replay config: orchestrator.bootstrap_champion {src or plant!r}: {e}") from None
     raise ReplayError(f"no champion for plant {plant!r}: set orchestrator.bootstrap_champion (a genome file) in "
@@ -169,7 +169,7 @@ def _champion(cfg: ReplayConfig, plant: str):
 def _suite(cfg: ReplayConfig, plant: str, work: Path) -> tuple[Path, dict]:
     from safety.suite import SuiteError, load_suite
     from controller.shipped import resolve
-    src = cfg.gate.suite or DEFAULT_SUITES.get(plant)
+    src = cfg.gate.suite or None
     if src is None and _profile(plant) is not None:
         src = _profile(plant).asset_path("suite")
     if src is None:

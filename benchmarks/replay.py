@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from adapters.recording import DEFAULT_DRIFT, simulate_bag  # noqa: E402
+from adapters.recording import simulate_bag  # noqa: E402
+from sim.profile import find_profile, load_profile  # noqa: E402
+
+DEFAULT_DRIFT = load_profile(find_profile("cartpole")).default_drift   # the cartpole's profile default
 from adapters.replay import ReplayConfig, replay  # noqa: E402
 from adapters.decisions import read_decisions  # noqa: E402
 from sim.atomicio import atomic_write_bytes, atomic_write_json  # noqa: E402

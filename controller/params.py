@@ -256,9 +256,6 @@ def _sandbox_command(value: Any) -> str | None:
     return None
 
 
-_PLANTS = ("cartpole", "walker", "reacher")
-
-
 def _robot(value: Any) -> str | None:
     """A built-in robot's name or a robot profile file (relative ones may be shipped: checked at configure)."""
     if not isinstance(value, str) or not value:
@@ -266,7 +263,7 @@ def _robot(value: Any) -> str | None:
     if value.endswith((".yaml", ".yml")):
         return _check_file(value)
     from sim.plants import PLANTS
-    return None if value in PLANTS else f"{value!r} is not a built-in robot"
+    return None if value in PLANTS else f"{value!r} is not a built-in robot ({' | '.join(PLANTS)})"
 
 
 def _finite(x: Any) -> str | None:
@@ -287,7 +284,7 @@ def _mapping(obj: Any) -> None:
 # name -> rule, where the tree's own constraints (Literal choices, gt/ge/le) do not say it all;
 # every other setting gets its rule from controller.settings (`rule`).
 RULES: dict[str, Any] = {
-    "robot": FuncRule(_robot, "a built-in robot (" + " | ".join(_PLANTS) + ") or an existing robot profile "
+    "robot": FuncRule(_robot, "a built-in robot name (sim.plants) or an existing robot profile "
                       "YAML (.yaml/.yml)"),
     "orchestrator.canary_weights": ListRule(_pos(1.0), "a non-empty list of numbers in (0, 1]", min_len=1),
     "runtime.safe_command": ListRule(FuncRule(_finite, "finite"), "finite numbers inside the actuator bounds, one "
