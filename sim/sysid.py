@@ -259,7 +259,14 @@ def _ensemble(history: list[tuple[np.ndarray, float]], x: np.ndarray, f: float,
     lo, hi = np.array([p.search_bounds for p in params]).T
     width = np.maximum(hi - lo, 1e-9)
     limit = (1 + tol) * f
-    pool = [u for u, g in history if np.isfinite(g) and g <= limit]
+    # a motor reversed against the estimate is a different basin (the sign scan chose it), and a gain
+    # near 0 a dead motor: neither is "the same robot, less sure"
+    signed = np.array([p.signed for p in params])
+    floor = 0.2 * np.abs(x)
+
+    def same_robot(u: np.ndarray) -> bool:
+        return bool(np.all(~signed | ((np.sign(u) == np.sign(x)) & (np.abs(u) >= floor))))
+    pool = [u for u, g in history if np.isfinite(g) and g <= limit and same_robot(u)]
     members, losses = [np.array(x, dtype=float)], [float(f)]
     if not pool:
         return members, losses
