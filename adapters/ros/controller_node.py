@@ -75,6 +75,7 @@ from controller.orchestrator import Orchestrator
 from controller.params import ParameterError, allowed, check_value, declare_checked
 from adapters.realtime import Scheduling
 from controller.runtime import Authority, Canary, ControllerRuntime
+from sim.observation import odometry_values
 
 NODE_NAME = "driftgate_controller"
 _T = Parameter.Type
@@ -375,6 +376,23 @@ class ControllerNode(NodeStatus, LifecycleNode):
     def _on_incumbent(self, msg: Float64MultiArray) -> None:
         if self.runtime is not None:
             self.runtime.ingest_incumbent(msg.data)
+
+    def _on_imu(self, msg) -> None:
+        """sensor_msgs/Imu -> orientation (w x y z) and angular velocity, as the profile's observation."""
+        if self.runtime is not None:
+            o, w = msg.orientation, msg.angular_velocity
+            self.runtime.ingest_base("imu", (o.w, o.x, o.y, o.z, w.x, w.y, w.z))
+
+    def _on_odometry(self, msg) -> None:
+        """nav_msgs/Odometry -> position and world-frame linear velocity (the twist is in the child frame)."""
+        if self.runtime is None:
+            return
+        p, o, v = msg.pose.pose.position, msg.pose.pose.orientation, msg.twist.twist.linear
+        try:
+            values = odometry_values((p.x, p.y, p.z), (o.w, o.x, o.y, o.z), (v.x, v.y, v.z))
+        except ValueError:
+            values = (float("nan"),) * 6           # refused and counted as non-finite
+        self.runtime.ingest_base("odometry", values)
 
     def _on_reward(self, msg: Float64) -> None:
         if self.runtime is not None:
