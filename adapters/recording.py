@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from sim.plant_names import DEFAULT_PLANT
+
 BAG_FORMAT = "driftgate.bag/1"
 ROLES = ("joint_states", "commands", "reward", "events", "drift_active", "diagnostics")
 # the topics the driftgate nodes use by default (adapters/ros/*.py), resolved in the root namespace
@@ -115,7 +117,7 @@ class _Topic:
 class BagWriter(CloseOnExit):
     """rosbag2 MCAP writer with helpers for driftgate's message types (offline API).
 
-    ``with BagWriter(path, plant="cartpole", joint_names=[...], control_dt=0.01) as bag:``
+    ``with BagWriter(path, plant="my_robot.yaml", joint_names=[...], control_dt=0.01) as bag:``
     ``bag.joint_state(t, names, q, v)``, ``bag.command(t, a)``, ``bag.reward(t, r)``,
     ``bag.event(t, {...})``, ``bag.drift_active(t, spec)``, ``bag.diagnostics(t, ...)``.
     Times are ``int`` nanoseconds or ``float`` seconds (both since the Unix epoch). Topics are added
@@ -338,7 +340,7 @@ class BagWriter(CloseOnExit):
 EPOCH_NS = 1_700_000_000_000_000_000        # synthetic bags start here (2023-11-14)
 
 
-def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: float = 120.0,
+def simulate_bag(path: str | os.PathLike, *, plant: str = DEFAULT_PLANT, seconds: float = 120.0,
                  drift: Any = None, drift_at_s: float | None = None, seed: int = 0,
                  obs_noise: float = 0.01, controller: Callable[[np.ndarray], np.ndarray] | None = None,
                  command_latency_s: float = 0.001, diagnostics_hz: float = 1.0, start_ns: int = EPOCH_NS,

@@ -63,12 +63,13 @@ from std_srvs.srv import Trigger
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from adapters.ros.node_params import param_value
 from sim.drift_spec import DriftSpec
+from sim.plant_names import BUILTIN_HELP, DEFAULT_PLANT
 from sim.plants import make_plant
 
 NODE_NAME = "driftgate_sim_robot"
 
 PARAMETERS: dict[str, tuple[Any, str, bool]] = {
-    "robot": ("cartpole", "the robot: a built-in name (cartpole | walker | reacher) or a robot profile YAML", True),
+    "robot": (DEFAULT_PLANT, f"the robot: a built-in name ({BUILTIN_HELP}) or a robot profile YAML", True),
     "seed": (0, "episode seed (reset uses seed, seed + 1, ...)", True),
     "rate_hz": (0.0, "physics/publish rate (0: the plant's control rate)", True),
     "joint_names": (Parameter.Type.STRING_ARRAY, "names published for the plant's joints (default: MuJoCo names)",
