@@ -67,6 +67,7 @@ from adapters.ros import incumbent as incumbent_source
 from adapters.ros.control_loop import ControlLoop
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from adapters.ros.node_params import param_value
+from adapters.base_sensors import imu_values, odometry_msg_values
 from adapters.ros.node_entities import make_entities
 from adapters.ros.node_status import NodeStatus
 from controller import settings as tree
@@ -75,7 +76,6 @@ from controller.orchestrator import Orchestrator
 from controller.params import ParameterError, allowed, check_value, declare_checked
 from adapters.realtime import Scheduling
 from controller.runtime import Authority, Canary, ControllerRuntime
-from sim.observation import odometry_values
 
 NODE_NAME = "driftgate_controller"
 _T = Parameter.Type
@@ -380,19 +380,12 @@ class ControllerNode(NodeStatus, LifecycleNode):
     def _on_imu(self, msg) -> None:
         """sensor_msgs/Imu -> orientation (w x y z) and angular velocity, as the profile's observation."""
         if self.runtime is not None:
-            o, w = msg.orientation, msg.angular_velocity
-            self.runtime.ingest_base("imu", (o.w, o.x, o.y, o.z, w.x, w.y, w.z))
+            self.runtime.ingest_base("imu", imu_values(msg))
 
     def _on_odometry(self, msg) -> None:
         """nav_msgs/Odometry -> position and world-frame linear velocity (the twist is in the child frame)."""
-        if self.runtime is None:
-            return
-        p, o, v = msg.pose.pose.position, msg.pose.pose.orientation, msg.twist.twist.linear
-        try:
-            values = odometry_values((p.x, p.y, p.z), (o.w, o.x, o.y, o.z), (v.x, v.y, v.z))
-        except ValueError:
-            values = (float("nan"),) * 6           # refused and counted as non-finite
-        self.runtime.ingest_base("odometry", values)
+        if self.runtime is not None:
+            self.runtime.ingest_base("odometry", odometry_msg_values(msg))
 
     def _on_reward(self, msg: Float64) -> None:
         if self.runtime is not None:
