@@ -10,8 +10,25 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from adapters.ros import base_state
 from adapters.ros.control_loop import ControlLoop
 from controller.settings import Settings
+
+
+def base_subscriptions(node, sub) -> dict[str, str]:
+    """IMU / odometry of a robot whose observation has them (a profile's observe.imu / observe.odometry):
+    each message goes to the observation map (`KinematicObservation.measure`, which refuses bad
+    values), so the policy and the drift monitor see the base move. Returns channel -> topic."""
+    obs_map = node.runtime.obs_map
+    measure, topics = getattr(obs_map, "measure", None), getattr(obs_map, "base_topics", dict)()
+    if measure is None:
+        return {}
+    for channel, topic in topics.items():
+        values = base_state.VALUES[channel]
+        sub(base_state.MESSAGE[channel], topic, lambda msg, ch=channel, f=values: measure(ch, f(msg)))
+    if topics:
+        node.get_logger().info(f"base observed on {topics}")
+    return topics
 
 
 def make_entities(node, st: Settings) -> None:
@@ -40,6 +57,7 @@ def make_entities(node, st: Settings) -> None:
         sub(Float64MultiArray, ros.incumbent_topic, node._on_incumbent)
     if ros.reward_topic:
         sub(Float64, ros.reward_topic, node._on_reward)
+    base_subscriptions(node, sub)
     # trigger joint_states: a silent topic would mean no tick at all, hence no safe command and no
     # ERROR on /diagnostics. A watchdog (never concurrent with the joint-state callback) ticks only
     # when no tick ran for stale_timeout_s; that tick holds the safe command and reports

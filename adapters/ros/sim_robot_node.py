@@ -11,6 +11,11 @@ residuals are numerically zero until the first hiccup of the command stream) and
 to each actuated joint (0 for passive joints), as joint_state_broadcaster reports an effort
 command interface (what a ros2_control incumbent is observed by: `adapters.ros.incumbent`).
 
+A robot profile's base (``observe.imu`` / ``observe.odometry``, a floating or planar base the joint
+states do not carry) goes out as sensor_msgs/Imu and nav_msgs/Odometry on the profile's topics, just
+before each JointState (`adapters.ros.base_state`: the observation's own channels, with the encoder
+noise too).
+
 Topic names are ROS names: relative by default (``joint_states``,
 ``forward_effort_controller/commands``), so a namespace or a remap moves them; ``~/`` ones are
 private. ``use_sim_time: true`` puts the command timeout and the fall pause on ``/clock``
@@ -60,9 +65,11 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from adapters.ros import base_state
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from adapters.ros.node_params import param_value
 from sim.drift_spec import DriftSpec
+from sim.observation import base_topics
 from sim.plants import make_plant
 
 NODE_NAME = "driftgate_sim_robot"
@@ -121,6 +128,13 @@ class SimRobotNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._js_pub = self.create_publisher(JointState, self.p("joint_states_topic"), reliable)
+        # a base the joint states do not carry (profile observe.imu / observe.odometry): published
+        # before each JointState, so a controller that ticks on joint states has the same tick's base
+        self._obs = self.plant.observe()
+        columns = base_state.base_columns(self.plant.obs_names)
+        self._base_pubs = [(ch, columns[ch], self.create_publisher(base_state.MESSAGE[ch], topic, reliable))
+                           for ch, topic in base_topics(self.plant).items() if ch in columns]
+        self._imu_frame = str(getattr(getattr(getattr(self.plant, "profile", None), "doc", None), "name", "base"))
         self._reward_pub = self.create_publisher(Float64, "~/reward", reliable)
         self._drift_pub = self.create_publisher(String, "~/drift_active", latched)
         self._falls_pub = self.create_publisher(String, "~/falls", latched)
@@ -155,11 +169,20 @@ class SimRobotNode(Node):
                                                         "time": time.time()})))
 
     def _actuated_joints(self) -> list[int]:
-        """Joint index driven by each actuator (-1: not a joint transmission: no effort reported)."""
+        """Index in the published joints of the joint driven by each command index (-1: not a joint
+        transmission, or a joint not published: no effort reported). A profile's command order and
+        published joints need not be MuJoCo's actuator and joint order (a floating base is joint 0)."""
         import mujoco
         m = self.plant.model
-        return [int(m.actuator_trnid[i, 0]) if int(m.actuator_trntype[i]) == int(mujoco.mjtTrn.mjTRN_JOINT) else -1
-                for i in range(m.nu)]
+        published = [int(a) for a in self.plant.joint_qpos_adr]
+        profile = getattr(self.plant, "profile", None)
+        actuators = list(profile.actuators) if profile is not None else list(range(m.nu))
+        out = []
+        for i in actuators:
+            adr = int(m.jnt_qposadr[m.actuator_trnid[i, 0]]) \
+                if int(m.actuator_trntype[i]) == int(mujoco.mjtTrn.mjTRN_JOINT) else -1
+            out.append(published.index(adr) if adr in published else -1)
+        return out
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         refused = sim_time_change_refused(self.clock, params)
@@ -229,7 +252,7 @@ class SimRobotNode(Node):
     def _new_episode(self) -> int:
         self._episode += 1
         seed = int(self.p("seed")) + self._episode
-        self.plant.reset(seed)
+        self._obs = self.plant.reset(seed)
         self._fresh_command = False
         self._command = np.zeros(self.plant.act_dim)
         self._applied = np.zeros(self.plant.act_dim)
@@ -272,7 +295,7 @@ class SimRobotNode(Node):
             action = self._command
         self._applied = np.clip(action, self.plant.act_low, self.plant.act_high)
         self._fresh_command = False
-        _, reward = self.plant.act(action)
+        self._obs, reward = self.plant.act(action)
         self.last_reward = float(reward)
         self.counters["steps"] += 1
         fell = self._fallen()
@@ -286,8 +309,15 @@ class SimRobotNode(Node):
         return self.last_reward
 
     def publish_state(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        for channel, cols, pub in self._base_pubs:
+            values = self._obs[cols]
+            if self._noise_std > 0:
+                values = values + self._noise_std * self._noise_rng.standard_normal(values.shape)
+            pub.publish(base_state.imu_message(values, stamp, self._imu_frame) if channel == "imu"
+                        else base_state.odometry_message(values, stamp))
         msg = JointState()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = stamp
         msg.name = self.joint_names
         q, v = self.plant.joint_positions(), self.plant.joint_velocities()
         if self._noise_std > 0:      # what encoders report; the physics (and fall checks) use the true state
