@@ -78,6 +78,35 @@ DEFAULT_HORIZON = {"cartpole": 25, "walker": 16, "reacher": 15}
 DEFAULT_WINDOWS = {"cartpole": 60, "walker": 24, "reacher": 60}
 
 
+def parameter_set(plant) -> tuple[Param, ...]:
+    """What to identify on `plant`: its `PARAMETER_SETS` entry (the built-in robots), else its robot
+    profile's drift block (``drift.mass_scale`` ... with their bounds: what the profile says may
+    drift; ``all`` becomes one shared factor ``*``, since per-object factors of a table scaled
+    together are what motion cannot tell apart)."""
+    if plant.name in PARAMETER_SETS:
+        return PARAMETER_SETS[plant.name]
+    profile = getattr(plant, "profile", None)
+    if profile is None:
+        raise ValueError(f"plant {plant.name!r}: no system-identification parameter set")
+    drift, out = profile.doc.drift, []
+    for table in ("mass_scale", "actuator_gain", "damping_scale", "friction_scale"):
+        for key, (lo, hi) in getattr(drift, table).items():
+            if lo < hi:
+                out.append(Param(table, "*" if key == "all" else key, float(lo), float(hi)))
+    if not out:
+        raise ValueError(f"robot profile {profile.name!r}: its drift block names nothing to identify "
+                         "(drift.mass_scale, actuator_gain, damping_scale or friction_scale)")
+    return tuple(out)
+
+
+def nominal_twin(plant):
+    """A fresh nominal plant of the same robot (a built-in by name, a profile robot by its profile)."""
+    from sim.plants import PLANTS, make_plant, make_plant_from_profile
+    if plant.name in PLANTS or getattr(plant, "profile", None) is None:
+        return make_plant(plant.name)
+    return make_plant_from_profile(plant.profile)
+
+
 def spec_from_params(params: dict[str, float], known: DriftSpec | None = None) -> DriftSpec:
     """DriftSpec for {"mass_scale.pole_1": 3.0, ...} stacked on top of `known` drift."""
     tables: dict[str, dict[str, float]] = {}
@@ -87,4 +116,5 @@ def spec_from_params(params: dict[str, float], known: DriftSpec | None = None) -
     return compose(known, DriftSpec(**tables))
 
 
-__all__ = ["DEFAULT_HORIZON", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "spec_from_params"]
+__all__ = ["DEFAULT_HORIZON", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "nominal_twin", "parameter_set",
+           "spec_from_params"]
