@@ -50,15 +50,15 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
     from adapters.recording import typestore
     from adapters.replay import ReplayError, _bag_error, inspect_bag
     from sim.observation import make_observation_map, plant_info
-    from sim.nominal_model import STATE_CODECS
+    from sim.nominal_model import STATE_CODECS, has_codec
 
     info = inspect_bag(bag, topics)
     plant = plant or info.custom.get("driftgate.plant", "")
     if not plant:
         raise ReplayError(f"bag {info.path} does not name its plant (no driftgate.plant in metadata.yaml): "
                           "give --plant")
-    if plant not in STATE_CODECS:
-        raise ReplayError(f"unknown plant {plant!r}; known: {sorted(STATE_CODECS)}")
+    if not has_codec(plant):
+        raise ReplayError(f"unknown plant {plant!r}; known: {sorted(STATE_CODECS)} or a robot profile")
     pinfo = plant_info(plant)
     names = list(joint_names or [])
     if not names:

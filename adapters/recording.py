@@ -368,10 +368,9 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: f
     if spec is not None:
         make_plant(plant).apply_drift(spec)   # names checked against the model before any work
     if controller is None:
-        from sim.drift_scenarios import SCENARIOS
-        if plant in SCENARIOS:
-            sc = SCENARIOS[plant]
-            ctrl = sc.make_controller(p)
+        from sim.drift_scenarios import has_scenario, scenario
+        if has_scenario(plant):     # a built-in's scenario controller, or a profile robot's champion
+            ctrl = scenario(plant).make_controller(p)
         else:
             ctrl = p.nominal_controller()
             if hasattr(ctrl, "reset"):

@@ -161,15 +161,15 @@ class _Run:
                  progress, runner=None, gate=None) -> None:
         from controller.drift import DriftMonitor
         from sim.observation import make_observation_map, plant_info
-        from sim.nominal_model import STATE_CODECS, make_predictor
+        from sim.nominal_model import STATE_CODECS, has_codec, make_predictor
         self.info, self.cfg, self.mcfg, self.seed, self.use_adapt = info, cfg, mcfg, int(seed), use_adapt
         self.work, self.progress = work, progress
         plant = cfg.robot if "robot" in cfg.model_fields_set else info.custom.get("driftgate.plant", "")
         if not plant:
             raise ReplayError(f"bag {info.path} does not name its plant (no driftgate.plant in metadata.yaml): "
                               "set robot: in --config")
-        if plant not in STATE_CODECS:
-            raise ReplayError(f"unknown plant {plant!r}; replay knows {sorted(STATE_CODECS)}")
+        if not has_codec(plant):
+            raise ReplayError(f"unknown plant {plant!r}; replay knows {sorted(STATE_CODECS)} or a robot profile")
         self.plant = plant
         self.pinfo = plant_info(plant)
         names = list(cfg.runtime.joint_names)
