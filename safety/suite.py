@@ -48,7 +48,10 @@ Tags and what the gate asks of each (thresholds are in the scenario's metric uni
 * ``archive``  a regime adapted to before; ``nominal`` the robot as built. Non-inferiority:
                CI(cand - inc) >= -``tolerance``.
 * ``stress``   one DriftSpec per seed, drawn uniformly inside ``bounds`` (seeded: seed index i draws
-               from SeedSequence([stress.seed, i]), so both policies meet the same robots).
+               from SeedSequence([stress.seed, i]), so both policies meet the same robots). With
+               ``relative: true`` the bounds of scale and gain entries are factors of the base
+               drift's value (``[0.8, 1.2]``: within 20 % of the target, also after
+               Suite.with_target replaced it with the sysid estimate); other fields stay absolute.
 * ``probe``    checks the policy reads the right cues, not just the average return:
     - ``initial_offset``: joints start displaced by the given amounts (sign alternating with the
       seed index, so drifting one way by luck cannot pass). Metric ``recovery`` = 1 - (mean |q| of

@@ -82,32 +82,39 @@ DEFAULT_WINDOWS = {"cartpole": 60, "walker": 24, "reacher": 60,
 
 
 def parameter_set(plant) -> tuple[Param, ...]:
-    """What to identify on `plant`: its `PARAMETER_SETS` entry (the built-in robots), else its robot
-    profile's drift block (``drift.mass_scale`` ... with their bounds: what the profile says may
-    drift; ``all`` becomes one shared factor ``*``, since per-object factors of a table scaled
-    together are what motion cannot tell apart)."""
+    """What identification searches for `plant`: its PARAMETER_SETS entry, else (a robot profile) the
+    profile's ``drift:`` block, which names what may drift and within which bounds. A named entry is
+    one parameter; ``all`` is one factor on every object (``*``) for masses, damping and friction (a
+    payload spread over the robot, a lubricant, a floor), but one gain per actuator (a motor fails,
+    or is wired backwards, on its own). ValueError when neither exists."""
     if plant.name in PARAMETER_SETS:
         return PARAMETER_SETS[plant.name]
     profile = getattr(plant, "profile", None)
     if profile is None:
-        raise ValueError(f"plant {plant.name!r}: no system-identification parameter set")
-    drift, out = profile.doc.drift, []
-    for table in ("mass_scale", "actuator_gain", "damping_scale", "friction_scale"):
+        raise ValueError(f"no system-identification parameter set for plant {plant.name!r}; "
+                         f"known: {sorted(PARAMETER_SETS)} or a robot profile")
+    from sim.profile.model_names import lookup_actuator
+    drift, model, out = profile.doc.drift, plant.model, []
+    for table in ("mass_scale", "damping_scale", "friction_scale"):
         for key, (lo, hi) in getattr(drift, table).items():
-            if lo < hi:
-                out.append(Param(table, "*" if key == "all" else key, float(lo), float(hi)))
+            out.append(Param(table, "*" if key == "all" else key, float(lo), float(hi)))
+    for key, (lo, hi) in drift.actuator_gain.items():
+        ids = list(profile.actuators) if key == "all" else [lookup_actuator(model, key)]
+        for i in ids:
+            name = model.actuator(int(i)).name
+            if not name:
+                raise ValueError(f"{profile.name}: drift.actuator_gain.{key}: actuator {int(i)} has no name a "
+                                 "DriftSpec can use (several actuators share its target: name them in the model)")
+            out.append(Param("actuator_gain", name, float(lo), float(hi)))
     if not out:
-        raise ValueError(f"robot profile {profile.name!r}: its drift block names nothing to identify "
-                         "(drift.mass_scale, actuator_gain, damping_scale or friction_scale)")
+        raise ValueError(f"{profile.name}: the profile's drift block names nothing to identify")
     return tuple(out)
 
 
-def nominal_twin(plant):
-    """A fresh nominal plant of the same robot (a built-in by name, a profile robot by its profile)."""
-    from sim.plants import PLANTS, make_plant, make_plant_from_profile
-    if plant.name in PLANTS or getattr(plant, "profile", None) is None:
-        return make_plant(plant.name)
-    return make_plant_from_profile(plant.profile)
+def model_ref(plant) -> str:
+    """What `sim.plants.make_plant` takes to build `plant` again: a built-in name, or its profile's path."""
+    profile = getattr(plant, "profile", None)
+    return str(profile.path) if profile is not None and profile.path is not None else plant.name
 
 
 def spec_from_params(params: dict[str, float], known: DriftSpec | None = None) -> DriftSpec:
@@ -119,5 +126,4 @@ def spec_from_params(params: dict[str, float], known: DriftSpec | None = None) -
     return compose(known, DriftSpec(**tables))
 
 
-__all__ = ["DEFAULT_HORIZON", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "nominal_twin", "parameter_set",
-           "spec_from_params"]
+__all__ = ["DEFAULT_HORIZON", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "model_ref", "parameter_set", "spec_from_params"]

@@ -81,7 +81,9 @@ class Replay:
         initial[:, 1:1 + m.nq] = qpos[starts]
         initial[:, 1 + m.nq:1 + m.nq + m.nv] = qvel[starts]
         idx = starts[:, None] + np.arange(horizon)[None, :] - action_delay
-        control = np.repeat(tel.actions[idx], plant.n_sub_steps, axis=1)
+        # telemetry holds commands in the robot's command order; MuJoCo's ctrl is in actuator order
+        actions = tel.actions if plant.ctrl_order is None else tel.actions[:, plant.ctrl_order]
+        control = np.repeat(actions[idx], plant.n_sub_steps, axis=1)
         later = starts[:, None] + np.arange(1, horizon + 1)[None, :]
         target = np.concatenate([tel.qpos[later], tel.qvel[later]], axis=2)
         raw = np.concatenate([tel.qpos, tel.qvel], axis=1)

@@ -89,6 +89,12 @@ class ProfilePlant(Plant):
         """The ROS JointState names of the observed joints, in profile order."""
         return list(self.profile.ros_joints)
 
+    def _command_actuators(self) -> list[int]:
+        return [int(a) for a in self.profile.actuators]
+
+    def _observed_joint_ids(self) -> list[int]:
+        return [int(j) for j in self.profile.joints]
+
     @property
     def joint_qpos_adr(self) -> np.ndarray:
         return np.asarray(self.profile.qpos_adr, dtype=int)
