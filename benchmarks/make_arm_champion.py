@@ -11,7 +11,7 @@ the nominal model (`sim.incumbent.GravityPD`, gains below). This script
 2. runs `driftgate champion distill BAG --robot ROBOT --out FILE` on it, the user's own command.
 
     python benchmarks/make_arm_champion.py [--robot manipulator] [--out FILE]   # default: the profile's champion
-    python benchmarks/make_arm_champion.py --smoke    # 5 s recording, 2 episodes, written to a temp dir
+    python benchmarks/make_arm_champion.py --smoke [--out DIR]   # 5 s recording, 2 episodes, into DIR or a temp dir
 
 The champion's return on 20 held-out episodes, beside the incumbent's: benchmarks/champions.py.
 """
@@ -55,14 +55,17 @@ def main(argv=None) -> int:
     ap.add_argument("--excitation", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=1, help="recording seed (sensor noise, excitation)")
     ap.add_argument("--out", type=Path, default=None, help="champion file (default: the profile's assets.champion)")
-    ap.add_argument("--smoke", action="store_true", help="5 s recording, 2 episodes of 50 ticks, into a temp dir")
+    ap.add_argument("--smoke", action="store_true", help="5 s recording, 2 episodes of 50 ticks; --out is a "
+                    "directory (default: a temp dir)")
     args = ap.parse_args(argv)
     profile_path = find_profile(args.robot)
     out = args.out or load_profile(profile_path).asset_path("champion")
     extra = []
-    if args.smoke:
+    if args.smoke:       # --out is then a directory (the smoke protocol), never the shipped champion
         args.seconds = 5.0
-        out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-")) / f"{args.robot}.safetensors"
+        folder = args.out or Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{args.robot}.safetensors"
         extra = ["--episodes", "2", "--horizon", "50"]
     with tempfile.TemporaryDirectory(prefix="driftgate-incumbent-") as work:
         bag = simulate_bag(Path(work) / f"{args.robot}-incumbent", plant=str(profile_path), seconds=args.seconds,
