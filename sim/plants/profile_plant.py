@@ -114,6 +114,26 @@ class ProfilePlant(Plant):
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self.profile.dof_adr].copy()
 
+    def measured_state(self) -> np.ndarray:
+        """(nq + nv,) bool: the part of MuJoCo's state the robot's sensors measure: the observed
+        joints, and every joint of the IMU / odometry body (the base they report on). The rest (a
+        gripper, loose props in the scene) is simulated but never measured: system identification
+        does not score its prediction (`sim.sysid_replay.Replay`)."""
+        model, profile = self.model, self.profile
+        mask = np.zeros(model.nq + model.nv, dtype=bool)
+        mask[np.asarray(profile.qpos_adr, dtype=int)] = True
+        mask[model.nq + np.asarray(profile.dof_adr, dtype=int)] = True
+        bases = [b for b in ((profile.imu or (None,))[0], (profile.odometry or (None,))[0]) if b is not None]
+        for body in bases:
+            for j in range(model.body_jntadr[body], model.body_jntadr[body] + model.body_jntnum[body]):
+                kind = mujoco.mjtJoint(int(model.jnt_type[j]))
+                nq = {mujoco.mjtJoint.mjJNT_FREE: 7, mujoco.mjtJoint.mjJNT_BALL: 4}.get(kind, 1)
+                nv = {mujoco.mjtJoint.mjJNT_FREE: 6, mujoco.mjtJoint.mjJNT_BALL: 3}.get(kind, 1)
+                q, v = int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j])
+                mask[q:q + nq] = True
+                mask[model.nq + v:model.nq + v + nv] = True
+        return mask
+
     @property
     def safe_command(self) -> np.ndarray:
         return self.profile.safe_command.copy()
