@@ -266,6 +266,9 @@ def parse_suite(doc: Any, *, source: str = "<suite>", path: str | None = None,
     if d.get("version", SUITE_VERSION) != SUITE_VERSION:
         raise ctx.fail("version", f"unsupported suite version {d['version']!r} (this code reads {SUITE_VERSION})")
     plant = d["plant"]
+    if str(plant).endswith((".yaml", ".yml")) and not Path(plant).is_absolute() and path:
+        beside = Path(path).parent / plant        # a shipped suite names its profile relative to itself
+        plant = str(beside.resolve()) if beside.is_file() else plant
     if plant not in PLANTS and not (str(plant).endswith((".yaml", ".yml")) and Path(plant).is_file()):
         raise ctx.fail("plant", f"unknown plant {plant!r}; known plants: {sorted(PLANTS)} or a robot profile file")
     name = d.get("name", Path(source).stem if source != "<suite>" else "suite")
