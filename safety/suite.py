@@ -269,6 +269,9 @@ def parse_suite(doc: Any, *, source: str = "<suite>", path: str | None = None,
     if str(plant).endswith((".yaml", ".yml")) and not Path(plant).is_absolute() and path:
         beside = Path(path).parent / plant        # a shipped suite names its profile relative to itself
         plant = str(beside.resolve()) if beside.is_file() else plant
+    if plant not in PLANTS and not str(plant).endswith((".yaml", ".yml")):
+        from sim.profile import builtin_profiles      # a shipped profile by name (launch/robots/NAME.yaml)
+        plant = str(Path(builtin_profiles().get(plant, plant)).resolve()) if plant in builtin_profiles() else plant
     if plant not in PLANTS and not (str(plant).endswith((".yaml", ".yml")) and Path(plant).is_file()):
         raise ctx.fail("plant", f"unknown plant {plant!r}; known plants: {sorted(PLANTS)} or a robot profile file")
     name = d.get("name", Path(source).stem if source != "<suite>" else "suite")
