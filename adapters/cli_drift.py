@@ -69,11 +69,13 @@ def drift_calibrate(
     config: Optional[Path] = typer.Option(None, help="monitor YAML (default launch/drift_monitor.yaml)"),
     factor: Optional[float] = typer.Option(None, help="threshold = factor x calibration peak (default from config)"),
     seed: int = typer.Option(0, help="simulation seed (simulated telemetry only)"),
+    champion: Optional[Path] = typer.Option(None, "--champion", help="a robot profile's simulated telemetry: "
+                                            "the champion that drives it (default: the profile's assets.champion)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Turn nominal telemetry (a recorded bag, an .npz recording, or a simulation) into detector thresholds."""
     from controller.drift import DriftMonitor, TelemetryWindow, calibrate, load_config
-    from sim.nominal_model import STATE_CODECS, make_predictor
+    from sim.nominal_model import STATE_CODECS, has_codec, make_predictor
 
     plant_name = plant
     if bag is not None and recording is not None:
@@ -112,8 +114,9 @@ def drift_calibrate(
                 fail(f"bag {bag}: no nominal joint states with commands to calibrate on"
                      + (f" (a drift is marked active from {telemetry.drift_at_s:g} s)"
                         if telemetry.drift_at_s is not None else ""))
-        if plant_name not in STATE_CODECS:
-            fail(f"--robot: no nominal drift model for {robot_label(plant_name)!r} yet; known: {sorted(STATE_CODECS)}")
+        if not has_codec(plant_name):
+            fail(f"--robot: no nominal drift model for {robot_label(plant_name)!r}; known: {sorted(STATE_CODECS)} "
+                 "or a robot profile")
         source = make_predictor(plant_name, cfg)
         probe = source._plant
         obs_dim, act_dim, dt = probe.obs_dim, probe.act_dim, probe.control_dt
@@ -136,14 +139,23 @@ def drift_calibrate(
                      f"for plant {plant_name!r}; got {t.shape}, {obs.shape}, {act.shape}")
             windows = _segments(t, obs, act, rew, seg_s)
         else:
-            from sim.drift_scenarios import SCENARIOS, record_nominal
-            if plant_name not in SCENARIOS:
-                fail(f"no simulated scenario for {plant_name!r} ({sorted(SCENARIOS)}); give --bag or --recording")
+            from sim.drift_scenarios import SCENARIOS, has_scenario, record_nominal
+            genome = None
+            if champion is not None:
+                from sim.genome import load_genome
+                try:
+                    genome = load_genome(champion)
+                except (OSError, ValueError) as exc:
+                    fail(f"--champion {champion}: {exc}")
+            elif not has_scenario(plant_name):
+                fail(f"no simulated scenario for {robot_label(plant_name)!r} ({sorted(SCENARIOS)}, or a robot "
+                     "profile with a champion): give --champion, --bag or --recording")
             n = max(1, int(math.ceil(minutes * 60.0 / (seg_s - cfg.warmup_s))))
 
             def simulated():   # one segment at a time: the bar moves while they are simulated
                 for k in range(n):
-                    t, obs, act, rew = record_nominal(plant_name, seg_s, seed=seed + k, with_reward=False)
+                    t, obs, act, rew = record_nominal(plant_name, seg_s, seed=seed + k, with_reward=False,
+                                                      champion=genome)
                     yield TelemetryWindow(t, obs, act, rew, np.zeros(len(t), dtype=np.int64))
             windows = simulated()
             lengths = [int(round(seg_s / dt))] * n
@@ -214,10 +226,11 @@ def drift_bench(
         plants = tuple(resolve_robot(r) for r in robots)
     except ValueError as exc:
         fail(str(exc))
-    from sim.drift_scenarios import SCENARIOS
+    from sim.drift_scenarios import SCENARIOS, has_scenario
     for p in plants:
-        if p not in SCENARIOS:
-            fail(f"--robot: no drift scenarios for {robot_label(p)!r} yet; known: {sorted(SCENARIOS)}")
+        if not has_scenario(p):
+            fail(f"--robot: no drift scenarios for {robot_label(p)!r}; known: {sorted(SCENARIOS)} or a robot "
+                 "profile with a champion (assets.champion)")
     bench = _load_benchmark()
     bc = bench.quick_config() if quick else bench.BenchConfig()
     if plants:

@@ -47,6 +47,7 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import functools  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -67,8 +68,9 @@ from river.drift import ADWIN, KSWIN, DummyDriftDetector, PageHinkley  # noqa: E
 
 from controller.drift import (Calibration, DriftMonitor, MonitorConfig,  # noqa: E402
                               calibration_from_monitor, load_config)
-from sim.drift_scenarios import SCENARIOS, DriftCase, DriftScenario, step_fast  # noqa: E402
+from sim.drift_scenarios import SCENARIOS, DriftCase, DriftScenario, has_scenario, scenario, step_fast  # noqa: E402
 from sim.nominal_model import make_predictor  # noqa: E402
+from sim.plants import make_plant  # noqa: E402
 
 DEFAULT = "default"
 RAW = ("river_page_hinkley_raw", "river_adwin_raw", "river_kswin_raw")
@@ -401,6 +403,7 @@ def run_nominal(sc: DriftScenario, cfg: MonitorConfig, calibration: Calibration,
     raw_updates = 0
     seed = seed0
     check_every = max(1, int(round(1.0 / sc_dt(sc))))
+    can_fall = hasattr(make_plant(sc.plant), "fallen")   # a robot with fall conditions (walker, profiles)
     while target_s - monitored_s > 1.0:
         ep = Episode(sc, seed, cfg, calibration, dummy_period_s=bc.dummy_period_s)
         ep.run(cfg.warmup_s, reward=False)
@@ -428,7 +431,7 @@ def run_nominal(sc: DriftScenario, cfg: MonitorConfig, calibration: Calibration,
                     raw_alarms[DUMMY] += 1
                 raw_updates += 1
             state["n"] += 1
-            if sc.plant == "walker" and state["n"] % check_every == 0 and e.plant.fallen():
+            if can_fall and state["n"] % check_every == 0 and e.plant.fallen():
                 state["fall_t"] = t
                 return True
             return None
@@ -461,7 +464,12 @@ def run_nominal(sc: DriftScenario, cfg: MonitorConfig, calibration: Calibration,
 
 
 def sc_dt(sc: DriftScenario) -> float:
-    return {"cartpole": 0.01, "walker": 0.025, "reacher": 0.02}[sc.plant]
+    return _control_dt(sc.plant)
+
+
+@functools.lru_cache(maxsize=16)
+def _control_dt(plant: str) -> float:
+    return float(make_plant(plant).control_dt)
 
 
 # -- aggregation --------------------------------------------------------------------------------------
@@ -718,9 +726,9 @@ def run_benchmark(out_dir: str | Path, bc: BenchConfig | None = None,
     if bc.warmup_s is not None:
         cfg = cfg.replace(warmup_s=bc.warmup_s)
     cfg = cfg.replace(calibration_file="")
-    unknown = [p for p in bc.plants if p not in SCENARIOS]
+    unknown = [p for p in bc.plants if not has_scenario(p)]
     if unknown or not bc.plants:
-        raise ValueError(f"unknown plant(s) {unknown}; known: {sorted(SCENARIOS)}")
+        raise ValueError(f"unknown plant(s) {unknown}; known: {sorted(SCENARIOS)} or a robot profile with a champion")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -728,7 +736,7 @@ def run_benchmark(out_dir: str | Path, bc: BenchConfig | None = None,
     rows, nominal, calibrations, runs_all = [], {}, {}, {}
     trace = {"plant": bc.plot[0], "drift": bc.plot[1], "seed": bc.plot[2]}
     for plant in bc.plants:
-        sc = SCENARIOS[plant]
+        sc = scenario(plant)
         t0 = time.time()
         calibration = calibrate_plant(sc, cfg, bc.calib_minutes)
         calibrations[plant] = calibration.to_dict()

@@ -148,6 +148,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", action="append", default=[], metavar="ROBOT=DIR",
                     help="take ROBOT's row from this finished demo run directory (its report.json)")
+    ap.add_argument("--only", action="append", default=[], metavar="ROBOT",
+                    help="run (or take from --demo) only this robot's row, repeatable; every other row is kept "
+                         "as it is in the existing robots.json (a merge: other robots' rows keep their own runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="where the demos run (default: a temporary directory)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -165,7 +168,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="driftgate-robots-"))
     rows = []
+    old_path = args.out / "robots.json"
+    kept = {r["robot"]: r for r in json.loads(old_path.read_text()).get("robots", [])} \
+        if args.only and old_path.is_file() else {}
     for name in robots_with_champions():
+        if args.only and name not in args.only:
+            if name in kept:
+                rows.append(kept[name])
+            continue
         config = resolved(name)
         run_dir = given.get(name)
         if run_dir is None and not args.smoke:
@@ -175,7 +185,8 @@ def main() -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     doc = {"date": stamp, "machine": machine, "robots": rows}
-    command = "python benchmarks/robots.py" + "".join(f" --demo {k}=DIR" for k in given) + \
+    command = "python benchmarks/robots.py" + "".join(f" --only {k}" for k in args.only) + \
+        "".join(f" --demo {k}=DIR" for k in given) + \
         (" --smoke" if args.smoke else "")
     atomic_write_json(args.out / "robots.json", doc)
     atomic_write_bytes(args.out / "robots.md", markdown(doc, command).encode())

@@ -126,11 +126,11 @@ def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
     is kept: a robot that keeps falling after a drift gives several short stretches, each too short
     for identification alone (keeping only the last one left a few dozen ticks and a wrong
     estimate). None if fewer than 2 ticks."""
-    from sim.nominal_model import STATE_CODECS
+    from sim.nominal_model import codec_for
     seg = np.asarray(window.segment)
     if seg.size < 2:
         return None
-    codec = STATE_CODECS[plant]
+    codec = codec_for(plant)
     q, v = zip(*(codec.from_obs(np.asarray(o, dtype=np.float64)) for o in np.asarray(window.obs)))
     out = {"qpos": np.asarray(q, dtype=np.float64), "qvel": np.asarray(v, dtype=np.float64),
            "actions": np.asarray(window.action, dtype=np.float64)[:-1],

@@ -161,10 +161,61 @@ SCENARIOS: dict[str, DriftScenario] = {
 }
 
 
-def scenario(plant: str) -> DriftScenario:
-    if plant not in SCENARIOS:
-        raise ValueError(f"no drift scenario for plant {plant!r}; known: {sorted(SCENARIOS)}")
-    return SCENARIOS[plant]
+class _Held:
+    """A stateless controller with the `reset` the scenarios call."""
+
+    def __init__(self, act) -> None:
+        self._act = act
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self._act(obs)
+
+
+def profile_scenario(plant: str, champion=None) -> DriftScenario:
+    """A robot profile's scenario, built from data: its champion drives it (a profile names no other
+    controller; `champion` is a Genome, default the profile's assets.champion), with the standard
+    sensor noise. Drifts: the profile's ``drift.default`` (abrupt, when it names one) and a 40 % wear
+    ramp of every actuator (gradual)."""
+    from sim.adapt_job import nominal_champion
+    from sim.distill import policy_controller
+    from sim.profile import load_profile
+    genome = champion if champion is not None else nominal_champion(plant)
+    make = policy_controller(genome)
+    default = load_profile(plant).doc.drift.default
+    drifts = [DriftCase("wear_ramp", "gradual", DriftSpec(actuator_gain={"*": WEAR}), RAMP_S)]
+    if default:
+        drifts.insert(0, DriftCase("default", "abrupt", DriftSpec.parse(default)))
+    return DriftScenario(plant=plant, controller_kw={}, obs_filter=None, drifts=tuple(drifts),
+                         controller_factory=lambda p: _Held(make()))
+
+
+def has_scenario(plant: str) -> bool:
+    """A built-in scenario, or a robot profile whose champion exists (it is the controller)."""
+    if plant in SCENARIOS:
+        return True
+    from sim.plants import is_profile
+    if not is_profile(plant):
+        return False
+    from sim.profile import load_profile
+    try:
+        path = load_profile(plant).asset_path("champion")
+    except (OSError, ValueError):
+        return False
+    return path is not None and path.exists()
+
+
+def scenario(plant: str, champion=None) -> DriftScenario:
+    """The plant's scenario (a robot profile's from `profile_scenario`, with `champion` if given)."""
+    if plant in SCENARIOS:
+        return SCENARIOS[plant]
+    from sim.plants import is_profile
+    if is_profile(plant):
+        return profile_scenario(plant, champion)
+    raise ValueError(f"no drift scenario for plant {plant!r}; known: {sorted(SCENARIOS)} or a robot profile "
+                     "with a champion")
 
 
 def step_fast(plant: Plant, action: np.ndarray) -> np.ndarray:
@@ -173,19 +224,22 @@ def step_fast(plant: Plant, action: np.ndarray) -> np.ndarray:
     identical to what `act` returns."""
     if plant.drift.action_delay:
         raise ValueError("step_fast: not for plants with an action delay")
-    plant.data.ctrl[:] = np.clip(action, plant.act_low, plant.act_high)
+    action = np.clip(action, plant.act_low, plant.act_high)
+    plant.data.ctrl[:] = action if plant.ctrl_order is None else action[plant.ctrl_order]   # as Plant.act
     mujoco.mj_step(plant.model, plant.data, plant.n_sub_steps)
     mujoco.mj_forward(plant.model, plant.data)
     return plant.observe()
 
 
-def record_nominal(plant_name: str, seconds: float, seed: int = 0, with_reward: bool = True):
-    """Simulate `seconds` of nominal telemetry for a scenario's plant and controller.
+def record_nominal(plant_name: str, seconds: float, seed: int = 0, with_reward: bool = True,
+                   champion=None):
+    """Simulate `seconds` of nominal telemetry for a scenario's plant and controller (a robot
+    profile's: `champion`, default its assets.champion).
 
     Returns (t, obs, action, reward) arrays, the format `TelemetryWindow` holds (reward NaN when
     `with_reward` is False).
     """
-    sc = scenario(plant_name)
+    sc = scenario(plant_name, champion)
     plant = sc.make_plant(seed)
     ctrl = sc.make_controller(plant)
     n = int(math.ceil(seconds / plant.control_dt))

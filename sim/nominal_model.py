@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import mujoco
@@ -47,6 +48,7 @@ class StateCodec:
     from_obs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
     qpos_keep: tuple[int, ...]        # qpos components that the observation determines
     angle_qpos: tuple[int, ...]       # qpos components that are angles (wrapped differences)
+    qvel_keep: tuple[int, ...] | None = None   # qvel components the observation determines (None: all)
 
 
 def _cartpole_state(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +70,80 @@ STATE_CODECS: dict[str, StateCodec] = {
 }
 
 
+def profile_codec(plant) -> StateCodec:
+    """The codec of a profile robot (`sim.plants.profile_plant.ProfilePlant`), read off its observation
+    layout (`sim.profile.objective.observe_function`): joint positions, then joint velocities, at the
+    profile's qpos / dof addresses; then the IMU (orientation w x y z, angular velocity in its own
+    frame); then odometry (position, linear velocity in the world frame).
+
+    A floating base (odometry on a body with a free joint) is put back together from both: position
+    and linear velocity from odometry, orientation and angular velocity from the IMU when the IMU sits
+    on that body (MuJoCo keeps a free joint's angular velocity in the body's frame, as an IMU reports
+    it). What the observation does not carry (an unobserved object, a base without odometry) is taken
+    from the nominal pose with zero velocity and left out of the residual: the monitor compares only
+    what the robot measures."""
+    profile = plant.profile
+    model = plant.model
+    qpos0 = plant._qpos0.copy()
+    n = len(profile.qpos_adr)
+    qpos_adr = np.asarray(profile.qpos_adr, dtype=np.intp)
+    dof_adr = np.asarray(profile.dof_adr, dtype=np.intp)
+    hinge = {int(model.jnt_qposadr[j]) for j in range(model.njnt)
+             if int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_HINGE)}
+    # qpos residual order: slides first, hinges last (angle components contiguous, as _diff wants)
+    joints = sorted((int(a) for a in qpos_adr), key=lambda a: a in hinge)
+    keep_q, keep_v = [a for a in joints if a not in hinge], list(int(d) for d in dof_adr)
+    imu_at = 2 * n
+    odom_at = imu_at + (7 if profile.imu is not None else 0)
+    base = None
+    if profile.odometry is not None:
+        body, free_dof = profile.odometry
+        jnt = int(model.body_jntadr[body])
+        free_q = int(model.jnt_qposadr[jnt])
+        with_imu = profile.imu is not None and profile.imu[0] == body and profile.imu[1] is None
+        base = (free_q, int(free_dof), with_imu)
+        keep_q = list(range(free_q, free_q + 3)) + keep_q
+        keep_v += list(range(free_dof, free_dof + (6 if with_imu else 3)))
+
+    def from_obs(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q, v = qpos0.copy(), np.zeros(model.nv)
+        q[qpos_adr] = obs[:n]
+        v[dof_adr] = obs[n:2 * n]
+        if base is not None:
+            fq, fd, with_imu = base
+            q[fq:fq + 3] = obs[odom_at:odom_at + 3]
+            v[fd:fd + 3] = obs[odom_at + 3:odom_at + 6]
+            if with_imu:
+                q[fq + 3:fq + 7] = obs[imu_at:imu_at + 4]
+                v[fd + 3:fd + 6] = obs[imu_at + 4:imu_at + 7]
+        return q, v
+
+    return StateCodec(from_obs, tuple(keep_q + [a for a in joints if a in hinge]), tuple(sorted(hinge)),
+                      tuple(keep_v))
+
+
+def has_codec(plant: str) -> bool:
+    """Whether the drift monitor has a nominal model for `plant` (a built-in with a codec, or any
+    robot profile)."""
+    from sim.plants import is_profile
+    return plant in STATE_CODECS or is_profile(plant)
+
+
+def codec_for(plant: str) -> StateCodec:
+    """The state codec of a built-in plant name or a robot profile path (cached per profile)."""
+    if plant in STATE_CODECS:
+        return STATE_CODECS[plant]
+    if not has_codec(plant):
+        raise ValueError(f"no nominal drift model for plant {plant!r}; known: {sorted(STATE_CODECS)} "
+                         "or a robot profile")
+    return _profile_codec_cached(str(plant))
+
+
+@lru_cache(maxsize=8)
+def _profile_codec_cached(plant: str) -> StateCodec:
+    return profile_codec(make_plant(plant))
+
+
 def channel_name(horizon_s: float) -> str:
     return f"kstep_{horizon_s:.2f}s"
 
@@ -81,15 +157,21 @@ class NominalPredictor:
 
     def __init__(self, plant: str, horizons_s=(0.1, 0.25), every_s: float = 0.25,
                  blend: float = 1.0, drift=None) -> None:
-        if plant not in STATE_CODECS:
+        if not has_codec(plant):
             raise ValueError(f"NominalPredictor: no state codec for plant {plant!r}; "
-                             f"known: {sorted(STATE_CODECS)}")
+                             f"known: {sorted(STATE_CODECS)} or a robot profile")
         self.plant_name = plant
         self._plant = make_plant(plant, seed=0, drift=drift)   # owns the MjModel
         self.model: mujoco.MjModel = self._plant.model
         self.n_sub = int(self._plant.n_sub_steps)
         self.dt = float(self._plant.control_dt)
-        self.codec = STATE_CODECS[plant]
+        self.codec = STATE_CODECS[plant] if plant in STATE_CODECS else profile_codec(self._plant)
+        # commands arrive in the robot's command order; MuJoCo's ctrl holds every actuator of the
+        # model (a profile may command a subset): ctrl[command[k]] = action[k], the rest at zero
+        command = getattr(getattr(self._plant, "profile", None), "actuators", None)
+        self._command = None if command is None else np.asarray(command, dtype=np.intp)
+        order = self._plant.ctrl_order
+        self._ctrl_order = None if order is None or self._command is not None else np.asarray(order)
         self.blend = float(blend)
         if not 0 < self.blend <= 1:
             raise ValueError(f"NominalPredictor: blend must be in (0, 1], got {blend!r}")
@@ -103,7 +185,9 @@ class NominalPredictor:
         nq, nv = self.model.nq, self.model.nv
         keep = np.asarray(self.codec.qpos_keep, dtype=np.intp)
         self._keep = keep
-        self.dim = keep.size + nv
+        vkeep = self.codec.qvel_keep
+        self._vkeep = None if vkeep is None else np.asarray(vkeep, dtype=np.intp)
+        self.dim = keep.size + (nv if vkeep is None else len(vkeep))
         ang = [i for i, j in enumerate(keep) if j in self.codec.angle_qpos]
         if ang != list(range(ang[0], ang[-1] + 1)) if ang else False:
             raise ValueError("NominalPredictor: angle components must be contiguous in qpos_keep")
@@ -134,7 +218,10 @@ class NominalPredictor:
             np.subtract(q_meas, q_pred, out=r[:nk])
         else:
             r[:nk] = q_meas[self._keep] - q_pred[self._keep]
-        np.subtract(v_meas, v_pred, out=r[nk:])
+        if self._vkeep is None:
+            np.subtract(v_meas, v_pred, out=r[nk:])
+        else:
+            r[nk:] = v_meas[self._vkeep] - v_pred[self._vkeep]
         if self._one_angle is not None:   # the common single-angle case, in plain floats
             i = self._one_angle
             x = r[i]
@@ -164,7 +251,8 @@ class NominalPredictor:
                 nk = self._nk
                 q = d.qpos.copy()
                 q[self._keep] += self.blend * r[:nk]
-                v = d.qvel + self.blend * r[nk:]
+                v = d.qvel.copy()
+                v[slice(None) if self._vkeep is None else self._vkeep] += self.blend * r[nk:]
             if self._k >= 0:
                 dk = self._dk
                 dk.ctrl[:] = self._prev_a
@@ -183,8 +271,14 @@ class NominalPredictor:
             self._k = 0
             self._since = 0
         self._prev_q, self._prev_v = q, v
-        self._prev_a = np.minimum(np.maximum(action, self.lo), self.hi) if self._clip_ctrl \
-            else action
+        a = np.minimum(np.maximum(action, self.lo), self.hi) if self._clip_ctrl else action
+        if self._command is not None:
+            ctrl = np.zeros(self.model.nu)
+            ctrl[self._command] = a
+            a = ctrl
+        elif self._ctrl_order is not None:
+            a = np.asarray(a)[self._ctrl_order]
+        self._prev_a = a
         return out
 
     # -- snapshots (benchmarks branch one history into several futures) ---------------------------

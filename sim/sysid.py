@@ -62,7 +62,8 @@ import numpy as np
 from sim.drift_spec import DriftSpec
 from sim.plants import make_plant
 from sim.plants.base import Plant
-from sim.sysid_params import DEFAULT_HORIZON, DEFAULT_WINDOWS, PARAMETER_SETS, Param, spec_from_params
+from sim.sysid_params import (DEFAULT_HORIZON, DEFAULT_WINDOWS, PARAMETER_SETS, Param, model_ref, parameter_set,
+                              spec_from_params)
 from sim.sysid_replay import Replay
 from sim.sysid_telemetry import Telemetry, record  # noqa: F401 (record: re-exported)
 
@@ -178,12 +179,12 @@ def identify(plant: Plant, tel: Telemetry, params: tuple[Param, ...] | None = No
     early (the result is then the best point so far, `stop == "max_seconds"`).
     """
     t0 = time.perf_counter()
-    params = tuple(params if params is not None else PARAMETER_SETS[plant.name])
+    params = tuple(params if params is not None else parameter_set(plant))
     known = DriftSpec.parse(known)
     horizon = horizon or DEFAULT_HORIZON.get(plant.name, 10)
     max_windows = max_windows or DEFAULT_WINDOWS.get(plant.name, 60)
     tel.validate(plant, horizon + known.action_delay)
-    sim = make_plant(plant.name)
+    sim = make_plant(model_ref(plant))
     replay = Replay.build(sim, tel, horizon, stride, smooth_window, known.action_delay, max_windows)
     evals = 0
 

@@ -75,7 +75,46 @@ PARAMETER_SETS: dict[str, tuple[Param, ...]] = {
 # prediction horizon (ticks) and number of windows per plant: about 0.15-0.4 s ahead, short enough
 # that the open-loop replay of a closed-loop-stabilised robot does not diverge from start noise
 DEFAULT_HORIZON = {"cartpole": 25, "walker": 16, "reacher": 15}
-DEFAULT_WINDOWS = {"cartpole": 60, "walker": 24, "reacher": 60}
+DEFAULT_WINDOWS = {"cartpole": 60, "walker": 24, "reacher": 60,
+                   # a shipped profile robot: 1 ms physics steps make each replayed tick 10 mj_steps, and
+                   # the payload shows in half the windows as clearly (tests/test_arm_robot.py)
+                   "manipulator": 30}
+
+
+def parameter_set(plant) -> tuple[Param, ...]:
+    """What identification searches for `plant`: its PARAMETER_SETS entry, else (a robot profile) the
+    profile's ``drift:`` block, which names what may drift and within which bounds. A named entry is
+    one parameter; ``all`` is one factor on every object (``*``) for masses, damping and friction (a
+    payload spread over the robot, a lubricant, a floor), but one gain per actuator (a motor fails,
+    or is wired backwards, on its own). ValueError when neither exists."""
+    if plant.name in PARAMETER_SETS:
+        return PARAMETER_SETS[plant.name]
+    profile = getattr(plant, "profile", None)
+    if profile is None:
+        raise ValueError(f"no system-identification parameter set for plant {plant.name!r}; "
+                         f"known: {sorted(PARAMETER_SETS)} or a robot profile")
+    from sim.profile.model_names import lookup_actuator
+    drift, model, out = profile.doc.drift, plant.model, []
+    for table in ("mass_scale", "damping_scale", "friction_scale"):
+        for key, (lo, hi) in getattr(drift, table).items():
+            out.append(Param(table, "*" if key == "all" else key, float(lo), float(hi)))
+    for key, (lo, hi) in drift.actuator_gain.items():
+        ids = list(profile.actuators) if key == "all" else [lookup_actuator(model, key)]
+        for i in ids:
+            name = model.actuator(int(i)).name
+            if not name:
+                raise ValueError(f"{profile.name}: drift.actuator_gain.{key}: actuator {int(i)} has no name a "
+                                 "DriftSpec can use (several actuators share its target: name them in the model)")
+            out.append(Param("actuator_gain", name, float(lo), float(hi)))
+    if not out:
+        raise ValueError(f"{profile.name}: the profile's drift block names nothing to identify")
+    return tuple(out)
+
+
+def model_ref(plant) -> str:
+    """What `sim.plants.make_plant` takes to build `plant` again: a built-in name, or its profile's path."""
+    profile = getattr(plant, "profile", None)
+    return str(profile.path) if profile is not None and profile.path is not None else plant.name
 
 
 def spec_from_params(params: dict[str, float], known: DriftSpec | None = None) -> DriftSpec:
@@ -87,4 +126,4 @@ def spec_from_params(params: dict[str, float], known: DriftSpec | None = None) -
     return compose(known, DriftSpec(**tables))
 
 
-__all__ = ["DEFAULT_HORIZON", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "spec_from_params"]
+__all__ = ["DEFAULT_HORIZON", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "model_ref", "parameter_set", "spec_from_params"]

@@ -74,7 +74,7 @@ def test_calibrate_simulated(tmp_path, fast_config):
     (["--plant", "humanoid"], "--robot: unknown robot 'humanoid'"),
     (["--robot", "humanoid"], "--robot: unknown robot 'humanoid'"),
     ([], "--robot is required"),
-    (["--robot", "launch/robots/pusher.yaml"], "--robot: no nominal drift model for 'pusher'"),
+    (["--robot", "launch/robots/pusher.yaml", "--champion", "missing.safetensors"], "--champion missing"),
     (["--plant", "cartpole", "--minutes", "-1"], "--minutes"),
     (["--plant", "cartpole", "--factor", "0"], "--factor"),
     (["--plant", "reacher"], "no simulated scenario"),

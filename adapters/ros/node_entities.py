@@ -40,6 +40,14 @@ def make_entities(node, st: Settings) -> None:
         sub(Float64MultiArray, ros.incumbent_topic, node._on_incumbent)
     if ros.reward_topic:
         sub(Float64, ros.reward_topic, node._on_reward)
+    # a floating base: the IMU and odometry topics the robot profile names (relative: in the namespace)
+    topics = getattr(node.runtime.obs_map, "base_topics", {})
+    if "imu" in topics:
+        from sensor_msgs.msg import Imu
+        sub(Imu, topics["imu"], node._on_imu)
+    if "odometry" in topics:
+        from nav_msgs.msg import Odometry
+        sub(Odometry, topics["odometry"], node._on_odometry)
     # trigger joint_states: a silent topic would mean no tick at all, hence no safe command and no
     # ERROR on /diagnostics. A watchdog (never concurrent with the joint-state callback) ticks only
     # when no tick ran for stale_timeout_s; that tick holds the safe command and reports

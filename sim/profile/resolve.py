@@ -109,21 +109,39 @@ def compile_model(doc: ProfileDoc, base: Path, where: str = "profile") -> tuple[
     except FileNotFoundError as e:
         raise _err(where, field, str(e)) from None
     try:
-        if doc.model.mjcf:
-            return model_path, mujoco.MjModel.from_xml_path(str(model_path))
         spec = mujoco.MjSpec.from_file(str(model_path))
+        if doc.model.mjcf:
+            name_actuators_by_target(spec)
+            return model_path, spec.compile()
         if doc.model.actuators:
             for k, a in enumerate(doc.model.actuators):
                 add_actuator(spec, a, where, f"model.actuators[{k}]")
         elif not spec.actuators:
             raise _err(where, "model.actuators", f"the URDF {model_path.name} declares no actuators and the profile "
                        "has no actuator block; add one (one per driven joint: 'driftgate robot init --urdf' drafts it)")
+        name_actuators_by_target(spec)
         return model_path, spec.compile()
     except ProfileError:
         raise
     except Exception as e:  # MuJoCo's compiler: a missing mesh, a bad XML, an unknown joint
         hint = " (a mesh or other asset file the model names is missing)" if "opening file" in str(e) else ""
         raise _err(where, field, f"{model_path}: {e}{hint}") from None
+
+
+def name_actuators_by_target(spec) -> None:
+    """Give each unnamed actuator the name the profile calls it by (``joint:NAME``...), where that
+    target is its alone and no actuator already has the name. Why: everything downstream of the
+    profile names actuators by the compiled model's names (a DriftSpec's ``actuator_gain``, system
+    identification, the drift monitor); without this, ``drift.default`` of a model with unnamed
+    actuators (gymnasium's) passed the profile check and then failed in the plant."""
+    acts = list(spec.actuators)
+    taken = {a.name for a in acts if a.name}
+    refs = [f"{mn.TRN_PREFIX[a.trntype]}:{a.target}" if a.trntype in mn.TRN_PREFIX and a.target else ""
+            for a in acts]
+    for a, ref in zip(acts, refs):
+        if not a.name and ref and refs.count(ref) == 1 and ref not in taken:
+            a.name = ref
+            taken.add(ref)
 
 
 def add_actuator(spec, a, where: str, field: str) -> None:
