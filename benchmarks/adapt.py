@@ -71,13 +71,15 @@ def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = Tru
                         nominal_champion("cartpole"), seeds, budget_s, "cartpole")
 
 
-def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None) -> list[dict]:
+def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None,
+                sysid_budget_s: float = 60.0) -> list[dict]:
     """The walker under its profile's default drift (launch/robots/walker.yaml drift.default), shipped
-    champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting)."""
+    champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting),
+    the sysid budget of its demo (launch/robots/demo/walker.yaml)."""
     from sim.profile import find_profile, load_profile
     drift = drift or load_profile(find_profile("walker")).default_drift
     return sandbox_rows(lambda seed: AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s,
-                                              workers=workers),
+                                              workers=workers, sysid_budget_s=sysid_budget_s),
                         nominal_champion("walker"), seeds, budget_s, "walker")
 
 
@@ -87,19 +89,25 @@ def walker_markdown(section: dict) -> list[str]:
     rows = section["runs"]
     md = [f"## Walker, {json.dumps(section['drift'])} (its profile's default drift)", "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --walker-only "
-          f"--seeds {len(rows)} --budget-s {section['budget_s']:g} --workers {section['workers']}`. Shipped champion "
-          "(sim/assets/champions/walker.safetensors), no model seed (the walker has no linear design), target "
-          "0.95 x nominal on the calibrated plant confirmed on >= 10 fresh episodes; returns judged on the true "
-          "drifted robot. A run that misses its target is a failed job (no candidate).", "",
-          "| seed | status | sysid torso mass | sysid mean leg gain | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          f"--seeds {len(rows)} --budget-s {section['budget_s']:g} --workers {section['workers']}"
+          f"{' --sysid-budget-s %g' % section['sysid_budget_s'] if 'sysid_budget_s' in section else ''}`. "
+          "Shipped champion (sim/assets/champions/walker.safetensors), no model seed (the walker has no linear "
+          "design), target 0.95 x nominal on the calibrated plants confirmed on >= 10 fresh episodes; returns "
+          "judged on the true drifted robot. A run that misses its target is a failed job (no candidate). "
+          "Fitness models: the sysid ensemble (models within 25 % of the best replay loss, sim/sysid.py), "
+          "torso mass and mean leg gain of each.", "",
+          "| seed | status | sysid torso mass | sysid mean leg gain | fitness models (torso, gain) | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         nom = r.get("nominal_return") or float("nan")
         w = r.get("winner") or {}
         p = (r.get("sysid") or {}).get("params", {})
         gains = [v for k, v in p.items() if k.startswith("actuator_gain.")]
+        models = ", ".join(f"({m.get('mass_scale.torso', 1.0):.2f}, "
+                           f"{np.mean([v for k, v in m.items() if k.startswith('actuator_gain.')] or [1.0]):.2f})"
+                           for m in (r.get("sysid") or {}).get("ensemble", [])) or "-"
         md.append(f"| {i} | {r['status']} | {p.get('mass_scale.torso', float('nan')):.2f} | "
-                  f"{np.mean(gains) if gains else float('nan'):.2f} | "
+                  f"{np.mean(gains) if gains else float('nan'):.2f} | {models} | "
                   f"{r.get('return_before', float('nan')) / nom:.2f} | {r.get('return_after', float('nan')) / nom:.2f} | "
                   f"{r.get('n_generations', 0)} | {w.get('kind', '-')} ({w.get('root', '-')}) | "
                   f"{w.get('lineage_depth', '-')} | {r['sandbox_wall_s']:.1f} |")
@@ -108,10 +116,11 @@ def walker_markdown(section: dict) -> list[str]:
     md += ["", f"Median after / nominal over {len(rows)} seeds, failed jobs counted as failures (censored): "
            f"{np.median(after) if rows else float('nan'):.2f}; {ok}/{len(rows)} jobs offered a candidate; "
            f"{sum(1 for a in after if a >= 0.9)}/{len(rows)} reached >= 0.90 of nominal on the true drifted robot.", "",
-           "Every winner is an evolved descendant of the champion (lineage depth >= 1): the walker has no model "
-           "seed. Where the candidate falls short on the true robot, the job had confirmed its target on the "
-           "*calibrated* plant: the gap is system identification's (true leg gains 0.5, true torso mass 1.0; "
-           "from stance telemetry it trades torso mass against leg gains), not evolution's.", ""]
+           "The walker has no model seed: every winner is an evolved descendant of the champion (lineage depth "
+           ">= 1) unless the table says otherwise. Where the candidate falls short on the true robot, the job had "
+           "confirmed its target on the *calibrated* plants: the gap is system identification's (true leg gains "
+           "0.5, true torso mass 1.0; from stance telemetry it trades torso mass against leg gains), not "
+           "evolution's.", ""]
     return md
 
 
@@ -141,7 +150,7 @@ def robot_markdown(section: dict) -> list[str]:
     """One profile robot's rows: return before / after relative to the champion's nominal return on
     the TRUE drifted robot, sysid estimate, sandbox wall time, generations, winner and lineage depth."""
     rows, robot = section["runs"], section["robot"]
-    md = [f"{ROBOT_SECTION.strip()}{robot}, {json.dumps(section['drift'])} (its profile's default drift)", "",
+    md = [f"{ROBOT_SECTION.strip()} {robot}, {json.dumps(section['drift'])} (its profile's default drift)", "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --robot "
           f"{robot} --seeds {len(rows)} --budget-s {section['budget_s']:g} --sysid-budget-s "
           f"{section['sysid_budget_s']:g} --horizon {section.get('horizon', 300)} --workers {section['workers']}`. "
@@ -182,7 +191,8 @@ def robots_markdown(doc: dict) -> list[str]:
 
 def robot_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = robot_runs(args.robot, args.seeds, args.budget_s, args.workers, args.sysid_budget_s, args.horizon,
+    section = robot_runs(args.robot, args.seeds, args.budget_s, args.workers,
+                         20.0 if args.sysid_budget_s is None else args.sysid_budget_s, args.horizon,
                          smoke=args.smoke)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, **section}
@@ -345,7 +355,9 @@ def main() -> None:
     ap.add_argument("--min-generations", type=int, default=10, help="--seed-vs-evolution: the evolution arm's")
     ap.add_argument("--robot", default=None, help="run only this shipped profile robot's rows (its profile's default "
                     "drift and champion) and merge them into the existing adapt.json / adapt.md")
-    ap.add_argument("--sysid-budget-s", type=float, default=20.0, help="--robot: system identification's budget")
+    ap.add_argument("--sysid-budget-s", type=float, default=None,
+                    help="system identification's wall budget (default: 60 s with --walker-only, its demo's; "
+                         "20 s with --robot)")
     ap.add_argument("--horizon", type=int, default=300, help="--robot: the job's episode length in control ticks")
     args = ap.parse_args()
     if args.robot:
@@ -436,10 +448,12 @@ def render_walker(out: Path) -> None:
 
 def walker_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rows = walker_runs(args.seeds, args.budget_s, args.workers)
+    rows = walker_runs(args.seeds, args.budget_s, args.workers,
+                       sysid_budget_s=60.0 if args.sysid_budget_s is None else args.sysid_budget_s)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
-               "budget_s": args.budget_s, "workers": args.workers, "runs": rows}
+               "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
+               "runs": rows}
     path = args.out / "adapt.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc["walker"] = section

@@ -14,7 +14,6 @@ robots) or <= 10 min (legged); return after adaptation >= 0.9 of nominal.
 
     python benchmarks/robots.py                       # runs each robot's demo, one at a time (minutes)
     python benchmarks/robots.py --demo cartpole=DIR --demo walker=DIR   # rows from finished demo runs
-    python benchmarks/robots.py --only manipulator [--demo manipulator=DIR]   # one row, the others kept
     python benchmarks/robots.py --smoke               # resolves every robot's demo configuration only
 
 Writes benchmarks/results/robots.{json,md} (with date and machine). One demo run per robot: a row is
@@ -149,12 +148,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", action="append", default=[], metavar="ROBOT=DIR",
                     help="take ROBOT's row from this finished demo run directory (its report.json)")
+    ap.add_argument("--only", action="append", default=[], metavar="ROBOT",
+                    help="run (or take from --demo) only this robot's row, repeatable; every other row is kept "
+                         "as it is in the existing robots.json (a merge: other robots' rows keep their own runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="where the demos run (default: a temporary directory)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--only", default=None, metavar="ROBOT[,ROBOT]",
-                    help="run (or take from --demo) only these robots' rows; the other rows of the existing "
-                         "robots.json in --out are kept as they are (with their own date in 'measured')")
     ap.add_argument("--smoke", action="store_true", help="resolve every robot's demo configuration, run no demo; "
                     "into --out or a temporary directory (never the committed results)")
     args = ap.parse_args()
@@ -168,13 +167,12 @@ def main() -> None:
         args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="driftgate-robots-"))
-    only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else None
-    old_doc = json.loads((args.out / "robots.json").read_text()) if only and (args.out / "robots.json").is_file() else {}
-    kept = {r["robot"]: {**r, "measured": r.get("measured") or old_doc.get("date")} for r in old_doc.get("robots", [])}
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
+    old_path = args.out / "robots.json"
+    kept = {r["robot"]: r for r in json.loads(old_path.read_text()).get("robots", [])} \
+        if args.only and old_path.is_file() else {}
     for name in robots_with_champions():
-        if only is not None and name not in only:
+        if args.only and name not in args.only:
             if name in kept:
                 rows.append(kept[name])
             continue
@@ -182,12 +180,14 @@ def main() -> None:
         run_dir = given.get(name)
         if run_dir is None and not args.smoke:
             run_dir = run_demo(name, work / name, args.seed)
-        rows.append({**row(name, run_dir, config), "measured": stamp})
+        rows.append(row(name, run_dir, config))
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "config"}), flush=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     doc = {"date": stamp, "machine": machine, "robots": rows}
-    command = "python benchmarks/robots.py" + (f" --only {args.only}" if only else "") + \
-        "".join(f" --demo {k}=DIR" for k in given) + (" --smoke" if args.smoke else "")
+    command = "python benchmarks/robots.py" + "".join(f" --only {k}" for k in args.only) + \
+        "".join(f" --demo {k}=DIR" for k in given) + \
+        (" --smoke" if args.smoke else "")
     atomic_write_json(args.out / "robots.json", doc)
     atomic_write_bytes(args.out / "robots.md", markdown(doc, command).encode())
     print(markdown(doc, command))

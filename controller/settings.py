@@ -136,7 +136,7 @@ class OrchestratorSettings(Strict):
 
 # adapt: the job's fields that a user sets, under job.json's names, defaults from sim.job_contract
 JOB_SETTINGS = ("budget_s", "max_generations", "population", "children", "horizon", "workers", "backend",
-                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations")
+                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations", "target_fraction")
 
 
 class AdaptSettings(Strict):
@@ -151,6 +151,9 @@ class AdaptSettings(Strict):
     min_generations: Int = _f(_JOB.min_generations, "evolve at least this many generations, then pick the winner "
                               "among the confirmed elites (seeds included) on the confirmation metric; 0 = stop on "
                               "the first confirmed target", ge=0, le=1_000_000)
+    target_fraction: float = _f(_JOB.target_fraction, "stop when the elite holds this fraction of the champion's "
+                                "nominal return on fresh episodes of the identified model (else the job fails)",
+                                gt=0, le=2.0)
     population: Int = _f(_JOB.population, "population size", ge=1, le=100_000)
     children: Int = _f(_JOB.children, "children per parent", ge=1, le=10_000)
     horizon: Int = _f(_JOB.horizon, "episode length (ticks)", ge=1, le=10_000_000)

@@ -44,6 +44,10 @@ from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 ASSETS = Path(__file__).parent / "assets" / "champions"
 EVAL_EPISODES = 5
 NO_SCORE = 1e-6          # returns at or below this are "scores nothing" (rewards are >= 0)
+# every confirming episode must reach this fraction of the target, not only their mean: the gate fails a
+# candidate on any seed that breaks a hard limit, and a walker that falls in one episode of twelve still
+# had a mean above the target (its fall costs less than the margin between 0.95 and 1.0 of nominal)
+EPISODE_FLOOR = 0.8
 
 
 # -- the nominal champion ----------------------------------------------------------------------
@@ -157,7 +161,7 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     evaluations = 0
 
     confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict())
-    stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed)
+    stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed, min_return=EPISODE_FLOOR * target)
     confirmed_elites: dict[int, np.ndarray] = {}     # id -> genome of every elite that confirmed the target
     ran = 0
 

@@ -22,7 +22,18 @@ Pieces (one module each):
   seeded), within bounds: scales are searched in log space, actuator gains linearly over a range
   that includes negative values. The sign of each gain is chosen first by a cheap scan (every +/-
   combination when there are few signed gains, one at a time otherwise), because a reversed motor
-  is a different basin, not a nearby point.
+  is a different basin, not a nearby point; for larger sets (the walker) a group scan then scales
+  every parameter of one kind by a common factor (`_group_scan`), the start a whole-group drift
+  (every motor weaker) needs on a rugged loss.
+
+Ensemble (`SysIdResult.ensemble`): the estimate plus up to n - 1 other parameter vectors the search
+evaluated whose loss is within `ensemble_tol` (25 %) of the estimate's, picked far apart and
+re-checked on the final replay. Where the window cannot tell robots apart (the walker: a heavier
+torso against weaker leg motors) the adaptation job evolves over all of them (`sim.adapt_job`), so
+its candidate does not bet on the one that noise favoured. For a well-identified robot (the
+cartpole) the members are near-identical and cost nothing extra: the job evolves on 1 + randomize
+models either way. The tolerance is not a confidence level: the true parameters' loss was measured
+at 0.3-1.3 x the estimate's on walker windows (the replay loss is biased by noise and contacts).
 
 Uncertainty (`SysIdResult.std`), the larger of two estimates:
 
@@ -249,7 +260,14 @@ def _ensemble(history: list[tuple[np.ndarray, float]], x: np.ndarray, f: float,
     lo, hi = np.array([p.search_bounds for p in params]).T
     width = np.maximum(hi - lo, 1e-9)
     limit = (1 + tol) * f
-    pool = [u for u, g in history if np.isfinite(g) and g <= limit]
+    # a motor reversed against the estimate is a different basin (the sign scan chose it), and a gain
+    # near 0 a dead motor: neither is "the same robot, less sure"
+    signed = np.array([p.signed for p in params])
+    floor = 0.2 * np.abs(x)
+
+    def same_robot(u: np.ndarray) -> bool:
+        return bool(np.all(~signed | ((np.sign(u) == np.sign(x)) & (np.abs(u) >= floor))))
+    pool = [u for u, g in history if np.isfinite(g) and g <= limit and same_robot(u)]
     members, losses = [np.array(x, dtype=float)], [float(f)]
     if not pool:
         return members, losses

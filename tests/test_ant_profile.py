@@ -103,3 +103,12 @@ def test_sysid_replays_a_profile_robots_commands_on_the_right_motors_and_finds_t
     est = identify(make_plant(ANT), tel, params=gains, max_evals=150, max_seconds=60, seed=0).params
     assert est["actuator_gain.joint:ankle_1"] < 0 and est["actuator_gain.joint:ankle_2"] < 0
     assert all(est[f"actuator_gain.joint:{j}"] > 0 for j in ("ankle_3", "ankle_4", "hip_1", "hip_2"))
+
+
+def test_the_shipped_suite_names_its_profile_relative_to_itself(tmp_path, monkeypatch):
+    from safety.suite import load_suite
+    monkeypatch.chdir(tmp_path)                         # not the repository: a relative path must not matter
+    suite = load_suite(ROOT / "launch" / "robots" / "suites" / "ant.yaml")
+    assert Path(suite.plant) == Path(ANT).resolve()
+    target = next(s for s in suite.scenarios if s.tag == "target")
+    assert target.drift == DriftSpec.parse(make_plant(ANT).profile.default_drift)

@@ -32,6 +32,9 @@ def test_ensemble_holds_distinct_models_within_the_tolerance_estimate_first():
     assert 2 <= len(r.ensemble) <= 3 and r.ensemble_tol == 0.25
     assert all(loss <= 1.25 * r.loss + 1e-12 for loss in r.ensemble_losses)
     assert len({tuple(round(v, 9) for v in p.values()) for p in r.ensemble}) == len(r.ensemble)
+    gain = "actuator_gain.slide"
+    assert all(np.sign(p[gain]) == np.sign(r.params[gain]) and abs(p[gain]) >= 0.2 * abs(r.params[gain])
+               for p in r.ensemble)                  # never a reversed or dead motor
     specs = r.ensemble_specs()
     assert specs[0] == r.estimate and len({s.hash for s in specs}) == len(specs)
     d = r.to_dict()

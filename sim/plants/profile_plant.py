@@ -50,7 +50,12 @@ class ProfilePlant(Plant):
         self._act_low = np.where(limited, model.actuator_ctrlrange[self._command, 0], -np.inf)
         self._act_high = np.where(limited, model.actuator_ctrlrange[self._command, 1], np.inf)
         self._observe_fn = observe_function(profile)
-        self._reward_fn = reward_function(profile)
+        obj = profile.doc.objective
+        self._reference = None          # the nominal closed loop the default objective tracks
+        if obj.kind == "model_reference" and obj.reference == "nominal_closed_loop":
+            from sim.profile.reference import closed_loop_reference
+            self._reference = closed_loop_reference(profile, obj.reference_ticks, tuple(obj.track))
+        self._reward_fn = reward_function(profile, self._reference)
         self._fall_fn = fall_function(profile) if profile.falls else None
         self._init_fn = profile.entry_points.get("initial_state")
         fields = set(fields_of(self._observe_fn)) | set(fields_of(self._reward_fn))
@@ -139,16 +144,19 @@ class ProfilePlant(Plant):
         if self._init_fn is not None:
             constants = self._init_fn(model, data, rng)
             self._constants = np.zeros(0) if constants is None else np.asarray(constants, dtype=np.float64).ravel()
-            return
-        init = self.profile.doc.initial_state
-        if self.profile.keyframe is not None:
-            mujoco.mj_resetDataKeyframe(model, data, self.profile.keyframe)
-        data.qpos[:] = self._qpos0
-        if init.qpos_noise:
-            data.qpos[self._noisy_qpos] += init.qpos_noise * rng.standard_normal(len(self._noisy_qpos))
-        if init.qvel_noise:
-            data.qvel[:] += init.qvel_noise * rng.standard_normal(model.nv)
-        self._constants = np.zeros(0)
+        else:
+            init = self.profile.doc.initial_state
+            if self.profile.keyframe is not None:
+                mujoco.mj_resetDataKeyframe(model, data, self.profile.keyframe)
+            data.qpos[:] = self._qpos0
+            if init.qpos_noise:
+                data.qpos[self._noisy_qpos] += init.qpos_noise * rng.standard_normal(len(self._noisy_qpos))
+            if init.qvel_noise:
+                data.qvel[:] += init.qvel_noise * rng.standard_normal(model.nv)
+            self._constants = np.zeros(0)
+        if self._reference is not None:    # the episode's reference rides at the end of its constants
+            ref = self._reference.trajectory(data.qpos, data.qvel)
+            self._constants = np.concatenate([self._constants, ref.ravel()])
 
     def episode_constants(self) -> np.ndarray:
         return self._constants.copy()
