@@ -16,7 +16,7 @@ Writes benchmarks/results/adapt.json (one result.json record per seed + the Ray 
     python benchmarks/adapt.py [--seeds 5] [--budget-s 120] [--workers 2]
     python benchmarks/adapt.py --smoke [--out DIR]     # tiny job, seconds, into a temporary directory
     python benchmarks/adapt.py --seed-vs-evolution [--seeds 5] [--min-generations 10] [--smoke]
-    python benchmarks/adapt.py --robot manipulator [--seeds 5] [--budget-s 115] [--sysid-budget-s 40]  # any profile robot
+    python benchmarks/adapt.py --robot manipulator [--seeds 5] [--budget-s 95] [--sysid-budget-s 30] [--horizon 150]
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ ROBOT_SECTION = "\n## Profile robot "
 
 
 def robot_runs(robot: str, seeds: int, budget_s: float, workers: int, sysid_budget_s: float = 20.0,
-               smoke: bool = False) -> dict:
+               horizon: int = 300, smoke: bool = False) -> dict:
     """Any shipped profile robot under its profile's default drift, with its shipped champion: one
     sandbox run per seed (no drift hint: system identification from telemetry, as in the demo)."""
     from sim.genome import load_genome
@@ -138,22 +138,23 @@ def robot_runs(robot: str, seeds: int, budget_s: float, workers: int, sysid_budg
     drift = profile.default_drift
     if drift is None:
         raise SystemExit(f"--robot {robot}: its profile has no drift.default to adapt to")
-    job = {"max_generations": 300, "sysid_budget_s": sysid_budget_s, **(SMOKE_JOB if smoke else {})}
+    job = {"max_generations": 300, "sysid_budget_s": sysid_budget_s, "horizon": horizon, **(SMOKE_JOB if smoke else {})}
     champion = load_genome(profile.asset_path("champion"))
     rows = sandbox_rows(lambda seed: AdaptJob(robot=str(path), drift=drift, seed=seed, budget_s=budget_s,
                                               workers=workers, **job), champion, seeds, budget_s, robot)
     return {"robot": robot, "drift": drift, "budget_s": budget_s, "sysid_budget_s": job["sysid_budget_s"],
-            "workers": workers, "champion": champion.id, "runs": rows}
+            "horizon": job["horizon"], "workers": workers, "champion": champion.id, "runs": rows}
 
 
 def robot_markdown(section: dict) -> list[str]:
     """One profile robot's rows: return before / after relative to the champion's nominal return on
     the TRUE drifted robot, sysid estimate, sandbox wall time, generations, winner and lineage depth."""
     rows, robot = section["runs"], section["robot"]
-    md = [f"{ROBOT_SECTION.strip()}{robot}, {json.dumps(section['drift'])} (its profile's default drift)", "",
+    md = [f"{ROBOT_SECTION.strip()} {robot}, {json.dumps(section['drift'])} (its profile's default drift)", "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --robot "
           f"{robot} --seeds {len(rows)} --budget-s {section['budget_s']:g} --sysid-budget-s "
-          f"{section['sysid_budget_s']:g} --workers {section['workers']}`. Shipped champion {section['champion'][:12]} "
+          f"{section['sysid_budget_s']:g} --horizon {section.get('horizon', 300)} --workers {section['workers']}`. "
+          f"Shipped champion {section['champion'][:12]} "
           f"(launch/robots/{robot}.yaml assets.champion), system identification from 1000 ticks of telemetry of "
           "the champion on the drifted robot (no drift hint), target 0.95 x nominal on the identified plant "
           "confirmed on >= 10 fresh episodes; returns judged on the true drifted robot. A run that misses its "
@@ -191,7 +192,8 @@ def robots_markdown(doc: dict) -> list[str]:
 def robot_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = robot_runs(args.robot, args.seeds, args.budget_s, args.workers,
-                         20.0 if args.sysid_budget_s is None else args.sysid_budget_s, smoke=args.smoke)
+                         20.0 if args.sysid_budget_s is None else args.sysid_budget_s, args.horizon,
+                         smoke=args.smoke)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, **section}
     path = args.out / "adapt.json"
@@ -356,6 +358,7 @@ def main() -> None:
     ap.add_argument("--sysid-budget-s", type=float, default=None,
                     help="system identification's wall budget (default: 60 s with --walker-only, its demo's; "
                          "20 s with --robot)")
+    ap.add_argument("--horizon", type=int, default=300, help="--robot: the job's episode length in control ticks")
     args = ap.parse_args()
     if args.robot:
         if args.smoke:

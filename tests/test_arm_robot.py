@@ -126,3 +126,31 @@ def test_shipped_champion_holds_nominal_and_fails_under_the_payload():
     drifted, _ = episode_return(ctrl, PAYLOAD)
     assert nominal > 0.95, nominal
     assert drifted < 0.8 * nominal, (nominal, drifted)
+
+
+def test_sysid_scores_only_what_the_robot_measures():
+    """The arm's props (ball, peg) and gripper are simulated but never measured: their contact-rich
+    motion must not count as evidence, or it drowns the payload (the loss goes flat in the hand mass)."""
+    from sim.sysid import Replay, record
+    plant = make_plant(ROBOT)
+    sensed = plant.measured_state()
+    m = plant.model
+    assert sensed.sum() == 8 and sensed[:4].all() and sensed[m.nq:m.nq + 4].all()
+    tel = record(make_plant(ROBOT, drift=PAYLOAD), gravity_pd(ROBOT, 1.5, 0.1), 300, noise_std=0.01, seed=0)
+    replay = Replay.build(make_plant(ROBOT), tel, horizon=10, max_windows=20)
+    assert np.array_equal(replay.measured, sensed)
+    replay.refine(DriftSpec(**PAYLOAD))
+    at = lambda k: replay.loss(DriftSpec(mass_scale={"hand": k}))   # noqa: E731
+    assert at(5.0) > 2 * at(20.0) and at(40.0) > 1.5 * at(20.0)
+
+
+def test_a_state_dimension_that_never_changes_was_not_measured():
+    """Live telemetry fills what the robot does not publish with a constant: no evidence either."""
+    from sim.sysid import Replay, Telemetry, record
+    tel = record(make_plant("cartpole"), make_plant("cartpole").nominal_controller(), 80, noise_std=0.01, seed=0)
+    qvel = tel.qvel.copy()
+    qvel[:, 1] = 0.0
+    filled = Telemetry(tel.qpos, qvel, tel.actions, tel.control_dt)
+    assert Replay.build(make_plant("cartpole"), tel, horizon=5).measured is None
+    measured = Replay.build(make_plant("cartpole"), filled, horizon=5).measured
+    assert measured is not None and not measured[tel.qpos.shape[1] + 1] and measured.sum() == measured.size - 1
