@@ -192,6 +192,10 @@ def machine_ceiling(plant: str, n: int, horizon: int, repeats: int) -> dict:
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
+    # one thread per process, as Ray gives a num_cpus=1 worker (OMP_NUM_THREADS=1): two BLAS pools spinning
+    # on two cores would measure oversubscription, not the machine
+    saved = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({v: "1" for v in saved})
     for part in (0, 1):
         a, b = ctx.Pipe()
         proc = ctx.Process(target=_ceiling_worker, args=(b, plant, n, horizon, part), daemon=True)
@@ -199,6 +203,11 @@ def machine_ceiling(plant: str, n: int, horizon: int, repeats: int) -> dict:
         pipes.append(a)
         procs.append(proc)
     try:
+        for v, x in saved.items():
+            if x is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = x
         for c in pipes:
             if c.recv() != "ready":
                 raise RuntimeError("ceiling worker failed to start")
