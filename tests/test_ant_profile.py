@@ -116,3 +116,17 @@ def test_the_shipped_suite_names_its_profile_relative_to_itself(tmp_path, monkey
     assert Path(suite.plant) == Path(ANT).resolve()
     target = next(s for s in suite.scenarios if s.tag == "target")
     assert target.drift == DriftSpec.parse(make_plant(ANT).profile.default_drift)
+
+
+def test_the_shipped_champion_stands_and_fails_under_the_default_drift():
+    from sim.distill import policy_controller
+    from sim.genome import load_genome
+    from sim.profile import load_profile
+    profile = load_profile(ANT)
+    genome = load_genome(profile.asset_path("champion"))
+    ctrl = policy_controller(genome)()                       # as the runtime runs it
+    drift = DriftSpec.parse(profile.default_drift)
+    nominal = [episode_return(make_plant(ANT), ctrl, 10_000 + s) for s in range(2)]
+    drifted = [episode_return(make_plant(ANT, drift=drift), ctrl, 10_000 + s) for s in range(2)]
+    assert min(nominal) > 280
+    assert max(drifted) < 0.4 * min(nominal)
