@@ -6,8 +6,8 @@ SR-GHN evolution from it on the profile's objective; the champion is whichever o
 more on the validation episodes (seeds 50000..; `sim.champion`'s rule). Why not `train-nominal`
 from a random SR-GHN: 400 generations (24 min) gave 288 / 300 in simulation but a stance that rests
 its hips on their stops at the top of the height band and reads the absolute odometry position; on
-the live ROS robot it stood 14 mm too high (0.80 per tick) and in one demo fell without any drift.
-The PD stance holds mid-range joints and ignores where the robot stands.
+the live ROS robot (two demos) it wandered 0.55 m during the rise and then stood 14 mm too high
+(0.80 per tick). The PD stance holds mid-range joints and ignores where the robot stands.
 
     python benchmarks/make_ant_champion.py [--generations 20] [--out FILE]
     python benchmarks/make_ant_champion.py --smoke      # tiny, into a temporary directory
