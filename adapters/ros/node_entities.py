@@ -15,17 +15,26 @@ from adapters.ros.control_loop import ControlLoop
 from controller.settings import Settings
 
 
-def base_subscriptions(node, sub) -> dict[str, str]:
-    """IMU / odometry of a robot whose observation has them (a profile's observe.imu / observe.odometry):
-    each message goes to the observation map (`KinematicObservation.measure`, which refuses bad
-    values), so the policy and the drift monitor see the base move. Returns channel -> topic."""
+def base_inputs(node) -> list[tuple]:
+    """(message type, topic, callback) of the IMU / odometry of a robot whose observation has them (a
+    profile's observe.imu / observe.odometry): each message goes to the observation map
+    (`KinematicObservation.measure`, which refuses bad values), so the policy and the drift monitor
+    see the base move."""
     obs_map = node.runtime.obs_map
     measure, topics = getattr(obs_map, "measure", None), getattr(obs_map, "base_topics", dict)()
     if measure is None:
-        return {}
-    for channel, topic in topics.items():
-        values = base_state.VALUES[channel]
-        sub(base_state.MESSAGE[channel], topic, lambda msg, ch=channel, f=values: measure(ch, f(msg)))
+        return []
+    return [(base_state.MESSAGE[ch], topic, lambda msg, ch=ch, f=base_state.VALUES[ch]: measure(ch, f(msg)))
+            for ch, topic in topics.items()]
+
+
+def base_subscriptions(node, sub) -> dict[str, str]:
+    """The base inputs as executor subscriptions (`sub(type, topic, callback)`); with a control thread
+    they are taken in its wait set instead (`ControlLoop(extra=...)`). Returns channel -> topic."""
+    obs_map = node.runtime.obs_map
+    topics = getattr(obs_map, "base_topics", dict)() if hasattr(obs_map, "measure") else {}
+    for msg_type, topic, cb in base_inputs(node):
+        sub(msg_type, topic, cb)
     if topics:
         node.get_logger().info(f"base observed on {topics}")
     return topics
@@ -57,7 +66,8 @@ def make_entities(node, st: Settings) -> None:
         sub(Float64MultiArray, ros.incumbent_topic, node._on_incumbent)
     if ros.reward_topic:
         sub(Float64, ros.reward_topic, node._on_reward)
-    base_subscriptions(node, sub)
+    if not own_thread:
+        base_subscriptions(node, sub)
     # trigger joint_states: a silent topic would mean no tick at all, hence no safe command and no
     # ERROR on /diagnostics. A watchdog (never concurrent with the joint-state callback) ticks only
     # when no tick ran for stale_timeout_s; that tick holds the safe command and reports
@@ -84,4 +94,5 @@ def make_entities(node, st: Settings) -> None:
         node.control_loop = node._add("control_loop", ControlLoop(
             node, JointState, ros.joint_states_topic, qos_profile_sensor_data, node._on_joint_state,
             period_s=period, on_deadline=deadline, priority=int(ros.realtime_priority),
-            max_messages=per_period, name=f"{node.get_name()}_control", clock=node.clock)).start()
+            max_messages=per_period, name=f"{node.get_name()}_control", clock=node.clock,
+            extra=[(t, topic, qos_profile_sensor_data, cb) for t, topic, cb in base_inputs(node)])).start()
