@@ -40,7 +40,7 @@ ROS_REQUIRES = [
     "ros-rclpy[fastrtps]",
     "ros-std-msgs",
     "ros-sensor-msgs",
-    "ros-nav-msgs",   # nav_msgs/Odometry: a floating base (robot profile observe.odometry)
+    "ros-nav-msgs",          # nav_msgs/Odometry: a floating base's pose and twist
     "ros-diagnostic-msgs",
     "ros-std-srvs",
     "ros-lifecycle-msgs",

@@ -20,7 +20,7 @@ def _ros_type(msgtype: str):
 class BagRecorder(CloseOnExit):
     """Records topics of a running ROS 2 graph into a bag, from inside an rclpy node.
 
-    ``recorder = BagRecorder(node, "runs/demo/bag", plant="cartpole")`` subscribes to the default
+    ``recorder = BagRecorder(node, "runs/demo/bag", plant="my_robot.yaml")`` subscribes to the default
     driftgate topics (`DEFAULT_TOPICS`, override per role with ``topics={"commands": "/x"}``; extra
     topics as ``extra={"/topic": "pkg/msg/Type"}``) and writes every message, serialised as received
     (``raw=True`` subscriptions), stamped with the node clock at reception. Call `close()` (or use it

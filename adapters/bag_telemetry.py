@@ -74,6 +74,14 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
     js_topic, cmd_topic = info.topics["joint_states"], info.topics["commands"]
     rew_topic, drift_topic = info.topics.get("reward"), info.topics.get("drift_active")
     wanted = {x for x in (js_topic, cmd_topic, rew_topic, drift_topic) if x}
+    base = None
+    if getattr(obs_map, "base_sensors", ()):       # a floating base: the bag's IMU / odometry too
+        from adapters.base_sensors import BaseTracker, bag_base_topics
+        try:
+            base = BaseTracker(obs_map.base_sensors, bag_base_topics(info.custom), f"bag {info.path}")
+        except ValueError as e:
+            raise ReplayError(str(e)) from None
+        wanted |= set(base.by_topic)
     ts_out, obs_out, act_out, rew_out = [], [], [], []
     reward = math.nan
     drift_at = None
@@ -83,7 +91,7 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
 
     def emit(p, a) -> None:
         ts_out.append(p[0])
-        obs_out.append(obs_map(p[1], p[2]))
+        obs_out.append(obs_map(p[1], p[2], *p[4]))
         act_out.append(a)
         rew_out.append(p[3])
 
@@ -110,9 +118,13 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
                     if qv is None:
                         pairing.state(None)
                         continue
+                    readings = () if base is None else base.current()
+                    if readings is None:          # no IMU / odometry yet: not a full observation
+                        pairing.state(None)
+                        continue
                     stamp = header_stamp(m, ts)
                     t0 = stamp if t0 is None else t0
-                    pairing.state((stamp - t0, qv[0], qv[1], reward))
+                    pairing.state((stamp - t0, qv[0], qv[1], reward, readings))
                 elif c.topic == cmd_topic:
                     a = np.asarray(deser(raw, c.msgtype).data, dtype=np.float64)
                     if a.shape != (act_dim,):
@@ -123,6 +135,8 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
                     x = float(deser(raw, c.msgtype).data)
                     if math.isfinite(x):
                         reward = x
+                elif base is not None and c.topic in base.by_topic:
+                    base.update(c.topic, deser(raw, c.msgtype))
             pairing.finish()
     except ReplayError:
         raise

@@ -224,10 +224,10 @@ def _adapt_progress(progress: Progress, max_generations: int):
 
 @app.command()
 def adapt(
-    plant: str = robot_option("cartpole"),
-    drift: Optional[str] = typer.Option(None, help="the simulated robot's true drift (DriftSpec JSON; default: "
-                                        "the robot profile's drift.default, for the cartpole "
-                                        '{"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}})'),
+    plant: str = robot_option(),
+    drift: Optional[str] = typer.Option(None, help="the simulated robot's true drift (DriftSpec JSON, e.g. "
+                                        '{"mass_scale": {"BODY": 3.0}, "actuator_gain": {"ACTUATOR": -1.0}}; '
+                                        "default: the robot profile's drift.default)"),
     budget_s: float = typer.Option(120.0, "--budget-s", help="wall-clock budget of the evolution"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., "--out", help="output directory (job/, result.json, candidate.safetensors)"),
@@ -319,7 +319,7 @@ def adapt(
 
 @app.command("train-nominal")
 def train_nominal_cmd(
-    plant: str = robot_option("cartpole"), generations: int = typer.Option(60), seed: int = typer.Option(0),
+    plant: str = robot_option(), generations: int = typer.Option(60), seed: int = typer.Option(0),
     horizon: int = typer.Option(300), workers: int = typer.Option(1),
     start: str = typer.Option("auto", help="auto: the plant's model seed (its nominal LQR imitated into the SR-GHN "
                               "head) where it has one, else scratch | model | scratch (a random SR-GHN)"),

@@ -63,7 +63,8 @@ def verify_through_registry(path: Path) -> str:
 @app.command("distill")
 def distill_cmd(
     bag: Path = typer.Argument(..., help="rosbag2 bag directory: joint states in, the incumbent's commands out"),
-    robot: str = typer.Option(..., "--robot", help="a built-in plant name or a robot profile YAML"),
+    robot: str = typer.Option(..., "--robot", help="a built-in plant name, a shipped profile's name "
+                       "(launch/robots/) or a robot profile YAML"),
     out: Path = typer.Option(..., "--out", help="genome file to write (.safetensors); the report goes next to it "
                              "(.json)"),
     joint_state_topic: Optional[str] = typer.Option(None, "--joint-state-topic", help="JointState topic (default: "
@@ -88,6 +89,7 @@ def distill_cmd(
 ) -> None:
     """Distil the robot's existing controller (a recording of it) into an SR-GHN champion."""
     from adapters.demonstration import read_demonstration
+    from adapters.robot_option import resolve_robot
     from sim.atomicio import atomic_write_json
     from sim.distill import DistillConfig, DistillError, distill
     from sim.genome import GenomeFileError, load_genome, save_genome
@@ -107,6 +109,10 @@ def distill_cmd(
             except GenomeFileError as e:
                 raise DistillError("--base", str(e)) from None
         names = [n.strip() for n in joint_names.split(",") if n.strip()] if joint_names else None
+        try:    # a built-in name, a shipped profile's name or a profile YAML, as every --robot
+            robot = resolve_robot(robot)
+        except ValueError as e:
+            raise DistillError("--robot", str(e).removeprefix("--robot: ")) from None
         demo = read_demonstration(bag, robot, joint_state_topic=joint_state_topic, command_topic=command_topic,
                                   joint_names=names)
         result = distill(demo, robot, cfg, base=base_genome, incumbent=incumbent,

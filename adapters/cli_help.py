@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-Plant = Literal["cartpole", "walker", "reacher"]                         # sim.plants.PLANTS
 Task = Literal["cartpole-switch", "lunarlander-switch", "ant", "cartpole-drift"]  # sim.tasks.TASKS
 Method = Literal["srghn", "cmaes", "cmaes-restart", "cmaes-ipop", "cmaes-bipop", "openes", "fixed-rate",
                  "fixed-rate-std", "frozen-head", "no-self-reference"]  # sim.runner.METHODS

@@ -106,7 +106,7 @@ def report_cmd(
 @app.command("simulate-bag")
 def simulate_bag_cmd(
     out_bag: Path = typer.Option(..., "--out", help="bag directory to create"),
-    plant: str = robot_option("cartpole"),
+    plant: str = robot_option(),
     seconds: float = typer.Option(120.0, help="length of the recording (simulated seconds)"),
     drift: Optional[str] = typer.Option(None, help="DriftSpec JSON injected mid-run (default: the robot "
                                         "profile's drift.default; '' : none)"),

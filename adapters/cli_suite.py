@@ -28,11 +28,12 @@ def init(
     out: Path = typer.Option(..., "--out", help="suite YAML to write"),
     horizon: int = typer.Option(300, help="control ticks per scenario episode"),
     seeds: int = typer.Option(10, help="paired seeds per scenario"),
-    nominal: bool = typer.Option(True, "--nominal/--no-nominal", help="include the undrifted robot as a "
-                                 "`nominal` scenario (off for drifts no single policy serves with the nominal robot)"),
+    nominal: bool = typer.Option(False, "--nominal/--no-nominal", help="include the undrifted robot as a "
+                                 "`nominal` scenario: only for drifts that come and go (a persistent drift leaves "
+                                 "the undrifted robot behind; no adapted candidate can match the old champion there)"),
     force: bool = typer.Option(False, "--force", help="replace an existing file"),
 ) -> None:
-    """Write a regression suite for ROBOT: its default drift as target + stress, nominal, a probe."""
+    """Write a regression suite for ROBOT: its default drift as target + stress (+ nominal), a probe."""
     import tempfile
 
     import yaml

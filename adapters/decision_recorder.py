@@ -43,7 +43,7 @@ def _num(x: Any) -> float | None:
 
 
 class DecisionRecorder:
-    """See the module docstring. ``DecisionRecorder(node, "runs/demo/decisions.jsonl", plant="cartpole",
+    """See the module docstring. ``DecisionRecorder(node, "runs/demo/decisions.jsonl", plant="my_robot.yaml",
     config={...}, seed=0, registry_path=reg)``; ``close(counters=...)`` at the end."""
 
     def __init__(self, node, path: str | os.PathLike, *, plant: str, topics: Mapping[str, str] | None = None,

@@ -54,6 +54,7 @@ from adapters.demo_display import orchestrator_history, render, snapshot
 from adapters.demo_node import SIM_ROBOT, DemoState, make_demo_node, quiet_logs
 from adapters.demo_profile import (controller_values, demo_overlay, fall_pause_s, overlay_values,  # noqa: F401
                                    profile_asset, profile_guard_bounds, repo_file as _repo_file, sim_robot_values)
+from sim.plant_names import DEFAULT_PLANT
 
 MARKER = ".driftgate-demo"
 INTERRUPTED = "stopped from outside (SIGINT/SIGTERM)"
@@ -77,7 +78,7 @@ class DemoOptions:
     """What `run_demo` runs. `controller` / `sim` are extra ROS parameters for the two nodes (on top
     of the parameter file and what the demo sets itself)."""
 
-    plant: str = "cartpole"                  # the robot: a built-in name, a shipped profile's name or a profile path
+    plant: str = DEFAULT_PLANT               # the robot: a built-in name, a shipped profile's name or a profile path
     drift: dict | None = None                 # None: the profile's drift.default
     seed: int = 0
     out: Path = Path("runs/demo")
@@ -221,7 +222,7 @@ def node_parameters(robot: str | None, params: str | Path | None = None, namespa
     if robot is None:
         try:
             robot = str(load_node_params(params or _repo_file("launch/demo.yaml"), CONTROLLER, namespace)
-                        .get("robot") or "cartpole")
+                        .get("robot") or DEFAULT_PLANT)
         except (OSError, ValueError) as e:
             raise DemoError(f"parameter file {params}: {e}") from None
     res = prepare(DemoOptions(plant=robot, params=Path(params) if params else None, namespace=namespace),

@@ -43,6 +43,13 @@ def demo_topics(node) -> dict[str, str]:
             for role, t in DEFAULT_TOPICS.items()}
 
 
+def base_topics(node, plant: str) -> dict[str, str]:
+    """{sensor: resolved topic} of the base sensors a profile robot publishes ({} for none)."""
+    from sim.observation import make_observation_map
+    topics = getattr(make_observation_map(plant), "base_topics", {})
+    return {sensor: node.resolve_topic_name(t.lstrip("/")) for sensor, t in topics.items()}
+
+
 def make_demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry: Path, state: DemoState,
                    namespace: str = ""):
     """The recording node: BagRecorder + DecisionRecorder + the drift publisher + live counters."""
@@ -51,6 +58,7 @@ def make_demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry
     from std_msgs.msg import Float64, String
 
     from adapters.bag_recorder import BagRecorder
+    from adapters.base_sensors import BASE_TYPES, CUSTOM_KEY
     from adapters.decision_recorder import DecisionRecorder
     from sim.observation import plant_info
 
@@ -61,9 +69,14 @@ def make_demo_node(ctx, out: Path, plant: str, config: dict, seed: int, registry
             info = plant_info(plant)
             topics = demo_topics(self)
             self.falls_topic = self.resolve_topic_name(f"{SIM_ROBOT}/falls")
+            extra = {self.falls_topic: "std_msgs/msg/String"}
+            custom = {"driftgate.source": "driftgate demo", "driftgate.seed": str(seed)}
+            base = base_topics(self, plant)           # a floating base: its IMU / odometry go into the bag
+            if base:
+                extra.update({topic: BASE_TYPES[sensor] for sensor, topic in base.items()})
+                custom[CUSTOM_KEY] = json.dumps(base, sort_keys=True)
             self.bag = BagRecorder(self, out / "bag", topics=topics, plant=plant, joint_names=info["joint_names"],
-                                   control_dt=info["control_dt"], extra={self.falls_topic: "std_msgs/msg/String"},
-                                   custom_data={"driftgate.source": "driftgate demo", "driftgate.seed": str(seed)})
+                                   control_dt=info["control_dt"], extra=extra, custom_data=custom)
             try:
                 self.decisions = DecisionRecorder(self, out / "decisions.jsonl", plant=plant, config=config,
                                                   topics=topics, seed=seed, registry_path=registry,

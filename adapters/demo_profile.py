@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from sim.plant_names import DEFAULT_PLANT
+
 SIM_ROBOT_NODE = "driftgate_sim_robot"
 CONTROLLER_NODE = "driftgate_controller"
 
@@ -107,7 +109,7 @@ def node_values(robot: str | None, sim_p: dict, ctl_p: dict) -> tuple[dict, dict
     (`sim_p`, `ctl_p`), the robot's overlay, its profile's values, champion and suite. `robot` None:
     the file's. ValueError('--robot: ...') for a robot that names nothing."""
     from adapters.robot_option import resolve_robot, robot_profile
-    plant = resolve_robot(robot or ctl_p.get("robot") or "cartpole")
+    plant = resolve_robot(robot or ctl_p.get("robot") or DEFAULT_PLANT)
     profile = robot_profile(plant)
     overlay = demo_overlay(profile)
     sim = sim_robot_values(profile, plant, {**sim_p, **overlay_values(overlay, SIM_ROBOT_NODE)})

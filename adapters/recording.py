@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from sim.plant_names import DEFAULT_PLANT
+
 BAG_FORMAT = "driftgate.bag/1"
 ROLES = ("joint_states", "commands", "reward", "events", "drift_active", "diagnostics")
 # the topics the driftgate nodes use by default (adapters/ros/*.py), resolved in the root namespace
@@ -115,7 +117,7 @@ class _Topic:
 class BagWriter(CloseOnExit):
     """rosbag2 MCAP writer with helpers for driftgate's message types (offline API).
 
-    ``with BagWriter(path, plant="cartpole", joint_names=[...], control_dt=0.01) as bag:``
+    ``with BagWriter(path, plant="my_robot.yaml", joint_names=[...], control_dt=0.01) as bag:``
     ``bag.joint_state(t, names, q, v)``, ``bag.command(t, a)``, ``bag.reward(t, r)``,
     ``bag.event(t, {...})``, ``bag.drift_active(t, spec)``, ``bag.diagnostics(t, ...)``.
     Times are ``int`` nanoseconds or ``float`` seconds (both since the Unix epoch). Topics are added
@@ -338,7 +340,7 @@ class BagWriter(CloseOnExit):
 EPOCH_NS = 1_700_000_000_000_000_000        # synthetic bags start here (2023-11-14)
 
 
-def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: float = 120.0,
+def simulate_bag(path: str | os.PathLike, *, plant: str = DEFAULT_PLANT, seconds: float = 120.0,
                  drift: Any = None, drift_at_s: float | None = None, seed: int = 0,
                  obs_noise: float = 0.01, controller: Callable[[np.ndarray], np.ndarray] | None = None,
                  command_latency_s: float = 0.001, diagnostics_hz: float = 1.0, start_ns: int = EPOCH_NS,
@@ -386,11 +388,25 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: f
     lat = _ns(command_latency_s)
     dt_ns = _ns(dt)
     diag_every = max(1, int(round(1.0 / (diagnostics_hz * dt)))) if diagnostics_hz > 0 else 0
+    from adapters.base_sensors import BASE_TYPES, CUSTOM_KEY, write_base
+    from sim.observation import base_readings, odometry_values
+    sensors = tuple(getattr(obs_map, "base_sensors", ()))       # a floating base: IMU / odometry
+    base_topics = {s: "/" + obs_map.base_topics[s].lstrip("/") for s in sensors}
+    frames = {}
+    if sensors:
+        observe = p.profile.doc.observe
+        frames = {"imu": (observe.imu.site or observe.imu.body) if observe.imu else "",
+                  "odometry": observe.odometry.body if observe.odometry else ""}
+    custom = {"driftgate.source": "simulate_bag", "driftgate.seed": str(seed),
+              "driftgate.obs_noise": repr(float(obs_noise)),
+              "driftgate.drift": json.dumps(spec.as_dict() if spec else {}, sort_keys=True),
+              "driftgate.drift_at_s": "" if k_drift is None else repr(k_drift * dt)}
+    if sensors:
+        custom[CUSTOM_KEY] = json.dumps(base_topics, sort_keys=True)
     with BagWriter(path, plant=plant, joint_names=names, control_dt=dt, overwrite=overwrite,
-                   custom_data={"driftgate.source": "simulate_bag", "driftgate.seed": str(seed),
-                                "driftgate.obs_noise": repr(float(obs_noise)),
-                                "driftgate.drift": json.dumps(spec.as_dict() if spec else {}, sort_keys=True),
-                                "driftgate.drift_at_s": "" if k_drift is None else repr(k_drift * dt)}) as bag:
+                   custom_data=custom) as bag:
+        for s in sensors:
+            bag.add_topic(base_topics[s], BASE_TYPES[s])
         bag.drift_active(start_ns, None)
         for k in range(n):
             t = start_ns + k * dt_ns
@@ -402,8 +418,16 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = "cartpole", seconds: f
             if obs_noise:
                 q = q + obs_noise * rng.standard_normal(q.shape)
                 v = v + obs_noise * rng.standard_normal(v.shape)
+            base = ()
+            if sensors:               # written before the joint state, as the simulated robot node does
+                readings = base_readings(p)
+                write_base(bag, base_topics, t, readings, frames)
+                o = readings.get("odometry")
+                base = tuple(np.concatenate([readings["imu"]["orientation"], readings["imu"]["angular_velocity"]])
+                             if s == "imu" else odometry_values(o["position"], o["orientation"], o["linear_velocity"])
+                             for s in sensors)
             bag.joint_state(t, names, q, v)
-            a = np.asarray(ctrl(obs_map(q, v)), dtype=np.float64).reshape(-1)
+            a = np.asarray(ctrl(obs_map(q, v, *base)), dtype=np.float64).reshape(-1)
             bag.command(t + lat, a)
             _, r = p.act(a)
             bag.reward(t + dt_ns, r)

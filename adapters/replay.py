@@ -315,6 +315,14 @@ class _Run:
         js_topic, cmd_topic = roles["joint_states"], roles["commands"]
         rew_topic, drift_topic = roles.get("reward"), roles.get("drift_active")
         wanted = {t for t in (js_topic, cmd_topic, rew_topic, drift_topic) if t}
+        base = None
+        if getattr(self.obs_map, "base_sensors", ()):       # a floating base: the bag's IMU / odometry too
+            from adapters.base_sensors import BaseTracker, bag_base_topics, message_values
+            try:
+                base = BaseTracker(self.obs_map.base_sensors, bag_base_topics(info.custom), f"bag {info.path}")
+            except ValueError as e:
+                raise ReplayError(str(e)) from None
+            wanted |= set(base.by_topic)
         start = info.start_ns
         mon = self.monitor
         update = mon.update
@@ -341,9 +349,9 @@ class _Run:
 
         def tick(p, action) -> None:
             nonlocal next_sample, rew_sum, rew_n, next_step, t_mon, ph, peaks
-            t_rel, stamp, q, v = p
+            t_rel, stamp, q, v, readings = p
             self.now = t_rel
-            obs = obs_map(q, v)
+            obs = obs_map(q, v, *readings)
             c0 = time.perf_counter()
             ev = update(stamp, obs, action, reward)
             for d in ph:        # the peak of statistic / threshold since the last sample
@@ -396,12 +404,17 @@ class _Run:
                             self.skipped += 1
                             pending = None
                             continue
+                        readings = () if base is None else base.current()
+                        if readings is None:          # no IMU / odometry yet: not a full observation
+                            self.skipped += 1
+                            pending = None
+                            continue
                         st = m.header.stamp
                         stamp = st.sec + 1e-9 * st.nanosec
                         if stamp <= 0:
                             stamp = ts / 1e9
                         pending = (t_rel, stamp, np.asarray(m.position, dtype=np.float64)[idx],
-                                   np.asarray(m.velocity, dtype=np.float64)[idx])
+                                   np.asarray(m.velocity, dtype=np.float64)[idx], readings)
                     elif topic == cmd_topic:
                         m = deser(raw, c.msgtype)
                         a = np.asarray(m.data, dtype=np.float64)
@@ -421,6 +434,12 @@ class _Run:
                     elif topic == drift_topic:
                         self._drift_marker(t_rel, deser(raw, c.msgtype).data, last_drift_hash)
                         last_drift_hash = self._last_hash
+                    elif base is not None and topic in base.by_topic:
+                        m = deser(raw, c.msgtype)
+                        base.update(topic, m)
+                        if rt is not None:
+                            sensor = base.by_topic[topic]
+                            rt.ingest_base(sensor, message_values(sensor, m), now=t_rel)
                     if self.progress is not None and t_rel >= next_prog:
                         next_prog = t_rel + prog_every
                         self.now = max(self.now, t_rel)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import typer
 
-HELP = ("robot: a built-in name (cartpole, walker, reacher), a shipped profile's name (launch/robots/) or a "
+from sim.plant_names import BUILTIN_PLANTS, DEFAULT_PLANT
+
+HELP = (f"robot: a built-in name ({', '.join(BUILTIN_PLANTS)}), a shipped profile's name (launch/robots/) or a "
         "robot profile YAML; --plant is the same option")
 
 
-def robot_option(default: str | None = "cartpole", help: str = HELP):
+def robot_option(default: str | None = DEFAULT_PLANT, help: str = HELP):
     """The option itself: ``--robot`` first, ``--plant`` its alias."""
     return typer.Option(default, "--robot", "--plant", help=help, metavar="ROBOT")
 

@@ -16,6 +16,7 @@ Writes benchmarks/results/adapt.json (one result.json record per seed + the Ray 
     python benchmarks/adapt.py [--seeds 5] [--budget-s 120] [--workers 2]
     python benchmarks/adapt.py --smoke [--out DIR]     # tiny job, seconds, into a temporary directory
     python benchmarks/adapt.py --seed-vs-evolution [--seeds 5] [--min-generations 10] [--smoke]
+    python benchmarks/adapt.py --robot manipulator [--seeds 5] [--budget-s 115] [--sysid-budget-s 40]  # any profile robot
 """
 from __future__ import annotations
 
@@ -70,13 +71,15 @@ def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = Tru
                         nominal_champion("cartpole"), seeds, budget_s, "cartpole")
 
 
-def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None) -> list[dict]:
+def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None,
+                sysid_budget_s: float = 60.0) -> list[dict]:
     """The walker under its profile's default drift (launch/robots/walker.yaml drift.default), shipped
-    champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting)."""
+    champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting),
+    the sysid budget of its demo (launch/robots/demo/walker.yaml)."""
     from sim.profile import find_profile, load_profile
     drift = drift or load_profile(find_profile("walker")).default_drift
     return sandbox_rows(lambda seed: AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s,
-                                              workers=workers),
+                                              workers=workers, sysid_budget_s=sysid_budget_s),
                         nominal_champion("walker"), seeds, budget_s, "walker")
 
 
@@ -86,19 +89,25 @@ def walker_markdown(section: dict) -> list[str]:
     rows = section["runs"]
     md = [f"## Walker, {json.dumps(section['drift'])} (its profile's default drift)", "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --walker-only "
-          f"--seeds {len(rows)} --budget-s {section['budget_s']:g} --workers {section['workers']}`. Shipped champion "
-          "(sim/assets/champions/walker.safetensors), no model seed (the walker has no linear design), target "
-          "0.95 x nominal on the calibrated plant confirmed on >= 10 fresh episodes; returns judged on the true "
-          "drifted robot. A run that misses its target is a failed job (no candidate).", "",
-          "| seed | status | sysid torso mass | sysid mean leg gain | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          f"--seeds {len(rows)} --budget-s {section['budget_s']:g} --workers {section['workers']}"
+          f"{' --sysid-budget-s %g' % section['sysid_budget_s'] if 'sysid_budget_s' in section else ''}`. "
+          "Shipped champion (sim/assets/champions/walker.safetensors), no model seed (the walker has no linear "
+          "design), target 0.95 x nominal on the calibrated plants confirmed on >= 10 fresh episodes; returns "
+          "judged on the true drifted robot. A run that misses its target is a failed job (no candidate). "
+          "Fitness models: the sysid ensemble (models within 25 % of the best replay loss, sim/sysid.py), "
+          "torso mass and mean leg gain of each.", "",
+          "| seed | status | sysid torso mass | sysid mean leg gain | fitness models (torso, gain) | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         nom = r.get("nominal_return") or float("nan")
         w = r.get("winner") or {}
         p = (r.get("sysid") or {}).get("params", {})
         gains = [v for k, v in p.items() if k.startswith("actuator_gain.")]
+        models = ", ".join(f"({m.get('mass_scale.torso', 1.0):.2f}, "
+                           f"{np.mean([v for k, v in m.items() if k.startswith('actuator_gain.')] or [1.0]):.2f})"
+                           for m in (r.get("sysid") or {}).get("ensemble", [])) or "-"
         md.append(f"| {i} | {r['status']} | {p.get('mass_scale.torso', float('nan')):.2f} | "
-                  f"{np.mean(gains) if gains else float('nan'):.2f} | "
+                  f"{np.mean(gains) if gains else float('nan'):.2f} | {models} | "
                   f"{r.get('return_before', float('nan')) / nom:.2f} | {r.get('return_after', float('nan')) / nom:.2f} | "
                   f"{r.get('n_generations', 0)} | {w.get('kind', '-')} ({w.get('root', '-')}) | "
                   f"{w.get('lineage_depth', '-')} | {r['sandbox_wall_s']:.1f} |")
@@ -107,11 +116,92 @@ def walker_markdown(section: dict) -> list[str]:
     md += ["", f"Median after / nominal over {len(rows)} seeds, failed jobs counted as failures (censored): "
            f"{np.median(after) if rows else float('nan'):.2f}; {ok}/{len(rows)} jobs offered a candidate; "
            f"{sum(1 for a in after if a >= 0.9)}/{len(rows)} reached >= 0.90 of nominal on the true drifted robot.", "",
-           "Every winner is an evolved descendant of the champion (lineage depth >= 1): the walker has no model "
-           "seed. Where the candidate falls short on the true robot, the job had confirmed its target on the "
-           "*calibrated* plant: the gap is system identification's (true leg gains 0.5, true torso mass 1.0; "
-           "from stance telemetry it trades torso mass against leg gains), not evolution's.", ""]
+           "The walker has no model seed: every winner is an evolved descendant of the champion (lineage depth "
+           ">= 1) unless the table says otherwise. Where the candidate falls short on the true robot, the job had "
+           "confirmed its target on the *calibrated* plants: the gap is system identification's (true leg gains "
+           "0.5, true torso mass 1.0; from stance telemetry it trades torso mass against leg gains), not "
+           "evolution's.", ""]
     return md
+
+
+ROBOT_SECTION = "\n## Profile robot "
+
+
+def robot_runs(robot: str, seeds: int, budget_s: float, workers: int, sysid_budget_s: float = 20.0,
+               smoke: bool = False) -> dict:
+    """Any shipped profile robot under its profile's default drift, with its shipped champion: one
+    sandbox run per seed (no drift hint: system identification from telemetry, as in the demo)."""
+    from sim.genome import load_genome
+    from sim.profile import find_profile, load_profile
+    path = find_profile(robot).resolve()
+    profile = load_profile(path)
+    drift = profile.default_drift
+    if drift is None:
+        raise SystemExit(f"--robot {robot}: its profile has no drift.default to adapt to")
+    job = {"max_generations": 300, "sysid_budget_s": sysid_budget_s, **(SMOKE_JOB if smoke else {})}
+    champion = load_genome(profile.asset_path("champion"))
+    rows = sandbox_rows(lambda seed: AdaptJob(robot=str(path), drift=drift, seed=seed, budget_s=budget_s,
+                                              workers=workers, **job), champion, seeds, budget_s, robot)
+    return {"robot": robot, "drift": drift, "budget_s": budget_s, "sysid_budget_s": job["sysid_budget_s"],
+            "workers": workers, "champion": champion.id, "runs": rows}
+
+
+def robot_markdown(section: dict) -> list[str]:
+    """One profile robot's rows: return before / after relative to the champion's nominal return on
+    the TRUE drifted robot, sysid estimate, sandbox wall time, generations, winner and lineage depth."""
+    rows, robot = section["runs"], section["robot"]
+    md = [f"{ROBOT_SECTION.strip()}{robot}, {json.dumps(section['drift'])} (its profile's default drift)", "",
+          f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --robot "
+          f"{robot} --seeds {len(rows)} --budget-s {section['budget_s']:g} --sysid-budget-s "
+          f"{section['sysid_budget_s']:g} --workers {section['workers']}`. Shipped champion {section['champion'][:12]} "
+          f"(launch/robots/{robot}.yaml assets.champion), system identification from 1000 ticks of telemetry of "
+          "the champion on the drifted robot (no drift hint), target 0.95 x nominal on the identified plant "
+          "confirmed on >= 10 fresh episodes; returns judged on the true drifted robot. A run that misses its "
+          "target is a failed job (no candidate).", "",
+          "| seed | status | sysid estimate | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows):
+        nom = r.get("nominal_return") or float("nan")
+        w = r.get("winner") or {}
+        est = ", ".join(f"{k} {v:.2f}" for k, v in ((r.get("sysid") or {}).get("params") or {}).items()) or "-"
+        md.append(f"| {i} | {r['status']} | {est} | {r.get('return_before', float('nan')) / nom:.2f} | "
+                  f"{r.get('return_after', float('nan')) / nom:.2f} | {r.get('n_generations', 0)} | "
+                  f"{w.get('kind', '-')} ({w.get('root', '-')}) | {w.get('lineage_depth', '-')} | "
+                  f"{r['sandbox_wall_s']:.1f} |")
+    after = [r["return_after"] / r["nominal_return"] if r["status"] == "ok" else -np.inf for r in rows]
+    walls = sorted(r["sandbox_wall_s"] if r["status"] == "ok" else np.inf for r in rows)
+    evolved = sum(1 for r in rows if (r.get("winner") or {}).get("kind") == "evolved")
+    md += ["", f"Median after / nominal over {len(rows)} seeds, failed jobs counted as failures (censored): "
+           f"{np.median(after) if rows else float('nan'):.2f}; {sum(1 for r in rows if r['status'] == 'ok')}/"
+           f"{len(rows)} jobs offered a candidate; {sum(1 for a in after if a >= 0.9)}/{len(rows)} reached >= 0.90 "
+           f"of nominal on the true drifted robot; median sandbox wall {np.median(walls) if rows else float('nan'):.1f} s "
+           f"(failed jobs counted as infinite); the winner was an evolved descendant in {evolved}/{len(rows)}. "
+           f"{len(rows)} seeds: an indication, not a comparison.", ""]
+    return md
+
+
+def robots_markdown(doc: dict) -> list[str]:
+    """Every profile robot section of adapt.json, in name order (appended after the other sections)."""
+    out = []
+    for name in sorted(doc.get("robots", {})):
+        out += [""] + robot_markdown(doc["robots"][name])
+    return out
+
+
+def robot_only(args) -> None:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = robot_runs(args.robot, args.seeds, args.budget_s, args.workers,
+                         20.0 if args.sysid_budget_s is None else args.sysid_budget_s, smoke=args.smoke)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
+    section = {"date": stamp, "machine": machine, **section}
+    path = args.out / "adapt.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    doc.setdefault("robots", {})[args.robot] = section
+    atomic_write_json(path, doc)
+    md_path = args.out / "adapt.md"
+    old = md_path.read_text().split(ROBOT_SECTION)[0].rstrip("\n") + "\n" if md_path.exists() else ""
+    atomic_write_bytes(md_path, (old + "\n".join(robots_markdown(doc)) + "\n").encode())
+    print("\n".join(robot_markdown(section)))
 
 
 SVE_SECTION = "\n## Seed only vs seed + evolution"
@@ -184,7 +274,7 @@ def seed_vs_evolution_markdown(section: dict) -> list[str]:
 
 def _without_sections(text: str) -> str:
     """adapt.md without the seed-vs-evolution and walker sections (they are re-rendered from adapt.json)."""
-    for marker in (SVE_SECTION, "\n## Walker, "):
+    for marker in (SVE_SECTION, "\n## Walker, ", ROBOT_SECTION):
         text = text.split(marker)[0]
     return text.rstrip("\n") + "\n\n"
 
@@ -208,6 +298,7 @@ def render_seed_vs_evolution(out: Path) -> None:
     md_path = out / "adapt.md"
     old = _without_sections(md_path.read_text()) if md_path.exists() else ""
     md = seed_vs_evolution_markdown(doc["seed_vs_evolution"]) + (walker_markdown(doc["walker"]) if "walker" in doc else [])
+    md += robots_markdown(doc)
     atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
 
 
@@ -260,7 +351,17 @@ def main() -> None:
                     help="run only 'seed only' vs 'seed + evolution' (--min-generations) on the cartpole and merge "
                          "that section into the existing adapt.json / adapt.md")
     ap.add_argument("--min-generations", type=int, default=10, help="--seed-vs-evolution: the evolution arm's")
+    ap.add_argument("--robot", default=None, help="run only this shipped profile robot's rows (its profile's default "
+                    "drift and champion) and merge them into the existing adapt.json / adapt.md")
+    ap.add_argument("--sysid-budget-s", type=float, default=None,
+                    help="system identification's wall budget (default: 60 s with --walker-only, its demo's; "
+                         "20 s with --robot)")
     args = ap.parse_args()
+    if args.robot:
+        if args.smoke:
+            args.out = smoke_out(args.out)
+            args.seeds, args.budget_s, args.workers = 1, 30.0, 1
+        return robot_only(args)
     if args.walker_only:
         return walker_only(args)
     if args.seed_vs_evolution:
@@ -279,7 +380,7 @@ def main() -> None:
         ablation = [] if args.no_ablation else adapt_runs(args.seeds, args.budget_s, args.workers, model_seed=False)
     last_path = args.out / "adapt.json"
     walker_kept = {k: v for k, v in (json.loads(last_path.read_text()) if last_path.exists() and not args.smoke
-                                     else {}).items() if k in ("walker", "seed_vs_evolution")}
+                                     else {}).items() if k in ("walker", "seed_vs_evolution", "robots")}
     ray = ([ray_efficiency("cartpole", 1, 4, 20, worker_counts=(1,))] if args.smoke
            else [ray_efficiency("cartpole"), ray_efficiency("walker")])
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -329,6 +430,7 @@ def main() -> None:
         md += [""] + seed_vs_evolution_markdown(walker_kept["seed_vs_evolution"])
     if "walker" in walker_kept:
         md += [""] + walker_markdown(walker_kept["walker"])
+    md += robots_markdown(walker_kept)
     atomic_write_bytes(args.out / "adapt.md", ("\n".join(md) + "\n").encode())
     print("\n".join(md))
 
@@ -337,24 +439,26 @@ def render_walker(out: Path) -> None:
     """Rewrite adapt.md's walker section from adapt.json (no runs)."""
     doc = json.loads((out / "adapt.json").read_text())
     md_path = out / "adapt.md"
-    old = md_path.read_text().split("\n## Walker, ")[0].rstrip("\n") + "\n\n"
-    atomic_write_bytes(md_path, (old + "\n".join(walker_markdown(doc["walker"])) + "\n").encode())
+    old = md_path.read_text().split("\n## Walker, ")[0].split(ROBOT_SECTION)[0].rstrip("\n") + "\n\n"
+    atomic_write_bytes(md_path, (old + "\n".join(walker_markdown(doc["walker"]) + robots_markdown(doc)) + "\n").encode())
 
 
 def walker_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rows = walker_runs(args.seeds, args.budget_s, args.workers)
+    rows = walker_runs(args.seeds, args.budget_s, args.workers,
+                       sysid_budget_s=60.0 if args.sysid_budget_s is None else args.sysid_budget_s)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
-               "budget_s": args.budget_s, "workers": args.workers, "runs": rows}
+               "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
+               "runs": rows}
     path = args.out / "adapt.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc["walker"] = section
     atomic_write_json(path, doc)
     md_path = args.out / "adapt.md"
     old = md_path.read_text() if md_path.exists() else ""
-    old = old.split("\n## Walker, ")[0].rstrip("\n") + "\n\n" if old else ""
-    md = walker_markdown(section)
+    old = old.split("\n## Walker, ")[0].split(ROBOT_SECTION)[0].rstrip("\n") + "\n\n" if old else ""
+    md = walker_markdown(section) + robots_markdown(doc)
     atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
     print("\n".join(md))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # make_arm_champion (the arms' incumbent)
 
 from sim.atomicio import atomic_write_bytes, atomic_write_json  # noqa: E402
 from sim.champion import HELD_OUT_SEED  # noqa: E402
@@ -32,7 +33,20 @@ HOW = {  # how champions made before train-nominal recorded it were made
         "model-based: the nominal LQR written into the SR-GHN head (benchmarks/make_cartpole_champion.py)",
 }
 MADE_BY = {"walker": "driftgate train-nominal --plant walker (60 generations, seed 0)",
+           "manipulator": "python benchmarks/make_arm_champion.py (60 s recording of the gravity-PD incumbent, "
+                          "then driftgate champion distill)",
            "ant": "python benchmarks/make_ant_champion.py (20 generations, seed 0)"}
+
+
+def incumbent_controller(name: str):
+    """The robot's own incumbent controller, fresh per episode, where the project has it: the arms' gravity-PD
+    (benchmarks/make_arm_champion.py, the controller their champion was distilled from). None otherwise."""
+    from make_arm_champion import INCUMBENTS, incumbent
+    from sim.profile import find_profile
+    if name not in INCUMBENTS:
+        return None
+    path = str(find_profile(name).resolve())
+    return lambda: incumbent(name, path)
 
 
 def rows(episodes: int) -> list[dict]:
@@ -49,7 +63,7 @@ def rows(episodes: int) -> list[dict]:
         plant = name if name in PLANTS else str(path)
         g = load_genome(champion)
         ret = closed_loop_returns(plant, policy_controller(g), seeds, 300)
-        ref = nominal_controller(plant) if name in PLANTS else None
+        ref = nominal_controller(plant) if name in PLANTS else incumbent_controller(name)
         ref_ret = closed_loop_returns(plant, ref, seeds, 300) if ref is not None else None
         f = g.fitness or {}
         out.append({"robot": name, "champion": g.id, "file": str(champion.relative_to(Path.cwd()))
@@ -98,7 +112,15 @@ def main() -> None:
            "the nominal model with its foot contacts, imitated on 8 simulated episodes with command noise and "
            "written into the SR-GHN head), then evolves 60 generations (P = 10, C = 2) on the stand task; the "
            "champion is the better of seed and evolved elite on 10 validation episodes (seeds 50000..50009, "
-           "disjoint from the held-out ones). Wall time on the machine above, shared with other jobs.",
+           "disjoint from the held-out ones). Wall time on the machine above, shared with other jobs.", "",
+           "Manipulator: a champion on day one. The user's incumbent is a joint PD controller about the holding "
+           "pose with gravity compensation on the nominal model (`sim.incumbent.GravityPD`, Kp 1.5 / rad, Kd 0.1 "
+           "s / rad in command units; the reference column is it, on the same seeds). 60 s of it on the nominal arm "
+           "(sigma 0.01 sensor noise, a white excitation of std 0.2 added to its commands to spread the recording "
+           "around the pose) were recorded to an MCAP bag and `driftgate champion distill` fitted the SR-GHN head "
+           "to it (13 s of distillation wall time). Its held-out RMSE is about 0.2 per arm command, i.e. the excitation itself "
+           "(unpredictable by design; 82-91 % of the recorded commands' spread); the closed loop copies the "
+           "incumbent. Winner / lineage: a distilled root (no evolution).",
            "", "Ant: a profile robot has no model-based controller of its own, so its stance PD (ankles to 58 deg, "
            "hips straight; launch/robots/ant.yaml's task) was recorded on 12 simulated episodes with command noise, "
            "distilled into the SR-GHN head (sim.distill, the regression `driftgate champion distill` runs) and "

@@ -164,6 +164,70 @@ def measure(plant: str, workers_list: list[int], repeats: int, n: int, horizon: 
             "target_1_to_2": TARGETS.get(plant)}
 
 
+def _ceiling_worker(conn, plant: str, n: int, horizon: int, part: int) -> None:
+    """A plain process (no Ray) holding the benchmark's population: evaluates its half (`part` 0/1) or
+    the whole population on request and answers (wall s, CPU s)."""
+    from sim.plant_task import PlantTask
+    task = PlantTask(plant, horizon=horizon)
+    weights, seeds = population(task, n), np.arange(n, dtype=np.int64)
+    halves = np.array_split(np.arange(n), 2)
+    for what in ("half", "full"):                       # warm both batch sizes
+        idx = halves[part] if what == "half" else np.arange(n)
+        task.evaluate(weights[idx], seeds[idx], 0)
+    conn.send("ready")
+    while True:
+        what = conn.recv()
+        if what == "stop":
+            return
+        idx = halves[part] if what == "half" else np.arange(n)
+        t0, c0 = time.perf_counter(), time.process_time()
+        task.evaluate(weights[idx], seeds[idx], 0)
+        conn.send((time.perf_counter() - t0, time.process_time() - c0))
+
+
+def machine_ceiling(plant: str, n: int, horizon: int, repeats: int) -> dict:
+    """What this machine allows before Ray adds anything: the same two halves of the population in two
+    plain processes, one half alone vs both halves at once, and the whole population in one process.
+    ceiling = t(whole) / (2 t(both at once)): the 1 -> 2 efficiency of a zero-overhead cluster here."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    for part in (0, 1):
+        a, b = ctx.Pipe()
+        proc = ctx.Process(target=_ceiling_worker, args=(b, plant, n, horizon, part), daemon=True)
+        proc.start()
+        pipes.append(a)
+        procs.append(proc)
+    try:
+        for c in pipes:
+            if c.recv() != "ready":
+                raise RuntimeError("ceiling worker failed to start")
+        full, alone, both, both_cpu = [], [], [], []
+        for _ in range(repeats):
+            pipes[0].send("full")
+            full.append(pipes[0].recv()[0])
+            pipes[0].send("half")
+            alone.append(pipes[0].recv()[0])
+            for c in pipes:
+                c.send("half")
+            got = [c.recv() for c in pipes]
+            both.append(max(g[0] for g in got))
+            both_cpu.append(max(g[1] for g in got))
+        for c in pipes:
+            c.send("stop")
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    t_full, t_alone, t_both = (float(np.median(x)) for x in (full, alone, both))
+    return {"whole_one_process_s": round(t_full, 5), "half_alone_s": round(t_alone, 5),
+            "halves_at_once_s": round(t_both, 5), "halves_at_once_cpu_s": round(float(np.median(both_cpu)), 5),
+            "slowdown_when_both_run": round(t_both / t_alone, 3),
+            "ceiling_efficiency": round(t_full / (2 * t_both), 3),
+            "ceiling_if_no_slowdown": round(t_full / (2 * t_alone), 3)}
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -217,6 +281,28 @@ def write(result: dict, out: Path) -> None:
               "and o the no-op round trip: the efficiency an unloaded machine would give, since other processes "
               "stretch wall time but not a task's CPU time. It is an estimate; the measured efficiency is the "
               "column before it."]
+    ceilings = [(p["plant"], p["ceiling"]) for p in result["plants"] if p.get("ceiling")]
+    if ceilings:
+        lines += ["", "## What the machine allows without Ray", "",
+                  "The same two halves of the population in two plain processes (no Ray, no transfer), "
+                  "interleaved with the calls above: ceiling = t(whole population, one process) / "
+                  "(2 t(both halves at once)), the 1 -> 2 efficiency a zero-overhead cluster would reach here. "
+                  "Two parts cap it: each half pays the batched evaluator's fixed per-tick cost (policy, "
+                  "observation, reward for the batch: the 'if no slowdown' column), and two busy cores run "
+                  "slower than one (the slowdown column: CPU time per call rises, so it is the machine, "
+                  "not waiting).", "",
+                  "| plant | whole, one process | one half alone | both halves at once | slowdown when both run "
+                  "| ceiling if no slowdown | **ceiling** | Ray reached |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for p in result["plants"]:
+            c = p.get("ceiling")
+            if not c:
+                continue
+            ray2 = next((r["efficiency"] for r in p["rows"] if r["workers"] == 2), None)
+            lines.append(f"| {p['plant']} | {c['whole_one_process_s'] * 1e3:.1f} ms | {c['half_alone_s'] * 1e3:.1f} ms "
+                         f"| {c['halves_at_once_s'] * 1e3:.1f} ms | {c['slowdown_when_both_run']:.2f}x "
+                         f"| {c['ceiling_if_no_slowdown']:.0%} | **{c['ceiling_efficiency']:.0%}** "
+                         f"| {'' if ray2 is None else f'{ray2:.0%}'} |")
     lines += [
         "",
         "Fitness vectors identical on every worker count: "
@@ -269,10 +355,14 @@ def main() -> None:
         plants = []
         for plant in args.plants:
             row = measure(plant, workers_list, args.repeats, n, horizon)
+            if not args.address:        # the local machine's own ceiling (a remote cluster's is not this one's)
+                row["ceiling"] = machine_ceiling(plant, n, horizon, args.repeats)
             plants.append(row)
             print(f"{plant}: " + ", ".join(f"{r['workers']} workers {r['median_s'] * 1e3:.1f} ms "
                                             f"({r['efficiency']:.0%})" for r in row["rows"])
-                  + f"; no-op task {row['noop_task_round_trip_s'] * 1e3:.1f} ms", flush=True)
+                  + f"; no-op task {row['noop_task_round_trip_s'] * 1e3:.1f} ms"
+                  + (f"; machine ceiling without Ray {row['ceiling']['ceiling_efficiency']:.0%}"
+                     if row.get("ceiling") else ""), flush=True)
         result = {"benchmark": "scale", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "machine": machine(), "cluster": cluster, "max_overhead": MAX_OVERHEAD,
                   "command": "python benchmarks/scale.py" + (" --smoke" if args.smoke else

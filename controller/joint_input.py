@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from controller.shadow_stats import RewardStats
+from sim.observation import BASE_SENSORS
 
 # Reasons a message is refused (the keys of `ControllerRuntime.refused`).
 REFUSALS = ("bad_time", "repeated_time", "backwards_time", "wrong_length", "missing_joint",
@@ -61,6 +62,8 @@ class JointStateInput:
         self._backwards_run = 0
         self._since_tick = 0                    # messages since the last tick (burst detection)
         self._incumbent: tuple[float, np.ndarray] | None = None
+        self._base: dict[str, tuple[float, np.ndarray]] = {}   # base sensor -> (received, values)
+        self.base_refused = 0
         self._reward: float | None = None
         self._rewards = RewardStats()
         self.refused = {k: 0 for k in REFUSALS}
@@ -173,6 +176,43 @@ class JointStateInput:
         self._latest = Sample(stamp, float(now), p, v)
         self.accepted += 1
         return True
+
+    def ingest_base(self, sensor: str, values: Sequence[float], now: float | None = None) -> bool:
+        """A base sensor's latest reading in the observation's layout (`sim.observation.BASE_SENSORS`:
+        ``imu`` = orientation w x y z + angular velocity, ``odometry`` = position + world-frame linear
+        velocity). Refused and counted (under the joint-state reasons, first one described as
+        ``<sensor>: ...``) when it has the wrong length, a non-finite value, a value past
+        `max_abs_input`, or an orientation that is not a unit quaternion. Never raises."""
+        try:
+            return self._ingest_base(str(sensor), values, self.clock() if now is None else float(now))
+        except Exception:
+            self.base_refused += 1
+            return self._refuse("bad_message", f"{sensor}: unreadable message")
+
+    def _ingest_base(self, sensor: str, values, now: float) -> bool:
+        width = BASE_SENSORS.get(sensor)
+        x = np.asarray(values, dtype=np.float64).reshape(-1)
+        reason = ("bad_message" if width is None else "wrong_length" if x.shape[0] != width
+                  else "non_finite" if not np.isfinite(x).all()
+                  else "out_of_range" if np.abs(x).max() > self.config.max_abs_input
+                  or (sensor == "imu" and abs(float(np.linalg.norm(x[:4])) - 1.0) > 0.05) else "")
+        if reason:
+            self.base_refused += 1
+            return self._refuse(reason, f"{sensor}: {x.shape[0]} values" if reason == "wrong_length"
+                                else f"{sensor}: {reason.replace('_', ' ')}")
+        self._base[sensor] = (now, x)
+        return True
+
+    def fresh_base(self, sensors: Sequence[str], now: float) -> list[np.ndarray] | None:
+        """The latest reading of each of `sensors`, or None when one is missing or older than the
+        stale timeout (the tick then holds the safe command, as for stale joint states)."""
+        out = []
+        for name in sensors:
+            got = self._base.get(name)
+            if got is None or now - got[0] > self.config.stale_timeout_s:
+                return None
+            out.append(got[1])
+        return out
 
     def ingest_incumbent(self, command: Sequence[float], now: float | None = None) -> bool:
         """The incumbent controller's latest command (shadow / node canary). Never raises."""

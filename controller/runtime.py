@@ -41,7 +41,7 @@ from sim.observation import ObservationMap
 from controller.shadow_stats import Comparison, RewardStats
 
 # Tick-level counters (the keys of `ControllerRuntime.ticks`).
-TICK_COUNTERS = ("ticks", "ok", "stale", "waiting", "no_policy", "obs_error", "policy_error",
+TICK_COUNTERS = ("ticks", "ok", "stale", "base_stale", "waiting", "no_policy", "obs_error", "policy_error",
                  "bursts", "guard_trips", "monitor_errors", "internal_errors")
 
 
@@ -119,6 +119,7 @@ class ControllerRuntime(JointStateInput):
                  monitor: Any | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(config, monitor, clock)
         self.obs_map = obs_map
+        self._base_sensors = tuple(getattr(obs_map, "base_sensors", ()))   # IMU / odometry the map needs
         self._safe = np.zeros(config.act_dim) if config.safe_command is None else \
             np.asarray(config.safe_command, dtype=np.float64)
         self._low = None if config.act_low is None else np.asarray(config.act_low, dtype=np.float64)
@@ -299,8 +300,13 @@ class ControllerRuntime(JointStateInput):
         champ = slot.champion
         if champ is None:
             return self._hold(now, slot, "no_policy", latency)
+        base = ()
+        if self._base_sensors:     # a floating base: its IMU / odometry must be as fresh as the joints
+            base = self.fresh_base(self._base_sensors, now)
+            if base is None:
+                return self._hold(now, slot, "base_stale", latency)
         try:
-            obs = self.obs_map(sample.positions, sample.velocities)
+            obs = self.obs_map(sample.positions, sample.velocities, *base)
         except Exception:
             return self._hold(now, slot, "obs_error", latency)
         a_champ = champ.act(obs)

@@ -32,6 +32,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from safety.config_model import Int, Listy, Strict, Text, ValidationError, describe
 from sim.job_contract import AdaptJob
+from sim.plant_names import BUILTIN_HELP, DEFAULT_PLANT
 
 _JOB = AdaptJob()
 DAY = 86400.0
@@ -250,7 +251,7 @@ def _section(model: type[BaseModel]) -> Any:
 class Settings(Strict):
     """The whole tree (see the module docstring)."""
 
-    robot: Text = _f("cartpole", "the robot: a built-in name (cartpole | walker | reacher) or a robot profile YAML")
+    robot: Text = _f(DEFAULT_PLANT, f"the robot: a built-in name ({BUILTIN_HELP}) or a robot profile YAML")
     runtime: Annotated[RuntimeSettings, _empty(dict)] = _section(RuntimeSettings)
     guard: Annotated[GuardSettings, _empty(dict)] = _section(GuardSettings)
     monitor: Annotated[MonitorSettings, _empty(dict)] = _section(MonitorSettings)

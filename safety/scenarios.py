@@ -10,7 +10,7 @@ import numpy as np
 
 from safety.constraints import Limits
 from safety.gate_config import GateConfig
-from sim.drift_spec import TABLE_FIELDS, DriftSpec
+from sim.drift_spec import SCALE_FIELDS, TABLE_FIELDS, DriftSpec
 
 TAGS = ("target", "archive", "nominal", "stress", "probe")
 METRICS = ("mean_reward", "return", "tail_reward", "recovery")
@@ -45,12 +45,22 @@ class Probe:
         return out
 
 
+RELATIVE_FIELDS = SCALE_FIELDS + ("actuator_gain",)   # multiplicative quantities: `relative` applies
+
+
 @dataclass(frozen=True)
 class Stress:
-    """Randomised drifts: seed index i gets `base` with every bounded entry drawn uniformly."""
+    """Randomised drifts: seed index i gets `base` with every bounded entry drawn uniformly.
+
+    `relative`: the bounds of scale and gain entries are factors of the base drift's value (1.0
+    where the base leaves the entry alone), not values. Why: a scenario with `drift: target`
+    follows the target, which the orchestrator replaces with the system-identification estimate;
+    absolute bounds would keep stressing the robot the suite's author guessed, not the one just
+    identified. Other fields (obs_bias, gravity, obs_noise, action_delay) stay absolute."""
 
     seed: int
     bounds: tuple[tuple[str, Any], ...]  # (field, (lo, hi)) or (field, ((name, (lo, hi)), ...))
+    relative: bool = False
 
     def sample(self, base: DriftSpec, index: int) -> DriftSpec:
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index)]))
@@ -59,7 +69,10 @@ class Stress:
             if fld in TABLE_FIELDS:
                 table = dict(d.get(fld, {}))
                 for name, (lo, hi) in rng_spec:
-                    table[name] = float(rng.uniform(lo, hi))
+                    draw = float(rng.uniform(lo, hi))
+                    if self.relative and fld in RELATIVE_FIELDS:
+                        draw *= float(table.get(name, 1.0))
+                    table[name] = draw
                 d[fld] = table
             elif fld == "action_delay":
                 d[fld] = int(rng.integers(int(rng_spec[0]), int(rng_spec[1]) + 1))
@@ -68,9 +81,12 @@ class Stress:
         return DriftSpec.parse(d)
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed,
-                "bounds": {f: ({n: list(r) for n, r in b} if f in TABLE_FIELDS else list(b))
-                           for f, b in self.bounds}}
+        out = {"seed": self.seed,
+               "bounds": {f: ({n: list(r) for n, r in b} if f in TABLE_FIELDS else list(b))
+                          for f, b in self.bounds}}
+        if self.relative:
+            out["relative"] = True
+        return out
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,10 @@ Tags and what the gate asks of each (thresholds are in the scenario's metric uni
 * ``archive``  a regime adapted to before; ``nominal`` the robot as built. Non-inferiority:
                CI(cand - inc) >= -``tolerance``.
 * ``stress``   one DriftSpec per seed, drawn uniformly inside ``bounds`` (seeded: seed index i draws
-               from SeedSequence([stress.seed, i]), so both policies meet the same robots).
+               from SeedSequence([stress.seed, i]), so both policies meet the same robots). With
+               ``relative: true`` the bounds of scale and gain entries are factors of the base
+               drift's value (``[0.8, 1.2]``: within 20 % of the target, also after
+               Suite.with_target replaced it with the sysid estimate); other fields stay absolute.
 * ``probe``    checks the policy reads the right cues, not just the average return:
     - ``initial_offset``: joints start displaced by the given amounts (sign alternating with the
       seed index, so drifting one way by luck cannot pass). Metric ``recovery`` = 1 - (mean |q| of
@@ -251,6 +254,23 @@ def _scenario(ctx: Ctx, i: int, raw: Any, plant: str, defaults: dict, gate: Gate
                          follows_target=follows)
 
 
+def _profile_plant(plant: Any, path: str | None) -> Any:
+    """A suite's `plant` as `make_plant` takes it: a built-in name as is; a shipped profile's name
+    (``manipulator``: launch/robots/manipulator.yaml) or a profile path relative to the suite file
+    as the profile's absolute path, so a shipped suite does not depend on the working directory."""
+    from sim.plants import PLANTS
+    if not isinstance(plant, str) or plant in PLANTS:
+        return plant
+    if plant.endswith((".yaml", ".yml")):
+        near = Path(path).parent / plant if path and not Path(plant).is_absolute() else None
+        return str(near.resolve()) if near is not None and near.is_file() else plant
+    from sim.profile import ProfileError, find_profile
+    try:
+        return str(find_profile(plant).resolve())
+    except ProfileError:
+        return plant
+
+
 def parse_suite(doc: Any, *, source: str = "<suite>", path: str | None = None,
                 sha256: str | None = None) -> Suite:
     """Validate a parsed YAML/JSON document and resolve every default. Raises SuiteError."""
@@ -265,13 +285,7 @@ def parse_suite(doc: Any, *, source: str = "<suite>", path: str | None = None,
     d = mapping_keys(ctx, "top level", doc, _TOP_KEYS, required=("plant", "scenarios"))
     if d.get("version", SUITE_VERSION) != SUITE_VERSION:
         raise ctx.fail("version", f"unsupported suite version {d['version']!r} (this code reads {SUITE_VERSION})")
-    plant = d["plant"]
-    if str(plant).endswith((".yaml", ".yml")) and not Path(plant).is_absolute() and path:
-        beside = Path(path).parent / plant        # a shipped suite names its profile relative to itself
-        plant = str(beside.resolve()) if beside.is_file() else plant
-    if plant not in PLANTS and not str(plant).endswith((".yaml", ".yml")):
-        from sim.profile import builtin_profiles      # a shipped profile by name (launch/robots/NAME.yaml)
-        plant = str(Path(builtin_profiles().get(plant, plant)).resolve()) if plant in builtin_profiles() else plant
+    plant = _profile_plant(d["plant"], path)
     if plant not in PLANTS and not (str(plant).endswith((".yaml", ".yml")) and Path(plant).is_file()):
         raise ctx.fail("plant", f"unknown plant {plant!r}; known plants: {sorted(PLANTS)} or a robot profile file")
     name = d.get("name", Path(source).stem if source != "<suite>" else "suite")

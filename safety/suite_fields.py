@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from safety.scenarios import PROBE_KINDS, Probe, Stress, SuiteError, check_drift, plant_instance
+from safety.scenarios import PROBE_KINDS, RELATIVE_FIELDS, Probe, Stress, SuiteError, check_drift, plant_instance
 from sim.drift_spec import FIELDS as DRIFT_FIELDS
 from sim.drift_spec import SCALE_FIELDS, TABLE_FIELDS, DriftSpec, variant
 
 _CONSTRAINT_KEYS = {"max_saturation", "max_jerk", "state"}
-_STRESS_KEYS = {"seed", "bounds"}
+_STRESS_KEYS = {"seed", "bounds", "relative"}
 _PROBE_KEYS = {"initial_offset": {"kind", "joints"}, "push": {"kind", "joints", "at"},
                "target_jump": {"kind", "at", "phase"}}
 
@@ -95,6 +95,9 @@ def scenario_drift(ctx: Ctx, where: str, raw: dict, plant: str) -> DriftSpec | N
 def stress_spec(ctx: Ctx, where: str, raw: Any) -> Stress:
     d = mapping_keys(ctx, where, raw, _STRESS_KEYS, required=("seed", "bounds"))
     seed = integer(ctx, f"{where}.seed", d["seed"], lo=0)
+    relative = d.get("relative", False)
+    if not isinstance(relative, bool):
+        raise ctx.fail(f"{where}.relative", f"expected true or false, got {relative!r}")
     bounds_raw = mapping_keys(ctx, f"{where}.bounds", d["bounds"], set(DRIFT_FIELDS))
     if not bounds_raw:
         raise ctx.fail(f"{where}.bounds", "needs at least one bounded field")
@@ -107,6 +110,8 @@ def stress_spec(ctx: Ctx, where: str, raw: Any) -> Stress:
             raise ctx.fail(w, f"low {lo} > high {hi}")
         if fld in SCALE_FIELDS + ("gravity",) and lo <= 0:
             raise ctx.fail(w, f"{fld} factors must be > 0, got low {lo}")
+        if relative and fld in RELATIVE_FIELDS and lo <= 0:
+            raise ctx.fail(w, f"relative bounds are factors of the target's value and must be > 0, got low {lo}")
         if fld == "actuator_gain" and lo <= 0 <= hi:
             raise ctx.fail(w, "an actuator gain range must not contain 0 (a dead motor is not a drift)")
         if fld == "obs_noise" and lo < 0:
@@ -125,7 +130,7 @@ def stress_spec(ctx: Ctx, where: str, raw: Any) -> Stress:
             bounds.append((fld, tuple((str(n), interval(f"{w}.{n}", table[n], fld)) for n in sorted(table))))
         else:
             bounds.append((fld, interval(w, bounds_raw[fld], fld)))
-    return Stress(seed=seed, bounds=tuple(bounds))
+    return Stress(seed=seed, bounds=tuple(bounds), relative=relative)
 
 
 def probe_spec(ctx: Ctx, where: str, raw: Any, plant: str, horizon: int) -> Probe:

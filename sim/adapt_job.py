@@ -2,8 +2,9 @@
 
     telemetry window ──► system identification (replay, CMA-ES) ──► DriftSpec estimate ± std
                                                                          │
-    champion + model seed + ancestors ──► SR-GHN population ──► evolve on the calibrated plant,
-                                                          domain-randomised inside the sysid std
+    champion + model seed + ancestors ──► SR-GHN population ──► evolve on the calibrated plants:
+                                         the sysid ensemble (models the window cannot rule out),
+                                         then draws inside the sysid std
                                                                          │
                                    candidate genome + lineage + curves ◄─┘
 
@@ -43,6 +44,10 @@ from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 ASSETS = Path(__file__).parent / "assets" / "champions"
 EVAL_EPISODES = 5
 NO_SCORE = 1e-6          # returns at or below this are "scores nothing" (rewards are >= 0)
+# every confirming episode must reach this fraction of the target, not only their mean: the gate fails a
+# candidate on any seed that breaks a hard limit, and a walker that falls in one episode of twelve still
+# had a mean above the target (its fall costs less than the margin between 0.95 and 1.0 of nominal)
+EPISODE_FLOOR = 0.8
 
 
 # -- the nominal champion ----------------------------------------------------------------------
@@ -80,6 +85,18 @@ def mean_return(plant: str, genome: Genome, drift: DriftSpec, horizon: int, seed
     """Mean return of `genome`'s policy over `episodes` fixed-seed episodes on `plant` + `drift`."""
     task = PlantTask(plant, drifts=(drift,), horizon=horizon, episodes=episodes)
     return float(task.evaluate(genome_policy_weights(genome)[None], np.array([seed]))[0])
+
+
+def calibrated_specs(sysid, n: int, seed: int) -> list[DriftSpec]:
+    """The `n + 1` models the job evolves on: the sysid ensemble first (the estimate and the
+    parameter vectors that explain the window almost as well, `SysIdResult.ensemble`), then draws
+    inside the sysid std while fewer. Why the ensemble: where the window cannot tell two robots
+    apart (the walker's torso mass against its leg gains), fitness averaged over both keeps the
+    candidate from betting on the one noise happened to favour."""
+    specs = list(sysid.ensemble_specs())[:n + 1] if getattr(sysid, "ensemble", None) else [sysid.estimate]
+    if len(specs) < n + 1:
+        specs += randomised_specs(sysid, n + 1 - len(specs), seed)[1:]
+    return specs
 
 
 def randomised_specs(sysid, n: int, seed: int) -> list[DriftSpec]:
@@ -130,10 +147,11 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         telemetry = generate_telemetry(job, champion)
     say("sysid", {"ticks": telemetry.ticks})
     sysid = identify(make_plant(job.robot), telemetry, max_seconds=job.sysid_budget_s,
-                     max_evals=job.sysid_max_evals, seed=job.seed)
-    say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s})
+                     max_evals=job.sysid_max_evals, seed=job.seed, ensemble=1 + job.randomize)
+    say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s,
+                       "ensemble": len(sysid.ensemble)})
 
-    specs = randomised_specs(sysid, job.randomize, job.seed)
+    specs = calibrated_specs(sysid, job.randomize, job.seed)
     start = {"start_cart_range": 0.6} if job.robot == "cartpole" else {}   # off-centre starts too
     task = PlantTask(job.robot, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
                      **start)
@@ -143,7 +161,7 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     evaluations = 0
 
     confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict())
-    stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed)
+    stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed, min_return=EPISODE_FLOOR * target)
     confirmed_elites: dict[int, np.ndarray] = {}     # id -> genome of every elite that confirmed the target
     ran = 0
 
@@ -199,6 +217,7 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "robot": job.robot,
         "drift": true_drift.as_dict() if true_drift is not None else None,
         "sysid": {**sysid.to_dict(), "error": _sysid_error(sysid.params, true_drift)},
+        "fitness_models": [s.as_dict() for s in specs],     # what fitness averaged over (ensemble first)
         "candidate_id": candidate.id,
         "parent_id": champion.id,
         "model_seed": None if seeded is None else {

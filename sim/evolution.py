@@ -135,13 +135,16 @@ class ConfirmedTarget:
     A generation's best is one evaluation (a single episode per spec): with many individuals some
     score high by luck. When it reaches `target`, the elite is re-evaluated by `confirm(elite,
     seed)` on fresh episodes, which returns one return per episode; the run stops only when there
-    are at least `min_episodes` of them and their mean reaches the target. Every check is kept in
+    are at least `min_episodes` of them, their mean reaches the target and none is below
+    `min_return` (the gate fails a candidate on any seed that breaks a hard limit; a mean hides one
+    fallen episode among twelve). Every check is kept in
     `checks` (for result.json); `confirmed` is the check that stopped the run, if any."""
 
     target: float
     confirm: Callable[[np.ndarray, int], np.ndarray]
     seed: int = 0
     min_episodes: int = CONFIRM_EPISODES
+    min_return: float = float("-inf")   # every confirming episode must reach this too (no fall hidden in a mean)
     checks: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -157,7 +160,7 @@ class ConfirmedTarget:
             raise ValueError(f"confirm returned {returns.size} episode returns; the stop rule needs "
                              f">= {self.min_episodes}")
         score = float(np.mean(returns)) if np.all(np.isfinite(returns)) else float("-inf")
-        ok = score >= self.target
+        ok = score >= self.target and bool(np.min(returns) >= self.min_return)
         self.checks.append({"gen": int(log.gen), "score": score, "episodes": int(returns.size),
                             "min": float(np.min(returns)), "confirmed": bool(ok)})
         return ok

@@ -3,12 +3,10 @@ has one, `Plant.analytic_observation`, forward kinematics of its model otherwise
 joint/actuator facts of a simulated plant used as defaults."""
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
-
-
-BASE_CHANNELS = ("imu", "odom")   # observation name prefixes of sensor_msgs/Imu and nav_msgs/Odometry
 
 
 class ObservationMap(Protocol):
@@ -25,16 +23,9 @@ class KinematicObservation:
     private MuJoCo model, run forward kinematics (`mj_forward`, no dynamics step) and read the plant's
     own observation function. Costs one `mj_forward` (tens of microseconds for the walker).
 
-    A base the joint states do not carry (a profile's ``observe.imu`` / ``observe.odometry``: a
-    floating or planar base) is measured on topics of its own: `measure` takes the latest IMU or
-    odometry values and they replace those channels of every observation from then on (the node
-    subscribes to `base_topics`). Why: forward kinematics of the joint states alone leaves the base
-    where the model starts it, so a legged robot's policy (and the drift monitor) would see a torso
-    that never moves.
-
-    Limitation: other observations that are not functions of the joint states (a moving target,
-    joints the robot does not publish) cannot be measured this way; they read the plant's internal
-    state at t=0.
+    Limitation: observations that are not functions of the joint states (a moving target, a
+    floating base's pose, joints the robot does not publish) cannot be measured this way; they read
+    the plant's internal state at t=0.
     """
 
     def __init__(self, plant_name: str) -> None:
@@ -53,57 +44,98 @@ class KinematicObservation:
         self.obs_dim = len(self.obs_names)
         self._q = self.plant.data.qpos.copy()
         self._v = np.zeros(model.nv)
-        # channel ("imu" / "odom") -> its columns in the observation, in the profile's order
-        self.base_channels = {ch: np.array([i for i, n in enumerate(self.obs_names) if n.startswith(ch + ".")])
-                              for ch in BASE_CHANNELS}
-        self.base_channels = {ch: cols for ch, cols in self.base_channels.items() if cols.size}
-        self._measured: dict[str, np.ndarray] = {}
-        self.base_counts = {"measured": 0, "refused": 0}
-
-    def base_topics(self) -> dict[str, str]:
-        """channel -> the topic the robot publishes it on (the profile's observe.imu / observe.odometry)."""
-        return base_topics(self.plant)
-
-    def measure(self, channel: str, values) -> bool:
-        """The latest `channel` reading (IMU: orientation w x y z, angular velocity x y z in its own
-        frame; odometry: position x y z, linear velocity x y z in the world frame). Refused (False,
-        counted, the previous reading kept) when the channel is unknown, the size is wrong or a value
-        is not finite: bad input never reaches the policy. One reference swap: safe beside the tick."""
-        cols = self.base_channels.get(channel)
-        try:
-            v = np.array(values, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            v = None
-        if cols is None or v is None or v.shape != cols.shape or not np.isfinite(v).all():
-            self.base_counts["refused"] += 1
-            return False
-        self._measured[channel] = v
-        self.base_counts["measured"] += 1
-        return True
 
     def __call__(self, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
         self._q[self._qadr] = positions
         self._v[self._vadr] = velocities
         self.plant.set_qpos_qvel(self._q, self._v)
-        obs = np.asarray(self.plant._observe(), dtype=np.float64)
-        for channel, values in list(self._measured.items()):
-            obs[self.base_channels[channel]] = values
-        return obs
+        return np.asarray(self.plant._observe(), dtype=np.float64)
 
 
-def base_topics(plant) -> dict[str, str]:
-    """channel ("imu" / "odom") -> the topic a robot publishes its base on: a profile plant's
-    observe.imu / observe.odometry (built-in plants observe no base: {})."""
-    observe = getattr(getattr(getattr(plant, "profile", None), "doc", None), "observe", None)
-    topics = {"imu": getattr(getattr(observe, "imu", None), "topic", None),
-              "odom": getattr(getattr(observe, "odometry", None), "topic", None)}
-    return {ch: t for ch, t in topics.items() if t}
+# What each base sensor contributes to a profile robot's observation, in order (sim.profile.terms):
+BASE_SENSORS = {"imu": 7,         # orientation w x y z (world frame), angular velocity x y z (its own frame)
+                "odometry": 6}    # position x y z, linear velocity x y z (both world frame)
+
+
+class ProfileObservation:
+    """A robot profile's observation as the live robot measures it: joint positions and velocities
+    (JointState), then the IMU (sensor_msgs/Imu) and odometry (nav_msgs/Odometry) when the profile
+    lists them, in the simulation's layout (`sim.profile.objective.observe_function`). Nothing is
+    computed from a model, so a floating base works: its pose and twist are measured, not derived
+    from joint angles. `base_sensors` names the extra inputs the runtime must hold fresh, in order;
+    `base_topics` their topics from the profile."""
+
+    def __init__(self, plant) -> None:
+        """`plant`: a `ProfilePlant` (or a profile's path / name)."""
+        if not hasattr(plant, "profile"):
+            from sim.plants import make_plant
+            plant = make_plant(str(plant))
+        observe = plant.profile.doc.observe
+        self.obs_names = tuple(plant.obs_names)
+        self.obs_dim = len(self.obs_names)
+        self.n_joints = len(plant.joint_names)
+        self.base_sensors = tuple(k for k in BASE_SENSORS if getattr(observe, k) is not None)
+        self.base_topics = {k: getattr(observe, k).topic for k in self.base_sensors}
+        want = 2 * self.n_joints + sum(BASE_SENSORS[k] for k in self.base_sensors)
+        if want != self.obs_dim:
+            raise ValueError(f"profile {plant.name!r}: observation of {self.obs_dim} channels, joint states and "
+                             f"{list(self.base_sensors)} give {want}")
+
+    def __call__(self, positions: np.ndarray, velocities: np.ndarray, *base: np.ndarray) -> np.ndarray:
+        if len(base) != len(self.base_sensors):
+            raise ValueError(f"observation needs {list(self.base_sensors)}, got {len(base)} base input(s)")
+        return np.concatenate([positions, velocities, *base])
+
+
+def odometry_values(position, orientation_wxyz, linear_velocity_child) -> np.ndarray:
+    """nav_msgs/Odometry -> the odometry channels (position, linear velocity in the world frame).
+    REP 105: the twist is expressed in the child (body) frame, so it is rotated by the pose's
+    orientation."""
+    w, x, y, z = (float(c) for c in orientation_wxyz)
+    n = math.sqrt(w * w + x * x + y * y + z * z)
+    if not n > 0:
+        raise ValueError("odometry orientation is not a rotation (zero quaternion)")
+    w, x, y, z = w / n, x / n, y / n, z / n
+    R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                  [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                  [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.concatenate([np.asarray(position, dtype=np.float64), R @ np.asarray(linear_velocity_child, dtype=np.float64)])
+
+
+def base_readings(plant) -> dict[str, dict[str, np.ndarray]]:
+    """What a profile robot's base sensors read in its current state, in message terms: the IMU's
+    orientation (w x y z) and angular velocity (its own frame), as the plant observes them; odometry's
+    pose of the floating base and its twist in the child (body) frame (REP 105). The simulated robot
+    node publishes these; `odometry_values` turns the odometry back into observation channels."""
+    profile = getattr(plant, "profile", None)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    if profile is None:
+        return out
+    n = len(plant.joint_names)
+    if profile.imu is not None:
+        obs = np.asarray(plant.observe(), dtype=np.float64)
+        out["imu"] = {"orientation": obs[2 * n:2 * n + 4], "angular_velocity": obs[2 * n + 4:2 * n + 7]}
+    if profile.odometry is not None:
+        body, free_dof = profile.odometry
+        data = plant.data
+        R = np.asarray(data.xmat[body], dtype=np.float64).reshape(3, 3)
+        out["odometry"] = {"position": np.array(data.xpos[body], dtype=np.float64),
+                           "orientation": np.array(data.xquat[body], dtype=np.float64),
+                           "linear_velocity": R.T @ np.asarray(data.qvel[free_dof:free_dof + 3], dtype=np.float64),
+                           "angular_velocity": np.array(data.qvel[free_dof + 3:free_dof + 6], dtype=np.float64)}
+    return out
 
 
 def make_observation_map(plant_name: str) -> ObservationMap:
     """The observation map for a plant: its closed form when it has one (`Plant.analytic_observation`),
+    the measured channels for a robot profile without entry-point channels (`ProfileObservation`),
     forward kinematics of its model otherwise."""
-    from sim.plants import plant_class
+    from sim.plants import is_profile, plant_class
+    if is_profile(plant_name):
+        from sim.plants import make_plant
+        plant = make_plant(plant_name)
+        if plant.profile.doc.observe.extra is None:
+            return ProfileObservation(plant)
     analytic = plant_class(plant_name).analytic_observation()
     return analytic if analytic is not None else KinematicObservation(plant_name)
 

@@ -61,6 +61,11 @@ class Replay:
     # the start-correction projection set by `refine`: A (W, (K+1)d, d) and its pseudo-inverse G
     start_A: np.ndarray | None = field(default=None, repr=False)
     start_G: np.ndarray | None = field(default=None, repr=False)
+    # (d,) bool: the state dimensions the telemetry measured: one that never changes in the window
+    # was filled in, not measured, and a profile robot names what its sensors measure
+    # (`ProfilePlant.measured_state`); the rest (a gripper, loose props) is simulated, but its
+    # prediction is no evidence (contacts of a rolling prop are noise to the arm's parameters). None: all
+    measured: np.ndarray | None = field(default=None, repr=False)
     _data: mujoco.MjData = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,9 +94,13 @@ class Replay:
         raw = np.concatenate([tel.qpos, tel.qvel], axis=1)
         offset = np.concatenate([qpos, qvel], axis=1)[starts] - raw[starts]
         scale = np.maximum(raw.std(axis=0), 1e-3)
+        measured = np.ptp(raw, axis=0) > 0
+        sensed = getattr(plant, "measured_state", None)     # a profile robot: what its sensors measure
+        if sensed is not None:
+            measured &= sensed()
         warm = tel.warmstart[starts] if tel.warmstart is not None else None
         return cls(plant, starts, initial, warm, np.ascontiguousarray(control), target, offset,
-                   scale, horizon)
+                   scale, horizon, measured=None if measured.all() else measured)
 
     @property
     def dim(self) -> int:
@@ -117,6 +126,8 @@ class Replay:
         """(W, K, d) normalised prediction errors from the (smoothed) measured start states."""
         self._apply(spec)
         err = (self._predict(self.initial, self.control, self.warm) - self.target) / self.scale
+        if self.measured is not None:
+            err = err * self.measured
         return np.where(np.isfinite(err), err, 1e3)  # a diverged rollout is just very wrong
 
     def refine(self, spec: DriftSpec, rel_step: float = 1e-3) -> int:
@@ -133,7 +144,8 @@ class Replay:
         return Replay(self.plant, self.starts[mask], self.initial[mask],
                       None if self.warm is None else self.warm[mask], self.control[mask],
                       self.target[mask], self.start_offset[mask], self.scale, self.horizon,
-                      self.start_A[mask] if refined else None, self.start_G[mask] if refined else None)
+                      self.start_A[mask] if refined else None, self.start_G[mask] if refined else None,
+                      self.measured)
 
     def _linearize(self, rel_step: float) -> None:
         W, d, K = self.starts.size, self.dim, self.horizon
@@ -147,6 +159,8 @@ class Replay:
         pred = self._predict(init.reshape(W * 2 * d, -1), control, warm).reshape(W, d, 2, K, d)
         phi = (pred[:, :, 0] - pred[:, :, 1]) / (2 * eps)[None, :, None, None]  # (W, in, K, out)
         phi = np.where(np.isfinite(phi), phi, 0.0)
+        if self.measured is not None:
+            phi = phi * self.measured
         A = np.concatenate([np.transpose(phi, (0, 2, 3, 1)).reshape(W, K * d, d)
                             / np.tile(self.scale, K)[None, :, None],
                             np.broadcast_to(np.diag(1 / self.scale), (W, d, d))], axis=1)

@@ -35,7 +35,8 @@ def test_choice_lists_match_the_registries_they_name():
     from sim.plants import PLANTS
     from sim.runner import METHODS
     from sim.tasks import TASKS
-    assert typing.get_args(cli_help.Plant) == tuple(PLANTS)
+    from sim.plant_names import BUILTIN_PLANTS
+    assert BUILTIN_PLANTS == tuple(PLANTS)
     assert typing.get_args(cli_help.Task) == tuple(TASKS)
     assert typing.get_args(cli_help.Method) == tuple(METHODS)
     assert typing.get_args(cli_help.Status) == tuple(STATUSES)

@@ -68,7 +68,7 @@ def test_profile_robot_gets_limits_from_its_profile():
 
 def test_explicit_bounds_are_exact_and_fall_conditions_count():
     """cartpole.yaml writes its bounds (no margin) and names a fall; ant.yaml's model ranges are
-    widened to hold its start pose (ankles at 0, outside their 30..70 deg range) and its noise."""
+    widened to hold its start distribution (the start pose +- 5 qpos_noise), never narrowed."""
     cart = limits_for(str(ROBOTS / "cartpole.yaml"))
     assert cart.state == (("slider", -1.8, 1.8), ("hinge_1", -1.5708, 1.5708)) and cart.falls
     ant = make_plant(str(ROBOTS / "ant.yaml"))
@@ -76,7 +76,10 @@ def test_explicit_bounds_are_exact_and_fall_conditions_count():
     assert limits.falls and [j for j, _, _ in limits.state] == ant.joint_names
     bounds = {j: (lo, hi) for j, lo, hi in limits.state}
     lo, hi = bounds["ankle_1"]
-    assert lo <= -0.5 and hi == pytest.approx(70 * DEG + JOINT_TOL)
+    init = ant.profile.doc.initial_state
+    start = init.qpos.get("ankle_1", 0.0)
+    assert lo == pytest.approx(min(30 * DEG - JOINT_TOL, start - 5 * init.qpos_noise))
+    assert hi == pytest.approx(max(70 * DEG + JOINT_TOL, start + 5 * init.qpos_noise))
     for seed in range(50):                              # no start of the distribution breaks a limit
         ant.reset(seed)
         q = ant.joint_positions()

@@ -24,9 +24,10 @@ SCANNED = ("controller", "safety")
 # model names that are also ordinary words of the code, where they do not mean a robot's part:
 # MuJoCo's world body and the ground, and words the code uses for its own concepts (a scenario's
 # "target", a registry's "root", a ring buffer's "head" / "tail", a "base" value, the "body" of a
-# message, an "imu" topic, Python's "object"); a future profile may name parts so too.
+# message, an "imu" topic, Python's "object"; the authority "slot" and a "guard", which the
+# manipulator's model also names: a peg's slot and a finger guard); a future profile may name parts so too.
 GENERIC = {"", "world", "floor", "ground", "table", "object", "target", "goal", "root", "base", "body",
-           "head", "tail", "imu", "left", "right"}
+           "head", "tail", "imu", "left", "right", "slot", "guard"}
 
 
 def robot_vocabulary() -> tuple[set[str], set[str]]:

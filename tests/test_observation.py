@@ -33,13 +33,24 @@ def test_analytic_map_of_the_cartpole_is_its_observation():
 
 
 def test_a_plant_without_a_closed_form_is_measured_by_kinematics():
-    for robot in ("walker", str(ROBOTS / "pusher.yaml")):
-        plant = make_plant(robot)
-        obs_map = make_observation_map(robot)
-        assert isinstance(obs_map, KinematicObservation) and obs_map.obs_dim == plant.obs_dim
-        for q, v in _states(plant):
-            assert len(q) == len(plant.joint_names)
-            assert np.array_equal(obs_map(q, v), plant._observe())
+    plant = make_plant("walker")
+    obs_map = make_observation_map("walker")
+    assert isinstance(obs_map, KinematicObservation) and obs_map.obs_dim == plant.obs_dim
+    for q, v in _states(plant):
+        assert len(q) == len(plant.joint_names)
+        assert np.array_equal(obs_map(q, v), plant._observe())
+
+
+def test_a_profile_robot_is_observed_as_measured():
+    """A profile's observation is measured channels (joint states, + IMU / odometry): no model."""
+    from sim.observation import ProfileObservation
+    robot = str(ROBOTS / "pusher.yaml")
+    plant = make_plant(robot)
+    obs_map = make_observation_map(robot)
+    assert isinstance(obs_map, ProfileObservation) and obs_map.obs_dim == plant.obs_dim
+    assert obs_map.base_sensors == ()
+    for q, v in _states(plant):
+        assert np.array_equal(obs_map(q, v), plant._observe())
 
 
 def test_the_choice_is_the_plants_not_the_name(monkeypatch):

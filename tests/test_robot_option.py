@@ -67,11 +67,11 @@ def test_suite_init_writes_a_suite_the_gate_accepts_for_the_walker(tmp_path):
     default = load_profile(find_profile("walker")).default_drift
     tags = {s.name: s for s in suite.scenarios}
     assert suite.plant == "walker" and tags["target"].drift.as_dict() == default
-    assert tags["stress"].stress is not None and "nominal" in tags and tags["initial-offset"].probe is not None
+    assert tags["stress"].stress is not None and "nominal" not in tags and tags["initial-offset"].probe is not None
     again = runner.invoke(app, ["suite", "init", "--robot", "walker", "--out", str(out)])
     assert again.exit_code == 2 and "--force" in one_line(again.output)
-    r = runner.invoke(app, ["suite", "init", "--plant", "walker", "--out", str(out), "--force", "--no-nominal"])
-    assert r.exit_code == 0 and "nominal" not in {s.name for s in load_suite(out).scenarios}
+    r = runner.invoke(app, ["suite", "init", "--plant", "walker", "--out", str(out), "--force", "--nominal"])
+    assert r.exit_code == 0 and "nominal" in {s.name for s in load_suite(out).scenarios}
 
 
 def test_suite_init_for_a_profile_file_robot(tmp_path):

@@ -67,6 +67,7 @@ from adapters.ros import incumbent as incumbent_source
 from adapters.ros.control_loop import ControlLoop
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from adapters.ros.node_params import param_value
+from adapters.base_sensors import imu_values, odometry_msg_values
 from adapters.ros.node_entities import make_entities
 from adapters.ros.node_status import NodeStatus
 from controller import settings as tree
@@ -375,6 +376,16 @@ class ControllerNode(NodeStatus, LifecycleNode):
     def _on_incumbent(self, msg: Float64MultiArray) -> None:
         if self.runtime is not None:
             self.runtime.ingest_incumbent(msg.data)
+
+    def _on_imu(self, msg) -> None:
+        """sensor_msgs/Imu -> orientation (w x y z) and angular velocity, as the profile's observation."""
+        if self.runtime is not None:
+            self.runtime.ingest_base("imu", imu_values(msg))
+
+    def _on_odometry(self, msg) -> None:
+        """nav_msgs/Odometry -> position and world-frame linear velocity (the twist is in the child frame)."""
+        if self.runtime is not None:
+            self.runtime.ingest_base("odometry", odometry_msg_values(msg))
 
     def _on_reward(self, msg: Float64) -> None:
         if self.runtime is not None:

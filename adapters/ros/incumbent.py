@@ -29,19 +29,15 @@ SOURCES = ("topic", "joint_state_effort")
 
 
 def actuated_joints(plant: str) -> tuple[int, ...]:
-    """Index (in the plant's joint order) of the joint each actuator drives, in actuator order.
-    Raises ValueError for an actuator that does not act on one joint (a tendon, a site)."""
-    import mujoco
-
+    """Index (in the plant's joint order) of the joint each command drives, in command order.
+    Raises ValueError for a command whose actuator does not act on one published joint (a tendon, a site)."""
     from sim.plants import make_plant
     p = make_plant(plant)
-    m = p.model
-    out = []
-    for i in range(m.nu):
-        if int(m.actuator_trntype[i]) != int(mujoco.mjtTrn.mjTRN_JOINT):
-            raise ValueError(f"incumbent_source joint_state_effort: actuator {m.actuator(i).name!r} of plant "
-                             f"{plant!r} does not drive a single joint; use incumbent_source topic")
-        out.append(int(m.actuator_trnid[i, 0]))
+    out = p.command_joints()
+    for k, j in enumerate(out):
+        if j < 0:
+            raise ValueError(f"incumbent_source joint_state_effort: command {k} ({p.actuator_names[k]!r}) of plant "
+                             f"{plant!r} does not drive a single published joint; use incumbent_source topic")
     return tuple(out)
 
 

@@ -79,6 +79,10 @@ class NodeStatus:
             if problem and not rt.accepted and not getattr(self, "_input_problem_logged", False):
                 self._input_problem_logged = True
                 self.get_logger().error(f"no joint state accepted so far: {problem}")
+        elif last == "base_stale":
+            sensors = ", ".join(getattr(rt.obs_map, "base_sensors", ()))
+            level, msg = DiagnosticStatus.ERROR, f"base sensors ({sensors}) missing or stale: holding the safe command" + \
+                (f" ({rt.input_problem()})" if rt.base_refused else "")
         elif st["champion"] is None:
             level, msg = DiagnosticStatus.WARN, "no champion: holding the safe command"
         elif last in (None, "waiting"):

@@ -11,11 +11,6 @@ residuals are numerically zero until the first hiccup of the command stream) and
 to each actuated joint (0 for passive joints), as joint_state_broadcaster reports an effort
 command interface (what a ros2_control incumbent is observed by: `adapters.ros.incumbent`).
 
-A robot profile's base (``observe.imu`` / ``observe.odometry``, a floating or planar base the joint
-states do not carry) goes out as sensor_msgs/Imu and nav_msgs/Odometry on the profile's topics, just
-before each JointState (`adapters.ros.base_state`: the observation's own channels, with the encoder
-noise too).
-
 Topic names are ROS names: relative by default (``joint_states``,
 ``forward_effort_controller/commands``), so a namespace or a remap moves them; ``~/`` ones are
 private. ``use_sim_time: true`` puts the command timeout and the fall pause on ``/clock``
@@ -65,17 +60,16 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from adapters.ros import base_state
 from adapters.ros.node_clock import NodeClock, sim_time_change_refused
 from adapters.ros.node_params import param_value
 from sim.drift_spec import DriftSpec
-from sim.observation import base_topics
+from sim.plant_names import BUILTIN_HELP, DEFAULT_PLANT
 from sim.plants import make_plant
 
 NODE_NAME = "driftgate_sim_robot"
 
 PARAMETERS: dict[str, tuple[Any, str, bool]] = {
-    "robot": ("cartpole", "the robot: a built-in name (cartpole | walker | reacher) or a robot profile YAML", True),
+    "robot": (DEFAULT_PLANT, f"the robot: a built-in name ({BUILTIN_HELP}) or a robot profile YAML", True),
     "seed": (0, "episode seed (reset uses seed, seed + 1, ...)", True),
     "rate_hz": (0.0, "physics/publish rate (0: the plant's control rate)", True),
     "joint_names": (Parameter.Type.STRING_ARRAY, "names published for the plant's joints (default: MuJoCo names)",
@@ -128,16 +122,10 @@ class SimRobotNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._js_pub = self.create_publisher(JointState, self.p("joint_states_topic"), reliable)
-        # a base the joint states do not carry (profile observe.imu / observe.odometry): published
-        # before each JointState, so a controller that ticks on joint states has the same tick's base
-        self._obs = self.plant.observe()
-        columns = base_state.base_columns(self.plant.obs_names)
-        self._base_pubs = [(ch, columns[ch], self.create_publisher(base_state.MESSAGE[ch], topic, reliable))
-                           for ch, topic in base_topics(self.plant).items() if ch in columns]
-        self._imu_frame = str(getattr(getattr(getattr(self.plant, "profile", None), "doc", None), "name", "base"))
         self._reward_pub = self.create_publisher(Float64, "~/reward", reliable)
         self._drift_pub = self.create_publisher(String, "~/drift_active", latched)
         self._falls_pub = self.create_publisher(String, "~/falls", latched)
+        self._base_pubs = self._make_base_publishers(reliable)
         self.create_subscription(Float64MultiArray, self.p("commands_topic"), self._on_command, reliable)
         self.create_subscription(String, "~/inject_drift", self._on_inject, reliable)
         self.create_service(Trigger, "~/reset", self._srv_reset)
@@ -169,20 +157,8 @@ class SimRobotNode(Node):
                                                         "time": time.time()})))
 
     def _actuated_joints(self) -> list[int]:
-        """Index in the published joints of the joint driven by each command index (-1: not a joint
-        transmission, or a joint not published: no effort reported). A profile's command order and
-        published joints need not be MuJoCo's actuator and joint order (a floating base is joint 0)."""
-        import mujoco
-        m = self.plant.model
-        published = [int(a) for a in self.plant.joint_qpos_adr]
-        profile = getattr(self.plant, "profile", None)
-        actuators = list(profile.actuators) if profile is not None else list(range(m.nu))
-        out = []
-        for i in actuators:
-            adr = int(m.jnt_qposadr[m.actuator_trnid[i, 0]]) \
-                if int(m.actuator_trntype[i]) == int(mujoco.mjtTrn.mjTRN_JOINT) else -1
-            out.append(published.index(adr) if adr in published else -1)
-        return out
+        """Published joint driven by each command (-1: none: no effort reported for it)."""
+        return self.plant.command_joints()
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         refused = sim_time_change_refused(self.clock, params)
@@ -252,7 +228,7 @@ class SimRobotNode(Node):
     def _new_episode(self) -> int:
         self._episode += 1
         seed = int(self.p("seed")) + self._episode
-        self._obs = self.plant.reset(seed)
+        self.plant.reset(seed)
         self._fresh_command = False
         self._command = np.zeros(self.plant.act_dim)
         self._applied = np.zeros(self.plant.act_dim)
@@ -295,7 +271,7 @@ class SimRobotNode(Node):
             action = self._command
         self._applied = np.clip(action, self.plant.act_low, self.plant.act_high)
         self._fresh_command = False
-        self._obs, reward = self.plant.act(action)
+        _, reward = self.plant.act(action)
         self.last_reward = float(reward)
         self.counters["steps"] += 1
         fell = self._fallen()
@@ -309,15 +285,8 @@ class SimRobotNode(Node):
         return self.last_reward
 
     def publish_state(self) -> None:
-        stamp = self.get_clock().now().to_msg()
-        for channel, cols, pub in self._base_pubs:
-            values = self._obs[cols]
-            if self._noise_std > 0:
-                values = values + self._noise_std * self._noise_rng.standard_normal(values.shape)
-            pub.publish(base_state.imu_message(values, stamp, self._imu_frame) if channel == "imu"
-                        else base_state.odometry_message(values, stamp))
         msg = JointState()
-        msg.header.stamp = stamp
+        msg.header.stamp = self.get_clock().now().to_msg()
         msg.name = self.joint_names
         q, v = self.plant.joint_positions(), self.plant.joint_velocities()
         if self._noise_std > 0:      # what encoders report; the physics (and fall checks) use the true state
@@ -330,10 +299,58 @@ class SimRobotNode(Node):
             if j >= 0:
                 effort[j] += float(self._applied[a])
         msg.effort = effort
+        if self._base_pubs:        # before the joint state: a tick triggered by it finds them fresh
+            self.publish_base(msg.header.stamp)
         self._js_pub.publish(msg)
         if self.counters["steps"]:
             self._reward_pub.publish(Float64(data=self.last_reward))
         self._published_once = True
+
+    # -- a floating base: what its IMU and odometry report (robot profiles that list them) -------------
+    def _make_base_publishers(self, qos) -> dict:
+        """sensor_msgs/Imu and nav_msgs/Odometry publishers on the topics the robot profile names."""
+        profile = getattr(self.plant, "profile", None)
+        if profile is None:
+            return {}
+        pubs, observe = {}, profile.doc.observe
+        if observe.imu is not None:
+            from sensor_msgs.msg import Imu
+            pubs["imu"] = self.create_publisher(Imu, observe.imu.topic, qos)
+        if observe.odometry is not None:
+            from nav_msgs.msg import Odometry
+            pubs["odometry"] = self.create_publisher(Odometry, observe.odometry.topic, qos)
+        return pubs
+
+    def _noisy(self, x: np.ndarray) -> np.ndarray:
+        return x + self._noise_std * self._noise_rng.standard_normal(x.shape) if self._noise_std > 0 else x
+
+    def publish_base(self, stamp) -> None:
+        """The IMU and odometry readings of the robot's current state (`sim.observation.base_readings`),
+        with the node's sensor noise on everything but orientations."""
+        from sim.observation import base_readings
+        readings = {k: v for k, v in base_readings(self.plant).items() if k in self._base_pubs}
+        observe = self.plant.profile.doc.observe
+        if "imu" in readings:
+            from sensor_msgs.msg import Imu
+            imu = readings["imu"]
+            msg = Imu()
+            msg.header.stamp, msg.header.frame_id = stamp, observe.imu.site or observe.imu.body
+            o, w = msg.orientation, msg.angular_velocity
+            o.w, o.x, o.y, o.z = (float(c) for c in imu["orientation"])
+            w.x, w.y, w.z = (float(c) for c in self._noisy(imu["angular_velocity"]))
+            msg.linear_acceleration_covariance[0] = -1.0        # not provided
+            self._base_pubs["imu"].publish(msg)
+        if "odometry" in readings:
+            from nav_msgs.msg import Odometry
+            odom = readings["odometry"]
+            msg = Odometry()
+            msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, "odom", observe.odometry.body
+            p, o, t = msg.pose.pose.position, msg.pose.pose.orientation, msg.twist.twist
+            p.x, p.y, p.z = (float(c) for c in self._noisy(odom["position"]))
+            o.w, o.x, o.y, o.z = (float(c) for c in odom["orientation"])
+            t.linear.x, t.linear.y, t.linear.z = (float(c) for c in self._noisy(odom["linear_velocity"]))
+            t.angular.x, t.angular.y, t.angular.z = (float(c) for c in self._noisy(odom["angular_velocity"]))
+            self._base_pubs["odometry"].publish(msg)
 
     def _srv_reset(self, request, response):
         seed = self._new_episode()

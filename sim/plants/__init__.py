@@ -8,13 +8,14 @@ name is what `job.json`, telemetry files and genome metadata carry. A robot prof
 from __future__ import annotations
 
 from sim.drift_spec import DriftSpec
+from sim.plant_names import BUILTIN_PLANTS, DEFAULT_PLANT
 from sim.plants.base import Plant
 from sim.plants.cartpole import Cartpole
 from sim.plants.reacher import Reacher
 from sim.plants.walker import Walker
 
 PLANTS: dict[str, type[Plant]] = {"cartpole": Cartpole, "walker": Walker, "reacher": Reacher}
-DEFAULT_PLANT = "cartpole"   # the robot a bare command or node runs when none is named
+assert tuple(PLANTS) == BUILTIN_PLANTS, "sim.plant_names lists the built-ins"
 
 
 def is_profile(name) -> bool:

@@ -223,6 +223,24 @@ class Plant:
     def actuator_names(self) -> list[str]:
         return [self.model.actuator(i).name for i in range(self.model.nu)]
 
+    def command_joints(self) -> list[int]:
+        """For each command (action index): the index in `joint_names` of the joint its actuator
+        drives, -1 when it drives none of them (a tendon, a site, an unobserved joint). What a
+        JointState's effort field pairs with (ros2_control reports a joint's applied effort there)."""
+        m = self.model
+        observed = {int(j): i for i, j in enumerate(self._observed_joint_ids())}
+        return [observed.get(int(m.actuator_trnid[a, 0]), -1)
+                if int(m.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT) else -1
+                for a in self._command_actuators()]
+
+    def _command_actuators(self) -> list[int]:
+        """MuJoCo actuator of each command (Plant.act: ctrl[k] = action[ctrl_order[k]])."""
+        return list(range(self.act_dim)) if self.ctrl_order is None else [int(a) for a in np.argsort(self.ctrl_order)]
+
+    def _observed_joint_ids(self) -> list[int]:
+        """MuJoCo joint id of each of `joint_names`."""
+        return list(range(self.model.njnt))
+
     # -- episode ---------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode; the same seed gives the same initial state and the same obs noise."""

@@ -50,7 +50,12 @@ class ProfilePlant(Plant):
         self._act_low = np.where(limited, model.actuator_ctrlrange[self._command, 0], -np.inf)
         self._act_high = np.where(limited, model.actuator_ctrlrange[self._command, 1], np.inf)
         self._observe_fn = observe_function(profile)
-        self._reward_fn = reward_function(profile)
+        obj = profile.doc.objective
+        self._reference = None          # the nominal closed loop the default objective tracks
+        if obj.kind == "model_reference" and obj.reference == "nominal_closed_loop":
+            from sim.profile.reference import closed_loop_reference
+            self._reference = closed_loop_reference(profile, obj.reference_ticks, tuple(obj.track))
+        self._reward_fn = reward_function(profile, self._reference)
         self._fall_fn = fall_function(profile) if profile.falls else None
         self._init_fn = profile.entry_points.get("initial_state")
         fields = set(fields_of(self._observe_fn)) | set(fields_of(self._reward_fn))
@@ -89,6 +94,12 @@ class ProfilePlant(Plant):
         """The ROS JointState names of the observed joints, in profile order."""
         return list(self.profile.ros_joints)
 
+    def _command_actuators(self) -> list[int]:
+        return [int(a) for a in self.profile.actuators]
+
+    def _observed_joint_ids(self) -> list[int]:
+        return [int(j) for j in self.profile.joints]
+
     @property
     def joint_qpos_adr(self) -> np.ndarray:
         return np.asarray(self.profile.qpos_adr, dtype=int)
@@ -103,6 +114,26 @@ class ProfilePlant(Plant):
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self.profile.dof_adr].copy()
 
+    def measured_state(self) -> np.ndarray:
+        """(nq + nv,) bool: the part of MuJoCo's state the robot's sensors measure: the observed
+        joints, and every joint of the IMU / odometry body (the base they report on). The rest (a
+        gripper, loose props in the scene) is simulated but never measured: system identification
+        does not score its prediction (`sim.sysid_replay.Replay`)."""
+        model, profile = self.model, self.profile
+        mask = np.zeros(model.nq + model.nv, dtype=bool)
+        mask[np.asarray(profile.qpos_adr, dtype=int)] = True
+        mask[model.nq + np.asarray(profile.dof_adr, dtype=int)] = True
+        bases = [b for b in ((profile.imu or (None,))[0], (profile.odometry or (None,))[0]) if b is not None]
+        for body in bases:
+            for j in range(model.body_jntadr[body], model.body_jntadr[body] + model.body_jntnum[body]):
+                kind = mujoco.mjtJoint(int(model.jnt_type[j]))
+                nq = {mujoco.mjtJoint.mjJNT_FREE: 7, mujoco.mjtJoint.mjJNT_BALL: 4}.get(kind, 1)
+                nv = {mujoco.mjtJoint.mjJNT_FREE: 6, mujoco.mjtJoint.mjJNT_BALL: 3}.get(kind, 1)
+                q, v = int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j])
+                mask[q:q + nq] = True
+                mask[model.nq + v:model.nq + v + nv] = True
+        return mask
+
     @property
     def safe_command(self) -> np.ndarray:
         return self.profile.safe_command.copy()
@@ -113,16 +144,19 @@ class ProfilePlant(Plant):
         if self._init_fn is not None:
             constants = self._init_fn(model, data, rng)
             self._constants = np.zeros(0) if constants is None else np.asarray(constants, dtype=np.float64).ravel()
-            return
-        init = self.profile.doc.initial_state
-        if self.profile.keyframe is not None:
-            mujoco.mj_resetDataKeyframe(model, data, self.profile.keyframe)
-        data.qpos[:] = self._qpos0
-        if init.qpos_noise:
-            data.qpos[self._noisy_qpos] += init.qpos_noise * rng.standard_normal(len(self._noisy_qpos))
-        if init.qvel_noise:
-            data.qvel[:] += init.qvel_noise * rng.standard_normal(model.nv)
-        self._constants = np.zeros(0)
+        else:
+            init = self.profile.doc.initial_state
+            if self.profile.keyframe is not None:
+                mujoco.mj_resetDataKeyframe(model, data, self.profile.keyframe)
+            data.qpos[:] = self._qpos0
+            if init.qpos_noise:
+                data.qpos[self._noisy_qpos] += init.qpos_noise * rng.standard_normal(len(self._noisy_qpos))
+            if init.qvel_noise:
+                data.qvel[:] += init.qvel_noise * rng.standard_normal(model.nv)
+            self._constants = np.zeros(0)
+        if self._reference is not None:    # the episode's reference rides at the end of its constants
+            ref = self._reference.trajectory(data.qpos, data.qvel)
+            self._constants = np.concatenate([self._constants, ref.ravel()])
 
     def episode_constants(self) -> np.ndarray:
         return self._constants.copy()

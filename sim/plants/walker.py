@@ -157,6 +157,16 @@ class Walker(Plant):
     def fallen(self) -> bool:
         return self.torso_height() < 0.8
 
+    def fallen_batch(self, obs: np.ndarray) -> np.ndarray:
+        """Torso below 0.8 m or pitched past 1 rad (the gate's rootz / rooty hard limits), read from
+        the observation (torso height; torso xx = cos pitch). Why: with the base class's "never",
+        `PlantTask.stop_on_fall` kept paying the stand reward of a walker lying on the floor, so
+        evolution ranked policies that fall in a quarter of their episodes near the top, and the
+        gate then failed them on rootz."""
+        height = obs[:, self.obs_names.index("height")]
+        upright = obs[:, self.obs_names.index("torso_xx")]
+        return (height < 0.8) | (upright < np.cos(1.0))
+
     def hard_limits(self) -> HardLimits:
         return HARD_LIMITS
 

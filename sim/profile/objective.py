@@ -1,12 +1,14 @@
 """A profile's objective, observation and fall conditions as batched functions (`sim.profile.terms`).
 
 model_reference (the default objective) scores how closely the robot reproduces a reference of the
-tracked channels. The reference trajectory of the nominal closed loop (the champion on the nominal
-model, issue 14's later stages) is not wired yet: until it is, the reference is the profile's nominal
-initial configuration (keyframe / qpos0 / initial_state.qpos) with zero velocity and an upright base,
-i.e. "hold the pose you started in". Each channel scores tolerance(error / scale, margin 1) with the
-scale a quarter of the joint range (0.5 rad or m when unlimited) for positions and 2 per second for
-velocities; the reward is their mean.
+tracked channels: by default (``reference: nominal_closed_loop``) what the champion does on the
+NOMINAL model from the episode's own initial state (`sim.profile.reference`), so on a drifted model
+the fitness asks "behave as you did before the drift" and a robot with no hand-written reward still
+has one. Without a champion (making the first one) and with ``reference: initial_pose`` the reference
+is the profile's nominal configuration (keyframe / qpos0 / initial_state.qpos) with zero velocity and
+an upright base: "hold the pose you started in". Each channel scores tolerance(error / scale, margin 1)
+with the scale a quarter of the joint range (0.5 rad or m when unlimited) for positions and 2 per
+second for velocities; the reward is their mean.
 """
 from __future__ import annotations
 
@@ -33,8 +35,13 @@ def _ctrl_limits(model: mujoco.MjModel, actuators) -> np.ndarray:
     return np.where(model.actuator_ctrllimited[actuators].astype(bool) & (limits > 0), limits, 1.0)
 
 
-def reward_function(profile: RobotProfile) -> T.Fn:
+def reward_function(profile: RobotProfile, reference=None) -> T.Fn:
+    """The profile's reward (B,) from (model, frames, episode constants). `reference`: a
+    `sim.profile.reference.ClosedLoopReference` for ``model_reference`` (the episode's reference
+    trajectory then rides at the end of its constants, see `ProfilePlant`); None: the nominal pose."""
     obj, model = profile.doc.objective, profile.model
+    if obj.kind == "model_reference" and reference is not None:
+        return _closed_loop_reward(profile, reference)
     if obj.kind == "entry_point":
         return profile.entry_points["objective"]
     resolver = _Resolver(profile.doc, profile.name, profile.path.parent if profile.path else None)
@@ -76,6 +83,43 @@ def reward_function(profile: RobotProfile) -> T.Fn:
             terms.append(T.upright_term(profile.imu[0]))
     weights = [1.0] * len(terms)
     return T.combine(terms, weights, "weighted_mean", fields)
+
+
+def _closed_loop_reward(profile: RobotProfile, reference) -> T.Fn:
+    """Track the nominal closed loop: at control tick k (from the episode's time) each tracked channel
+    scores tolerance((x - x_ref[k]) / scale), with the scales of the pose objective below; the reward
+    is their mean. x_ref: the last (ticks + 1) x width constants of the episode."""
+    model, obj = profile.model, profile.doc.objective
+    scales = []
+    for channel in ("joint_positions", "joint_velocities"):
+        if channel not in obj.track:
+            continue
+        if channel == "joint_positions":
+            for j in profile.joints:
+                lo, hi = model.jnt_range[j]
+                scales.append((hi - lo) / 4 if model.jnt_limited[j] and hi > lo else 0.5)
+        else:
+            scales += [2.0] * len(profile.dof_adr)
+    scale = np.asarray(scales, dtype=np.float64)
+    cols = reference.cols
+    steps, width = reference.ticks + 1, reference.width
+    dt = float(model.opt.timestep) * profile.n_sub_steps
+    orientation = T.upright_term(profile.imu[0]) if "base_orientation" in obj.track and profile.imu else None
+
+    def reward(model, f, constants):
+        k = np.clip(np.rint(np.asarray(f.time, dtype=np.float64) / dt).astype(np.intp), 0, steps - 1)
+        ref = np.asarray(constants)[:, -steps * width:].reshape(-1, steps, width)
+        ref_k = ref[np.arange(ref.shape[0]), k]
+        x = np.concatenate([getattr(f, field)[:, idx] for field, idx in cols], axis=1)
+        scores = T.tolerance((x - ref_k) / scale, (0.0, 0.0), 1.0, "gaussian", 0.1, per_scalar=False)
+        total = scores.sum(axis=1)
+        n = width
+        if orientation is not None:
+            total, n = total + orientation(f), n + 1
+        return total / n
+
+    reward.fields = tuple(sorted({"qpos", "qvel", "time"} | ({"xmat"} if orientation is not None else set())))
+    return reward
 
 
 def _error(field: str, index: int, ref: float, scale: float):

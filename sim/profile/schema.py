@@ -227,6 +227,11 @@ class Objective(Strict):
     ``f(frames) -> (B,)`` rewards (see `sim.profile.terms.Frames`)."""
     kind: Literal["model_reference", "terms", "entry_point"] = "model_reference"
     track: list[Literal["joint_positions", "joint_velocities", "base_orientation"]] = ["joint_positions"]
+    # model_reference: what to reproduce. nominal_closed_loop: what the champion (assets.champion) does
+    # on the nominal model from the same initial state (the nominal pose while there is no champion);
+    # initial_pose: hold the nominal pose still. reference_ticks: how long the reference runs (then holds).
+    reference: Literal["nominal_closed_loop", "initial_pose"] = "nominal_closed_loop"
+    reference_ticks: Annotated[int, Field(ge=1, le=100_000)] = 1000
     terms: list[Term] = []
     combine: Literal["weighted_mean", "product"] = "weighted_mean"
     entry_point: Optional[Name] = None
