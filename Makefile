@@ -22,7 +22,8 @@ demo: $(STAMP)
 # other tests (threads, executors, child processes left by earlier tests) made their timing flaky.
 ROS_TESTS := tests/test_ros_nodes.py tests/test_ros_trigger.py tests/test_ros_e2e.py tests/test_demo.py \
              tests/test_ros_conventions.py tests/test_ros_safe_exit.py tests/test_ros_params.py \
-             tests/test_ros_distill.py tests/test_benchmarks_smoke_ros.py tests/test_ros_floating_base.py
+             tests/test_ros_distill.py tests/test_benchmarks_smoke_ros.py tests/test_ros_floating_base.py \
+             tests/test_ros_base.py
 
 test: $(STAMP)
 	$(ROS_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(addprefix --ignore=,$(ROS_TESTS))

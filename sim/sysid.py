@@ -324,11 +324,11 @@ def _laplace_std(replay: Replay, params: tuple[Param, ...], est: dict[str, float
     for i, p in enumerate(params):
         h = 1e-4 * max(abs(theta[i]), 1e-2)
         up, dn = theta.copy(), theta.copy()
-        up[i] += h
-        dn[i] -= h
+        # a step stays a valid value (a gain estimated at the 1e-3 floor must not step to 0.000999)
+        up[i], dn[i] = p.from_search(p.to_search(theta[i] + h)), p.from_search(p.to_search(theta[i] - h))
         rp = replay.residuals(spec_from_params(dict(zip(est, up)), known)).reshape(W, -1)
         rm = replay.residuals(spec_from_params(dict(zip(est, dn)), known)).reshape(W, -1)
-        J[:, :, i] = (rp - rm) / (2 * h)
+        J[:, :, i] = (rp - rm) / (up[i] - dn[i])
     r = r0.reshape(W, -1)
     H = np.einsum("wni,wnj->ij", J, J)
     g = np.einsum("wni,wn->wi", J, r)              # per-window score

@@ -112,3 +112,31 @@ def test_the_shipped_suite_names_its_profile_relative_to_itself(tmp_path, monkey
     assert Path(suite.plant) == Path(ANT).resolve()
     target = next(s for s in suite.scenarios if s.tag == "target")
     assert target.drift == DriftSpec.parse(make_plant(ANT).profile.default_drift)
+
+
+def test_the_shipped_champion_stands_and_fails_under_the_default_drift():
+    from sim.distill import policy_controller
+    from sim.genome import load_genome
+    from sim.profile import load_profile
+    profile = load_profile(ANT)
+    genome = load_genome(profile.asset_path("champion"))
+    ctrl = policy_controller(genome)()                       # as the runtime runs it
+    drift = DriftSpec.parse(profile.default_drift)
+    nominal = [episode_return(make_plant(ANT), ctrl, 10_000 + s) for s in range(2)]
+    drifted = [episode_return(make_plant(ANT, drift=drift), ctrl, 10_000 + s) for s in range(2)]
+    assert min(nominal) > 280
+    assert max(drifted) < 0.4 * min(nominal)
+
+
+def test_sysid_uncertainty_at_the_gain_floor_does_not_step_to_an_invalid_gain():
+    # a live demo's job died here: CMA-ES put a reversed ankle's gain at the 1e-3 floor and the
+    # finite-difference step of the Laplace std asked for 0.000999, which no DriftSpec accepts
+    from sim.sysid import Replay, _laplace_std, record
+    from sim.sysid_params import parameter_set
+    plant = make_plant(ANT)
+    params = tuple(p for p in parameter_set(plant) if p.name in ("actuator_gain.joint:ankle_1", "mass_scale.torso"))
+    tel = record(make_plant(ANT, seed=3), stance_controller(), 60, noise_std=0.01, seed=3)
+    replay = Replay.build(make_plant(ANT), tel, horizon=10, max_windows=6)
+    est = {p.name: (1e-3 if p.field == "actuator_gain" else 1.0) for p in params}   # in the parameters order
+    std = _laplace_std(replay, params, est, DriftSpec())
+    assert all(np.isfinite(v) for v in std.values())

@@ -34,10 +34,11 @@ rclpy ``executors.py`` (``_wait_for_ready_callbacks``), whose wait-set calls thi
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.type_support import check_is_valid_msg_type
@@ -51,7 +52,8 @@ class ControlLoop:
     def __init__(self, node, msg_type, topic: str, qos, on_message: Callable[[Any, dict], None], *,
                  period_s: float, on_deadline: Callable[[], None], priority: int = 0,
                  gil_switch_s: float = 2e-4, max_messages: int = 20, name: str = "driftgate_control",
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 extra: Sequence[tuple[Any, str, Any, Callable[[Any], None]]] = ()) -> None:
         if not period_s > 0:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         if not max_messages >= 1:
@@ -68,6 +70,14 @@ class ControlLoop:
         with node.handle:
             self.subscription = _rclpy.Subscription(node.handle, msg_type, topic, qos.get_c_qos_profile(), None)
             self.topic = self.subscription.get_topic_name()    # resolved: namespace and remapping applied
+            # (msg_type, topic, qos, callback): inputs the tick reads that come on topics of their own
+            # (a floating base's IMU / odometry), taken in this thread *before* the joint states of the
+            # same wake-up, so a tick sees the base of its own step, not one the executor got to late
+            self.extra = []
+            for mtype, etopic, eqos, cb in extra:
+                check_is_valid_msg_type(mtype)
+                self.extra.append((mtype, _rclpy.Subscription(node.handle, mtype, etopic, eqos.get_c_qos_profile(),
+                                                              None), cb))
         self._wake = _rclpy.GuardCondition(self.context.handle)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -107,7 +117,7 @@ class ControlLoop:
             pass
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-        for handle in (self.subscription, self._wake):
+        for handle in (self.subscription, self._wake, *(esub for _, esub, _ in self.extra)):
             try:
                 handle.destroy_when_not_in_use()
             except Exception:
@@ -131,21 +141,26 @@ class ControlLoop:
                                            f"{self.scheduling.describe()}")
         self.node.get_logger().info(f"control loop thread on {self.scheduling.describe()}: {self.topic}, "
                                     f"deadline every {1e3 * self.period_s:g} ms")
-        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self.context.handle)
+        wait_set = _rclpy.WaitSet(1 + len(self.extra), 1, 0, 0, 0, 0, self.context.handle)
         clock, sim = self.clock, self._sim
         deadline = clock() + self.period_s
         handled = 0                                  # messages handed on in this period
         try:
-            with self.context.handle, self.subscription, self._wake:
+            with self.context.handle, self.subscription, self._wake, contextlib.ExitStack() as held:
+                for _, esub, _ in self.extra:
+                    held.enter_context(esub)
                 while not self._stop.is_set() and self.context.ok():
                     wait_set.clear_entities()
                     wait_set.add_subscription(self.subscription)
+                    for _, esub, _ in self.extra:
+                        wait_set.add_subscription(esub)
                     wait_set.add_guard_condition(self._wake)
                     # sim time: no wall-clock timeout; the clock's jump callback wakes the loop
                     wait_set.wait(-1 if sim else max(0, int((deadline - clock()) * 1e9)))
                     self.counters["wakeups"] += 1
                     # a flood must not hold the tick: take while the deadline has not come, hand on at
                     # most max_messages per period, drop (and count) the rest
+                    self._take_extra()
                     while not self._stop.is_set() and clock() < deadline:
                         taken = self.subscription.take_message(self.msg_type, False)
                         if taken is None:
@@ -170,6 +185,15 @@ class ControlLoop:
             if not self._stop.is_set() and self.context.ok():
                 self.last_error = f"{type(e).__name__}: {e}"
                 self.node.get_logger().error(f"control loop ended: {self.last_error}")
+
+    def _take_extra(self) -> None:
+        """Every waiting message of the extra inputs (at most max_messages each: a flood is bounded)."""
+        for mtype, esub, cb in self.extra:
+            for _ in range(self.max_messages):
+                taken = esub.take_message(mtype, False)
+                if taken is None:
+                    break
+                self._call(cb, taken[0])
 
     def status(self) -> dict:
         return {"alive": self.alive, "topic": self.topic, "period_s": self.period_s,
