@@ -6,20 +6,12 @@ import time
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
+from waiting import wait_for  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
 
 
 NS = f"/dgb{os.getpid()}"
 pytestmark = pytest.mark.ros
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_the_control_loop_takes_the_base_before_the_joint_state_of_its_wake_up():

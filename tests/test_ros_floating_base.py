@@ -3,13 +3,13 @@ and odometry (nav_msgs/Odometry) its profile lists, the controller node subscrib
 the observation from joint states + base sensors and drives the robot; when a base sensor goes
 silent it holds the safe command and says so on /diagnostics."""
 import os
-import time
 import warnings
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
+from waiting import wait_for  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -24,15 +24,6 @@ warnings.filterwarnings("ignore", message=".*DISPLAY.*")
 pytestmark = pytest.mark.ros
 ANT = str(find_profile("ant"))
 NS = f"/dgfb{os.getpid()}"
-
-
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def P(**kw):
