@@ -10,7 +10,7 @@ the live ROS robot (two demos) it wandered 0.55 m during the rise and then stood
 (0.80 per tick). The PD stance holds mid-range joints and ignores where the robot stands.
 
     python benchmarks/make_ant_champion.py [--generations 20] [--out FILE]
-    python benchmarks/make_ant_champion.py --smoke      # tiny, into a temporary directory
+    python benchmarks/make_ant_champion.py --smoke [--out DIR]   # tiny, into DIR or a temporary directory
 """
 import argparse
 import sys
@@ -62,12 +62,15 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--episodes", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "sim" / "assets" / "champions" / "ant.safetensors")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="champion file (default: sim/assets/champions/ant.safetensors); with --smoke a directory")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
-    if args.smoke:
+    if args.smoke:       # --out is then a directory (the smoke protocol), never the shipped champion
         args.generations, args.episodes = 1, 2
-        args.out = Path(tempfile.mkdtemp(prefix="driftgate-smoke-")) / "ant.safetensors"
+        args.out = (args.out or Path(tempfile.mkdtemp(prefix="driftgate-smoke-"))) / "ant.safetensors"
+    elif args.out is None:
+        args.out = ROOT / "sim" / "assets" / "champions" / "ant.safetensors"
     t0 = time.perf_counter()
     spec = plant_policy_spec(ANT, (32, 32))
     obs, cmd = record(args.episodes, 300, args.seed)
