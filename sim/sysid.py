@@ -35,6 +35,13 @@ cartpole) the members are near-identical and cost nothing extra: the job evolves
 models either way. The tolerance is not a confidence level: the true parameters' loss was measured
 at 0.3-1.3 x the estimate's on walker windows (the replay loss is biased by noise and contacts).
 
+Prior (`prior_factor`, a profile's ``drift.prior``; the walker's 2): the loss times 1 + w sum z^2,
+z each parameter's distance from nominal over its search range. It decides only where the window
+does not: along the walker's torso-mass / leg-gain valley (within 10 % of the minimum from torso
+x0.3 to x2 on a demo window) the data alone picked torso 0.30 x / gain 0.26, with the prior 1.04 x /
+0.50 (truth 1.0 / 0.5). With one gain shared by every leg motor (``drift.tie_gains``) the walker's
+set has three parameters (`sim.sysid_params`).
+
 Uncertainty (`SysIdResult.std`), the larger of two estimates:
 
 1. A Laplace approximation around the estimate. The data term is the cluster-robust sandwich
