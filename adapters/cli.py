@@ -321,6 +321,9 @@ def adapt(
 def train_nominal_cmd(
     plant: str = robot_option(), generations: int = typer.Option(60), seed: int = typer.Option(0),
     horizon: int = typer.Option(300), workers: int = typer.Option(1),
+    backend: Backend = typer.Option("local", help="evaluation backend: local worker processes or a Ray cluster"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster: host:port of a head, ray://host:10001 "
+                                              "(default: RAY_ADDRESS, else a local Ray of --workers CPUs)"),
     start: str = typer.Option("auto", help="auto: the plant's model seed (its nominal LQR imitated into the SR-GHN "
                               "head) where it has one, else scratch | model | scratch (a random SR-GHN)"),
     out: Optional[Path] = typer.Option(None, help="default in a source checkout: sim/assets/champions/"
@@ -347,6 +350,7 @@ def train_nominal_cmd(
         bar = progress.add_task(f"nominal champion for {robot_label(plant)}", total=generations, status="")
         try:
             genome = train_nominal(plant, generations, seed, horizon, workers=workers, start=start,
+                                   backend=backend, address=ray_address or None,
                                    on_generation=lambda log: progress.update(bar, advance=1, status=f"best {log.best:7.1f}"),
                                    on_stage=lambda s: progress.update(bar, status=s))
         except ValueError as e:
