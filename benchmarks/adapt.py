@@ -266,12 +266,25 @@ def seed_vs_evolution_markdown(section: dict) -> list[str]:
            f"{worse}/{len(evo)} (after, seed + evolution minus seed only, per seed: "
            f"{', '.join(f'{d:+.3f}' for d in diffs)} of a nominal return near {tol * 1e3:.0f}).",
            "",
-           f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20). The objective is the job's "
-           "own (1 per upright tick, NOT a non-saturating one): a seed that balances the whole horizon already sits "
+           (f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20). " if len(only) < 20 else
+            f"{len(only)} seeds, paired by seed: a two-sided sign test on the seeds that differ by more than 0.1 % of "
+            f"nominal gives p = {sign_test(better, worse):.3g} ({better} better, {worse} worse, "
+            f"{len(diffs) - better - worse} ties): "
+            + ("no evidence that either arm is better on this objective. " if sign_test(better, worse) >= 0.05 else
+               f"seed + evolution is {'better' if better > worse else 'worse'} than seed only (p < 0.05). "))
+           + "The objective is the job's "
+           "own (dm_control's balance reward, which saturates near 1 per tick, NOT a non-saturating one): a seed that balances the whole horizon already sits "
            "at ~1.0 x nominal, so evolution has almost nothing left to gain; it replaces the seed only by beating it "
            "on the common confirmation episodes (ties keep the seed). The selection is made on the calibrated plant; "
            "the true robot can still rank the two differently (the sysid gap).", ""]
     return md
+
+
+def sign_test(better: int, worse: int) -> float:
+    """Two-sided sign test (exact binomial, p = 1/2) on the paired seeds that differ; 1.0 when none do."""
+    from scipy.stats import binomtest
+    n = better + worse
+    return 1.0 if n == 0 else float(binomtest(better, n, 0.5).pvalue)
 
 
 def _without_sections(text: str) -> str:
