@@ -94,8 +94,10 @@ def walker_markdown(section: dict) -> list[str]:
           "Shipped champion (sim/assets/champions/walker.safetensors), no model seed (the walker has no linear "
           "design), target 0.95 x nominal on the calibrated plants confirmed on >= 10 fresh episodes; returns "
           "judged on the true drifted robot. A run that misses its target is a failed job (no candidate). "
-          "Fitness models: the sysid ensemble (models within 25 % of the best replay loss, sim/sysid.py), "
-          "torso mass and mean leg gain of each.", "",
+          "System identification: the walker's parameter set (sim/sysid_params.py): torso mass, ONE gain shared by the "
+          "six leg motors, one damping factor, with a pull toward the nominal robot (prior 2, sim.sysid.prior_factor). "
+          "Fitness models: the sysid ensemble (models within 25 % of the best (prior-weighted) replay loss, "
+          "sim/sysid.py), torso mass and mean leg gain of each.", "",
           "| seed | status | sysid torso mass | sysid mean leg gain | fitness models (torso, gain) | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
@@ -121,7 +123,7 @@ def walker_markdown(section: dict) -> list[str]:
            "confirmed its target on the *calibrated* plants: the gap is system identification's (true leg gains "
            "0.5, true torso mass 1.0; from stance telemetry it trades torso mass against leg gains), not "
            "evolution's.", ""]
-    return md
+    return md + [str(line) for line in section.get("notes", [])] + ([""] if section.get("notes") else [])
 
 
 ROBOT_SECTION = "\n## Profile robot "
