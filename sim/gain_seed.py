@@ -10,8 +10,12 @@ loaded cores). It is the actuator-level cousin of `sim.model_seed` (an LQR on th
 for plants with a linear design): one individual beside the champion, kept by selection only if it
 scores, judged by the gate like any candidate, and adapting further like any SR-GHN.
 
-Robots whose identified gains are all 1 (no actuator drift identified), non-SR-GHN champions and
-divisions that do not fit the genome's value range get no seed (None).
+Only where identification finds a motor reversed (a negative gain): that is the drift evolution
+cannot walk, since every output it touches must change sign, through a zero where the robot holds
+nothing. Weaker or stronger motors (the walker's default drift, every leg at half gain) are a step
+in the gains that evolution takes itself and stays its job. When the seed is made, every changed
+gain is divided out, magnitudes too. Non-SR-GHN champions and divisions that do not fit the
+genome's value range get no seed either (None).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from sim.drift_spec import DriftSpec
 from sim.genome import Genome
 from sim.model_seed import VALUE_LIMIT, write_policy_into_head
 
-MIN_CHANGE = 0.05       # a gain within 5 % of its nominal value is left alone (identification noise)
+MIN_CHANGE = 0.05       # a gain within 5 % of nominal is left as it is (identification noise)
 
 
 def command_gains(plant_name: str, drift: DriftSpec) -> np.ndarray:
@@ -45,7 +49,7 @@ def gain_seed(champion: Genome, plant_name: str, drift: DriftSpec) -> Genome | N
     if champion.kind != "srghn" or not drift.actuator_gain:
         return None
     gains = command_gains(plant_name, drift)
-    if np.all(np.abs(gains - 1.0) < MIN_CHANGE):
+    if not np.any(gains < 0):
         return None
     from sim.srghn_decode import genome_policy_weights
     spec = champion.policy_spec
