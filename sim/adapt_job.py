@@ -159,7 +159,8 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s,
                        "ensemble": len(sysid.ensemble)})
 
-    specs = calibrated_specs(sysid, job.randomize, job.seed)
+    # evolve and confirm under the sensor noise the gate's suite will apply (its jerk limit holds there)
+    specs = with_obs_noise(calibrated_specs(sysid, job.randomize, job.seed), gate_obs_noise(job.robot))
     start = {"start_cart_range": 0.6} if job.robot == "cartpole" else {}   # off-centre starts too
     limits = gate_action_limits(job.robot)       # select on what the gate will check
     task = PlantTask(job.robot, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
@@ -274,22 +275,49 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     return result, candidate
 
 
+def _shipped_suite_scenarios(robot: str) -> tuple:
+    """The scenarios of the regression suite `robot`'s profile ships (assets.suite), else ()."""
+    if not str(robot).endswith((".yaml", ".yml")):
+        return ()
+    from sim.profile import load_profile
+    suite = load_profile(robot).asset_path("suite")
+    if suite is None or not suite.exists():
+        return ()
+    from safety.suite import load_suite
+    return tuple(load_suite(suite).scenarios)
+
+
 def gate_action_limits(robot: str) -> ActionLimits:
     """The gate's limits on the commands for `robot`: its hard limits (safety.constraints.limits_for)
     with the constraints of the regression suite its profile ships (assets.suite), the tightest over
     its scenarios, so the sandbox selects on what the gate will check."""
     from safety.constraints import default_limits
     sat, jerk = default_limits(robot).max_saturation, default_limits(robot).max_jerk
-    suite = None
-    if str(robot).endswith((".yaml", ".yml")):
-        from sim.profile import load_profile
-        suite = load_profile(robot).asset_path("suite")
-    if suite is not None and suite.exists():
-        from safety.suite import load_suite
-        scenarios = load_suite(suite).scenarios
-        sat = min((s.limits.max_saturation for s in scenarios), default=sat)
-        jerk = min((s.limits.max_jerk for s in scenarios), default=jerk)
+    scenarios = _shipped_suite_scenarios(robot)
+    sat = min((s.limits.max_saturation for s in scenarios), default=sat)
+    jerk = min((s.limits.max_jerk for s in scenarios), default=jerk)
     return ActionLimits(max_saturation=sat, max_jerk=jerk)
+
+
+def gate_obs_noise(robot: str) -> float:
+    """The largest observation noise the gate's suite puts on the robot (a scenario's drift or the top
+    of a stress range), 0 without a shipped suite. Why: the jerk limit is checked under that noise,
+    and a policy with high feedback gains turns 0.01 of sensor noise into chatter (the ant's first
+    gate-aware candidate: jerk 0.18 without noise, 1.75 in the stress scenario)."""
+    out = 0.0
+    for sc in _shipped_suite_scenarios(robot):
+        out = max(out, float(sc.drift.obs_noise))
+        for field, bounds in (sc.stress.bounds if sc.stress else ()):
+            if field == "obs_noise":
+                out = max(out, float(bounds[1]))
+    return out
+
+
+def with_obs_noise(specs: list[DriftSpec], noise: float) -> list[DriftSpec]:
+    """`specs` with at least `noise` observation noise each (the gate's, `gate_obs_noise`)."""
+    if noise <= 0:
+        return list(specs)
+    return [DriftSpec.parse({**s.as_dict(), "obs_noise": max(float(s.obs_noise), noise)}) for s in specs]
 
 
 def command_quality(plant: str, genome: Genome, drift: DriftSpec, horizon: int, seed: int,
