@@ -124,3 +124,49 @@ def test_the_job_uses_the_suites_limits_and_reports_its_commands(monkeypatch):
     assert r["action_limits"]["max_jerk"] == 1.0
     assert seen["fitness"] == seen["confirm"] == aj.gate_action_limits("cartpole")
     assert set(r["candidate_commands"]) >= {"max_saturation", "max_jerk"}
+
+
+def test_the_gates_sensor_noise_comes_from_the_shipped_suite():
+    """The ant's suite stresses with obs_noise up to 0.01; a built-in name ships no suite here."""
+    from sim.adapt_job import gate_obs_noise, with_obs_noise
+    from sim.drift_spec import DriftSpec
+    assert gate_obs_noise("launch/robots/ant.yaml") == pytest.approx(0.01)
+    assert gate_obs_noise("cartpole") == 0.0
+    specs = [DriftSpec.parse(DRIFT), DriftSpec.parse({"obs_noise": 0.05})]
+    assert [s.obs_noise for s in with_obs_noise(specs, 0.01)] == [0.01, 0.05]
+    assert with_obs_noise(specs, 0.0) == specs
+
+
+def test_the_job_evolves_and_confirms_under_the_gates_sensor_noise(monkeypatch):
+    """A high-gain policy turns sensor noise into chatter, and the gate checks jerk under its stress
+    noise: the job's fitness models (evolution and confirmation) carry that noise."""
+    import sim.adapt_job as aj
+    seen = {}
+    real_evolve, real_confirm = aj.evolve_srghn, aj.confirmation
+
+    def evolve(task, *a, **k):
+        seen["fitness"] = [d.obs_noise for d in task.drifts]
+        return real_evolve(task, *a, **k)
+
+    def confirm(plant, specs, *a, **k):
+        seen["confirm"] = [d.obs_noise for d in specs]
+        return real_confirm(plant, specs, *a, **k)
+    monkeypatch.setattr(aj, "evolve_srghn", evolve)
+    monkeypatch.setattr(aj, "confirmation", confirm)
+    monkeypatch.setattr(aj, "gate_obs_noise", lambda robot: 0.02)
+    job = aj.AdaptJob(robot="cartpole", drift=DRIFT, budget_s=1e6, max_generations=1, horizon=30,
+                      telemetry_ticks=120, randomize=1, population=4, children=1, sysid_max_evals=40)
+    r, _ = aj.run_job(job, [aj.nominal_champion("cartpole")])
+    assert seen["fitness"] == seen["confirm"] == [0.02, 0.02]
+    assert all(m.get("obs_noise") == 0.02 for m in r["fitness_models"])
+
+
+def test_sensor_noise_makes_a_high_gain_policy_chatter(policies):
+    """Why the noise matters: the same policy, with and without the gate's 0.01 of sensor noise."""
+    spec, smooth, loud = policies
+    half = smooth.copy()
+    (_, w_off, (n_out, n_in)), (_, b_off, _) = spec.offsets()[-2], spec.offsets()[-1]
+    half[w_off:w_off + n_out * n_in] *= 5.0          # 5x the output gains: still balances
+    quiet = rollout("cartpole", spec, half, 0, 200, DRIFT).jerk
+    noisy = rollout("cartpole", spec, half, 0, 200, {**DRIFT, "obs_noise": 0.01}).jerk
+    assert noisy > 3 * quiet
