@@ -14,7 +14,7 @@ Only where identification finds a motor reversed (a negative gain): that is the 
 cannot walk, since every output it touches must change sign, through a zero where the robot holds
 nothing. Weaker or stronger motors (the walker's default drift, every leg at half gain) are a step
 in the gains that evolution takes itself and stays its job. When the seed is made, every changed
-gain is divided out: its sign, and its magnitude within a factor `MAX_FACTOR`. Non-SR-GHN champions and divisions that do not fit the
+gain is divided out: its sign, and its magnitude when within a factor `MAX_FACTOR` of 1. Non-SR-GHN champions and divisions that do not fit the
 genome's value range get no seed either (None).
 """
 from __future__ import annotations
@@ -26,10 +26,11 @@ from sim.genome import Genome
 from sim.model_seed import VALUE_LIMIT, write_policy_into_head
 
 MIN_CHANGE = 0.05       # a gain within 5 % of nominal is left as it is (identification noise)
-MAX_FACTOR = 2.0        # a command is scaled by at most 2 either way: magnitudes are what identification
-                        # sees least (the ant needs 0.6 of its motors' 150 Nm to stand, so a stance window
-                        # fits gains of 0.07-0.6 as well as 1.0; dividing by 0.07 would saturate every
-                        # command), signs it sees well (a reversed ankle folds to its stop)
+MAX_FACTOR = 2.0        # a magnitude outside [1/2, 2] is taken as unidentified (1): magnitudes are what
+                        # identification sees least (the ant needs 0.6 of its motors' 150 Nm to stand, so a
+                        # stance window fits ankle gains of 0.01-0.1 as well as 1.0; dividing by them, even
+                        # clipped to x2, doubled the loop gain on the true robot: jerk 1.43 > 1), signs it
+                        # sees well (a reversed ankle folds to its stop)
 
 
 def command_gains(plant_name: str, drift: DriftSpec) -> np.ndarray:
@@ -63,7 +64,8 @@ def gain_seed(champion: Genome, plant_name: str, drift: DriftSpec) -> Genome | N
         size = int(np.prod(shape))
         tensors.append(flat[off:off + size].reshape(shape).copy())
         off += size
-    magnitude = np.clip(np.abs(gains), 1.0 / MAX_FACTOR, MAX_FACTOR)
+    magnitude = np.abs(gains)
+    magnitude = np.where((magnitude >= 1.0 / MAX_FACTOR) & (magnitude <= MAX_FACTOR), magnitude, 1.0)
     scale = np.where(np.abs(gains - 1.0) < MIN_CHANGE, 1.0, 1.0 / (np.sign(gains) * magnitude))
     tensors[-2] = tensors[-2] * scale[:, None]          # the output layer (act_dim, hidden[-1])
     tensors[-1] = tensors[-1] * scale                   # its bias

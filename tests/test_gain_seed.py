@@ -29,10 +29,10 @@ def test_command_gains_follow_the_command_order_not_the_models():
 
 def test_the_seed_divides_each_command_by_its_gain(champion):
     """The decoded policy: the output layer's row and bias of command 1 divided by -2, of command 2
-    (gain 0.1) multiplied by no more than 2, every other tensor the champion's."""
+    (gain 0.1, outside [1/2, 2]) left alone, every other tensor the champion's."""
     from sim.gain_seed import gain_seed
     from sim.srghn_decode import genome_policy_weights
-    seed = gain_seed(champion, ANT, DriftSpec.parse({"actuator_gain": {"joint:ankle_1": -2.0, "joint:hip_2": 0.1}}))
+    seed = gain_seed(champion, ANT, DriftSpec.parse({"actuator_gain": {"joint:ankle_1": -2.0, "joint:hip_2": 0.1, "joint:ankle_2": -0.05}}))
     assert seed is not None and seed.kind == "srghn" and seed.vector.size == champion.vector.size
     spec = champion.policy_spec
     before, after = genome_policy_weights(champion), genome_policy_weights(seed)
@@ -41,7 +41,8 @@ def test_the_seed_divides_each_command_by_its_gain(champion):
     W1 = after[w_off:w_off + n_out * n_in].reshape(n_out, n_in)
     expect = np.ones(n_out)
     expect[1] = -0.5
-    expect[2] = 2.0          # gain 0.1: at most x2 (identification's magnitudes are its weakest part)
+    expect[3] = -1.0         # gain -0.05: the sign is divided out, the magnitude is not
+    expect[2] = 1.0          # gain 0.1: an implausible magnitude is not divided out (identification's weakest part)
     assert np.allclose(W1, W0 * expect[:, None], atol=1e-5)
     assert np.allclose(after[b_off:b_off + n_out], before[b_off:b_off + n_out] * expect, atol=1e-5)
     assert np.allclose(after[:w_off], before[:w_off], atol=1e-5)
