@@ -123,6 +123,8 @@ class DecisionRecorder:
             rec = from_orchestrator_event(ev, t)
             if rec is None:
                 return
+            if rec.kind == "alarm":       # the file keeps its times sorted (a late record is moved up to
+                rec.data["at_s"] = round(t, 6)    # the last time written): the alarm's own time, kept
             if rec.kind == "transition":
                 frm, to = rec.data.get("from"), rec.data.get("to")
                 self._phase = to
@@ -186,7 +188,8 @@ class DecisionRecorder:
             if self._closed or h == self._drift_hash:
                 return
             self._drift_hash = h
-            self.writer.write(self.at(wall), "drift_injected", drift=drift, hash=h)
+            t = self.at(wall)
+            self.writer.write(t, "drift_injected", drift=drift, hash=h, at_s=round(t, 6))
 
     def _on_fall(self, msg) -> None:
         try:

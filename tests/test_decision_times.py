@@ -62,3 +62,25 @@ def test_arrival_time_where_the_field_is_missing_or_odd(field):
 def test_arrival_time_on_simulated_time():
     rec = recorder(offset_s=-1e6)      # the node's clock is /clock, far from the wall clock
     assert rec.at(time.time() - 0.8) == pytest.approx(100.0, abs=0.05)
+
+
+def test_the_report_measures_detection_from_the_true_times_even_when_the_file_moved_them(tmp_path):
+    """The decisions file stays sorted: a record written after a later one gets that one's time. The
+    injection and the alarm keep their own time in ``at_s``, and the report measures from it."""
+    from adapters.decisions import DecisionWriter, make_header, read_decisions
+    from adapters.report import build_report
+    rec = recorder()
+    rec.writer = DecisionWriter(tmp_path / "decisions.jsonl", make_header("live", "cartpole", counterfactual=False))
+    rec.writer.write(rec.now(), "sample", reward=1.0)                   # written at arrival, 100 s
+    rec._on_drift(SimpleNamespace(data=json.dumps({"drift": {"mass_scale": {"hand": 20}}, "hash": "h",
+                                                   "time": time.time() - 0.8})))
+    rec._on_event(SimpleNamespace(data=json.dumps({"event": "drift", "time": time.time() - 0.5,
+                                                   "drift": {"detectors": ["ph:one_step"]}})))
+    rec.writer.close()
+    log = read_decisions(tmp_path / "decisions.jsonl")
+    inj, = log.of("drift_injected")
+    assert inj.t >= 100.0 - 0.05                                        # moved up in the file ...
+    assert inj.data["at_s"] == pytest.approx(99.2, abs=0.05)            # ... its own time kept
+    rep = build_report(log)
+    assert rep["drift_injected_at_s"] == pytest.approx(99.2, abs=0.05)
+    assert rep["detected_after_s"] == pytest.approx(0.3, abs=0.05)
