@@ -36,7 +36,7 @@ from sim.genome import Genome
 from sim.policy import init_policy
 from sim.recovery import recovery_best, recovery_mean
 from sim.srghn import SRGHN, SRGHNConfig
-from sim.tasks import make_task
+from sim.tasks import make_task as _make_named_task
 
 METHODS = ("srghn", "cmaes", "cmaes-restart", "cmaes-ipop", "cmaes-bipop", "openes", "fixed-rate",
            "fixed-rate-std", "frozen-head", "no-self-reference")
@@ -96,6 +96,16 @@ class RunConfig:
     @property
     def evaluations_per_generation(self) -> int:
         return self.population * (1 + self.children)
+
+
+def make_task(cfg: RunConfig):
+    """The run's task: a `sim.tasks` benchmark, or `plant-drift` (a MuJoCo plant with a drift sequence)."""
+    if cfg.task == "plant-drift":
+        from sim.plant_drift_task import make_plant_drift_task
+        return make_plant_drift_task(episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon,
+                                     **cfg.task_options)
+    return _make_named_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon,
+                            **cfg.task_options)
 
 
 def model_config(cfg: RunConfig, task) -> SRGHNConfig:
@@ -179,7 +189,7 @@ def _evolve_baseline(cfg: RunConfig, task, evaluator, on_generation, x0=None
 
 def check_initial(cfg: RunConfig, genome: Genome) -> np.ndarray:
     """The vector of a seed genome, if it fits this run (same method family, task policy and size)."""
-    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon, **cfg.task_options)
+    task = make_task(cfg)
     want_kind = "srghn" if cfg.method in SRGHN_METHODS else "policy"
     if genome.kind != want_kind:
         raise ValueError(f"seed genome is a {genome.kind!r} genome; method {cfg.method!r} needs a {want_kind!r} one")
@@ -198,7 +208,7 @@ def run(cfg: RunConfig, on_generation: Callable[[GenerationLog], None] | None = 
     `initial` seeds the run: the first SR-GHN individual(s), or the x0 of a flat-vector baseline.
     """
     torch.set_num_threads(cfg.torch_threads)
-    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon, **cfg.task_options)
+    task = make_task(cfg)
     x_init = check_initial(cfg, initial) if initial is not None else None
     t0 = time.perf_counter()
     with Evaluator(task, workers=cfg.workers) as evaluator:
