@@ -57,8 +57,8 @@ FIRST_CHANGE, WINDOW = 100, 100             # primary metric from the first chan
 REFERENCE = 0.9 * HORIZON                    # absolute 100 % level of the shaped task (see PROTOCOL.md)
 
 SRGHN_CANDIDATES = {                         # evolved-rate SR-GHN configurations (the mechanism arms)
-    "srghn (shipped)": dict(method="srghn"),
-    "srghn meta=0.3": dict(method="srghn", meta_rate=0.3),
+    "srghn (shipped)": dict(method="srghn", rate_floor=0.0),       # shipped before the study: no floor
+    "srghn meta=0.3": dict(method="srghn", meta_rate=0.3, rate_floor=0.0),
     "srghn floor=0.1": dict(method="srghn", rate_floor=0.1),
     "srghn meta=0.3 floor=0.1": dict(method="srghn", meta_rate=0.3, rate_floor=0.1),
 }
@@ -74,11 +74,11 @@ OPENES_CANDIDATES = {f"openes sigma={s} lr={lr}": dict(method="openes", openes_s
                      for s, lr in ((0.1, 0.03), (0.05, 0.01), (0.05, 0.05), (0.2, 0.01), (0.2, 0.05))}
 FAMILIES = {"srghn": SRGHN_CANDIDATES, "fixed": FIXED_CANDIDATES, "cmaes": CMA_CANDIDATES, "openes": OPENES_CANDIDATES}
 ABLATIONS = {                                # one flag each, on the tuning seeds (selection data, no claims)
-    "ties to parents": dict(method="srghn", tie_break="parents"),
-    "ties random": dict(method="srghn", tie_break="random"),
-    "cf=0.5": dict(method="srghn", cf=0.5),
-    "noise original": dict(method="srghn", noise_convention="original"),
-    "selection on mean of 4": dict(method="srghn", selection_fitness="mean"),
+    "ties to parents": dict(method="srghn", tie_break="parents", rate_floor=0.0),   # each vs srghn (shipped)
+    "ties random": dict(method="srghn", tie_break="random", rate_floor=0.0),
+    "cf=0.5": dict(method="srghn", cf=0.5, rate_floor=0.0),
+    "noise original": dict(method="srghn", noise_convention="original", rate_floor=0.0),
+    "selection on mean of 4": dict(method="srghn", selection_fitness="mean", rate_floor=0.0),
     "frozen-head": dict(method="frozen-head"),
     "no-self-reference": dict(method="no-self-reference"),
     "fixed-rate-std 0.5": dict(method="fixed-rate-std", rate=0.5),
@@ -106,7 +106,7 @@ def phase_jobs(phase: str, selection: dict | None) -> list[tuple[str, dict, int]
             jobs += [("srghn (shipped)", {**DRIFT, **SRGHN_CANDIDATES["srghn (shipped)"]}, s) for s in seeds]
         return jobs
     elif phase == "r0":                       # evolved arms first (all seeds), then the fixed ones
-        evolved = {f"evolved r0={r}": {**INVERT, "method": "srghn", "init_rate": r} for r in R0S}
+        evolved = {f"evolved r0={r}": {**INVERT, "method": "srghn", "init_rate": r, "rate_floor": 0.0} for r in R0S}
         fixed = {f"fixed r0={r}": {**INVERT, "method": "fixed-rate", "rate": r} for r in R0S}
         return [(a, kw, s) for group in (evolved, fixed) for s in R0_SEEDS for a, kw in group.items()]
     elif phase == "plant":                   # D: S*, F*, CMA* on every seed, then the shipped-before default
@@ -120,7 +120,7 @@ def phase_jobs(phase: str, selection: dict | None) -> list[tuple[str, dict, int]
         arms = {k: {**DRIFT, **v} for k, v in ABLATIONS.items()}
         seeds = ABLATION_SEEDS
     elif phase == "authors":
-        arms = {"srghn (shipped)": {**AUTHORS, "method": "srghn"},
+        arms = {"srghn (shipped)": {**AUTHORS, "method": "srghn", "rate_floor": 0.0},
                 selection["fixed"]["arm"]: {**AUTHORS, **FIXED_CANDIDATES[selection["fixed"]["arm"]]}}
         seeds = AUTHORS_SEEDS
     else:
