@@ -40,7 +40,7 @@ def _progress(total: int, quiet: bool) -> Progress:
 @app.command()
 def evolve(
     task: Task = typer.Option("cartpole-switch", help="Switch benchmark (cartpole-drift: mass, gain, friction drifts)"),
-    method: Method = typer.Option("fixed-rate", help="evolution method; fixed-rate (the shipped default: SR-GHN with a fixed rate, see README), srghn (evolved, self-referential rate), baselines and ablations"),
+    method: Method = typer.Option("srghn", help="evolution method; srghn (evolved, self-referential rate; the shipped default with --rate-floor 0.1, see README), fixed-rate (SR-GHN with a fixed rate), baselines and ablations"),
     generations: int = typer.Option(300, help="number of generations"),
     seed: int = typer.Option(0, help="run seed (same seed -> same result on 1 or N workers)"),
     cf: float = typer.Option(0.0, help="child-credit factor: parent score = (1-cf) own + cf mean(children)"),
@@ -58,7 +58,7 @@ def evolve(
                                                "--fitness-window evaluations)"),
     fitness_window: int = typer.Option(4, "--fitness-window", help="evaluations averaged by --selection-fitness mean"),
     meta_rate: float = typer.Option(0.0, "--meta-rate", help="SR-GHN: mutate the rate head by N(0, meta-rate) (0 = off)"),
-    rate_floor: float = typer.Option(0.0, "--rate-floor", help="SR-GHN: lowest evolved mutation rate"),
+    rate_floor: Optional[float] = typer.Option(None, "--rate-floor", help="SR-GHN: lowest evolved mutation rate (default: 0.1 for srghn, the shipped default; 0 otherwise)"),
     init_rate: Optional[float] = typer.Option(None, "--init-rate", help="SR-GHN: initial mean mutation rate r0"),
     sigma0: float = typer.Option(0.5, "--sigma0", help="CMA-ES initial step size"),
     openes_sigma: float = typer.Option(0.1, "--openes-sigma", help="OpenES noise std"),
@@ -166,7 +166,7 @@ def switch_demo(
     schedule: str = typer.Option("50-100", help="generations with inverted actions"),
     seed: int = typer.Option(0),
     workers: int = typer.Option(1),
-    method: str = typer.Option("fixed-rate", help="fixed-rate (shipped default) | srghn (evolved rate) | ..."),
+    method: str = typer.Option("srghn", help="srghn (shipped default: evolved rate, floor 0.1) | fixed-rate | ..."),
 ) -> None:
     """A short CartPole-Switch adaptation: watch SR-GHN lose and regain control when actions invert."""
     from adapters.plots import plot_adaptation
