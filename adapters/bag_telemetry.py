@@ -7,6 +7,14 @@ bag is opened and its topics are found exactly as replay does (`adapters.replay.
 each joint state is paired with the command published after it (zero-order hold when a second
 state comes first), the pairing the live node and replay feed the monitor with.
 
+Pairing (``pairing``): ``hold`` (the default) pairs a joint state with the first command after it, or
+with the command in force when another state comes first: right for a controller that answers
+the newest state (a periodic one, an incumbent). ``queue`` pairs the k-th command with the k-th
+waiting state, oldest first: driftgate's own controller answers every joint state in order, and when
+a loaded machine makes it fall two or three states behind, ``hold`` would pair those states with
+older commands than the ones computed from them (demo bags at load 12: 40 % of the states). The
+queue holds at most `QUEUE_MAX` states; older ones fall back to the command in force.
+
 Only nominal telemetry calibrates: where the bag marks a drift as active (the simulated robot's
 ``drift_active`` topic with a non-empty DriftSpec), the telemetry stops there.
 """
@@ -22,6 +30,45 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from adapters.joint_stream import JointOrder, StatePairing, header_stamp
+
+
+QUEUE_MAX = 4      # states waiting for their command (pairing="queue")
+
+
+class QueuedPairing:
+    """`StatePairing`'s interface, pairing in order: the k-th command with the k-th waiting state."""
+
+    def __init__(self, emit: Callable, *, max_waiting: int = QUEUE_MAX) -> None:
+        from collections import deque
+        self.emit, self.max_waiting = emit, int(max_waiting)
+        self.waiting: "deque" = deque()
+        self.last_command = None
+        self.skipped = 0
+
+    def state(self, item) -> None:
+        if item is None:
+            self.skipped += 1
+            return
+        self.waiting.append(item)
+        while len(self.waiting) > self.max_waiting:      # never answered: the command in force
+            old = self.waiting.popleft()
+            if self.last_command is None:
+                self.skipped += 1
+            else:
+                self.emit(old, self.last_command)
+
+    def command(self, a) -> None:
+        self.last_command = a
+        if self.waiting:
+            self.emit(self.waiting.popleft(), a)
+
+    def finish(self) -> None:
+        while self.waiting:
+            old = self.waiting.popleft()
+            if self.last_command is None:
+                self.skipped += 1
+            else:
+                self.emit(old, self.last_command)
 
 
 @dataclass
@@ -41,7 +88,7 @@ class BagTelemetry:
 
 def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
                        topics: Mapping[str, str] | None = None, joint_names: Sequence[str] | None = None,
-                       nominal_only: bool = True,
+                       nominal_only: bool = True, pairing: str = "hold",
                        progress: Callable[[float], None] | None = None) -> BagTelemetry:
     """Read a bag's joint states and commands (`adapters.replay.ReplayError` on bad input: a missing,
     damaged or empty bag, missing topics, commands of the wrong size, a plant the bag does not name)."""
@@ -52,6 +99,8 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
     from sim.observation import make_observation_map, plant_info
     from sim.nominal_model import STATE_CODECS, has_codec
 
+    if pairing not in ("hold", "queue"):
+        raise ReplayError(f"pairing must be 'hold' or 'queue', got {pairing!r}")
     info = inspect_bag(bag, topics)
     plant = plant or info.custom.get("driftgate.plant", "")
     if not plant:
@@ -95,7 +144,7 @@ def read_bag_telemetry(bag: str | os.PathLike, *, plant: str | None = None,
         act_out.append(a)
         rew_out.append(p[3])
 
-    pairing = StatePairing(emit, hold=True)      # the command in force, as the live node feeds the monitor
+    pairing = QueuedPairing(emit) if pairing == "queue" else StatePairing(emit, hold=True)
     try:
         with Reader(info.path) as r:
             conns = [c for c in r.connections if c.topic in wanted]

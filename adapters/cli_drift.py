@@ -61,6 +61,10 @@ def drift_calibrate(
                                         "--bag: the robot the bag names)"),
     bag: Optional[Path] = typer.Option(None, "--bag", help="nominal telemetry recorded on the robot: a driftgate "
                                        "or rosbag2 MCAP bag directory (stops at a drift the bag marks active)"),
+    pairing: str = typer.Option("hold", "--pairing", help="--bag: which command answers a joint state: hold "
+                                "(the first after it, else the one in force) or queue (the k-th command the "
+                                "k-th waiting state: driftgate's own controller, which answers every state "
+                                "in order, also when it falls behind)"),
     recording: Optional[Path] = typer.Option(None, help="nominal telemetry .npz with t, obs, action "
                                              "(reward optional)"),
     minutes: float = typer.Option(60.0, help="minutes of nominal telemetry to simulate (no --bag / --recording)"),
@@ -80,6 +84,8 @@ def drift_calibrate(
     plant_name = plant
     if bag is not None and recording is not None:
         fail("give --bag or --recording, not both")
+    if pairing not in ("hold", "queue"):
+        fail(f"--pairing must be hold or queue, got {pairing!r}")
     if plant_name is None and bag is None:
         fail("--robot is required (unless --bag names it)")
     if plant_name is not None:
@@ -105,7 +111,7 @@ def drift_calibrate(
             from adapters.replay import ReplayError
             task = progress.add_task(f"reading {bag.name}", total=1.0)
             try:
-                telemetry = read_bag_telemetry(bag, plant=plant_name,
+                telemetry = read_bag_telemetry(bag, plant=plant_name, pairing=pairing,
                                                progress=lambda f: progress.update(task, completed=f))
             except ReplayError as exc:
                 fail(str(exc))

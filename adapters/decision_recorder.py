@@ -17,7 +17,8 @@ robot) gets the same report as an offline replay, without touching the controlle
   record per fall (``falls``: the robot's running count, ``joint``, ``value``), so a report can say
   how often the robot had to be caught before the drift, after it and after adaptation.
 
-Times are seconds since the recorder started (the node's clock). `close()` writes the ``end``
+Times are seconds since the recorder started (the node's clock); the drift injection and the controller's
+events are placed at their own wall-clock ``time`` field (`at`), not at their arrival. `close()` writes the ``end``
 record and closes the file; the file is line-buffered, so a crash leaves every record written so far.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -88,6 +90,24 @@ class DecisionRecorder:
     def now(self) -> float:
         return (self.node.get_clock().now().nanoseconds - self._t0) / 1e9
 
+    def at(self, wall: Any) -> float:
+        """The record time of something that happened at wall-clock time `wall` (the ``time`` field the
+        simulated robot's drift message and the orchestrator's events carry): now, less the message's
+        age. A message waits in the executor's queue (on a loaded machine, 0.5 s and more), and a
+        detection delay measured from the injection's *arrival* here would be short by that wait.
+        Arrival time (now) where the field is missing or odd, or where the node's clock is not the
+        wall clock (simulated time)."""
+        now = self.now()
+        w = _num(wall)
+        if w is None:
+            return now
+        node_wall = self.node.get_clock().now().nanoseconds / 1e9
+        wall_now = time.time()
+        if abs(node_wall - wall_now) > 1.0:      # simulated time: ages in wall time do not apply
+            return now
+        age = wall_now - w
+        return now - age if 0.0 <= age <= 3600.0 else now
+
     # -- callbacks --------------------------------------------------------------------------------
     def _on_event(self, msg) -> None:
         try:
@@ -99,10 +119,12 @@ class DecisionRecorder:
         with self._lock:
             if self._closed:
                 return
-            t = self.now()
+            t = self.at(ev.get("time"))
             rec = from_orchestrator_event(ev, t)
             if rec is None:
                 return
+            if rec.kind == "alarm":       # the file keeps its times sorted (a late record is moved up to
+                rec.data["at_s"] = round(t, 6)    # the last time written): the alarm's own time, kept
             if rec.kind == "transition":
                 frm, to = rec.data.get("from"), rec.data.get("to")
                 self._phase = to
@@ -159,14 +181,15 @@ class DecisionRecorder:
     def _on_drift(self, msg) -> None:
         try:
             d = json.loads(msg.data)
-            drift, h = d.get("drift") or {}, d.get("hash")
+            drift, h, wall = d.get("drift") or {}, d.get("hash"), d.get("time")
         except (ValueError, AttributeError):
             return
         with self._lock:
             if self._closed or h == self._drift_hash:
                 return
             self._drift_hash = h
-            self.writer.write(self.now(), "drift_injected", drift=drift, hash=h)
+            t = self.at(wall)
+            self.writer.write(t, "drift_injected", drift=drift, hash=h, at_s=round(t, 6))
 
     def _on_fall(self, msg) -> None:
         try:

@@ -41,6 +41,13 @@ def _mean(xs: list[float]) -> float | None:
     return float(np.mean(xs)) if xs else None
 
 
+def _at(rec) -> float:
+    """When a record happened: its ``at_s`` where the live recorder kept it (the decisions file moves a
+    late record up to the last time written, to stay sorted), else its time."""
+    x = rec.data.get("at_s")
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else rec.t
+
+
 def build_report(log: DecisionLog, extra: dict | None = None) -> dict:
     """The report dict of a decisions log (see the module docstring)."""
     h = log.header
@@ -49,9 +56,9 @@ def build_report(log: DecisionLog, extra: dict | None = None) -> dict:
     duration = (end_rec.data.get("duration_s") if end_rec else None) or \
         (max((r.t for r in log.records), default=0.0))
     injections = [r for r in log.of("drift_injected") if r.data.get("drift")]
-    t_drift = injections[0].t if injections else None
+    t_drift = _at(injections[0]) if injections else None
     drift = injections[0].data.get("drift") if injections else None
-    alarms = [{"t": r.t, "channels": r.data.get("channels", []), "detectors": r.data.get("detectors", []),
+    alarms = [{"t": _at(r), "channels": r.data.get("channels", []), "detectors": r.data.get("detectors", []),
                "score": r.data.get("score"), "onset_t": r.data.get("onset_t")} for r in log.of("alarm")]
     detected = None
     if t_drift is not None:

@@ -15,7 +15,14 @@ before the run stops. A job that never confirms its target is a failed job (stat
 candidate): the gate is never asked to promote it. result.json says who won and how: the
 winner's parent chain back to its root seed (champion, model seed, ancestor), its lineage depth
 (variation steps since that seed), and the best return per generation. The model seed (sim/model_seed.py) is a linear design on the identified model
-written into the champion's SR-GHN; it competes in the population like any individual. Determinism: the same seed gives the same candidate on any backend and worker
+written into the champion's SR-GHN; a robot without a linear design gets the gain seed instead
+(sim/gain_seed.py: the champion's commands divided by the identified motor gains, when any changed);
+either competes in the population like any individual.
+
+Fitness and confirmation see the gate's hard limits on the commands (`gate_action_limits`: the
+robot's saturation and jerk limits, with its shipped suite's overrides; `sim.plant_task.ActionLimits`):
+an episode whose commands come near them loses most of its return, so evolution does not breed, and
+the stop rule cannot confirm, a candidate the gate must refuse (the ant's chattering 273 / 300). Determinism: the same seed gives the same candidate on any backend and worker
 count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
 (sim/sandbox.py) and answers only through its result.
@@ -36,8 +43,9 @@ from sim.evaluate import make_evaluator
 from sim.evolution import CONFIRM_EPISODES, ConfirmedTarget, EvolutionConfig, GenerationLog, evolve_srghn
 from sim.genome import Genome, load_genome
 from sim.job_contract import AdaptJob  # noqa: F401 (the job contract; re-exported)
+from sim.gain_seed import gain_seed
 from sim.model_seed import model_seed
-from sim.plant_task import PlantTask, plant_policy_spec
+from sim.plant_task import ActionLimits, PlantTask, plant_policy_spec
 from sim.srghn import SRGHNConfig
 from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 
@@ -151,16 +159,18 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s,
                        "ensemble": len(sysid.ensemble)})
 
-    specs = calibrated_specs(sysid, job.randomize, job.seed)
+    # evolve and confirm under the sensor noise the gate's suite will apply (its jerk limit holds there)
+    specs = with_obs_noise(calibrated_specs(sysid, job.randomize, job.seed), gate_obs_noise(job.robot))
     start = {"start_cart_range": 0.6} if job.robot == "cartpole" else {}   # off-centre starts too
+    limits = gate_action_limits(job.robot)       # select on what the gate will check
     task = PlantTask(job.robot, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
-                     **start)
+                     action_limits=limits, **start)
     model_cfg = SRGHNConfig(**(champion.model or {}))
     nominal_return = mean_return(job.robot, champion, DriftSpec(), job.horizon, job.seed)
     target = job.target_fraction * nominal_return
     evaluations = 0
 
-    confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict())
+    confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict(), action_limits=limits)
     stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed, min_return=EPISODE_FLOOR * target)
     confirmed_elites: dict[int, np.ndarray] = {}     # id -> genome of every elite that confirmed the target
     ran = 0
@@ -185,6 +195,10 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
 
     pool = [g for g in seeds if g.kind == "srghn" and g.vector.size == champion.vector.size]
     seeded = model_seed(champion, job.robot, sysid.estimate) if job.model_seed and pool else None
+    if seeded is None and job.model_seed and pool:
+        # no linear design (a profile robot): the champion with its commands divided by the identified
+        # motor gains, when identification found any changed (sim/gain_seed.py)
+        seeded = gain_seed(champion, job.robot, sysid.estimate)
     if seeded is not None:
         pool.insert(1, seeded)
         say("model seed", {"source": seeded.fitness["source"]})
@@ -218,6 +232,10 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "drift": true_drift.as_dict() if true_drift is not None else None,
         "sysid": {**sysid.to_dict(), "error": _sysid_error(sysid.params, true_drift)},
         "fitness_models": [s.as_dict() for s in specs],     # what fitness averaged over (ensemble first)
+        # the gate's command limits the fitness and the confirmation saw
+        "action_limits": {"max_saturation": limits.max_saturation, "max_jerk": limits.max_jerk,
+                          "soft": limits.soft, "power": limits.power},
+        "candidate_commands": command_quality(job.robot, candidate, judge, job.horizon, job.seed + 1),
         "candidate_id": candidate.id,
         "parent_id": champion.id,
         "model_seed": None if seeded is None else {
@@ -257,12 +275,71 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     return result, candidate
 
 
+def _shipped_suite_scenarios(robot: str) -> tuple:
+    """The scenarios of the regression suite `robot`'s profile ships (assets.suite), else ()."""
+    if not str(robot).endswith((".yaml", ".yml")):
+        return ()
+    from sim.profile import load_profile
+    suite = load_profile(robot).asset_path("suite")
+    if suite is None or not suite.exists():
+        return ()
+    from safety.suite import load_suite
+    return tuple(load_suite(suite).scenarios)
+
+
+def gate_action_limits(robot: str) -> ActionLimits:
+    """The gate's limits on the commands for `robot`: its hard limits (safety.constraints.limits_for)
+    with the constraints of the regression suite its profile ships (assets.suite), the tightest over
+    its scenarios, so the sandbox selects on what the gate will check."""
+    from safety.constraints import default_limits
+    sat, jerk = default_limits(robot).max_saturation, default_limits(robot).max_jerk
+    scenarios = _shipped_suite_scenarios(robot)
+    sat = min((s.limits.max_saturation for s in scenarios), default=sat)
+    jerk = min((s.limits.max_jerk for s in scenarios), default=jerk)
+    return ActionLimits(max_saturation=sat, max_jerk=jerk)
+
+
+def gate_obs_noise(robot: str) -> float:
+    """The largest observation noise the gate's suite puts on the robot (a scenario's drift or the top
+    of a stress range), 0 without a shipped suite. Why: the jerk limit is checked under that noise,
+    and a policy with high feedback gains turns 0.01 of sensor noise into chatter (the ant's first
+    gate-aware candidate: jerk 0.18 without noise, 1.75 in the stress scenario)."""
+    out = 0.0
+    for sc in _shipped_suite_scenarios(robot):
+        out = max(out, float(sc.drift.obs_noise))
+        for field, bounds in (sc.stress.bounds if sc.stress else ()):
+            if field == "obs_noise":
+                out = max(out, float(bounds[1]))
+    return out
+
+
+def with_obs_noise(specs: list[DriftSpec], noise: float) -> list[DriftSpec]:
+    """`specs` with at least `noise` observation noise each (the gate's, `gate_obs_noise`)."""
+    if noise <= 0:
+        return list(specs)
+    return [DriftSpec.parse({**s.as_dict(), "obs_noise": max(float(s.obs_noise), noise)}) for s in specs]
+
+
+def command_quality(plant: str, genome: Genome, drift: DriftSpec, horizon: int, seed: int,
+                    episodes: int = 3) -> dict:
+    """The worst saturation and jerk of `genome`'s commands over `episodes` rollouts (the gate's measures)."""
+    from sim.plant_task import rollout
+    weights = genome_policy_weights(genome)
+    outs = [rollout(plant, genome.policy_spec, weights, seed + k, horizon, drift) for k in range(episodes)]
+    return {"max_saturation": max(o.saturation for o in outs), "max_jerk": max(o.jerk for o in outs),
+            "episodes": episodes}
+
+
 def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Genome, model: dict,
-                 episodes: int = CONFIRM_EPISODES) -> Callable[[np.ndarray, int], np.ndarray]:
+                 episodes: int = CONFIRM_EPISODES,
+                 action_limits: ActionLimits | None = None) -> Callable[[np.ndarray, int], np.ndarray]:
     """confirm(elite, seed): the elite SR-GHN's return on each of >= `episodes` fresh episodes,
-    spread over every calibrated spec (the estimate and its randomised neighbours)."""
+    spread over every calibrated spec (the estimate and its randomised neighbours). With
+    `action_limits` each episode's return carries its command-limit factor: an elite whose commands
+    near the gate's jerk / saturation limits cannot confirm (its episodes fall below the floor)."""
     per_spec = -(-int(episodes) // len(specs))
     tasks = [PlantTask(plant, drifts=(s,), horizon=horizon, hidden=champion.policy_spec.hidden,
+                       action_limits=action_limits,
                        **({"start_cart_range": 0.6} if plant == "cartpole" else {})) for s in specs]
 
     def confirm(elite: np.ndarray, seed: int) -> np.ndarray:

@@ -19,6 +19,19 @@ and angle differences are wrapped to (-pi, pi]. With ``blend < 1`` the state est
 observer, prediction + blend (measurement - prediction), which smooths sensor noise; ``blend = 1``
 uses the measurement as is.
 
+Command latency (``latency_ticks`` L > 0): a controller on ROS publishes each command after it
+received the joint state, and the robot applies whatever command it holds at its next tick. When
+the command is late (a loaded CPU, a busy executor), the robot steps once more with the previous
+command, and a residual that assumes the new one carries the command's tick-to-tick change times
+the actuator gain: on a live arm (benchmarks/results/robots.md, manipulator) 40 % of the commands
+came one or two ticks late and the one-step velocity residuals were 7 x the sensor noise, heavy
+tailed, bursts that a Page-Hinkley detector calibrated on latency-free simulation took for a
+drift. With L > 0 the one-step prediction is made for each of the last L + 1 commands (newest
+first) and the residual of the command that best explains the step is kept; the open-loop shadow
+is driven by that command too. A drift that no recent command explains (a payload, a weaker motor)
+still shows: the choice can only remove what a command change explains. Cost: up to L more
+one-tick predictions per tick (identical commands are predicted once).
+
 Stepping is raw `mujoco.mj_step` on the model's MjModel with private MjData objects (never
 dm_control's env.step), so the cost per tick is about two control ticks of physics: one for the
 one-step prediction and one for the shadow (less when ``every_s`` exceeds the longest horizon).
@@ -156,7 +169,7 @@ class NominalPredictor:
     """
 
     def __init__(self, plant: str, horizons_s=(0.1, 0.25), every_s: float = 0.25,
-                 blend: float = 1.0, drift=None) -> None:
+                 blend: float = 1.0, drift=None, latency_ticks: int = 0) -> None:
         if not has_codec(plant):
             raise ValueError(f"NominalPredictor: no state codec for plant {plant!r}; "
                              f"known: {sorted(STATE_CODECS)} or a robot profile")
@@ -175,6 +188,10 @@ class NominalPredictor:
         self.blend = float(blend)
         if not 0 < self.blend <= 1:
             raise ValueError(f"NominalPredictor: blend must be in (0, 1], got {blend!r}")
+        if isinstance(latency_ticks, bool) or int(latency_ticks) != latency_ticks or latency_ticks < 0:
+            raise ValueError(f"NominalPredictor: latency_ticks must be an integer >= 0, got {latency_ticks!r}")
+        self.latency_ticks = int(latency_ticks)
+        self.latency_hist = np.zeros(self.latency_ticks + 1, dtype=np.int64)   # which command explained each step
         ticks = sorted({max(1, int(round(h / self.dt))) for h in horizons_s})
         if not ticks:
             raise ValueError("NominalPredictor: give at least one open-loop horizon")
@@ -207,6 +224,7 @@ class NominalPredictor:
         self._prev_q: np.ndarray | None = None
         self._prev_v: np.ndarray | None = None
         self._prev_a: np.ndarray | None = None
+        self._older: list[np.ndarray] = []    # the commands before _prev_a, newest first (latency_ticks)
         self._k = -1                       # ticks the shadow has run; -1 = no window open
         self._since = self.every_ticks     # start a window at the first opportunity
 
@@ -246,6 +264,9 @@ class NominalPredictor:
             d.ctrl[:] = self._prev_a
             mujoco.mj_step(m, d, nsub)
             r = self._diff(qm, vm, d.qpos, d.qvel)
+            applied = self._prev_a
+            if self._older:
+                r, applied = self._latest_explaining(r, qm, vm)
             out.append(("one_step", r))
             if self.blend < 1.0:
                 nk = self._nk
@@ -255,7 +276,7 @@ class NominalPredictor:
                 v[slice(None) if self._vkeep is None else self._vkeep] += self.blend * r[nk:]
             if self._k >= 0:
                 dk = self._dk
-                dk.ctrl[:] = self._prev_a
+                dk.ctrl[:] = applied
                 mujoco.mj_step(m, dk, nsub)
                 self._k += 1
                 name = self._names.get(self._k)
@@ -271,6 +292,8 @@ class NominalPredictor:
             self._k = 0
             self._since = 0
         self._prev_q, self._prev_v = q, v
+        if self.latency_ticks and self._prev_a is not None:
+            self._older = [self._prev_a, *self._older[:self.latency_ticks - 1]]
         a = np.minimum(np.maximum(action, self.lo), self.hi) if self._clip_ctrl else action
         if self._command is not None:
             ctrl = np.zeros(self.model.nu)
@@ -280,6 +303,33 @@ class NominalPredictor:
             a = np.asarray(a)[self._ctrl_order]
         self._prev_a = a
         return out
+
+    def _latest_explaining(self, r: np.ndarray, qm: np.ndarray, vm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The one-step residual under the most recent command that best explains the step (`r`: the
+        newest command's, already in `_d1`), and that command. The qpos / qvel of `_d1` are left
+        at the chosen prediction (the blended state estimate reads them)."""
+        d, m, nsub = self._d1, self.model, self.n_sub
+        best, best_a, best_i = r, self._prev_a, 0
+        best_n = float(r @ r)
+        q_best, v_best = d.qpos.copy(), d.qvel.copy()
+        seen = [self._prev_a]
+        for i, a in enumerate(self._older, start=1):
+            if any(np.array_equal(a, b) for b in seen):
+                continue        # the same command predicts the same step
+            seen.append(a)
+            d.qpos[:] = self._prev_q
+            d.qvel[:] = self._prev_v
+            d.ctrl[:] = a
+            mujoco.mj_step(m, d, nsub)
+            ri = self._diff(qm, vm, d.qpos, d.qvel)
+            ni = float(ri @ ri)
+            if ni < best_n:
+                best, best_a, best_i, best_n = ri, a, i, ni
+                q_best, v_best = d.qpos.copy(), d.qvel.copy()
+        d.qpos[:] = q_best
+        d.qvel[:] = v_best
+        self.latency_hist[best_i] += 1
+        return best, best_a
 
     # -- snapshots (benchmarks branch one history into several futures) ---------------------------
     def snapshot(self) -> tuple:
@@ -291,13 +341,15 @@ class NominalPredictor:
             mujoco.mj_getState(self.model, d, x, spec)
             states.append(x)
         cp = (lambda a: None if a is None else np.array(a, copy=True))
-        return (cp(self._prev_q), cp(self._prev_v), cp(self._prev_a), self._k, self._since, states)
+        return (cp(self._prev_q), cp(self._prev_v), cp(self._prev_a), self._k, self._since, states,
+                [cp(a) for a in self._older])
 
     def restore(self, snap: tuple) -> None:
         spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        prev_q, prev_v, prev_a, self._k, self._since, states = snap
+        prev_q, prev_v, prev_a, self._k, self._since, states, older = snap
         cp = (lambda a: None if a is None else np.array(a, copy=True))
         self._prev_q, self._prev_v, self._prev_a = cp(prev_q), cp(prev_v), cp(prev_a)
+        self._older = [cp(a) for a in older]
         for d, x in zip((self._d1, self._dk), states):
             mujoco.mj_setState(self.model, d, x, spec)
 
@@ -308,4 +360,4 @@ def make_predictor(plant: str, config=None, drift=None) -> NominalPredictor:
         return NominalPredictor(plant, drift=drift)
     nm = config.nominal_model
     return NominalPredictor(plant, horizons_s=nm.horizons_s, every_s=nm.every_s, blend=nm.blend,
-                            drift=drift)
+                            drift=drift, latency_ticks=nm.latency_ticks)

@@ -76,6 +76,7 @@ class NominalModelConfig:
     horizons_s: tuple[float, ...] = (0.1, 0.25)   # open-loop prediction horizons
     every_s: float = 0.25                          # one open-loop window starts every every_s
     blend: float = 1.0                             # state estimate = pred + blend (meas - pred)
+    latency_ticks: int = 0                         # the command may reach the robot this many ticks late
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ class MonitorConfig:
         if not 0 < nm.blend <= 1:
             raise ValueError(f"drift monitor config: nominal_model.blend must be in (0, 1], "
                              f"got {nm.blend!r}")
+        if isinstance(nm.latency_ticks, bool) or not isinstance(nm.latency_ticks, int) \
+                or not 0 <= nm.latency_ticks <= 10:
+            raise ValueError(f"drift monitor config: nominal_model.latency_ticks must be an integer "
+                             f"in 0..10, got {nm.latency_ticks!r}")
         if not all(isinstance(c, str) and c for c in self.hddm_w.channels):
             raise ValueError("drift monitor config: hddm_w.channels must be channel names")
 
@@ -193,6 +198,7 @@ class _NominalModelModel(Strict):
     horizons_s: Annotated[list[Pos], Field(min_length=1), Listy] = [0.1, 0.25]
     every_s: Pos = 0.25
     blend: Annotated[float, Field(gt=0, le=1)] = 1.0
+    latency_ticks: Annotated[Int, Field(ge=0, le=10)] = 0
 
     @model_validator(mode="after")
     def _one_window_at_a_time(self):
