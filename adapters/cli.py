@@ -252,6 +252,7 @@ def adapt(
     """Identify the drifted robot by replay, evolve a candidate in the sandbox, write result.json."""
     import numpy as np
 
+    from safety.command_limits import gate_command_limits
     from sim.adapt_job import AdaptJob, nominal_champion
     from sim.genome import GenomeFileError, load_genome
     from sim.sandbox import SandboxLimits, copy_result, run_sandbox, write_job
@@ -285,7 +286,8 @@ def adapt(
         job = AdaptJob(robot=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
                        ray_address=ray_address, max_generations=max_generations, horizon=horizon,
                        population=population, children=children, sysid_budget_s=sysid_budget_s,
-                       sysid_max_evals=sysid_max_evals, min_generations=min_generations)
+                       sysid_max_evals=sysid_max_evals, min_generations=min_generations,
+                       gate_limits=gate_command_limits(plant))
         seeds = [load_genome(champion) if champion else nominal_champion(plant)]
         window = None
         if telemetry is not None:

@@ -145,6 +145,8 @@ def robot_runs(robot: str, seeds: int, budget_s: float, workers: int, sysid_budg
            "min_generations": min_generations, "target_fraction": target_fraction, **(SMOKE_JOB if smoke else {})}
     job["min_generations"] = min(job["min_generations"], job["max_generations"])
     champion = load_genome(profile.asset_path("champion"))
+    from safety.command_limits import gate_command_limits
+    job["gate_limits"] = gate_command_limits(str(path))     # what the gate will check, as the node's job has it
     rows = sandbox_rows(lambda seed: AdaptJob(robot=str(path), drift=drift, seed=seed, budget_s=budget_s,
                                               workers=workers, **job), champion, seeds, budget_s, robot)
     return {"robot": robot, "drift": drift, "budget_s": budget_s, "sysid_budget_s": job["sysid_budget_s"],

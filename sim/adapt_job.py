@@ -19,8 +19,9 @@ written into the champion's SR-GHN; a robot without a linear design gets the gai
 (sim/gain_seed.py: the champion's commands divided by the identified motor gains, when any changed);
 either competes in the population like any individual.
 
-Fitness and confirmation see the gate's hard limits on the commands (`gate_action_limits`: the
-robot's saturation and jerk limits, with its shipped suite's overrides; `sim.plant_task.ActionLimits`):
+Fitness and confirmation see the gate's hard limits on the commands (job.json's `gate_limits`, written
+by the job's writer from `safety.command_limits`: the robot's saturation and jerk limits with its
+suite's overrides, and the suite's sensor noise; `sim.plant_task.ActionLimits`):
 an episode whose commands come near them loses most of its return, so evolution does not breed, and
 the stop rule cannot confirm, a candidate the gate must refuse (the ant's chattering 273 / 300). Determinism: the same seed gives the same candidate on any backend and worker
 count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
@@ -160,9 +161,9 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
                        "ensemble": len(sysid.ensemble)})
 
     # evolve and confirm under the sensor noise the gate's suite will apply (its jerk limit holds there)
-    specs = with_obs_noise(calibrated_specs(sysid, job.randomize, job.seed), gate_obs_noise(job.robot))
+    specs = with_obs_noise(calibrated_specs(sysid, job.randomize, job.seed), gate_obs_noise(job))
     start = {"start_cart_range": 0.6} if job.robot == "cartpole" else {}   # off-centre starts too
-    limits = gate_action_limits(job.robot)       # select on what the gate will check
+    limits = gate_action_limits(job)             # select on what the gate will check
     task = PlantTask(job.robot, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
                      action_limits=limits, **start)
     model_cfg = SRGHNConfig(**(champion.model or {}))
@@ -275,42 +276,21 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     return result, candidate
 
 
-def _shipped_suite_scenarios(robot: str) -> tuple:
-    """The scenarios of the regression suite `robot`'s profile ships (assets.suite), else ()."""
-    if not str(robot).endswith((".yaml", ".yml")):
-        return ()
-    from sim.profile import load_profile
-    suite = load_profile(robot).asset_path("suite")
-    if suite is None or not suite.exists():
-        return ()
-    from safety.suite import load_suite
-    return tuple(load_suite(suite).scenarios)
+def gate_action_limits(job: AdaptJob) -> ActionLimits:
+    """The gate's limits on the commands, as the job's writer put them in job.json
+    (`safety.command_limits.gate_command_limits`); `ActionLimits`' defaults (the gate's own) without."""
+    g = job.gate_limits or {}
+    base = ActionLimits()
+    return ActionLimits(max_saturation=float(g.get("max_saturation", base.max_saturation)),
+                        max_jerk=float(g.get("max_jerk", base.max_jerk)))
 
 
-def gate_action_limits(robot: str) -> ActionLimits:
-    """The gate's limits on the commands for `robot`: its hard limits (safety.constraints.limits_for)
-    with the constraints of the regression suite its profile ships (assets.suite), the tightest over
-    its scenarios, so the sandbox selects on what the gate will check."""
-    from safety.constraints import default_limits
-    sat, jerk = default_limits(robot).max_saturation, default_limits(robot).max_jerk
-    scenarios = _shipped_suite_scenarios(robot)
-    sat = min((s.limits.max_saturation for s in scenarios), default=sat)
-    jerk = min((s.limits.max_jerk for s in scenarios), default=jerk)
-    return ActionLimits(max_saturation=sat, max_jerk=jerk)
-
-
-def gate_obs_noise(robot: str) -> float:
-    """The largest observation noise the gate's suite puts on the robot (a scenario's drift or the top
-    of a stress range), 0 without a shipped suite. Why: the jerk limit is checked under that noise,
-    and a policy with high feedback gains turns 0.01 of sensor noise into chatter (the ant's first
-    gate-aware candidate: jerk 0.18 without noise, 1.75 in the stress scenario)."""
-    out = 0.0
-    for sc in _shipped_suite_scenarios(robot):
-        out = max(out, float(sc.drift.obs_noise))
-        for field, bounds in (sc.stress.bounds if sc.stress else ()):
-            if field == "obs_noise":
-                out = max(out, float(bounds[1]))
-    return out
+def gate_obs_noise(job: AdaptJob) -> float:
+    """The largest observation noise the gate's suite puts on the robot (job.json's gate_limits), 0
+    without. Why: the jerk limit is checked under that noise, and a policy with high feedback gains
+    turns 0.01 of sensor noise into chatter (the ant's first gate-aware candidate: jerk 0.18 without
+    noise, 1.75 in the stress scenario)."""
+    return float((job.gate_limits or {}).get("obs_noise", 0.0))
 
 
 def with_obs_noise(specs: list[DriftSpec], noise: float) -> list[DriftSpec]:

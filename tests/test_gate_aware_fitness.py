@@ -116,22 +116,26 @@ def test_the_job_uses_the_suites_limits_and_reports_its_commands(monkeypatch):
         return real_confirm(*a, **k)
     monkeypatch.setattr(aj, "evolve_srghn", evolve)
     monkeypatch.setattr(aj, "confirmation", confirm)
-    lim = aj.gate_action_limits("launch/robots/ant.yaml")
-    assert (lim.max_saturation, lim.max_jerk) == (0.5, 1.0)
+    from safety.command_limits import gate_command_limits
+    lim = gate_command_limits("launch/robots/ant.yaml")
+    assert (lim["max_saturation"], lim["max_jerk"]) == (0.5, 1.0)
     job = aj.AdaptJob(robot="cartpole", drift=DRIFT, budget_s=1e6, max_generations=1, horizon=30,
-                      telemetry_ticks=120, randomize=0, population=4, children=1, sysid_max_evals=40)
+                      telemetry_ticks=120, randomize=0, population=4, children=1, sysid_max_evals=40,
+                      gate_limits={"max_saturation": 0.4, "max_jerk": 0.8})
     r, _ = aj.run_job(job, [aj.nominal_champion("cartpole")])
-    assert r["action_limits"]["max_jerk"] == 1.0
-    assert seen["fitness"] == seen["confirm"] == aj.gate_action_limits("cartpole")
+    assert r["action_limits"]["max_jerk"] == 0.8
+    assert seen["fitness"] == seen["confirm"] == aj.gate_action_limits(job)
+    assert (seen["fitness"].max_saturation, seen["fitness"].max_jerk) == (0.4, 0.8)
     assert set(r["candidate_commands"]) >= {"max_saturation", "max_jerk"}
 
 
 def test_the_gates_sensor_noise_comes_from_the_shipped_suite():
     """The ant's suite stresses with obs_noise up to 0.01; a built-in name ships no suite here."""
-    from sim.adapt_job import gate_obs_noise, with_obs_noise
+    from safety.command_limits import gate_command_limits
+    from sim.adapt_job import with_obs_noise
     from sim.drift_spec import DriftSpec
-    assert gate_obs_noise("launch/robots/ant.yaml") == pytest.approx(0.01)
-    assert gate_obs_noise("cartpole") == 0.0
+    assert gate_command_limits("launch/robots/ant.yaml")["obs_noise"] == pytest.approx(0.01)
+    assert gate_command_limits("cartpole")["obs_noise"] == 0.0
     specs = [DriftSpec.parse(DRIFT), DriftSpec.parse({"obs_noise": 0.05})]
     assert [s.obs_noise for s in with_obs_noise(specs, 0.01)] == [0.01, 0.05]
     assert with_obs_noise(specs, 0.0) == specs
@@ -153,12 +157,32 @@ def test_the_job_evolves_and_confirms_under_the_gates_sensor_noise(monkeypatch):
         return real_confirm(plant, specs, *a, **k)
     monkeypatch.setattr(aj, "evolve_srghn", evolve)
     monkeypatch.setattr(aj, "confirmation", confirm)
-    monkeypatch.setattr(aj, "gate_obs_noise", lambda robot: 0.02)
     job = aj.AdaptJob(robot="cartpole", drift=DRIFT, budget_s=1e6, max_generations=1, horizon=30,
-                      telemetry_ticks=120, randomize=1, population=4, children=1, sysid_max_evals=40)
+                      telemetry_ticks=120, randomize=1, population=4, children=1, sysid_max_evals=40,
+                      gate_limits={"obs_noise": 0.02})
     r, _ = aj.run_job(job, [aj.nominal_champion("cartpole")])
     assert seen["fitness"] == seen["confirm"] == [0.02, 0.02]
     assert all(m.get("obs_noise") == 0.02 for m in r["fitness_models"])
+
+
+def test_the_node_and_the_cli_write_the_gates_limits_into_the_job(tmp_path):
+    """sim never imports safety: the job's writers put the gate's limits into job.json, and a bad
+    gate_limits entry is refused with its name."""
+    import json
+    from controller.jobs import AdaptationJob, write_sandbox_job
+    from safety.command_limits import gate_command_limits
+    from sim.job_contract import AdaptJob
+    ant = "launch/robots/ant.yaml"
+    (tmp_path / "j1").mkdir()
+    job = AdaptationJob(job_id="j1", job_dir=tmp_path / "j1", robot=ant, seed=0, budgets={},
+                        drift={"actuator_gain": {"joint:ankle_1": -1.0}})
+    write_sandbox_job(job)
+    written = json.loads((tmp_path / "j1" / "job.json").read_text())["gate_limits"]
+    assert written == gate_command_limits(ant) and written["obs_noise"] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="gate_limits.max_jerk"):
+        AdaptJob(gate_limits={"max_jerk": -1})
+    with pytest.raises(ValueError, match="gate_limits"):
+        AdaptJob(gate_limits={"jerk": 1.0})
 
 
 def test_sensor_noise_makes_a_high_gain_policy_chatter(policies):
