@@ -190,6 +190,8 @@ def robot_markdown(section: dict) -> list[str]:
            f"of nominal on the true drifted robot; median sandbox wall {np.median(walls) if rows else float('nan'):.1f} s "
            f"(failed jobs counted as infinite); the winner was an evolved descendant in {evolved}/{len(rows)}. "
            f"{len(rows)} seeds: an indication, not a comparison.", ""]
+    if section.get("note"):
+        md += [section["note"], ""]
     jerks = [r["candidate_commands"]["max_jerk"] for r in rows if r.get("candidate_commands")]
     if jerks:
         limits = next(r["action_limits"] for r in rows if r.get("action_limits"))
