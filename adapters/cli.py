@@ -40,7 +40,7 @@ def _progress(total: int, quiet: bool) -> Progress:
 @app.command()
 def evolve(
     task: Task = typer.Option("cartpole-switch", help="Switch benchmark (cartpole-drift: mass, gain, friction drifts)"),
-    method: Method = typer.Option("fixed-rate", help="evolution method; fixed-rate (the shipped default: SR-GHN with a fixed rate, see README), srghn (evolved, self-referential rate), baselines and ablations"),
+    method: Method = typer.Option("srghn", help="evolution method; srghn (evolved, self-referential rate; the shipped default with --rate-floor 0.1, see README), fixed-rate (SR-GHN with a fixed rate), baselines and ablations"),
     generations: int = typer.Option(300, help="number of generations"),
     seed: int = typer.Option(0, help="run seed (same seed -> same result on 1 or N workers)"),
     cf: float = typer.Option(0.0, help="child-credit factor: parent score = (1-cf) own + cf mean(children)"),
@@ -58,7 +58,7 @@ def evolve(
                                                "--fitness-window evaluations)"),
     fitness_window: int = typer.Option(4, "--fitness-window", help="evaluations averaged by --selection-fitness mean"),
     meta_rate: float = typer.Option(0.0, "--meta-rate", help="SR-GHN: mutate the rate head by N(0, meta-rate) (0 = off)"),
-    rate_floor: float = typer.Option(0.0, "--rate-floor", help="SR-GHN: lowest evolved mutation rate"),
+    rate_floor: Optional[float] = typer.Option(None, "--rate-floor", help="SR-GHN: lowest evolved mutation rate (default: 0.1 for srghn, the shipped default; 0 otherwise)"),
     init_rate: Optional[float] = typer.Option(None, "--init-rate", help="SR-GHN: initial mean mutation rate r0"),
     sigma0: float = typer.Option(0.5, "--sigma0", help="CMA-ES initial step size"),
     openes_sigma: float = typer.Option(0.1, "--openes-sigma", help="OpenES noise std"),
@@ -166,7 +166,7 @@ def switch_demo(
     schedule: str = typer.Option("50-100", help="generations with inverted actions"),
     seed: int = typer.Option(0),
     workers: int = typer.Option(1),
-    method: str = typer.Option("fixed-rate", help="fixed-rate (shipped default) | srghn (evolved rate) | ..."),
+    method: str = typer.Option("srghn", help="srghn (shipped default: evolved rate, floor 0.1) | fixed-rate | ..."),
 ) -> None:
     """A short CartPole-Switch adaptation: watch SR-GHN lose and regain control when actions invert."""
     from adapters.plots import plot_adaptation
@@ -252,6 +252,7 @@ def adapt(
     """Identify the drifted robot by replay, evolve a candidate in the sandbox, write result.json."""
     import numpy as np
 
+    from safety.command_limits import gate_command_limits
     from sim.adapt_job import AdaptJob, nominal_champion
     from sim.genome import GenomeFileError, load_genome
     from sim.sandbox import SandboxLimits, copy_result, run_sandbox, write_job
@@ -285,7 +286,8 @@ def adapt(
         job = AdaptJob(robot=plant, drift=spec, seed=seed, budget_s=budget_s, workers=workers, backend=backend,
                        ray_address=ray_address, max_generations=max_generations, horizon=horizon,
                        population=population, children=children, sysid_budget_s=sysid_budget_s,
-                       sysid_max_evals=sysid_max_evals, min_generations=min_generations)
+                       sysid_max_evals=sysid_max_evals, min_generations=min_generations,
+                       gate_limits=gate_command_limits(plant))
         seeds = [load_genome(champion) if champion else nominal_champion(plant)]
         window = None
         if telemetry is not None:
@@ -321,6 +323,9 @@ def adapt(
 def train_nominal_cmd(
     plant: str = robot_option(), generations: int = typer.Option(60), seed: int = typer.Option(0),
     horizon: int = typer.Option(300), workers: int = typer.Option(1),
+    backend: Backend = typer.Option("local", help="evaluation backend: local worker processes or a Ray cluster"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster: host:port of a head, ray://host:10001 "
+                                              "(default: RAY_ADDRESS, else a local Ray of --workers CPUs)"),
     start: str = typer.Option("auto", help="auto: the plant's model seed (its nominal LQR imitated into the SR-GHN "
                               "head) where it has one, else scratch | model | scratch (a random SR-GHN)"),
     out: Optional[Path] = typer.Option(None, help="default in a source checkout: sim/assets/champions/"
@@ -347,6 +352,7 @@ def train_nominal_cmd(
         bar = progress.add_task(f"nominal champion for {robot_label(plant)}", total=generations, status="")
         try:
             genome = train_nominal(plant, generations, seed, horizon, workers=workers, start=start,
+                                   backend=backend, address=ray_address or None,
                                    on_generation=lambda log: progress.update(bar, advance=1, status=f"best {log.best:7.1f}"),
                                    on_stage=lambda s: progress.update(bar, status=s))
         except ValueError as e:

@@ -42,6 +42,9 @@ def resolve_robot(text: str) -> str:
         load_profile(path)
     except (ProfileError, OSError) as e:
         raise ValueError(f"--robot: {e}") from None
+    shipped = builtin_profiles().get(Path(path).stem)
+    if Path(path).stem in PLANTS and shipped is not None and Path(path).resolve() == shipped.resolve():
+        return Path(path).stem     # a built-in's own shipped profile IS that robot (--robot walker)
     return str(Path(path).resolve())
 
 

@@ -94,8 +94,10 @@ def walker_markdown(section: dict) -> list[str]:
           "Shipped champion (sim/assets/champions/walker.safetensors), no model seed (the walker has no linear "
           "design), target 0.95 x nominal on the calibrated plants confirmed on >= 10 fresh episodes; returns "
           "judged on the true drifted robot. A run that misses its target is a failed job (no candidate). "
-          "Fitness models: the sysid ensemble (models within 25 % of the best replay loss, sim/sysid.py), "
-          "torso mass and mean leg gain of each.", "",
+          "System identification: the walker's parameter set (sim/sysid_params.py): torso mass, ONE gain shared by the "
+          "six leg motors, one damping factor, with a pull toward the nominal robot (prior 2, sim.sysid.prior_factor). "
+          "Fitness models: the sysid ensemble (models within 25 % of the best (prior-weighted) replay loss, "
+          "sim/sysid.py), torso mass and mean leg gain of each.", "",
           "| seed | status | sysid torso mass | sysid mean leg gain | fitness models (torso, gain) | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
@@ -121,14 +123,15 @@ def walker_markdown(section: dict) -> list[str]:
            "confirmed its target on the *calibrated* plants: the gap is system identification's (true leg gains "
            "0.5, true torso mass 1.0; from stance telemetry it trades torso mass against leg gains), not "
            "evolution's.", ""]
-    return md
+    return md + [str(line) for line in section.get("notes", [])] + ([""] if section.get("notes") else [])
 
 
 ROBOT_SECTION = "\n## Profile robot "
 
 
 def robot_runs(robot: str, seeds: int, budget_s: float, workers: int, sysid_budget_s: float = 20.0,
-               horizon: int = 300, smoke: bool = False) -> dict:
+               horizon: int = 300, smoke: bool = False, min_generations: int = 0,
+               target_fraction: float = 0.95) -> dict:
     """Any shipped profile robot under its profile's default drift, with its shipped champion: one
     sandbox run per seed (no drift hint: system identification from telemetry, as in the demo)."""
     from sim.genome import load_genome
@@ -138,12 +141,17 @@ def robot_runs(robot: str, seeds: int, budget_s: float, workers: int, sysid_budg
     drift = profile.default_drift
     if drift is None:
         raise SystemExit(f"--robot {robot}: its profile has no drift.default to adapt to")
-    job = {"max_generations": 300, "sysid_budget_s": sysid_budget_s, "horizon": horizon, **(SMOKE_JOB if smoke else {})}
+    job = {"max_generations": 300, "sysid_budget_s": sysid_budget_s, "horizon": horizon,
+           "min_generations": min_generations, "target_fraction": target_fraction, **(SMOKE_JOB if smoke else {})}
+    job["min_generations"] = min(job["min_generations"], job["max_generations"])
     champion = load_genome(profile.asset_path("champion"))
+    from safety.command_limits import gate_command_limits
+    job["gate_limits"] = gate_command_limits(str(path))     # what the gate will check, as the node's job has it
     rows = sandbox_rows(lambda seed: AdaptJob(robot=str(path), drift=drift, seed=seed, budget_s=budget_s,
                                               workers=workers, **job), champion, seeds, budget_s, robot)
     return {"robot": robot, "drift": drift, "budget_s": budget_s, "sysid_budget_s": job["sysid_budget_s"],
-            "horizon": job["horizon"], "workers": workers, "champion": champion.id, "runs": rows}
+            "horizon": job["horizon"], "workers": workers, "champion": champion.id,
+            "min_generations": job["min_generations"], "target_fraction": target_fraction, "runs": rows}
 
 
 def robot_markdown(section: dict) -> list[str]:
@@ -153,10 +161,14 @@ def robot_markdown(section: dict) -> list[str]:
     md = [f"{ROBOT_SECTION.strip()} {robot}, {json.dumps(section['drift'])} (its profile's default drift)", "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --robot "
           f"{robot} --seeds {len(rows)} --budget-s {section['budget_s']:g} --sysid-budget-s "
-          f"{section['sysid_budget_s']:g} --horizon {section.get('horizon', 300)} --workers {section['workers']}`. "
+          f"{section['sysid_budget_s']:g} --horizon {section.get('horizon', 300)} --workers {section['workers']}"
+          + (f" --min-generations {section['min_generations']}" if section.get("min_generations") else "")
+          + (f" --target-fraction {section['target_fraction']:g}" if section.get("target_fraction", 0.95) != 0.95 else "")
+          + "`. "
           f"Shipped champion {section['champion'][:12]} "
           f"(launch/robots/{robot}.yaml assets.champion), system identification from 1000 ticks of telemetry of "
-          "the champion on the drifted robot (no drift hint), target 0.95 x nominal on the identified plant "
+          f"the champion on the drifted robot (no drift hint), target {section.get('target_fraction', 0.95):g} x "
+          "nominal on the identified plant "
           "confirmed on >= 10 fresh episodes; returns judged on the true drifted robot. A run that misses its "
           "target is a failed job (no candidate).", "",
           "| seed | status | sysid estimate | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
@@ -178,6 +190,16 @@ def robot_markdown(section: dict) -> list[str]:
            f"of nominal on the true drifted robot; median sandbox wall {np.median(walls) if rows else float('nan'):.1f} s "
            f"(failed jobs counted as infinite); the winner was an evolved descendant in {evolved}/{len(rows)}. "
            f"{len(rows)} seeds: an indication, not a comparison.", ""]
+    if section.get("note"):
+        md += [section["note"], ""]
+    jerks = [r["candidate_commands"]["max_jerk"] for r in rows if r.get("candidate_commands")]
+    if jerks:
+        limits = next(r["action_limits"] for r in rows if r.get("action_limits"))
+        md += [f"The candidates' commands on the true drifted robot (3 episodes each, the gate's measures): "
+                   f"worst jerk {max(jerks):.3f} (limit {limits['max_jerk']:g}), worst saturation "
+                   f"{max(r['candidate_commands']['max_saturation'] for r in rows if r.get('candidate_commands')):.3f} "
+                   f"(limit {limits['max_saturation']:g}); fitness and confirmation carried the gate's limits "
+                   f"(sim.plant_task.ActionLimits).", ""]
     return md
 
 
@@ -193,7 +215,8 @@ def robot_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = robot_runs(args.robot, args.seeds, args.budget_s, args.workers,
                          20.0 if args.sysid_budget_s is None else args.sysid_budget_s, args.horizon,
-                         smoke=args.smoke)
+                         smoke=args.smoke, min_generations=args.min_generations or 0,
+                         target_fraction=args.target_fraction)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, **section}
     path = args.out / "adapt.json"
@@ -266,12 +289,25 @@ def seed_vs_evolution_markdown(section: dict) -> list[str]:
            f"{worse}/{len(evo)} (after, seed + evolution minus seed only, per seed: "
            f"{', '.join(f'{d:+.3f}' for d in diffs)} of a nominal return near {tol * 1e3:.0f}).",
            "",
-           f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20). The objective is the job's "
-           "own (1 per upright tick, NOT a non-saturating one): a seed that balances the whole horizon already sits "
+           (f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20). " if len(only) < 20 else
+            f"{len(only)} seeds, paired by seed: a two-sided sign test on the seeds that differ by more than 0.1 % of "
+            f"nominal gives p = {sign_test(better, worse):.3g} ({better} better, {worse} worse, "
+            f"{len(diffs) - better - worse} ties): "
+            + ("no evidence that either arm is better on this objective. " if sign_test(better, worse) >= 0.05 else
+               f"seed + evolution is {'better' if better > worse else 'worse'} than seed only (p < 0.05). "))
+           + "The objective is the job's "
+           "own (dm_control's balance reward, which saturates near 1 per tick, NOT a non-saturating one): a seed that balances the whole horizon already sits "
            "at ~1.0 x nominal, so evolution has almost nothing left to gain; it replaces the seed only by beating it "
            "on the common confirmation episodes (ties keep the seed). The selection is made on the calibrated plant; "
            "the true robot can still rank the two differently (the sysid gap).", ""]
     return md
+
+
+def sign_test(better: int, worse: int) -> float:
+    """Two-sided sign test (exact binomial, p = 1/2) on the paired seeds that differ; 1.0 when none do."""
+    from scipy.stats import binomtest
+    n = better + worse
+    return 1.0 if n == 0 else float(binomtest(better, n, 0.5).pvalue)
 
 
 def _without_sections(text: str) -> str:
@@ -283,7 +319,8 @@ def _without_sections(text: str) -> str:
 
 def seed_vs_evolution_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = seed_vs_evolution_runs(args.seeds, args.budget_s, args.workers, args.min_generations, smoke=args.smoke)
+    section = seed_vs_evolution_runs(args.seeds, args.budget_s, args.workers,
+                                     10 if args.min_generations is None else args.min_generations, smoke=args.smoke)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, **section}
     path = args.out / "adapt.json"
@@ -352,7 +389,9 @@ def main() -> None:
     ap.add_argument("--seed-vs-evolution", action="store_true",
                     help="run only 'seed only' vs 'seed + evolution' (--min-generations) on the cartpole and merge "
                          "that section into the existing adapt.json / adapt.md")
-    ap.add_argument("--min-generations", type=int, default=10, help="--seed-vs-evolution: the evolution arm's")
+    ap.add_argument("--min-generations", type=int, default=None,
+                    help="--seed-vs-evolution: the evolution arm's (default 10); --robot: the job's (default 0)")
+    ap.add_argument("--target-fraction", type=float, default=0.95, help="--robot: the job's stop target x nominal")
     ap.add_argument("--robot", default=None, help="run only this shipped profile robot's rows (its profile's default "
                     "drift and champion) and merge them into the existing adapt.json / adapt.md")
     ap.add_argument("--sysid-budget-s", type=float, default=None,

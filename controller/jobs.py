@@ -146,13 +146,15 @@ def write_sandbox_job(job: AdaptationJob, requester: str = "") -> None:
     `AdaptJob`'s fields (the orchestrator's ``job`` settings under the same names), telemetry.npz
     the alarm's window in `sim.sysid.Telemetry` format. `requester` (the node's name) and the job
     id travel in job.json: on a shared Ray cluster they label the job and its tasks."""
+    from safety.command_limits import gate_command_limits
     from sim.job_contract import AdaptJob, write_job
     from sim.plants import make_plant
     tel = None
     if job.window is not None:
         tel = window_to_telemetry(job.robot, job.window, make_plant(job.robot).control_dt)
     spec = AdaptJob(**{**job.budgets, "robot": job.robot, "drift": job.drift, "seed": int(job.seed),
-                       "requester": str(requester), "job_id": str(job.job_id)})
+                       "requester": str(requester), "job_id": str(job.job_id),
+                       "gate_limits": gate_command_limits(job.robot)})
     write_job(job.job_dir, spec, list(job.seeds), tel)
 
 

@@ -15,7 +15,15 @@ before the run stops. A job that never confirms its target is a failed job (stat
 candidate): the gate is never asked to promote it. result.json says who won and how: the
 winner's parent chain back to its root seed (champion, model seed, ancestor), its lineage depth
 (variation steps since that seed), and the best return per generation. The model seed (sim/model_seed.py) is a linear design on the identified model
-written into the champion's SR-GHN; it competes in the population like any individual. Determinism: the same seed gives the same candidate on any backend and worker
+written into the champion's SR-GHN; a robot without a linear design gets the gain seed instead
+(sim/gain_seed.py: the champion's commands divided by the identified motor gains, when any changed);
+either competes in the population like any individual.
+
+Fitness and confirmation see the gate's hard limits on the commands (job.json's `gate_limits`, written
+by the job's writer from `safety.command_limits`: the robot's saturation and jerk limits with its
+suite's overrides, and the suite's sensor noise; `sim.plant_task.ActionLimits`):
+an episode whose commands come near them loses most of its return, so evolution does not breed, and
+the stop rule cannot confirm, a candidate the gate must refuse (the ant's chattering 273 / 300). Determinism: the same seed gives the same candidate on any backend and worker
 count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
 (sim/sandbox.py) and answers only through its result.
@@ -36,8 +44,9 @@ from sim.evaluate import make_evaluator
 from sim.evolution import CONFIRM_EPISODES, ConfirmedTarget, EvolutionConfig, GenerationLog, evolve_srghn
 from sim.genome import Genome, load_genome
 from sim.job_contract import AdaptJob  # noqa: F401 (the job contract; re-exported)
+from sim.gain_seed import gain_seed
 from sim.model_seed import model_seed
-from sim.plant_task import PlantTask, plant_policy_spec
+from sim.plant_task import ActionLimits, PlantTask, plant_policy_spec
 from sim.srghn import SRGHNConfig
 from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 
@@ -151,16 +160,18 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     say("sysid done", {"estimate": sysid.estimate.as_dict(), "wall_s": sysid.wall_s,
                        "ensemble": len(sysid.ensemble)})
 
-    specs = calibrated_specs(sysid, job.randomize, job.seed)
+    # evolve and confirm under the sensor noise the gate's suite will apply (its jerk limit holds there)
+    specs = with_obs_noise(calibrated_specs(sysid, job.randomize, job.seed), gate_obs_noise(job))
     start = {"start_cart_range": 0.6} if job.robot == "cartpole" else {}   # off-centre starts too
+    limits = gate_action_limits(job)             # select on what the gate will check
     task = PlantTask(job.robot, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
-                     **start)
+                     action_limits=limits, **start)
     model_cfg = SRGHNConfig(**(champion.model or {}))
     nominal_return = mean_return(job.robot, champion, DriftSpec(), job.horizon, job.seed)
     target = job.target_fraction * nominal_return
     evaluations = 0
 
-    confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict())
+    confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict(), action_limits=limits)
     stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed, min_return=EPISODE_FLOOR * target)
     confirmed_elites: dict[int, np.ndarray] = {}     # id -> genome of every elite that confirmed the target
     ran = 0
@@ -185,6 +196,10 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
 
     pool = [g for g in seeds if g.kind == "srghn" and g.vector.size == champion.vector.size]
     seeded = model_seed(champion, job.robot, sysid.estimate) if job.model_seed and pool else None
+    if seeded is None and job.model_seed and pool:
+        # no linear design (a profile robot): the champion with its commands divided by the identified
+        # motor gains, when identification found any changed (sim/gain_seed.py)
+        seeded = gain_seed(champion, job.robot, sysid.estimate)
     if seeded is not None:
         pool.insert(1, seeded)
         say("model seed", {"source": seeded.fitness["source"]})
@@ -218,6 +233,10 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "drift": true_drift.as_dict() if true_drift is not None else None,
         "sysid": {**sysid.to_dict(), "error": _sysid_error(sysid.params, true_drift)},
         "fitness_models": [s.as_dict() for s in specs],     # what fitness averaged over (ensemble first)
+        # the gate's command limits the fitness and the confirmation saw
+        "action_limits": {"max_saturation": limits.max_saturation, "max_jerk": limits.max_jerk,
+                          "soft": limits.soft, "power": limits.power},
+        "candidate_commands": command_quality(job.robot, candidate, judge, job.horizon, job.seed + 1),
         "candidate_id": candidate.id,
         "parent_id": champion.id,
         "model_seed": None if seeded is None else {
@@ -257,12 +276,50 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     return result, candidate
 
 
+def gate_action_limits(job: AdaptJob) -> ActionLimits:
+    """The gate's limits on the commands, as the job's writer put them in job.json
+    (`safety.command_limits.gate_command_limits`); `ActionLimits`' defaults (the gate's own) without."""
+    g = job.gate_limits or {}
+    base = ActionLimits()
+    return ActionLimits(max_saturation=float(g.get("max_saturation", base.max_saturation)),
+                        max_jerk=float(g.get("max_jerk", base.max_jerk)))
+
+
+def gate_obs_noise(job: AdaptJob) -> float:
+    """The largest observation noise the gate's suite puts on the robot (job.json's gate_limits), 0
+    without. Why: the jerk limit is checked under that noise, and a policy with high feedback gains
+    turns 0.01 of sensor noise into chatter (the ant's first gate-aware candidate: jerk 0.18 without
+    noise, 1.75 in the stress scenario)."""
+    return float((job.gate_limits or {}).get("obs_noise", 0.0))
+
+
+def with_obs_noise(specs: list[DriftSpec], noise: float) -> list[DriftSpec]:
+    """`specs` with at least `noise` observation noise each (the gate's, `gate_obs_noise`)."""
+    if noise <= 0:
+        return list(specs)
+    return [DriftSpec.parse({**s.as_dict(), "obs_noise": max(float(s.obs_noise), noise)}) for s in specs]
+
+
+def command_quality(plant: str, genome: Genome, drift: DriftSpec, horizon: int, seed: int,
+                    episodes: int = 3) -> dict:
+    """The worst saturation and jerk of `genome`'s commands over `episodes` rollouts (the gate's measures)."""
+    from sim.plant_task import rollout
+    weights = genome_policy_weights(genome)
+    outs = [rollout(plant, genome.policy_spec, weights, seed + k, horizon, drift) for k in range(episodes)]
+    return {"max_saturation": max(o.saturation for o in outs), "max_jerk": max(o.jerk for o in outs),
+            "episodes": episodes}
+
+
 def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Genome, model: dict,
-                 episodes: int = CONFIRM_EPISODES) -> Callable[[np.ndarray, int], np.ndarray]:
+                 episodes: int = CONFIRM_EPISODES,
+                 action_limits: ActionLimits | None = None) -> Callable[[np.ndarray, int], np.ndarray]:
     """confirm(elite, seed): the elite SR-GHN's return on each of >= `episodes` fresh episodes,
-    spread over every calibrated spec (the estimate and its randomised neighbours)."""
+    spread over every calibrated spec (the estimate and its randomised neighbours). With
+    `action_limits` each episode's return carries its command-limit factor: an elite whose commands
+    near the gate's jerk / saturation limits cannot confirm (its episodes fall below the floor)."""
     per_spec = -(-int(episodes) // len(specs))
     tasks = [PlantTask(plant, drifts=(s,), horizon=horizon, hidden=champion.policy_spec.hidden,
+                       action_limits=action_limits,
                        **({"start_cart_range": 0.6} if plant == "cartpole" else {})) for s in specs]
 
     def confirm(elite: np.ndarray, seed: int) -> np.ndarray:

@@ -104,9 +104,12 @@ def validation_return(plant_name: str, genome: Genome, horizon: int, episodes: i
 
 def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int = 300,
                   on_generation: Callable | None = None, workers: int = 1, start: str = "auto",
-                  on_stage: Callable[[str], None] | None = None) -> Genome:
+                  on_stage: Callable[[str], None] | None = None, backend: str = "local",
+                  address: str | None = None) -> Genome:
     """A nominal champion for `plant`: the start (model seed or random) + SR-GHN evolution, the
-    better of the two on validation episodes. `generations` may be 0 (the start alone)."""
+    better of the two on validation episodes. `generations` may be 0 (the start alone).
+    `backend` "ray" evaluates the population on a Ray cluster (`address`, else RAY_ADDRESS, else a
+    local Ray of `workers` CPUs); rows are evaluated independently, so the champion is the same."""
     from sim.evaluate import make_evaluator
     from sim.evolution import EvolutionConfig, evolve_srghn
     from sim.plant_task import PlantTask
@@ -134,7 +137,8 @@ def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int
     res = None
     if generations:
         say(f"evolving {generations} generations")
-        with make_evaluator(task, workers=workers) as evaluator:
+        with make_evaluator(task, workers=workers, backend=backend, address=address,
+                            metadata={"requester": "train-nominal", "seed": int(seed)}) as evaluator:
             res = evolve_srghn(task, evaluator, int(generations), seed, EvolutionConfig(), cfg, initial=initial,
                                on_generation=on_generation)
     elif first is None:
@@ -153,7 +157,7 @@ def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int
                "validation": {"episodes": VALIDATION_EPISODES, "first_seed": VALIDATION_SEED,
                               **{name: r for _, r, name in scored}},
                "best_per_generation": [] if res is None else res.best_per_generation,
-               "wall_s": time.perf_counter() - t0}
+               "wall_s": time.perf_counter() - t0, "backend": backend, "workers": int(workers)}
     if seed_report is not None:
         fitness["model_seed"] = seed_report
     return Genome(vector=best.vector, policy_spec=task.policy, kind="srghn", model=cfg.to_dict(),

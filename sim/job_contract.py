@@ -55,6 +55,8 @@ class AdaptJob:
     telemetry_ticks: int = 1000
     telemetry_noise: float = 0.01
     model_seed: bool = True              # seed the population with an LQR on the identified model
+    gate_limits: dict | None = None      # what the gate checks on the commands: {max_saturation, max_jerk,
+                                         # obs_noise} (safety.command_limits); None: the gate's defaults, no noise
     min_generations: int = 0             # > 0: evolve at least this many generations, then pick the winner among
                                          # the confirmed elites on the confirmation metric (0: stop on the first)
 
@@ -85,6 +87,15 @@ class AdaptJob:
             raise ValueError(f"job.backend: must be 'local' or 'ray', got {self.backend!r}")
         if self.ray_address is not None and not isinstance(self.ray_address, str):
             raise ValueError(f"job.ray_address: must be a string or null, got {self.ray_address!r}")
+        if self.gate_limits is not None:
+            import math
+            known = {"max_saturation", "max_jerk", "obs_noise"}
+            if not isinstance(self.gate_limits, Mapping) or set(self.gate_limits) - known:
+                raise ValueError(f"job.gate_limits: a mapping with keys among {sorted(known)}, got {self.gate_limits!r}")
+            for k, v in self.gate_limits.items():
+                if not (isinstance(v, (int, float)) and math.isfinite(v) and (v >= 0 if k == "obs_noise" else v > 0)):
+                    raise ValueError(f"job.gate_limits.{k}: must be a finite number "
+                                     f"{'>= 0' if k == 'obs_noise' else '> 0'}, got {v!r}")
         for name in ("requester", "job_id"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"job.{name}: must be a string, got {getattr(self, name)!r}")

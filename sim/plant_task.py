@@ -88,6 +88,7 @@ class PlantTask:
                                    # then agrees with the gate's hard limits instead of paying for a
                                    # pole that swings round and round
     start_cart_range: float | None = None   # cartpole only: wider start positions (None: the suite's)
+    action_limits: "ActionLimits | None" = None  # the gate's limits on the commands as a fitness penalty
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drifts", tuple(DriftSpec.parse(d) for d in self.drifts) or (DriftSpec(),))
@@ -117,17 +118,25 @@ class PlantTask:
         self._configure(batch.plant)
         act = BoundPolicy(self.policy, weights)
         total = np.zeros(n)
+        limits = self.action_limits
         for d, drift in enumerate(self.drifts):
             batch.plant.apply_drift(drift)
             for e in range(self.episodes):
                 obs = batch.reset([_episode_seed(seeds[i], d, e) for i in range(n)])
                 alive = np.ones(n, dtype=bool)
+                episode = total if limits is None else np.zeros(n)   # without limits: exactly the old sums
+                actions = []
                 for _ in range(self.horizon):
-                    obs, r = batch.act(act(obs))
+                    a = act(obs)
+                    if limits is not None:
+                        actions.append(np.array(a, copy=True))
+                    obs, r = batch.act(a)
                     if self.stop_on_fall:
                         alive &= ~batch.plant.fallen_batch(obs)
                         r = np.where(alive, r, 0.0)
-                    total += r
+                    episode += r
+                if limits is not None:
+                    total += episode * limits.factors(np.stack(actions))
         return self._fitness(total)
 
     def evaluate_reference(self, weights: np.ndarray, seeds: np.ndarray, generation: int = 0) -> np.ndarray:
@@ -146,12 +155,18 @@ class PlantTask:
                     p.apply_drift(drift)
                     obs[i] = p.reset(_episode_seed(seeds[i], d, e))
                 alive = np.ones(n, dtype=bool)
+                limits = self.action_limits
+                episode = total if limits is None else np.zeros(n)
+                taken = []
                 for _ in range(self.horizon):
                     actions = policy_act(self.policy, weights, obs)
+                    taken.append(np.array(actions, copy=True))
                     for i, p in enumerate(plants):
                         obs[i], r = p.act(actions[i])
                         alive[i] &= not p.fallen_batch(obs[i:i + 1])[0] if self.stop_on_fall else True
-                        total[i] += r if alive[i] else 0.0
+                        episode[i] += r if alive[i] else 0.0
+                if limits is not None:
+                    total += episode * limits.factors(np.stack(taken))
         return self._fitness(total)
 
     def _configure(self, plant) -> None:
@@ -181,14 +196,64 @@ class Rollout:
     @property
     def saturation(self) -> float:
         """Fraction of action components at (within 1e-3 of) their limits."""
-        return float(np.mean(np.abs(self.actions) >= 0.999)) if self.actions.size else 0.0
+        return action_saturation(self.actions)
 
     @property
     def jerk(self) -> float:
         """RMS of the second difference of the actions per tick (a smoothness proxy)."""
-        if len(self.actions) < 3:
-            return 0.0
-        return float(np.sqrt(np.mean(np.diff(self.actions, n=2, axis=0) ** 2)))
+        return action_jerk(self.actions)
+
+
+def action_saturation(actions: np.ndarray) -> float:
+    """Fraction of the components of one episode's (T, act_dim) actions at (within 1e-3 of) +-1: the
+    gate's saturation (`Rollout.saturation`, safety.constraints ``max_saturation``)."""
+    actions = np.asarray(actions)
+    return float(np.mean(np.abs(actions) >= 0.999)) if actions.size else 0.0
+
+
+def action_jerk(actions: np.ndarray) -> float:
+    """RMS of the second difference per tick of one episode's (T, act_dim) actions: the gate's jerk
+    (`Rollout.jerk`, safety.constraints ``max_jerk``, chattering)."""
+    actions = np.asarray(actions)
+    if len(actions) < 3:
+        return 0.0
+    return float(np.sqrt(np.mean(np.diff(actions, n=2, axis=0) ** 2)))
+
+
+@dataclass(frozen=True)
+class ActionLimits:
+    """The gate's hard limits on the commands (saturation, jerk: safety.constraints.Limits) as a
+    fitness factor per episode, so that evolution does not breed a candidate the gate must refuse.
+
+    Why in the fitness: nothing in a return sees chatter; the ant's first sandbox candidate went 63 ->
+    273 of 300 with commands flipping every tick (jerk 1.44 > 1) and the gate's hurdle refused it.
+    The factor is 1 up to `soft` x the limit (the champion's own commands are far below it) and
+    (soft / r) ** power beyond, with r the worse of jerk / max_jerk and saturation / max_saturation:
+    a smooth slope that evolution can climb back down from, and at the limit itself a factor of
+    0.7 ** 4 = 0.24, which no confirmation (mean >= target, every episode >= 0.8 x target) survives.
+    The measures are the gate's own functions (`action_jerk`, `action_saturation`)."""
+
+    max_saturation: float = 0.5
+    max_jerk: float = 1.0
+    soft: float = 0.7
+    power: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not (self.max_saturation > 0 and self.max_jerk > 0 and 0 < self.soft <= 1 and self.power > 0):
+            raise ValueError(f"ActionLimits: limits > 0, soft in (0, 1], power > 0; got {self}")
+
+    def ratio(self, actions: np.ndarray) -> float:
+        """How far one episode's (T, act_dim) actions are toward the nearer limit (1.0: at it)."""
+        return max(action_jerk(actions) / self.max_jerk, action_saturation(actions) / self.max_saturation)
+
+    def factors(self, actions: np.ndarray) -> np.ndarray:
+        """(n,) fitness factors of n individuals' episodes from their (T, n, act_dim) actions."""
+        actions = np.asarray(actions)
+        out = np.ones(actions.shape[1])
+        for i in range(actions.shape[1]):
+            r = self.ratio(actions[:, i])
+            out[i] = 1.0 if r <= self.soft else ((self.soft / r) ** self.power if np.isfinite(r) else 0.0)
+        return out
 
 
 def rollout(plant_name: str, spec: PolicySpec, weights: np.ndarray, seed: int, horizon: int = DEFAULT_HORIZON,

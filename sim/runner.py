@@ -3,7 +3,8 @@
 Methods get the same evaluations per generation: P * (1 + C) (30 for P = 10, C = 2), so SR-GHN and
 the flat-vector baselines (CMA-ES, CMA-ES with restarts, OpenES) are compared at equal cost.
 
-    srghn              the self-referential hypernetwork, heritable rate (the method); the
+    srghn              the self-referential hypernetwork, heritable rate (the method, and the shipped
+                       default with its rate floor 0.1: `rate_floor=0` is the floorless original); the
                        mechanism flags (tie_break, meta_rate, rate_floor, selection_fitness, ...) apply
     fixed-rate         every node's rate fixed to `rate` AND the variation machinery frozen, so the
                        mutation distribution never changes (a fixed-scale ES on the hypernetwork)
@@ -35,8 +36,8 @@ from sim.evolution import EvolutionConfig, GenerationLog, diversity, evolve_srgh
 from sim.genome import Genome
 from sim.policy import init_policy
 from sim.recovery import recovery_best, recovery_mean
-from sim.srghn import SRGHN, SRGHNConfig
-from sim.tasks import make_task
+from sim.srghn import SHIPPED, SRGHN, SRGHNConfig
+from sim.tasks import make_task as _make_named_task
 
 METHODS = ("srghn", "cmaes", "cmaes-restart", "cmaes-ipop", "cmaes-bipop", "openes", "fixed-rate",
            "fixed-rate-std", "frozen-head", "no-self-reference")
@@ -48,7 +49,7 @@ class RunConfig:
     """Every setting of a run; all of it goes into the record."""
 
     task: str = "cartpole-switch"
-    method: str = "fixed-rate"        # the shipped default (issue 17's study): rate 0.2, variation frozen
+    method: str = "srghn"             # the shipped default (issue 17's study): evolved rate, floor 0.1
     generations: int = 300
     seed: int = 0
     population: int = 10
@@ -70,7 +71,8 @@ class RunConfig:
     selection_fitness: str = "last"   # last | mean (of the last `fitness_window` evaluations)
     fitness_window: int = 4
     meta_rate: float = 0.0            # > 0: the rate head mutates at this fixed scale
-    rate_floor: float = 0.0           # evolved rate never below this
+    rate_floor: float | None = None   # evolved rate never below this; None: the shipped floor
+                                      # (SHIPPED, 0.1) for `srghn`, 0 for every other method
     init_rate: float | None = None    # r0: initial mean rate of the evolved rate head
     model: dict = field(default_factory=dict)  # extra SRGHNConfig fields
     task_options: dict = field(default_factory=dict)  # extra make_task options (e.g. cartpole-drift's sequence)
@@ -87,7 +89,14 @@ class RunConfig:
             raise ValueError("sigma0, openes_sigma and openes_lr must be positive")
         EvolutionConfig(self.population, self.children, self.cf, self.tie_break, self.selection_fitness,
                         self.fitness_window)   # validates the selection fields, naming them
-        SRGHNConfig(meta_rate=self.meta_rate, rate_floor=self.rate_floor, init_rate=self.init_rate)  # and these
+        SRGHNConfig(meta_rate=self.meta_rate, rate_floor=self.floor, init_rate=self.init_rate)  # and these
+
+    @property
+    def floor(self) -> float:
+        """The rate floor in force: `rate_floor`, else the shipped one for `srghn` and 0 otherwise."""
+        if self.rate_floor is not None:
+            return float(self.rate_floor)
+        return float(SHIPPED.get("rate_floor", 0.0)) if self.method == "srghn" else 0.0
 
     def evolution_config(self) -> EvolutionConfig:
         return EvolutionConfig(self.population, self.children, self.cf, self.tie_break, self.selection_fitness,
@@ -98,9 +107,19 @@ class RunConfig:
         return self.population * (1 + self.children)
 
 
+def make_task(cfg: RunConfig):
+    """The run's task: a `sim.tasks` benchmark, or `plant-drift` (a MuJoCo plant with a drift sequence)."""
+    if cfg.task == "plant-drift":
+        from sim.plant_drift_task import make_plant_drift_task
+        return make_plant_drift_task(episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon,
+                                     **cfg.task_options)
+    return _make_named_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon,
+                            **cfg.task_options)
+
+
 def model_config(cfg: RunConfig, task) -> SRGHNConfig:
     clip = cfg.update_clip if cfg.update_clip is not None else (1.0 if task.policy.discrete else 0.1)
-    extra = dict(meta_rate=cfg.meta_rate, rate_floor=cfg.rate_floor, init_rate=cfg.init_rate)
+    extra = dict(meta_rate=cfg.meta_rate, rate_floor=cfg.floor, init_rate=cfg.init_rate)
     if cfg.method == "srghn":         # the self-referential method, whatever the class defaults
         extra.update(rate_mode="evolved", freeze_variation=False, freeze_stochastic_head=False)
     extra.update(cfg.model)
@@ -179,7 +198,7 @@ def _evolve_baseline(cfg: RunConfig, task, evaluator, on_generation, x0=None
 
 def check_initial(cfg: RunConfig, genome: Genome) -> np.ndarray:
     """The vector of a seed genome, if it fits this run (same method family, task policy and size)."""
-    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon, **cfg.task_options)
+    task = make_task(cfg)
     want_kind = "srghn" if cfg.method in SRGHN_METHODS else "policy"
     if genome.kind != want_kind:
         raise ValueError(f"seed genome is a {genome.kind!r} genome; method {cfg.method!r} needs a {want_kind!r} one")
@@ -198,7 +217,7 @@ def run(cfg: RunConfig, on_generation: Callable[[GenerationLog], None] | None = 
     `initial` seeds the run: the first SR-GHN individual(s), or the x0 of a flat-vector baseline.
     """
     torch.set_num_threads(cfg.torch_threads)
-    task = make_task(cfg.task, episodes=cfg.episodes, schedule=cfg.schedule, horizon=cfg.horizon, **cfg.task_options)
+    task = make_task(cfg)
     x_init = check_initial(cfg, initial) if initial is not None else None
     t0 = time.perf_counter()
     with Evaluator(task, workers=cfg.workers) as evaluator:

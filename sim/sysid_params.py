@@ -56,13 +56,15 @@ PARAMETER_SETS: dict[str, tuple[Param, ...]] = {
         Param("actuator_gain", "slide", -3.0, 3.0),
         Param("damping_scale", "slider", 0.1, 1e4),
     ),
+    # one gain shared by every leg motor (a sagging supply, a driver's current limit), the torso mass and
+    # one damping factor, with a pull toward nominal (DEFAULT_PRIOR): from post-alarm stance telemetry a
+    # heavier torso and weaker motors explain the window about equally well, and six free gains plus
+    # friction and knee damping gave estimates 0.04-0.76 per motor, torso 1.2-2.9 x where the truth was
+    # 0.5 and 1.0 x (benchmarks/results/adapt.md, walker). Matches launch/robots/walker.yaml's drift block.
     "walker": (
-        Param("mass_scale", "torso", 0.3, 3.0),
-        *(Param("actuator_gain", a, -3.0, 3.0) for a in
-          ("right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle")),
-        Param("friction_scale", "*", 0.1, 3.0),
-        Param("damping_scale", "right_knee", 0.1, 20.0),
-        Param("damping_scale", "left_knee", 0.1, 20.0),
+        Param("mass_scale", "torso", 0.5, 4.0),
+        Param("actuator_gain", "*", -1.5, 1.5),
+        Param("damping_scale", "*", 0.2, 5.0),
     ),
     "reacher": (
         Param("mass_scale", "hand", 0.2, 5.0),
@@ -86,7 +88,8 @@ def parameter_set(plant) -> tuple[Param, ...]:
     profile's ``drift:`` block, which names what may drift and within which bounds. A named entry is
     one parameter; ``all`` is one factor on every object (``*``) for masses, damping and friction (a
     payload spread over the robot, a lubricant, a floor), but one gain per actuator (a motor fails,
-    or is wired backwards, on its own). ValueError when neither exists."""
+    or is wired backwards, on its own) unless ``drift.tie_gains`` makes it one gain shared by all (a
+    sagging supply). ValueError when neither exists."""
     if plant.name in PARAMETER_SETS:
         return PARAMETER_SETS[plant.name]
     profile = getattr(plant, "profile", None)
@@ -99,6 +102,9 @@ def parameter_set(plant) -> tuple[Param, ...]:
         for key, (lo, hi) in getattr(drift, table).items():
             out.append(Param(table, "*" if key == "all" else key, float(lo), float(hi)))
     for key, (lo, hi) in drift.actuator_gain.items():
+        if key == "all" and drift.tie_gains:       # one gain shared by every actuator ("*" in a DriftSpec)
+            out.append(Param("actuator_gain", "*", float(lo), float(hi)))
+            continue
         ids = list(profile.actuators) if key == "all" else [lookup_actuator(model, key)]
         for i in ids:
             name = model.actuator(int(i)).name
@@ -109,6 +115,19 @@ def parameter_set(plant) -> tuple[Param, ...]:
     if not out:
         raise ValueError(f"{profile.name}: the profile's drift block names nothing to identify")
     return tuple(out)
+
+
+# weight of the pull toward the nominal robot (sim.sysid.prior_factor) per built-in; a profile robot
+# sets its own (drift.prior). 0: the data alone decides.
+DEFAULT_PRIOR: dict[str, float] = {"walker": 2.0}
+
+
+def default_prior(plant) -> float:
+    """The prior weight identification uses for `plant` (DEFAULT_PRIOR, else its profile's drift.prior)."""
+    if plant.name in DEFAULT_PRIOR:
+        return DEFAULT_PRIOR[plant.name]
+    profile = getattr(plant, "profile", None)
+    return float(getattr(profile.doc.drift, "prior", 0.0) or 0.0) if profile is not None else 0.0
 
 
 def model_ref(plant) -> str:
@@ -126,4 +145,4 @@ def spec_from_params(params: dict[str, float], known: DriftSpec | None = None) -
     return compose(known, DriftSpec(**tables))
 
 
-__all__ = ["DEFAULT_HORIZON", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "model_ref", "parameter_set", "spec_from_params"]
+__all__ = ["DEFAULT_HORIZON", "DEFAULT_PRIOR", "DEFAULT_WINDOWS", "PARAMETER_SETS", "Param", "default_prior", "model_ref", "parameter_set", "spec_from_params"]

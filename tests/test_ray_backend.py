@@ -28,3 +28,16 @@ def test_ray_matches_local_workers():
         np.testing.assert_array_equal(remote(w_plant, seeds5, 0), expected_plant)
     with pytest.raises(ValueError, match="unknown evaluation backend"):
         make_evaluator(cart, backend="dask")
+
+
+def test_train_nominal_on_ray_makes_the_local_champion():
+    """`driftgate train-nominal --backend ray` evolves the same champion as local workers (same seed)."""
+    from sim.champion import train_nominal
+    local = train_nominal("cartpole", generations=2, seed=3, horizon=30, workers=1, start="scratch")
+    on_ray = []
+    remote = train_nominal("cartpole", generations=2, seed=3, horizon=30, workers=2, start="scratch", backend="ray",
+                           on_generation=lambda log: on_ray.append(ray.is_initialized()))
+    assert on_ray == [True, True]                       # the population was evaluated on Ray ...
+    assert not ray.is_initialized()                     # ... which was shut down after
+    np.testing.assert_array_equal(remote.vector, local.vector)
+    assert remote.fitness["best_per_generation"] == local.fitness["best_per_generation"]

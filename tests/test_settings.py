@@ -149,7 +149,8 @@ def _consumers():
         GuardConfig: (("guard",), set()),
         OrchestratorConfig: (("orchestrator",), {"job", "archive_suite"}),
         AdaptJob: (("adapt",), {"seed", "max_evaluations", "target_fraction", "cf", "randomize", "requester",
-                                "job_id", "telemetry_ticks", "telemetry_noise", "model_seed"}),
+                                "job_id", "telemetry_ticks", "telemetry_noise", "model_seed",
+                                "gate_limits"}),   # from the suite (safety.command_limits), not a setting
         AdaptationJob: (("adapt",), {"job_id", "job_dir", "seed", "budgets", "seeds", "window", "drift_event"}),
     }
 

@@ -190,13 +190,17 @@ def test_bad_mechanism_settings_name_the_field():
             RunConfig(**kw)
 
 
-def test_shipped_default_is_the_fixed_rate_chosen_by_the_study_and_srghn_stays_self_referential():
+def test_shipped_default_is_the_setting_chosen_by_the_study_and_srghn_stays_self_referential():
+    """Issue 17, amendment 3: the rule shipped S* (evolved rate, floor 0.1) over fixed-rate 0.2."""
     task = make_task("cartpole-switch")
     shipped = model_config(RunConfig(), task)
-    assert RunConfig().method == "fixed-rate" and shipped.rate_mode == "fixed" and shipped.fixed_rate == 0.2
-    assert shipped.freeze_variation and shipped == shipped_config(update_clip=1.0)
-    srg = model_config(RunConfig(method="srghn"), task)
+    assert RunConfig().method == "srghn" and shipped.rate_mode == "evolved" and shipped.rate_floor == 0.1
+    assert not shipped.freeze_variation and shipped == shipped_config(update_clip=1.0)
+    srg = model_config(RunConfig(method="srghn", rate_floor=0.0), task)   # the floorless original
     assert srg.rate_mode == "evolved" and not srg.freeze_variation and not srg.freeze_stochastic_head
-    # the mechanisms stay off by default
-    assert RunConfig().tie_break == "children" and RunConfig().meta_rate == 0.0 and RunConfig().rate_floor == 0.0
+    assert srg.rate_floor == 0.0
+    fixed = model_config(RunConfig(method="fixed-rate"), task)          # the floor is srghn's only
+    assert fixed.rate_mode == "fixed" and fixed.fixed_rate == 0.2 and fixed.freeze_variation and fixed.rate_floor == 0.0
+    # the other mechanisms stay off by default
+    assert RunConfig().tie_break == "children" and RunConfig().meta_rate == 0.0
     assert RunConfig().selection_fitness == "last" and RunConfig().cf == 0.0 and RunConfig().noise_convention == "port"

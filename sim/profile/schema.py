@@ -262,6 +262,12 @@ class Drift(Strict):
     friction_scale: dict[Name, Range] = {}
     obs_bias: dict[Name, Range] = {}
     action_delay_ticks: tuple[Annotated[int, Field(ge=0, le=100)], Annotated[int, Field(ge=0, le=100)]] = (0, 0)
+    # actuator_gain.all as ONE gain shared by every actuator (a sagging supply, a driver's current
+    # limit) instead of one per actuator: one well-conditioned parameter where six trade off (sim.sysid_params)
+    tie_gains: bool = False
+    # pull toward the nominal robot in system identification (sim.sysid.prior_factor): among parameter
+    # vectors that explain the telemetry about equally well, the one that changed least; 0 = data alone
+    prior: Annotated[float, Field(ge=0, le=100)] = 0.0
     # the drift `driftgate demo` and the adaptation benchmark inject when none is given: a DriftSpec
     # mapping (mass_scale, actuator_gain, ... by model name) that the shipped champion fails on
     default: Optional[dict] = None
