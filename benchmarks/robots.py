@@ -96,7 +96,9 @@ def row(name: str, run_dir: Path | None, config: dict) -> dict:
                    if k != "times"},
          "stop_reason": demo.get("stop_reason"), "wall_s": demo.get("wall_s")}
     d, t, a = r["detected_after_s"], r["time_to_adapt_s"], r["after_adapt_rel"]
-    r["met"] = {"detection": d is not None and d <= DETECT_TARGET_S,
+    # an alarm before the injection is a false alarm: the detection target is not met, however soon
+    # after the injection the next alarm came
+    r["met"] = {"detection": d is not None and d <= DETECT_TARGET_S and not r["false_alarms_before_drift"],
                 "time_to_adapt": t is not None and t <= base["adapt_target_s"],
                 "return": a is not None and a >= RETURN_TARGET}
     return r
