@@ -61,14 +61,7 @@ class PlantDriftTask:
     def __post_init__(self) -> None:
         if self.plant not in DRIFT_STEPS:
             raise ValueError(f"task 'plant-drift': no drift steps for plant {self.plant!r}; known: {sorted(DRIFT_STEPS)}")
-        try:
-            points = [int(c) for c in str(self.changes).split(",") if c.strip()]
-        except ValueError:
-            raise ValueError(f"task 'plant-drift': changes must be comma-separated generations, got {self.changes!r}") from None
-        steps = [t.strip() for t in str(self.sequence).split(",") if t.strip()]
-        if len(points) != len(steps) or any(b <= a for a, b in zip(points, points[1:])) or any(p < 1 for p in points):
-            raise ValueError(f"task 'plant-drift': changes {points} must be increasing, >= 1 and as many as "
-                             f"sequence steps {steps}")
+        points, steps = SwitchSchedule.parse_sequence("plant-drift", self.changes, self.sequence)
         known = set(DRIFT_STEPS[self.plant]) | {"nominal"}
         unknown = [t for t in steps if t not in known]
         if unknown:
@@ -84,17 +77,7 @@ class PlantDriftTask:
         object.__setattr__(self, "_tasks", tuple(PlantTask(self.plant, drifts=(c,), horizon=int(self.horizon),
                                                            episodes=int(self.episodes), hidden=self.hidden)
                                                  for c in conds))
-        windows, start = [], None
-        for k, c in enumerate(conds):
-            begin = 0 if k == 0 else points[k - 1]
-            if c != DriftSpec() and start is None:
-                start = begin
-            if c == DriftSpec() and start is not None:
-                windows.append((start, begin))
-                start = None
-        if start is not None:
-            windows.append((start, None))
-        object.__setattr__(self, "schedule", SwitchSchedule.from_windows(windows))
+        object.__setattr__(self, "schedule", SwitchSchedule.from_conditions(points, conds, DriftSpec()))
 
     @property
     def policy(self) -> PolicySpec:

@@ -280,14 +280,7 @@ class CartPoleDriftTask(Task):
         super().__post_init__()
         if self.schedule.windows:
             raise ValueError("task 'cartpole-drift': give `changes` and `sequence`, not a switch schedule")
-        try:
-            points = [int(c) for c in str(self.changes).split(",") if c.strip()]
-        except ValueError:
-            raise ValueError(f"task 'cartpole-drift': changes must be comma-separated generations, got {self.changes!r}") from None
-        steps = [t.strip() for t in str(self.sequence).split(",") if t.strip()]
-        if len(points) != len(steps) or any(b <= a for a, b in zip(points, points[1:])) or any(p < 1 for p in points):
-            raise ValueError(f"task 'cartpole-drift': changes {points} must be increasing, >= 1 and as many as "
-                             f"sequence steps {steps}")
+        points, steps = SwitchSchedule.parse_sequence("cartpole-drift", self.changes, self.sequence)
         unknown = [t for t in steps if t not in DRIFT_STEPS]
         if unknown:
             raise ValueError(f"task 'cartpole-drift': unknown sequence steps {unknown}; known: {sorted(DRIFT_STEPS)}")
@@ -302,17 +295,7 @@ class CartPoleDriftTask(Task):
             conds.append(cur)
         object.__setattr__(self, "_points", tuple(points))
         object.__setattr__(self, "_conditions", tuple(conds))
-        windows, start = [], None
-        for k, c in enumerate(conds):
-            begin = 0 if k == 0 else points[k - 1]
-            if c != DriftCondition() and start is None:
-                start = begin
-            if c == DriftCondition() and start is not None:
-                windows.append((start, begin))
-                start = None
-        if start is not None:
-            windows.append((start, None))
-        object.__setattr__(self, "schedule", SwitchSchedule.from_windows(windows))
+        object.__setattr__(self, "schedule", SwitchSchedule.from_conditions(points, conds, DriftCondition()))
 
     def condition(self, generation: int) -> DriftCondition:
         return self._conditions[sum(generation >= p for p in self._points)]

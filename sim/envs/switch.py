@@ -54,6 +54,37 @@ class SwitchSchedule:
     def from_windows(cls, windows: Iterable[tuple[int, int | None]]) -> "SwitchSchedule":
         return cls(tuple(tuple(w) for w in windows))
 
+    @staticmethod
+    def parse_sequence(task: str, changes: str, sequence: str) -> tuple[list[int], list[str]]:
+        """A drift-sequence task's `changes` ("100,200") and `sequence` ("mass,gain") as (generations,
+        steps), checked: increasing generations >= 1, one per step; errors name the task."""
+        try:
+            points = [int(c) for c in str(changes).split(",") if c.strip()]
+        except ValueError:
+            raise ValueError(f"task {task!r}: changes must be comma-separated generations, got {changes!r}") from None
+        steps = [t.strip() for t in str(sequence).split(",") if t.strip()]
+        if len(points) != len(steps) or any(b <= a for a, b in zip(points, points[1:])) or any(p < 1 for p in points):
+            raise ValueError(f"task {task!r}: changes {points} must be increasing, >= 1 and as many as "
+                             f"sequence steps {steps}")
+        return points, steps
+
+    @classmethod
+    def from_conditions(cls, points, conditions, nominal) -> "SwitchSchedule":
+        """The windows in which a drift sequence's condition differs from `nominal`: `conditions[0]`
+        holds before `points[0]`, `conditions[k]` from `points[k - 1]` on (a drift-sequence task's
+        changes, told as switch windows so the recovery metrics read them as Switch tasks do)."""
+        windows, start = [], None
+        for k, c in enumerate(conditions):
+            begin = 0 if k == 0 else points[k - 1]
+            if c != nominal and start is None:
+                start = begin
+            if c == nominal and start is not None:
+                windows.append((start, begin))
+                start = None
+        if start is not None:
+            windows.append((start, None))
+        return cls.from_windows(windows)
+
     @classmethod
     def from_string(cls, text: str) -> "SwitchSchedule":
         """Parse `"100-200,300-"` (comma-separated `start-end`, empty end = forever; `""` = never)."""
