@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import wait_for  # noqa: E402  (tests/waiting.py)
 import yaml
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
@@ -45,14 +46,6 @@ OFFSETS = {"test_two_robots_in_two_namespaces_only_the_drifted_one_alarms": 41,
            "test_sim_robot_command_timeout_follows_the_clock_topic": 47}
 
 
-def wait_for(cond, timeout=30.0, what="condition"):
-    """Poll `cond`; on timeout say what was awaited (`what` may be a callable: evaluated then)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from waiting import wait_for  # noqa: E402  (tests/waiting.py)
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -31,13 +32,6 @@ pytestmark = pytest.mark.ros
 TICKS = 2500
 
 
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_distill_from_a_shadow_mode_recording(tmp_path):

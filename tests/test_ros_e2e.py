@@ -20,6 +20,7 @@ import textwrap
 import time
 
 import pytest
+from waiting import wait_for  # noqa: E402  (tests/waiting.py)
 import yaml
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
@@ -107,14 +108,6 @@ def rig(session, tmp_path, tag, estimate, candidate, sim_params=None, **params):
     return root, base, ctl, sim, events
 
 
-def wait_for(cond, timeout=30.0, what="condition"):
-    """Poll `cond`; on timeout say what was awaited (`what` may be a callable: evaluated then)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
 
 
 def decoded(events):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for  # noqa: E402  (tests/waiting.py)
 import yaml
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
@@ -38,13 +39,6 @@ def domain(offset: int) -> int:
     return (int(os.environ.get("ROS_DOMAIN_ID", "100")) + 17 * offset) % 100 + 100
 
 
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Session:
