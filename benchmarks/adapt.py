@@ -533,8 +533,9 @@ def walker_only(args) -> None:
     if args.smoke:
         args.out = smoke_out(args.out)
         args.seeds, args.budget_s, args.workers = 1, 30.0, 1
-    rows = walker_runs(args.seeds, args.budget_s, args.workers,
-                       sysid_budget_s=60.0 if args.sysid_budget_s is None else args.sysid_budget_s, smoke=args.smoke)
+    if args.sysid_budget_s is None:
+        args.sysid_budget_s = 60.0
+    rows = walker_runs(args.seeds, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
                "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
