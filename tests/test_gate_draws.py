@@ -215,3 +215,17 @@ def test_the_node_writes_the_suites_draws_into_the_job(tmp_path):
     assert written["gate_limits"]["start_offsets"] == [{"right_hip": 0.05}]
     assert written["gate_limits"]["stress"][0]["relative"] is True
     assert (written["stress_draws"], written["start_probes"]) == (4, True)
+
+
+def test_a_gate_draws_job_is_the_same_on_one_or_two_workers(walker_limits):
+    """Fitness with stress robots, probe starts and the fall share is per individual: the same seed
+    gives the same candidate on 1 and 2 worker processes (the walker's demo runs 2)."""
+    import sim.adapt_job as aj
+    champion = aj.nominal_champion("walker")
+    common = dict(robot="walker", drift=HALF, budget_s=1e6, max_generations=2, horizon=25, telemetry_ticks=120,
+                  randomize=0, population=3, children=1, sysid_max_evals=20, gate_limits=walker_limits,
+                  stress_draws=2, start_probes=True)
+    one, c1 = aj.run_job(aj.AdaptJob(workers=1, **common), [champion])
+    two, c2 = aj.run_job(aj.AdaptJob(workers=2, **common), [champion])
+    assert np.array_equal(c1.vector, c2.vector)
+    assert one["best_per_generation"] == two["best_per_generation"]
