@@ -23,7 +23,12 @@ Fitness and confirmation see the gate's hard limits on the commands (job.json's 
 by the job's writer from `safety.command_limits`: the robot's saturation and jerk limits with its
 suite's overrides, and the suite's sensor noise; `sim.plant_task.ActionLimits`):
 an episode whose commands come near them loses most of its return, so evolution does not breed, and
-the stop rule cannot confirm, a candidate the gate must refuse (the ant's chattering 273 / 300). Determinism: the same seed gives the same candidate on any backend and worker
+the stop rule cannot confirm, a candidate the gate must refuse (the ant's chattering 273 / 300).
+With `stress_draws` / `start_probes` (the walker's demo) they also see the robots and starts the gate
+will judge (`GateDraws`, `sim.stress`): robots drawn from the suite's stress distribution around the
+estimate, the estimate started from the suite's initial-offset probes, and a fall costs half an
+episode in fitness and fails the confirmation (the walker's candidates had confirmed on the estimate
+and then fallen on 6-8 of the gate's 10 stress robots and on its hip-offset probe). Determinism: the same seed gives the same candidate on any backend and worker
 count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
 (sim/sandbox.py) and answers only through its result.
