@@ -359,7 +359,9 @@ def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Gen
     return confirm
 
 
-PROBE_EPISODES = 2       # confirmation episodes per signed start probe
+PROBE_EPISODES = 5       # confirmation episodes per signed start probe: as many as the gate's (10 seeds, sign
+                         # alternating); with 2, a walker candidate confirmed and then fell on 1 of the gate's 10
+                         # hip-offset starts (demo 18:05 UTC, job 2)
 CONFIRM_STRESS = 10      # fresh stress robots per confirmation, at least: as many as the gate's stress scenario
                          # (with 4, a walker candidate that falls below 0.92 x the estimated gain confirmed
                          # and then fell on 5 of the gate's 10: demo 18:05 UTC)
