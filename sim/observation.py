@@ -58,8 +58,8 @@ BASE_SENSORS = {"imu": 7,         # orientation w x y z (world frame), angular v
 
 
 class ProfileObservation:
-    """A robot profile's observation as the live robot measures it: joint positions and velocities
-    (JointState), then the IMU (sensor_msgs/Imu) and odometry (nav_msgs/Odometry) when the profile
+    """A robot profile's observation as the live robot measures it: joint positions (continuous joints
+    encoded as the profile's ``angle`` says, `sim.profile.angles`) and velocities (JointState), then the IMU (sensor_msgs/Imu) and odometry (nav_msgs/Odometry) when the profile
     lists them, in the simulation's layout (`sim.profile.objective.observe_function`). Nothing is
     computed from a model, so a floating base works: its pose and twist are measured, not derived
     from joint angles. `base_sensors` names the extra inputs the runtime must hold fresh, in order;
@@ -74,9 +74,13 @@ class ProfileObservation:
         self.obs_names = tuple(plant.obs_names)
         self.obs_dim = len(self.obs_names)
         self.n_joints = len(plant.joint_names)
+        from sim.profile.angles import position_width
+        self.angle_modes = tuple(plant.profile.angle_modes) or ("raw",) * self.n_joints
+        self._encode = any(m != "raw" for m in self.angle_modes)
         self.base_sensors = tuple(k for k in BASE_SENSORS if getattr(observe, k) is not None)
         self.base_topics = {k: getattr(observe, k).topic for k in self.base_sensors}
-        want = 2 * self.n_joints + sum(BASE_SENSORS[k] for k in self.base_sensors)
+        want = (position_width(self.angle_modes) + self.n_joints
+                + sum(BASE_SENSORS[k] for k in self.base_sensors))
         if want != self.obs_dim:
             raise ValueError(f"profile {plant.name!r}: observation of {self.obs_dim} channels, joint states and "
                              f"{list(self.base_sensors)} give {want}")
@@ -84,6 +88,9 @@ class ProfileObservation:
     def __call__(self, positions: np.ndarray, velocities: np.ndarray, *base: np.ndarray) -> np.ndarray:
         if len(base) != len(self.base_sensors):
             raise ValueError(f"observation needs {list(self.base_sensors)}, got {len(base)} base input(s)")
+        if self._encode:   # continuous joints as the simulation encodes them (sim.profile.angles)
+            from sim.profile.angles import encode_positions
+            positions = encode_positions(np.asarray(positions, dtype=np.float64)[None], self.angle_modes)[0]
         return np.concatenate([positions, velocities, *base])
 
 
@@ -111,10 +118,12 @@ def base_readings(plant) -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {}
     if profile is None:
         return out
+    from sim.profile.angles import position_width
     n = len(plant.joint_names)
+    at = position_width(profile.angle_modes or ("raw",) * n) + n     # the IMU's first channel
     if profile.imu is not None:
         obs = np.asarray(plant.observe(), dtype=np.float64)
-        out["imu"] = {"orientation": obs[2 * n:2 * n + 4], "angular_velocity": obs[2 * n + 4:2 * n + 7]}
+        out["imu"] = {"orientation": obs[at:at + 4], "angular_velocity": obs[at + 4:at + 7]}
     if profile.odometry is not None:
         body, free_dof = profile.odometry
         data = plant.data

@@ -91,6 +91,9 @@ class JointStates(Strict):
     topic: Name = "joint_states"
     joints: dict[Name, Name] = Field(min_length=1)   # ROS JointState name -> MuJoCo joint, in obs order
     velocity: Literal["measured", "differentiate"] = "measured"
+    # how a continuous joint's angle (a hinge with no range) enters the observation (sim.profile.angles):
+    # raw: q; wrap: q in [-pi, pi); sincos: (sin q, cos q). Limited hinges and slides stay raw.
+    angle: Literal["raw", "wrap", "sincos"] = "raw"
 
 
 class Imu(Strict):
