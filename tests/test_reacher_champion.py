@@ -40,3 +40,28 @@ def test_shipped_reacher_champion_tracks_the_target_on_held_out_episodes():
     champion = closed_loop_returns("reacher", policy_controller(g), seeds, 300)
     jt = closed_loop_returns("reacher", nominal_controller("reacher"), seeds, 300)
     assert np.mean(champion) >= 0.9 * np.mean(jt), (np.mean(champion), np.mean(jt))
+
+
+def test_reacher_default_drift_suite_calibration_and_scenario_are_shipped():
+    """The reversed wrist motor breaks the champion; the suite targets it; the monitor's calibration
+    loads; the drift scenarios run the built-in reacher under its champion (no scenario of its own)."""
+    from controller.drift import load_config
+    from safety.suite import load_suite
+    from sim.adapt_job import mean_return, nominal_champion
+    from sim.drift_scenarios import has_scenario, record_nominal, scenario
+    from sim.drift_spec import DriftSpec
+    profile = load_profile(ROBOTS / "reacher.yaml")
+    drift = DriftSpec.parse(profile.default_drift)
+    g = nominal_champion("reacher")
+    assert mean_return("reacher", g, drift, 300, 0, episodes=3) < 0.2 * mean_return("reacher", g, DriftSpec(), 300,
+                                                                                       0, episodes=3)
+    suite = load_suite(profile.asset_path("suite"))
+    target = next(s for s in suite.scenarios if s.tag == "target")
+    assert suite.plant == "reacher" and target.drift.as_dict() == drift.as_dict()
+    cfg = load_config(profile.asset_path("calibration"))
+    assert Path(cfg.calibration_file) == profile.asset_path("calibration").parent / "reacher.json"
+    assert Path(cfg.calibration_file).is_file()
+    assert has_scenario("reacher") and [d.name for d in scenario("reacher").drifts] == ["default", "wear_ramp"]
+    t, obs, act, _ = record_nominal("reacher", 2.0, seed=0, with_reward=False)
+    ctrl = policy_controller(g)()
+    assert np.array_equal(act[0], ctrl(obs[0]))          # the champion drives the nominal telemetry
