@@ -55,6 +55,27 @@ class KinematicObservation:
 # What each base sensor contributes to a profile robot's observation, in order (sim.profile.terms):
 BASE_SENSORS = {"imu": 7,         # orientation w x y z (world frame), angular velocity x y z (its own frame)
                 "odometry": 6}    # position x y z, linear velocity x y z (both world frame)
+# ... and after them the task signals (`observe.extra`: a moving target), len(extra.names) values on the
+# profile's extra topic (std_msgs/Float64MultiArray); handled as one more input the tick must hold fresh
+TASK = "task"
+
+
+def live_profile(plant):
+    """The robot profile that describes `plant`'s live observation: its own (a `ProfilePlant`), or for a
+    built-in plant its shipped profile when that observes task signals (``observe.extra``, which no
+    joint state carries) with the built-in's very channels (the reacher); None otherwise."""
+    profile = getattr(plant, "profile", None)
+    if profile is not None:
+        return profile
+    from sim.profile import builtin_profiles, load_profile, observation_names
+    path = builtin_profiles().get(getattr(plant, "name", ""))
+    if path is None:
+        return None
+    profile = load_profile(path)
+    if profile.doc.observe.extra is None or \
+            tuple(observation_names(profile.doc, profile.angle_modes)) != tuple(plant.obs_names):
+        return None
+    return profile
 
 
 class ProfileObservation:
@@ -79,8 +100,12 @@ class ProfileObservation:
         self._encode = any(m != "raw" for m in self.angle_modes)
         self.base_sensors = tuple(k for k in BASE_SENSORS if getattr(observe, k) is not None)
         self.base_topics = {k: getattr(observe, k).topic for k in self.base_sensors}
-        want = (position_width(self.angle_modes) + self.n_joints
-                + sum(BASE_SENSORS[k] for k in self.base_sensors))
+        self.base_widths = {k: BASE_SENSORS[k] for k in self.base_sensors}
+        if observe.extra is not None:      # task signals: their own topic, after the base sensors
+            self.base_sensors += (TASK,)
+            self.base_topics[TASK] = observe.extra.topic
+            self.base_widths[TASK] = len(observe.extra.names)
+        want = position_width(self.angle_modes) + self.n_joints + sum(self.base_widths.values())
         if want != self.obs_dim:
             raise ValueError(f"profile {plant.name!r}: observation of {self.obs_dim} channels, joint states and "
                              f"{list(self.base_sensors)} give {want}")
@@ -114,7 +139,7 @@ def base_readings(plant) -> dict[str, dict[str, np.ndarray]]:
     orientation (w x y z) and angular velocity (its own frame), as the plant observes them; odometry's
     pose of the floating base and its twist in the child (body) frame (REP 105). The simulated robot
     node publishes these; `odometry_values` turns the odometry back into observation channels."""
-    profile = getattr(plant, "profile", None)
+    profile = live_profile(plant)
     out: dict[str, dict[str, np.ndarray]] = {}
     if profile is None:
         return out
@@ -132,20 +157,26 @@ def base_readings(plant) -> dict[str, dict[str, np.ndarray]]:
                            "orientation": np.array(data.xquat[body], dtype=np.float64),
                            "linear_velocity": R.T @ np.asarray(data.qvel[free_dof:free_dof + 3], dtype=np.float64),
                            "angular_velocity": np.array(data.qvel[free_dof + 3:free_dof + 6], dtype=np.float64)}
+    if profile.doc.observe.extra is not None:     # the task signals close the observation
+        k = len(profile.doc.observe.extra.names)
+        # the exact signals (no sensor noise draw: the plant's generator stream stays the episode's)
+        out[TASK] = {"values": np.asarray(plant._observe(), dtype=np.float64)[-k:]}
     return out
 
 
 def make_observation_map(plant_name: str) -> ObservationMap:
     """The observation map for a plant: its closed form when it has one (`Plant.analytic_observation`),
-    the measured channels for a robot profile without entry-point channels (`ProfileObservation`),
+    the measured channels for a robot profile (`ProfileObservation`: joint states, base sensors, task
+    signals) and for a built-in whose shipped profile observes task signals (`live_profile`),
     forward kinematics of its model otherwise."""
-    from sim.plants import is_profile, plant_class
+    from sim.plants import is_profile, make_plant, plant_class
     if is_profile(plant_name):
-        from sim.plants import make_plant
-        plant = make_plant(plant_name)
-        if plant.profile.doc.observe.extra is None:
-            return ProfileObservation(plant)
+        return ProfileObservation(make_plant(plant_name))
     analytic = plant_class(plant_name).analytic_observation()
+    if analytic is None:     # a built-in observing task signals: measured as its shipped profile says
+        profile = live_profile(make_plant(plant_name))
+        if profile is not None:
+            return ProfileObservation(make_plant(str(profile.path)))
     return analytic if analytic is not None else KinematicObservation(plant_name)
 
 

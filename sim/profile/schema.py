@@ -117,9 +117,11 @@ class Odometry(Strict):
 
 class ExtraObservation(Strict):
     """Task signals a real robot receives on a topic of its own (a target, a goal): computed by an
-    entry point ``f(frames) -> (B, len(names))``, see `sim.profile.terms.Frames`."""
+    entry point ``f(frames) -> (B, len(names))``, see `sim.profile.terms.Frames`. Live, they arrive
+    on `topic` as std_msgs/Float64MultiArray (len(names) values, in order), beside the joint states."""
     entry_point: Name
     names: list[Name] = Field(min_length=1)
+    topic: Name = "task"
     _e = field_validator("entry_point")(_entry_point)
 
 
