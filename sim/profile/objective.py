@@ -128,7 +128,7 @@ def _error(field: str, index: int, ref: float, scale: float):
 
 def observe_function(profile: RobotProfile) -> T.Fn:
     """The observation: joint positions, joint velocities (profile order), then IMU, odometry, extra."""
-    parts = [T.joint_observer(profile.qpos_adr, profile.dof_adr)]
+    parts = [T.joint_observer(profile.qpos_adr, profile.dof_adr, profile.angle_modes)]
     if profile.imu is not None:
         parts.append(T.imu_observer(profile.model, *profile.imu)[1])
     if profile.odometry is not None:

@@ -91,6 +91,9 @@ class JointStates(Strict):
     topic: Name = "joint_states"
     joints: dict[Name, Name] = Field(min_length=1)   # ROS JointState name -> MuJoCo joint, in obs order
     velocity: Literal["measured", "differentiate"] = "measured"
+    # how a continuous joint's angle (a hinge with no range) enters the observation (sim.profile.angles):
+    # raw: q; wrap: q in [-pi, pi); sincos: (sin q, cos q). Limited hinges and slides stay raw.
+    angle: Literal["raw", "wrap", "sincos"] = "raw"
 
 
 class Imu(Strict):
@@ -114,9 +117,11 @@ class Odometry(Strict):
 
 class ExtraObservation(Strict):
     """Task signals a real robot receives on a topic of its own (a target, a goal): computed by an
-    entry point ``f(frames) -> (B, len(names))``, see `sim.profile.terms.Frames`."""
+    entry point ``f(frames) -> (B, len(names))``, see `sim.profile.terms.Frames`. Live, they arrive
+    on `topic` as std_msgs/Float64MultiArray (len(names) values, in order), beside the joint states."""
     entry_point: Name
     names: list[Name] = Field(min_length=1)
+    topic: Name = "task"
     _e = field_validator("entry_point")(_entry_point)
 
 
