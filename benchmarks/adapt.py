@@ -46,7 +46,7 @@ SMOKE_JOB = dict(max_generations=1, horizon=50, population=4, children=1, random
 
 
 def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str,
-                 gate_suite: str | None = None) -> list[dict]:
+                 gate_suite: str | None = None, on_row=None) -> list[dict]:
     """One sandbox run per seed (`job_for_seed(seed)` -> AdaptJob), each row its result.json plus how
     the sandbox ended and its wall time; with `gate_suite`, also the gate's verdict on the candidate
     (that suite with its target replaced by the job's sysid estimate, as the orchestrator does)."""
@@ -64,6 +64,8 @@ def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str
             r["gate"] = gate
         r["n_generations"] = len(r.pop("generations", []) or [])
         rows.append(r)
+        if on_row is not None:
+            on_row(rows)
         print(f"{label} seed {seed}: {outcome.status} before {r.get('return_before', float('nan')):.1f} after "
               f"{r.get('return_after', float('nan')):.1f} nominal {r.get('nominal_return', float('nan')):.1f} "
               f"winner {(r.get('winner') or {}).get('kind')} in {wall:.1f} s", flush=True)
@@ -92,7 +94,7 @@ def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = Tru
 
 
 def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None,
-                sysid_budget_s: float = 60.0, smoke: bool = False) -> list[dict]:
+                sysid_budget_s: float = 60.0, smoke: bool = False, on_row=None) -> list[dict]:
     """The walker under its profile's default drift (launch/robots/walker.yaml drift.default), shipped
     champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting),
     the job settings of its demo (launch/robots/demo/walker.yaml: sysid budget, the gate's stress
@@ -106,7 +108,7 @@ def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = 
     return sandbox_rows(lambda seed: AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s,
                                               workers=workers, gate_limits=gate_command_limits("walker"), **job),
                         nominal_champion("walker"), seeds, budget_s, "walker",
-                        gate_suite=str(profile.asset_path("suite")))
+                        gate_suite=str(profile.asset_path("suite")), on_row=on_row)
 
 
 # the walker's demo job settings (launch/robots/demo/walker.yaml adapt), besides budgets and workers
@@ -126,7 +128,7 @@ def walker_markdown(section: dict) -> list[str]:
     rows = section["runs"]
     md = [f"## Walker, {json.dumps(section['drift'])} (its profile's default drift)", "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --walker-only "
-          f"--seeds {len(rows)} --budget-s {section['budget_s']:g} --workers {section['workers']}"
+          f"--seeds {section.get('seeds_asked', len(rows))} --budget-s {section['budget_s']:g} --workers {section['workers']}"
           f"{' --sysid-budget-s %g' % section['sysid_budget_s'] if 'sysid_budget_s' in section else ''}`. "
           "Shipped champion (sim/assets/champions/walker.safetensors), no model seed (the walker has no linear "
           "design), target 0.95 x nominal on the calibrated plants confirmed on >= 10 fresh episodes; returns "
@@ -135,9 +137,9 @@ def walker_markdown(section: dict) -> list[str]:
           "six leg motors, one damping factor, with a pull toward the nominal robot (prior 2, sim.sysid.prior_factor). "
           "Fitness models: the sysid ensemble (models within 25 % of the best (prior-weighted) replay loss, "
           "sim/sysid.py), torso mass and mean leg gain of each" + (
-              f", then {section['stress_draws']} robots drawn from the gate's stress distribution around the "
-              "estimate and the estimate from the gate's start probes (both signs), a fall costing half an episode; "
-              "confirmation adds as many fresh stress robots and 2 episodes per probe start, one fall failing it "
+              f", then {section['stress_draws']} robots drawn (stratified) from the gate's stress distribution around "
+              "the estimate and the estimate from the gate's start probes (both signs), a fall costing half an "
+              "episode; confirmation adds 10 fresh stress robots and 5 episodes per probe start, one fall failing it "
               "(job stress_draws / start_probes, sim/stress.py). Gate: the shipped suite with its target replaced "
               "by the job's estimate, candidate vs champion (safety.gate.run_gate), seeds with a hard-constraint "
               "violation out of 10 per scenario" if section.get("stress_draws") else "") + ".", "",
@@ -160,7 +162,9 @@ def walker_markdown(section: dict) -> list[str]:
     ok = sum(1 for r in rows if r["status"] == "ok")
     md += ["", f"Median after / nominal over {len(rows)} seeds, failed jobs counted as failures (censored): "
            f"{np.median(after) if rows else float('nan'):.2f}; {ok}/{len(rows)} jobs offered a candidate; "
-           f"{sum(1 for a in after if a >= 0.9)}/{len(rows)} reached >= 0.90 of nominal on the true drifted robot.", "",
+           f"{sum(1 for a in after if a >= 0.9)}/{len(rows)} reached >= 0.90 of nominal on the true drifted robot" + (
+               f"; the gate passed {sum(1 for r in rows if (r.get('gate') or {}).get('verdict') == 'PASS')}/{len(rows)} "
+               "candidates (failed jobs counted as not passed)" if any("gate" in r for r in rows) else "") + ".", "",
            "The walker has no model seed: every winner is an evolved descendant of the champion (lineage depth "
            ">= 1) unless the table says otherwise. Where the candidate falls short on the true robot, the job had "
            "confirmed its target on the *calibrated* plants: the gap is system identification's (true leg gains "
@@ -529,29 +533,36 @@ def render_walker(out: Path) -> None:
 
 
 def walker_only(args) -> None:
+    """The walker rows, merged into adapt.json / adapt.md after every seed (a run stopped early keeps
+    the seeds it finished; the section says how many)."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if args.smoke:
         args.out = smoke_out(args.out)
         args.seeds, args.budget_s, args.workers = 1, 30.0, 1
     if args.sysid_budget_s is None:
         args.sysid_budget_s = 60.0
-    rows = walker_runs(args.seeds, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
-    section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
-               "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
-               "stress_draws": WALKER_JOB["stress_draws"], "start_probes": WALKER_JOB["start_probes"],
-               "runs": rows}
-    path = args.out / "adapt.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    doc["walker"] = section
-    atomic_write_json(path, doc)
-    md_path = args.out / "adapt.md"
-    old = md_path.read_text() if md_path.exists() else ""
-    old = old.split("\n## Walker, ")[0].split(ROBOT_SECTION)[0].rstrip("\n") + "\n\n" if old else ""
-    md = walker_markdown(section) + robots_markdown(doc)
-    atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
-    print("\n".join(md))
+    start_load = os.getloadavg()[0]
 
+    def write(rows: list[dict]) -> None:
+        machine = (f"{platform.machine()}, {os.cpu_count()} cores, load average {start_load:.2f} at the start and "
+                   f"{os.getloadavg()[0]:.2f} after seed {len(rows) - 1}")
+        section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
+                   "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
+                   "stress_draws": WALKER_JOB["stress_draws"], "start_probes": WALKER_JOB["start_probes"],
+                   "seeds_asked": args.seeds, "runs": rows}
+        path = args.out / "adapt.json"
+        doc = json.loads(path.read_text()) if path.exists() else {}
+        doc["walker"] = section
+        atomic_write_json(path, doc)
+        md_path = args.out / "adapt.md"
+        old = md_path.read_text() if md_path.exists() else ""
+        old = old.split("\n## Walker, ")[0].split(ROBOT_SECTION)[0].rstrip("\n") + "\n\n" if old else ""
+        md = walker_markdown(section) + robots_markdown(doc)
+        atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
+        print("\n".join(md[:2] + md[-12:]), flush=True)
+
+    walker_runs(args.seeds, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke,
+                on_row=write)
 
 if __name__ == "__main__":
     main()

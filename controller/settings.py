@@ -117,7 +117,8 @@ class OrchestratorSettings(Strict):
     shadow_max_divergence: float = _f(0.5, "mean |a_candidate - a_champion| allowed in shadow", ge=0, le=1e6)
     shadow_max_saturation: float = _f(0.5, "fraction of saturated candidate actions allowed in shadow", ge=0, le=1)
     rescue_failing_champion: bool = _f(True, "a champion outside the guard bounds on rescue_outside_fraction of "
-                                       "the shadow ticks is failing: skip the pairwise limits, rescue canary "
+                                       "the shadow ticks, or saturated on more than shadow_max_saturation of "
+                                       "them, is failing: skip the pairwise limits, rescue canary "
                                        "(full authority); false: hold")
     rescue_outside_fraction: float = _f(0.05, "shadow ticks outside the guard bounds that make the champion "
                                         "'failing'", ge=0, le=1)

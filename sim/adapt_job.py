@@ -330,10 +330,11 @@ def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Gen
     spread over every calibrated spec (the estimate and its randomised neighbours). With
     `action_limits` each episode's return carries its command-limit factor: an elite whose commands
     near the gate's jerk / saturation limits cannot confirm (its episodes fall below the floor).
-    With `gate_draws` (the job's stress_draws / start_probes) the elite also plays that many FRESH
-    robots from the suite's stress distribution (drawn from the check's seed, never the fitness's
-    draws) and `PROBE_EPISODES` episodes from each signed start probe, and an episode in which the
-    robot falls scores 0: the gate fails a candidate on one fall in any of its scenarios."""
+    With `gate_draws` (the job's stress_draws / start_probes) the elite also plays `CONFIRM_STRESS`
+    (or stress_draws, if more) FRESH robots from the suite's stress distribution (stratified, drawn
+    from the check's seed, never the fitness's draws) and `PROBE_EPISODES` episodes from each
+    signed start probe, and an episode in which the robot falls scores 0: the gate fails a
+    candidate on one fall in any of its scenarios."""
     per_spec = -(-int(episodes) // len(specs))
     kw = dict(horizon=horizon, hidden=champion.policy_spec.hidden, action_limits=action_limits,
               **({"start_cart_range": 0.6} if plant == "cartpole" else {}))
@@ -351,14 +352,19 @@ def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Gen
         out = [t.evaluate(np.repeat(weights[None], k, axis=0), rng.integers(0, 2**31 - 1, size=k))
                for t, k in tasks]
         if robust and gate_draws.n_stress:
-            fresh = gate_draws.stress(gate_draws.n_stress, int(rng.integers(0, 2**31 - 1)))
+            fresh = gate_draws.stress(gate_draws.n_confirm, int(rng.integers(0, 2**31 - 1)))
             out += [PlantTask(plant, drifts=(d,), **kw).evaluate(weights[None], rng.integers(0, 2**31 - 1, size=1))
                     for d in fresh]
         return np.concatenate(out)
     return confirm
 
 
-PROBE_EPISODES = 2       # confirmation episodes per signed start probe
+PROBE_EPISODES = 5       # confirmation episodes per signed start probe: as many as the gate's (10 seeds, sign
+                         # alternating); with 2, a walker candidate confirmed and then fell on 1 of the gate's 10
+                         # hip-offset starts (demo 18:05 UTC, job 2)
+CONFIRM_STRESS = 10      # fresh stress robots per confirmation, at least: as many as the gate's stress scenario
+                         # (with 4, a walker candidate that falls below 0.92 x the estimated gain confirmed
+                         # and then fell on 5 of the gate's 10: demo 18:05 UTC)
 FIT_FALL_FACTOR = 0.5    # with gate draws, a fitness episode in which the robot fell keeps half its return
 
 
@@ -374,7 +380,7 @@ class GateDraws:
     estimate: DriftSpec
     stresses: tuple = ()           # the suite's stress scenarios: ({"relative", "bounds"}, ...)
     starts: tuple = ()             # signed start offsets: (((joint, offset), ...), ...)
-    n_stress: int = 0              # robots drawn per use (fitness: fixed for the run; confirmation: fresh)
+    n_stress: int = 0              # fitness's stress robots (fixed for the run)
     probe_spec: DriftSpec = DriftSpec()   # the estimate under the gate's sensor noise (where probes start)
 
     @classmethod
@@ -386,6 +392,11 @@ class GateDraws:
         return cls(estimate=estimate, stresses=stresses, starts=starts,
                    n_stress=int(job.stress_draws) if stresses else 0,
                    probe_spec=with_obs_noise([estimate], gate_obs_noise(job))[0])
+
+    @property
+    def n_confirm(self) -> int:
+        """Fresh stress robots per confirmation."""
+        return max(self.n_stress, CONFIRM_STRESS) if self.n_stress else 0
 
     @property
     def active(self) -> bool:
@@ -411,7 +422,7 @@ class GateDraws:
     def describe(self, n: int) -> dict | None:
         if not self.active:
             return None
-        return {"stress": list(self.stresses), "stress_draws": self.n_stress,
+        return {"stress": list(self.stresses), "stress_draws": self.n_stress, "confirm_stress": self.n_confirm,
                 "start_offsets": [dict(st) for st in self.starts], "fit_fall_factor": FIT_FALL_FACTOR,
                 "confirm_probe_episodes": PROBE_EPISODES}
 
