@@ -45,9 +45,11 @@ SMOKE_JOB = dict(max_generations=1, horizon=50, population=4, children=1, random
                  sysid_max_evals=40, telemetry_ticks=150)
 
 
-def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str) -> list[dict]:
+def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str,
+                 gate_suite: str | None = None) -> list[dict]:
     """One sandbox run per seed (`job_for_seed(seed)` -> AdaptJob), each row its result.json plus how
-    the sandbox ended and its wall time."""
+    the sandbox ended and its wall time; with `gate_suite`, also the gate's verdict on the candidate
+    (that suite with its target replaced by the job's sysid estimate, as the orchestrator does)."""
     rows = []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
@@ -55,13 +57,31 @@ def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str
             outcome = run_sandbox(write_job(Path(tmp) / "job", job_for_seed(seed), [champion]),
                                   SandboxLimits(wall_s=budget_s + 300))
             wall = time.perf_counter() - t0
+            gate = (gate_row(outcome, champion, gate_suite)
+                    if gate_suite and outcome.status == "ok" and outcome.candidate_path else None)
         r = {**outcome.result, "status": outcome.status, "sandbox_reason": outcome.reason, "sandbox_wall_s": wall}
+        if gate_suite:
+            r["gate"] = gate
         r["n_generations"] = len(r.pop("generations", []) or [])
         rows.append(r)
         print(f"{label} seed {seed}: {outcome.status} before {r.get('return_before', float('nan')):.1f} after "
               f"{r.get('return_after', float('nan')):.1f} nominal {r.get('nominal_return', float('nan')):.1f} "
               f"winner {(r.get('winner') or {}).get('kind')} in {wall:.1f} s", flush=True)
     return rows
+
+
+def gate_row(outcome, champion, suite_path: str) -> dict:
+    """The gate's verdict on a sandbox candidate against the champion (`safety.gate.run_gate`), with
+    each scenario's candidate mean and the seeds with a hard-constraint violation."""
+    from safety.gate import Contender, run_gate
+    from safety.suite import load_suite
+    from sim.genome import load_genome
+    suite = load_suite(suite_path).with_target(outcome.result["sysid"]["estimate"])
+    rep = run_gate(Contender.from_genome(load_genome(outcome.candidate_path)), Contender.from_genome(champion), suite)
+    return {"verdict": rep.verdict, "reasons": rep.reasons,
+            "scenarios": {sc.name: {"candidate": sc.candidate, "incumbent": sc.incumbent, "n": sc.n,
+                                    "violated": sum(1 for row in sc.per_seed if row["candidate"]["violations"])}
+                          for sc in rep.scenarios}}
 
 
 def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = True, smoke: bool = False) -> list[dict]:
@@ -72,15 +92,32 @@ def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = Tru
 
 
 def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None,
-                sysid_budget_s: float = 60.0) -> list[dict]:
+                sysid_budget_s: float = 60.0, smoke: bool = False) -> list[dict]:
     """The walker under its profile's default drift (launch/robots/walker.yaml drift.default), shipped
     champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting),
-    the sysid budget of its demo (launch/robots/demo/walker.yaml)."""
+    the job settings of its demo (launch/robots/demo/walker.yaml: sysid budget, the gate's stress
+    draws and start probes), the gate's limits and draws in job.json as the node writes them; each
+    row also carries the gate's verdict on the candidate (its shipped suite, target = the estimate)."""
+    from safety.command_limits import gate_command_limits
     from sim.profile import find_profile, load_profile
-    drift = drift or load_profile(find_profile("walker")).default_drift
+    profile = load_profile(find_profile("walker"))
+    drift = drift or profile.default_drift
+    job = {**WALKER_JOB, "sysid_budget_s": sysid_budget_s, **(SMOKE_JOB if smoke else {})}
     return sandbox_rows(lambda seed: AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s,
-                                              workers=workers, sysid_budget_s=sysid_budget_s),
-                        nominal_champion("walker"), seeds, budget_s, "walker")
+                                              workers=workers, gate_limits=gate_command_limits("walker"), **job),
+                        nominal_champion("walker"), seeds, budget_s, "walker",
+                        gate_suite=str(profile.asset_path("suite")))
+
+
+# the walker's demo job settings (launch/robots/demo/walker.yaml adapt), besides budgets and workers
+WALKER_JOB = dict(max_generations=100, stress_draws=4, start_probes=True)
+
+
+def gate_cell(gate: dict | None) -> str:
+    """'PASS (0 / 0 / 0)': the verdict and each scenario's seeds with a hard-constraint violation."""
+    if not gate:
+        return "-"
+    return f"{gate['verdict']} ({' / '.join(str(v['violated']) for v in gate['scenarios'].values())})"
 
 
 def walker_markdown(section: dict) -> list[str]:
@@ -97,9 +134,15 @@ def walker_markdown(section: dict) -> list[str]:
           "System identification: the walker's parameter set (sim/sysid_params.py): torso mass, ONE gain shared by the "
           "six leg motors, one damping factor, with a pull toward the nominal robot (prior 2, sim.sysid.prior_factor). "
           "Fitness models: the sysid ensemble (models within 25 % of the best (prior-weighted) replay loss, "
-          "sim/sysid.py), torso mass and mean leg gain of each.", "",
-          "| seed | status | sysid torso mass | sysid mean leg gain | fitness models (torso, gain) | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+          "sim/sysid.py), torso mass and mean leg gain of each" + (
+              f", then {section['stress_draws']} robots drawn from the gate's stress distribution around the "
+              "estimate and the estimate from the gate's start probes (both signs), a fall costing half an episode; "
+              "confirmation adds as many fresh stress robots and 2 episodes per probe start, one fall failing it "
+              "(job stress_draws / start_probes, sim/stress.py). Gate: the shipped suite with its target replaced "
+              "by the job's estimate, candidate vs champion (safety.gate.run_gate), seeds with a hard-constraint "
+              "violation out of 10 per scenario" if section.get("stress_draws") else "") + ".", "",
+          "| seed | status | sysid torso mass | sysid mean leg gain | fitness models (torso, gain) | before / nominal | after / nominal | generations | winner | lineage depth | sandbox wall s | gate (target / stress / probe violations) |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         nom = r.get("nominal_return") or float("nan")
         w = r.get("winner") or {}
@@ -112,7 +155,7 @@ def walker_markdown(section: dict) -> list[str]:
                   f"{np.mean(gains) if gains else float('nan'):.2f} | {models} | "
                   f"{r.get('return_before', float('nan')) / nom:.2f} | {r.get('return_after', float('nan')) / nom:.2f} | "
                   f"{r.get('n_generations', 0)} | {w.get('kind', '-')} ({w.get('root', '-')}) | "
-                  f"{w.get('lineage_depth', '-')} | {r['sandbox_wall_s']:.1f} |")
+                  f"{w.get('lineage_depth', '-')} | {r['sandbox_wall_s']:.1f} | {gate_cell(r.get('gate'))} |")
     after = [r["return_after"] / r["nominal_return"] if r["status"] == "ok" else -np.inf for r in rows]
     ok = sum(1 for r in rows if r["status"] == "ok")
     md += ["", f"Median after / nominal over {len(rows)} seeds, failed jobs counted as failures (censored): "
@@ -487,11 +530,16 @@ def render_walker(out: Path) -> None:
 
 def walker_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rows = walker_runs(args.seeds, args.budget_s, args.workers,
-                       sysid_budget_s=60.0 if args.sysid_budget_s is None else args.sysid_budget_s)
+    if args.smoke:
+        args.out = smoke_out(args.out)
+        args.seeds, args.budget_s, args.workers = 1, 30.0, 1
+    if args.sysid_budget_s is None:
+        args.sysid_budget_s = 60.0
+    rows = walker_runs(args.seeds, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
                "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
+               "stress_draws": WALKER_JOB["stress_draws"], "start_probes": WALKER_JOB["start_probes"],
                "runs": rows}
     path = args.out / "adapt.json"
     doc = json.loads(path.read_text()) if path.exists() else {}

@@ -136,7 +136,8 @@ class OrchestratorSettings(Strict):
 
 # adapt: the job's fields that a user sets, under job.json's names, defaults from sim.job_contract
 JOB_SETTINGS = ("budget_s", "max_generations", "population", "children", "horizon", "workers", "backend",
-                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations", "target_fraction")
+                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations", "target_fraction",
+                "stress_draws", "start_probes")
 
 
 class AdaptSettings(Strict):
@@ -154,6 +155,11 @@ class AdaptSettings(Strict):
     target_fraction: float = _f(_JOB.target_fraction, "stop when the elite holds this fraction of the champion's "
                                 "nominal return on fresh episodes of the identified model (else the job fails)",
                                 gt=0, le=2.0)
+    stress_draws: Int = _f(_JOB.stress_draws, "robots drawn from the regression suite's stress distribution around "
+                           "the estimate that fitness also averages over (as many fresh ones in the confirmation); "
+                           "0 = none", ge=0, le=1000)
+    start_probes: bool = _f(_JOB.start_probes, "fitness and confirmation also start from the suite's "
+                            "initial-offset probes (both signs)")
     population: Int = _f(_JOB.population, "population size", ge=1, le=100_000)
     children: Int = _f(_JOB.children, "children per parent", ge=1, le=10_000)
     horizon: Int = _f(_JOB.horizon, "episode length (ticks)", ge=1, le=10_000_000)

@@ -6,6 +6,10 @@ the hurdle), but sim never imports safety; so whoever writes the job (the contro
 (`AdaptJob.gate_limits`). One source: the robot's own hard limits (`safety.constraints`) tightened
 by the regression suite its profile ships (assets.suite), and the largest sensor noise that suite
 applies (a scenario's drift or the top of a stress range: the jerk limit is checked under it).
+It also carries what the gate draws robots and starts from, so the sandbox can evolve on the same
+distribution (domain randomisation, `sim.stress`): every stress scenario's bounds (``stress``) and
+every initial_offset probe's joint offsets (``start_offsets``). A built-in robot name (``walker``)
+reads the suite its shipped profile names, as `driftgate gate` and the demo do.
 """
 from __future__ import annotations
 
@@ -17,10 +21,13 @@ from safety.constraints import default_limits
 def _suite_scenarios(robot: str, suite: str | Path | None) -> tuple:
     """The scenarios of `suite`, else of the suite `robot`'s profile ships (assets.suite), else ()."""
     if suite is None:
-        if not str(robot).endswith((".yaml", ".yml")):
+        from sim.profile import ProfileError, builtin_profiles, find_profile, load_profile
+        if not str(robot).endswith((".yaml", ".yml")) and str(robot) not in builtin_profiles():
             return ()
-        from sim.profile import load_profile
-        suite = load_profile(robot).asset_path("suite")
+        try:
+            suite = load_profile(find_profile(robot)).asset_path("suite")
+        except ProfileError:
+            return ()
     if suite is None or not Path(suite).exists():
         return ()
     from safety.suite import load_suite
@@ -28,9 +35,11 @@ def _suite_scenarios(robot: str, suite: str | Path | None) -> tuple:
 
 
 def gate_command_limits(robot: str, suite: str | Path | None = None) -> dict:
-    """``{"max_saturation", "max_jerk", "obs_noise"}`` the gate applies to `robot`: the tightest
-    command limits over the suite's scenarios (the robot's defaults without a suite) and the largest
-    observation noise it puts on the robot (0 without a suite)."""
+    """``{"max_saturation", "max_jerk", "obs_noise"[, "stress", "start_offsets"]}`` the gate applies to
+    `robot`: the tightest command limits over the suite's scenarios (the robot's defaults without a
+    suite), the largest observation noise it puts on the robot (0 without a suite), the stress
+    scenarios' ``{"relative", "bounds"}`` and the initial_offset probes' ``{joint: offset}`` (each
+    key only when the suite has one)."""
     base = default_limits(robot)
     scenarios = _suite_scenarios(robot, suite)
     noise = 0.0
@@ -39,6 +48,15 @@ def gate_command_limits(robot: str, suite: str | Path | None = None) -> dict:
         for field, bounds in (sc.stress.bounds if sc.stress else ()):
             if field == "obs_noise":
                 noise = max(noise, float(bounds[1]))
-    return {"max_saturation": min((s.limits.max_saturation for s in scenarios), default=base.max_saturation),
-            "max_jerk": min((s.limits.max_jerk for s in scenarios), default=base.max_jerk),
-            "obs_noise": noise}
+    out = {"max_saturation": min((s.limits.max_saturation for s in scenarios), default=base.max_saturation),
+           "max_jerk": min((s.limits.max_jerk for s in scenarios), default=base.max_jerk),
+           "obs_noise": noise}
+    stress = [{"relative": bool(sc.stress.relative), "bounds": sc.stress.to_dict()["bounds"]}
+              for sc in scenarios if sc.stress is not None]
+    offsets = [dict(sc.probe.joints) for sc in scenarios
+               if sc.probe is not None and sc.probe.kind == "initial_offset" and sc.probe.joints]
+    if stress:
+        out["stress"] = stress
+    if offsets:
+        out["start_offsets"] = offsets
+    return out

@@ -10,7 +10,8 @@ import numpy as np
 
 from safety.constraints import Limits
 from safety.gate_config import GateConfig
-from sim.drift_spec import SCALE_FIELDS, TABLE_FIELDS, DriftSpec
+from sim.drift_spec import TABLE_FIELDS, DriftSpec
+from sim.stress import RELATIVE_FIELDS, sample_stress
 
 TAGS = ("target", "archive", "nominal", "stress", "probe")
 METRICS = ("mean_reward", "return", "tail_reward", "recovery")
@@ -45,9 +46,6 @@ class Probe:
         return out
 
 
-RELATIVE_FIELDS = SCALE_FIELDS + ("actuator_gain",)   # multiplicative quantities: `relative` applies
-
-
 @dataclass(frozen=True)
 class Stress:
     """Randomised drifts: seed index i gets `base` with every bounded entry drawn uniformly.
@@ -63,22 +61,10 @@ class Stress:
     relative: bool = False
 
     def sample(self, base: DriftSpec, index: int) -> DriftSpec:
+        """Seed index `index`'s robot (`sim.stress.sample_stress`: the sampler the sandbox's
+        fitness draws from too, with seeds of its own)."""
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index)]))
-        d = base.as_dict()
-        for fld, rng_spec in self.bounds:
-            if fld in TABLE_FIELDS:
-                table = dict(d.get(fld, {}))
-                for name, (lo, hi) in rng_spec:
-                    draw = float(rng.uniform(lo, hi))
-                    if self.relative and fld in RELATIVE_FIELDS:
-                        draw *= float(table.get(name, 1.0))
-                    table[name] = draw
-                d[fld] = table
-            elif fld == "action_delay":
-                d[fld] = int(rng.integers(int(rng_spec[0]), int(rng_spec[1]) + 1))
-            else:
-                d[fld] = float(rng.uniform(*rng_spec))
-        return DriftSpec.parse(d)
+        return sample_stress(base, self.bounds, self.relative, rng)
 
     def to_dict(self) -> dict:
         out = {"seed": self.seed,

@@ -23,7 +23,12 @@ Fitness and confirmation see the gate's hard limits on the commands (job.json's 
 by the job's writer from `safety.command_limits`: the robot's saturation and jerk limits with its
 suite's overrides, and the suite's sensor noise; `sim.plant_task.ActionLimits`):
 an episode whose commands come near them loses most of its return, so evolution does not breed, and
-the stop rule cannot confirm, a candidate the gate must refuse (the ant's chattering 273 / 300). Determinism: the same seed gives the same candidate on any backend and worker
+the stop rule cannot confirm, a candidate the gate must refuse (the ant's chattering 273 / 300).
+With `stress_draws` / `start_probes` (the walker's demo) they also see the robots and starts the gate
+will judge (`GateDraws`, `sim.stress`): robots drawn from the suite's stress distribution around the
+estimate, the estimate started from the suite's initial-offset probes, and a fall costs half an
+episode in fitness and fails the confirmation (the walker's candidates had confirmed on the estimate
+and then fallen on 6-8 of the gate's 10 stress robots and on its hip-offset probe). Determinism: the same seed gives the same candidate on any backend and worker
 count as long as the budgets that bind are counts (generations, evaluations, sysid evaluations);
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
 (sim/sandbox.py) and answers only through its result.
@@ -34,6 +39,7 @@ simulated robot carrying the job's true `drift`, driven by the champion, with se
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -164,14 +170,18 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     specs = with_obs_noise(calibrated_specs(sysid, job.randomize, job.seed), gate_obs_noise(job))
     start = {"start_cart_range": 0.6} if job.robot == "cartpole" else {}   # off-centre starts too
     limits = gate_action_limits(job)             # select on what the gate will check
-    task = PlantTask(job.robot, drifts=tuple(specs), horizon=job.horizon, hidden=champion.policy_spec.hidden,
-                     action_limits=limits, **start)
+    # ... and on the robots and starts it will check: the suite's stress draws and start probes
+    gate_draws = GateDraws.of(job, sysid.estimate)
+    drifts, starts = gate_draws.conditions(specs, job.stress_draws, job.seed)
+    task = PlantTask(job.robot, drifts=tuple(drifts), horizon=job.horizon, hidden=champion.policy_spec.hidden,
+                     action_limits=limits, starts=tuple(starts), fall_factor=gate_draws.fall_factor, **start)
     model_cfg = SRGHNConfig(**(champion.model or {}))
     nominal_return = mean_return(job.robot, champion, DriftSpec(), job.horizon, job.seed)
     target = job.target_fraction * nominal_return
     evaluations = 0
 
-    confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict(), action_limits=limits)
+    confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict(), action_limits=limits,
+                           gate_draws=gate_draws)
     stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed, min_return=EPISODE_FLOOR * target)
     confirmed_elites: dict[int, np.ndarray] = {}     # id -> genome of every elite that confirmed the target
     ran = 0
@@ -232,7 +242,9 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "robot": job.robot,
         "drift": true_drift.as_dict() if true_drift is not None else None,
         "sysid": {**sysid.to_dict(), "error": _sysid_error(sysid.params, true_drift)},
-        "fitness_models": [s.as_dict() for s in specs],     # what fitness averaged over (ensemble first)
+        "fitness_models": [s.as_dict() for s in drifts],    # what fitness averaged over (ensemble first)
+        "fitness_starts": [dict(st) for st in starts] if starts else None,   # per model: start offsets
+        "gate_draws": gate_draws.describe(job.stress_draws),
         # the gate's command limits the fitness and the confirmation saw
         "action_limits": {"max_saturation": limits.max_saturation, "max_jerk": limits.max_jerk,
                           "soft": limits.soft, "power": limits.power},
@@ -249,7 +261,7 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "judged_on": "true drift" if true_drift is not None else "sysid estimate",
         "generations": [{"gen": g.gen, "best": g.best, "mean": g.mean, "rate_mean": g.rate_mean}
                         for g in res.generations],
-        "evaluations": res.evaluations * len(specs),
+        "evaluations": res.evaluations * len(drifts),
         "target_return": target,
         "best_per_generation": res.best_per_generation,
         "winner": winner_provenance(res, roots),
@@ -312,22 +324,96 @@ def command_quality(plant: str, genome: Genome, drift: DriftSpec, horizon: int, 
 
 def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Genome, model: dict,
                  episodes: int = CONFIRM_EPISODES,
-                 action_limits: ActionLimits | None = None) -> Callable[[np.ndarray, int], np.ndarray]:
+                 action_limits: ActionLimits | None = None,
+                 gate_draws: "GateDraws | None" = None) -> Callable[[np.ndarray, int], np.ndarray]:
     """confirm(elite, seed): the elite SR-GHN's return on each of >= `episodes` fresh episodes,
     spread over every calibrated spec (the estimate and its randomised neighbours). With
     `action_limits` each episode's return carries its command-limit factor: an elite whose commands
-    near the gate's jerk / saturation limits cannot confirm (its episodes fall below the floor)."""
+    near the gate's jerk / saturation limits cannot confirm (its episodes fall below the floor).
+    With `gate_draws` (the job's stress_draws / start_probes) the elite also plays that many FRESH
+    robots from the suite's stress distribution (drawn from the check's seed, never the fitness's
+    draws) and `PROBE_EPISODES` episodes from each signed start probe, and an episode in which the
+    robot falls scores 0: the gate fails a candidate on one fall in any of its scenarios."""
     per_spec = -(-int(episodes) // len(specs))
-    tasks = [PlantTask(plant, drifts=(s,), horizon=horizon, hidden=champion.policy_spec.hidden,
-                       action_limits=action_limits,
-                       **({"start_cart_range": 0.6} if plant == "cartpole" else {})) for s in specs]
+    kw = dict(horizon=horizon, hidden=champion.policy_spec.hidden, action_limits=action_limits,
+              **({"start_cart_range": 0.6} if plant == "cartpole" else {}))
+    robust = gate_draws is not None and gate_draws.active
+    if robust:
+        kw["fall_factor"] = 0.0
+    tasks = [(PlantTask(plant, drifts=(s,), **kw), per_spec) for s in specs]
+    if robust:
+        tasks += [(PlantTask(plant, drifts=(gate_draws.probe_spec,), starts=(st,), **kw), PROBE_EPISODES)
+                  for st in gate_draws.starts]
 
     def confirm(elite: np.ndarray, seed: int) -> np.ndarray:
         weights = srghn_policy_weights(elite, champion.policy_spec, model)
         rng = np.random.default_rng([int(seed), 7919])
-        return np.concatenate([t.evaluate(np.repeat(weights[None], per_spec, axis=0),
-                                          rng.integers(0, 2**31 - 1, size=per_spec)) for t in tasks])
+        out = [t.evaluate(np.repeat(weights[None], k, axis=0), rng.integers(0, 2**31 - 1, size=k))
+               for t, k in tasks]
+        if robust and gate_draws.n_stress:
+            fresh = gate_draws.stress(gate_draws.n_stress, int(rng.integers(0, 2**31 - 1)))
+            out += [PlantTask(plant, drifts=(d,), **kw).evaluate(weights[None], rng.integers(0, 2**31 - 1, size=1))
+                    for d in fresh]
+        return np.concatenate(out)
     return confirm
+
+
+PROBE_EPISODES = 2       # confirmation episodes per signed start probe
+FIT_FALL_FACTOR = 0.5    # with gate draws, a fitness episode in which the robot fell keeps half its return
+
+
+@dataclass(frozen=True)
+class GateDraws:
+    """The suite's stress distribution and start probes around the estimate, as the job's fitness and
+    confirmation draw them (`sim.stress`; job.json's gate_limits.stress / start_offsets, written by
+    `safety.command_limits`). Why: the walker's evolved candidates confirmed on the estimate and
+    then fell in 6-8 of the gate's 10 stress robots (shared leg gain x [0.8, 1.2] of the estimate,
+    each motor a further x [0.95, 1.05]) and on its 0.05 rad hip-offset probe: evolution had never
+    met either. Inactive (no change to the job) unless the job asks for stress_draws / start_probes."""
+
+    estimate: DriftSpec
+    stresses: tuple = ()           # the suite's stress scenarios: ({"relative", "bounds"}, ...)
+    starts: tuple = ()             # signed start offsets: (((joint, offset), ...), ...)
+    n_stress: int = 0              # robots drawn per use (fitness: fixed for the run; confirmation: fresh)
+    probe_spec: DriftSpec = DriftSpec()   # the estimate under the gate's sensor noise (where probes start)
+
+    @classmethod
+    def of(cls, job: AdaptJob, estimate: DriftSpec) -> "GateDraws":
+        from sim.stress import signed_offsets
+        g = job.gate_limits or {}
+        stresses = tuple(g.get("stress", ())) if job.stress_draws > 0 else ()
+        starts = tuple(signed_offsets(g.get("start_offsets", ()))) if job.start_probes else ()
+        return cls(estimate=estimate, stresses=stresses, starts=starts,
+                   n_stress=int(job.stress_draws) if stresses else 0,
+                   probe_spec=with_obs_noise([estimate], gate_obs_noise(job))[0])
+
+    @property
+    def active(self) -> bool:
+        return bool(self.n_stress or self.starts)
+
+    @property
+    def fall_factor(self) -> float:
+        return FIT_FALL_FACTOR if self.active else 1.0
+
+    def stress(self, n: int, seed: int) -> list[DriftSpec]:
+        from sim.stress import stress_draws
+        return stress_draws(self.estimate, self.stresses, n, seed)
+
+    def conditions(self, specs: list[DriftSpec], n: int, seed: int) -> tuple[list[DriftSpec], list]:
+        """Fitness's (drifts, starts): the calibrated specs, then `n` stress robots (fixed for the run),
+        then the estimate from each signed start probe; starts is [] when nothing is displaced."""
+        if not self.active:
+            return list(specs), []
+        drifts = list(specs) + self.stress(self.n_stress, seed) + [self.probe_spec] * len(self.starts)
+        starts = [()] * (len(drifts) - len(self.starts)) + list(self.starts)
+        return drifts, (starts if self.starts else [])
+
+    def describe(self, n: int) -> dict | None:
+        if not self.active:
+            return None
+        return {"stress": list(self.stresses), "stress_draws": self.n_stress,
+                "start_offsets": [dict(st) for st in self.starts], "fit_fall_factor": FIT_FALL_FACTOR,
+                "confirm_probe_episodes": PROBE_EPISODES}
 
 
 def select_on_confirmation(elites: dict[int, np.ndarray], confirm: Callable[[np.ndarray, int], np.ndarray],

@@ -55,8 +55,13 @@ class AdaptJob:
     telemetry_ticks: int = 1000
     telemetry_noise: float = 0.01
     model_seed: bool = True              # seed the population with an LQR on the identified model
-    gate_limits: dict | None = None      # what the gate checks on the commands: {max_saturation, max_jerk,
-                                         # obs_noise} (safety.command_limits); None: the gate's defaults, no noise
+    gate_limits: dict | None = None      # what the gate checks: {max_saturation, max_jerk, obs_noise[, stress,
+                                         # start_offsets]} (safety.command_limits); None: the gate's defaults, no noise
+    stress_draws: int = 0                # > 0: fitness also averages over this many robots drawn from the suite's
+                                         # stress distribution around the estimate (gate_limits.stress), and the
+                                         # confirmation over as many fresh ones (sim.stress)
+    start_probes: bool = False           # fitness and confirmation also start from the suite's initial-offset
+                                         # probes, both signs, on the estimate (gate_limits.start_offsets)
     min_generations: int = 0             # > 0: evolve at least this many generations, then pick the winner among
                                          # the confirmed elites on the confirmation metric (0: stop on the first)
 
@@ -87,12 +92,18 @@ class AdaptJob:
             raise ValueError(f"job.backend: must be 'local' or 'ray', got {self.backend!r}")
         if self.ray_address is not None and not isinstance(self.ray_address, str):
             raise ValueError(f"job.ray_address: must be a string or null, got {self.ray_address!r}")
+        if int(self.stress_draws) < 0 or not isinstance(self.start_probes, bool):
+            raise ValueError(f"job.stress_draws must be an integer >= 0 and job.start_probes a boolean, got "
+                             f"{self.stress_draws!r}, {self.start_probes!r}")
         if self.gate_limits is not None:
             import math
-            known = {"max_saturation", "max_jerk", "obs_noise"}
+            known = {"max_saturation", "max_jerk", "obs_noise", "stress", "start_offsets"}
             if not isinstance(self.gate_limits, Mapping) or set(self.gate_limits) - known:
                 raise ValueError(f"job.gate_limits: a mapping with keys among {sorted(known)}, got {self.gate_limits!r}")
+            _check_gate_draws(self.gate_limits)
             for k, v in self.gate_limits.items():
+                if k in ("stress", "start_offsets"):
+                    continue
                 if not (isinstance(v, (int, float)) and math.isfinite(v) and (v >= 0 if k == "obs_noise" else v > 0)):
                     raise ValueError(f"job.gate_limits.{k}: must be a finite number "
                                      f"{'>= 0' if k == 'obs_noise' else '> 0'}, got {v!r}")
@@ -111,6 +122,30 @@ class AdaptJob:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _check_gate_draws(g: Mapping) -> None:
+    """gate_limits' stress bounds and start offsets: the shapes `sim.stress` reads (names are checked
+    against the model when a draw is applied)."""
+    import math
+
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    def pair(r: Any) -> bool:
+        return isinstance(r, (list, tuple)) and len(r) == 2 and all(number(x) for x in r) and r[0] <= r[1]
+
+    for s in g.get("stress", []) if isinstance(g.get("stress", []), list) else [None]:
+        bounds = s.get("bounds") if isinstance(s, Mapping) else None
+        ok = isinstance(bounds, Mapping) and bool(bounds) and all(
+            (isinstance(b, Mapping) and all(pair(r) for r in b.values())) or pair(b) for b in bounds.values())
+        if not ok:
+            raise ValueError(f"job.gate_limits.stress: a list of {{relative, bounds: {{field: [lo, hi] | "
+                             f"{{name: [lo, hi]}}}}}}, got {g.get('stress')!r}")
+    offsets = g.get("start_offsets", [])
+    if not (isinstance(offsets, list) and all(isinstance(o, Mapping) and all(
+            isinstance(j, str) and number(v) for j, v in o.items()) for o in offsets)):
+        raise ValueError(f"job.gate_limits.start_offsets: a list of {{joint: offset}}, got {offsets!r}")
 
 
 def job_field_names() -> tuple[str, ...]:

@@ -89,12 +89,30 @@ class PlantTask:
                                    # pole that swings round and round
     start_cart_range: float | None = None   # cartpole only: wider start positions (None: the suite's)
     action_limits: "ActionLimits | None" = None  # the gate's limits on the commands as a fitness penalty
+    starts: tuple = ()             # per drift (same length as `drifts`, or empty: none): qpos offsets
+                                   # ((joint, offset), ...) added after each reset, as the gate's
+                                   # initial_offset probe does (`sim.stress.offset_start`); () = plain start
+    fall_factor: float = 1.0       # an episode in which the robot fell keeps this share of its return (the
+                                   # gate fails a candidate on ONE fall: 0 in the confirmation)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drifts", tuple(DriftSpec.parse(d) for d in self.drifts) or (DriftSpec(),))
         if self.horizon < 1 or self.episodes < 1:
             raise ValueError(f"PlantTask: horizon and episodes must be >= 1, got {self.horizon}, {self.episodes}")
         object.__setattr__(self, "_policy", plant_policy_spec(self.plant, self.hidden))
+        starts = tuple(tuple((str(j), float(v)) for j, v in st) for st in self.starts)
+        if starts and len(starts) != len(self.drifts):
+            raise ValueError(f"PlantTask: {len(starts)} starts for {len(self.drifts)} drifts (one per drift, or none)")
+        object.__setattr__(self, "starts", starts)
+        if not 0.0 <= float(self.fall_factor) <= 1.0:
+            raise ValueError(f"PlantTask: fall_factor must be in [0, 1], got {self.fall_factor}")
+
+    def _start(self, d: int):
+        """The start hook of drift `d` (None: the plant's own start)."""
+        if not self.starts or not self.starts[d]:
+            return None
+        from sim.stress import offset_start
+        return offset_start(self.starts[d])
 
     @property
     def name(self) -> str:
@@ -122,9 +140,10 @@ class PlantTask:
         for d, drift in enumerate(self.drifts):
             batch.plant.apply_drift(drift)
             for e in range(self.episodes):
-                obs = batch.reset([_episode_seed(seeds[i], d, e) for i in range(n)])
+                obs = batch.reset([_episode_seed(seeds[i], d, e) for i in range(n)], start=self._start(d))
                 alive = np.ones(n, dtype=bool)
-                episode = total if limits is None else np.zeros(n)   # without limits: exactly the old sums
+                plain = limits is None and self.fall_factor == 1.0
+                episode = total if plain else np.zeros(n)   # without limits: exactly the old sums
                 actions = []
                 for _ in range(self.horizon):
                     a = act(obs)
@@ -135,9 +154,14 @@ class PlantTask:
                         alive &= ~batch.plant.fallen_batch(obs)
                         r = np.where(alive, r, 0.0)
                     episode += r
-                if limits is not None:
-                    total += episode * limits.factors(np.stack(actions))
+                if not plain:
+                    total += self._episode_factors(episode, alive, actions)
         return self._fitness(total)
+
+    def _episode_factors(self, episode: np.ndarray, alive: np.ndarray, actions: list) -> np.ndarray:
+        """One episode's returns with the command-limit factors and the fall share applied."""
+        out = episode if self.action_limits is None else episode * self.action_limits.factors(np.stack(actions))
+        return np.where(alive, out, out * self.fall_factor) if self.fall_factor != 1.0 else out
 
     def evaluate_reference(self, weights: np.ndarray, seeds: np.ndarray, generation: int = 0) -> np.ndarray:
         """`evaluate` the slow, obvious way: one plant per individual, one `Plant.act` per tick (the
@@ -151,12 +175,16 @@ class PlantTask:
         for d, drift in enumerate(self.drifts):
             for e in range(self.episodes):
                 obs = np.empty((n, self.policy.obs_dim))
+                start = self._start(d)
                 for i, p in enumerate(plants):
                     p.apply_drift(drift)
                     obs[i] = p.reset(_episode_seed(seeds[i], d, e))
+                    if start is not None:
+                        obs[i] = start(p)
                 alive = np.ones(n, dtype=bool)
                 limits = self.action_limits
-                episode = total if limits is None else np.zeros(n)
+                plain = limits is None and self.fall_factor == 1.0
+                episode = total if plain else np.zeros(n)
                 taken = []
                 for _ in range(self.horizon):
                     actions = policy_act(self.policy, weights, obs)
@@ -165,8 +193,8 @@ class PlantTask:
                         obs[i], r = p.act(actions[i])
                         alive[i] &= not p.fallen_batch(obs[i:i + 1])[0] if self.stop_on_fall else True
                         episode[i] += r if alive[i] else 0.0
-                if limits is not None:
-                    total += episode * limits.factors(np.stack(taken))
+                if not plain:
+                    total += self._episode_factors(episode, alive, taken)
         return self._fitness(total)
 
     def _configure(self, plant) -> None:

@@ -391,8 +391,10 @@ class PlantBatch:
     def size(self) -> int:
         return self.data.size
 
-    def reset(self, seeds: Sequence[int]) -> np.ndarray:
-        """Start one episode per seed (as `Plant.reset(seed)`); returns the (B, obs_dim) observations."""
+    def reset(self, seeds: Sequence[int], start: Callable[[Plant], np.ndarray] | None = None) -> np.ndarray:
+        """Start one episode per seed (as `Plant.reset(seed)`); returns the (B, obs_dim) observations.
+        `start(plant)`, when given, runs right after each reset and returns the observation to use
+        (a displaced start: `sim.stress.offset_start`), exactly as the reference path calls it."""
         plant = self.plant
         if len(seeds) != self.size:
             raise ValueError(f"PlantBatch.reset: {len(seeds)} seeds for {self.size} episodes")
@@ -401,6 +403,8 @@ class PlantBatch:
         constants = []
         for i, seed in enumerate(seeds):
             obs[i] = plant.reset(int(seed))
+            if start is not None:
+                obs[i] = start(plant)
             self._rngs[i] = plant.rng  # the next reset makes the plant a new generator
             constants.append(plant.episode_constants())
             mujoco.mj_getState(plant.model, plant.data, state, STATE_SPEC)
