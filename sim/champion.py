@@ -167,8 +167,9 @@ def train_nominal(plant: str, generations: int = 60, seed: int = 0, horizon: int
         raise ValueError(f"--start: must be one of {', '.join(STARTS)}, got {start!r}")
     if int(generations) < 0:
         raise ValueError(f"--generations: must be >= 0, got {generations}")
-    if int(dagger) and start == "scratch":
-        raise ValueError("--dagger: relabels the model seed; --start scratch has none")
+    if int(dagger) and (start == "scratch" or not has_model_controller(plant)):
+        raise ValueError(f"--dagger: relabels the model seed; {'--start scratch' if start == 'scratch' else plant} "
+                         "has none (a plant's own model-based controller)")
     say = on_stage or (lambda s: None)
     t0 = time.perf_counter()
     use_model = start == "model" or (start == "auto" and has_model_controller(plant))

@@ -67,15 +67,19 @@ def live_profile(plant):
     profile = getattr(plant, "profile", None)
     if profile is not None:
         return profile
-    from sim.profile import builtin_profiles, load_profile, observation_names
-    path = builtin_profiles().get(getattr(plant, "name", ""))
-    if path is None:
-        return None
-    profile = load_profile(path)
-    if profile.doc.observe.extra is None or \
-            tuple(observation_names(profile.doc, profile.angle_modes)) != tuple(plant.obs_names):
-        return None
-    return profile
+    key = (getattr(plant, "name", ""), tuple(getattr(plant, "obs_names", ())))
+    if key not in _LIVE_PROFILES:        # compiled once per process: the simulated robot asks every tick
+        from sim.profile import builtin_profiles, load_profile, observation_names
+        path = builtin_profiles().get(key[0])
+        profile = None if path is None else load_profile(path)
+        if profile is not None and (profile.doc.observe.extra is None or
+                                    tuple(observation_names(profile.doc, profile.angle_modes)) != key[1]):
+            profile = None
+        _LIVE_PROFILES[key] = profile
+    return _LIVE_PROFILES[key]
+
+
+_LIVE_PROFILES: dict = {}
 
 
 class ProfileObservation:

@@ -29,6 +29,8 @@ def test_dagger_options_are_checked():
         train_nominal("reacher", generations=1, start="scratch", dagger=1)
     with pytest.raises(ValueError, match="--dagger"):
         train_nominal("reacher", generations=0, start="model", dagger=-1)
+    with pytest.raises(ValueError, match="--dagger: relabels the model seed; .*pusher.yaml has none"):
+        train_nominal(str(ROBOTS / "pusher.yaml"), generations=1, dagger=2)     # no controller to relabel with
 
 
 def test_shipped_reacher_champion_tracks_the_target_on_held_out_episodes():

@@ -26,7 +26,7 @@ from dm_control.suite import reacher as suite_reacher
 from dm_control.utils import rewards
 
 from sim.plants.base import DataBatch, Plant
-from sim.plants.limits import JOINT_TOL, HardLimits
+from sim.plants.limits import HardLimits
 from sim.plants.rewards import X, Y, tolerance
 from sim.profile.angles import encode_positions
 
@@ -34,9 +34,13 @@ ANGLES = ("sincos", "raw")   # shoulder (continuous), wrist (limited): the profi
 
 LINKS = (0.12, 0.12)    # shoulder -> wrist, wrist -> finger (MJCF body offsets)
 TARGET_SIZE = 0.05      # the suite's "easy" target
-# the safety gate's hard limits (safety/constraints.py): the wrist within its MJCF range (+-160 deg,
-# + JOINT_TOL: MuJoCo's limits are soft); the shoulder is unlimited
-HARD_LIMITS = HardLimits(state=(("wrist", -160 * (np.pi / 180.0) - JOINT_TOL, 160 * (np.pi / 180.0) + JOINT_TOL),))
+# the safety gate's hard limits (safety/constraints.py): the wrist within its MJCF range (+-160 deg)
+# plus WRIST_TOL, the shoulder unlimited. MuJoCo's limits are soft and a tracking arm presses its wrist
+# into the stop whenever the target passes out of reach: the plant's own controller reached 2.945 rad
+# (0.152 past the range, more than the generic JOINT_TOL) on 1 of 20 held-out nominal episodes, and
+# the first reacher demo's gate refused correct candidates for 2.96 under its stress / offset probes
+WRIST_TOL = 0.25
+HARD_LIMITS = HardLimits(state=(("wrist", -160 * (np.pi / 180.0) - WRIST_TOL, 160 * (np.pi / 180.0) + WRIST_TOL),))
 
 
 def finger_jacobian(q: np.ndarray, links=LINKS) -> np.ndarray:
