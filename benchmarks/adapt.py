@@ -269,7 +269,7 @@ def seed_vs_evolution_runs(seeds: int, budget_s: float, workers: int, min_genera
     arms = {}
     for label, mg in (("seed only", 0), ("seed + evolution", min_generations)):
         arms[label] = sandbox_rows(lambda seed: AdaptJob(robot="cartpole", drift=drift, seed=seed, budget_s=budget_s,
-                                                         workers=workers, min_generations=mg, seed_rate=seed_rate,
+                                                         workers=workers, min_generations=mg, seed_rate=seed_rate or 0.0,
                                                          **{**job, "max_generations": max(job["max_generations"], mg)}),
                                    champion, seeds, budget_s, f"cartpole {label}",
                                    judge=lambda genome: gate_metrics("cartpole", genome, drift))

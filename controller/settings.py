@@ -136,7 +136,8 @@ class OrchestratorSettings(Strict):
 
 # adapt: the job's fields that a user sets, under job.json's names, defaults from sim.job_contract
 JOB_SETTINGS = ("budget_s", "max_generations", "population", "children", "horizon", "workers", "backend",
-                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations", "target_fraction")
+                "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations", "target_fraction",
+                "seed_rate")
 
 
 class AdaptSettings(Strict):
@@ -154,6 +155,8 @@ class AdaptSettings(Strict):
     target_fraction: float = _f(_JOB.target_fraction, "stop when the elite holds this fraction of the champion's "
                                 "nominal return on fresh episodes of the identified model (else the job fails)",
                                 gt=0, le=2.0)
+    seed_rate: float = _f(_JOB.seed_rate, "the model seed's starting mutation rate, small to refine a seed that "
+                          "already meets the target (with min_generations); 0 = the champion's own", ge=0, lt=1)
     population: Int = _f(_JOB.population, "population size", ge=1, le=100_000)
     children: Int = _f(_JOB.children, "children per parent", ge=1, le=10_000)
     horizon: Int = _f(_JOB.horizon, "episode length (ticks)", ge=1, le=10_000_000)

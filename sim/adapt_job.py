@@ -207,7 +207,7 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         # no linear design (a profile robot): the champion with its commands divided by the identified
         # motor gains, when identification found any changed (sim/gain_seed.py)
         seeded = gain_seed(champion, job.robot, sysid.estimate)
-    if seeded is not None and job.seed_rate is not None:   # refine the seed: small steps around it
+    if seeded is not None and job.seed_rate > 0:   # refine the seed: small steps around it
         seeded = with_rate(seeded, champion.policy_spec, model_cfg, job.seed_rate)
     if seeded is not None:
         pool.insert(1, seeded)

@@ -56,7 +56,8 @@ def test_every_setting_has_one_name_from_the_yaml_to_job_json(tmp_path):
                                                                         "memory_mb"}
     changed = {"budget_s": 33.0, "max_generations": 7, "population": 5, "children": 3, "horizon": 77, "workers": 2,
                "backend": "ray", "ray_address": "head:6379", "sysid_budget_s": 11.0, "sysid_max_evals": 99,
-               "drift": {"mass_scale": {"pole_1": 2.0}}, "min_generations": 3, "target_fraction": 0.9}
+               "drift": {"mass_scale": {"pole_1": 2.0}}, "min_generations": 3, "target_fraction": 0.9,
+               "seed_rate": 0.05}
     assert set(changed) == set(JOB_SETTINGS)
     st = validate({"adapt": changed})
     job_fields = st.job_fields()
