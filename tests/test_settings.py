@@ -95,7 +95,8 @@ def test_the_shipped_parameter_files_use_the_tree():
     tree.from_parameters(full)
     demo = _yaml_section("demo.yaml", "driftgate_controller")
     assert set(demo) <= set(node_names)
-    assert tree.from_parameters({**demo, **_yaml_section("robots/demo/cartpole.yaml", "driftgate_controller")}).adapt.budget_s == 45.0
+    adapt = tree.from_parameters({**demo, **_yaml_section("robots/demo/cartpole.yaml", "driftgate_controller")}).adapt
+    assert (adapt.budget_s, adapt.min_generations, adapt.seed_rate) == (60.0, 5, 0.03)
 
 
 def test_the_replay_config_is_the_same_tree():
