@@ -28,6 +28,13 @@ count as long as the budgets that bind are counts (generations, evaluations, sys
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
 (sim/sandbox.py) and answers only through its result.
 
+A robot whose profile names an `adapt_objective` (the cartpole: its balance reward sits at ~0.999 per
+tick for the model seed, so nothing can beat the seed on it) evolves on that objective instead, with every
+individual of a generation on the same episodes (`PlantTask.common_episodes`); the stop rule, the target
+and the choice among confirmed elites stay on the gate's metric (each generation's elite is checked), the
+adapt objective only breaking the gate's ties (`select_on_confirmation`). `seed_rate` starts the model
+seed at a small mutation rate, so that its children refine it instead of falling.
+
 When no telemetry window is given (the CLI, the benchmark), the window is generated from the
 simulated robot carrying the job's true `drift`, driven by the champion, with sensor noise.
 """
