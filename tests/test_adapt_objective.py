@@ -53,9 +53,10 @@ def test_a_bad_adapt_objective_is_one_error_naming_its_field():
 def _manual_objective(plant, action):
     """launch/robots/cartpole.yaml's adapt_objective, written out with dm_control's tolerance."""
     q, v = plant.data.qpos, plant.data.qvel
-    terms = [rewards.tolerance(np.array([q[0]]), margin=0.3), rewards.tolerance(np.array([q[1]]), margin=0.3),
-             rewards.tolerance(np.array([v[1]]), margin=0.8), rewards.tolerance(np.array([action]), margin=0.5)]
-    return float(sum(t[0] for t in terms) / 4)
+    terms = [rewards.tolerance(np.array([q[0]]), margin=0.3), rewards.tolerance(np.array([q[0]]), margin=0.05),
+             rewards.tolerance(np.array([q[1]]), margin=0.3), rewards.tolerance(np.array([v[1]]), margin=0.8),
+             rewards.tolerance(np.array([action]), margin=0.5)]
+    return float(sum(t[0] for t in terms) / len(terms))
 
 
 def test_the_objective_replaces_the_plants_reward_in_the_fitness():
