@@ -340,6 +340,8 @@ def seed_vs_evolution_markdown(section: dict) -> list[str]:
                   f"{np.median(diffs) if diffs else float('nan'):+.5f} | {wilcoxon_p(diffs):.3g} |")
     md += ["", (f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20)." if len(only) < 20 else
                 f"{len(only)} paired seeds."), ""]
+    for note in section.get("notes", []):          # earlier runs of this section, summarised (adapt.json keeps them)
+        md += [note, ""]
     return md
 
 
