@@ -15,7 +15,8 @@ import numpy as np
 
 from sim.observation import odometry_values
 
-BASE_TYPES = {"imu": "sensor_msgs/msg/Imu", "odometry": "nav_msgs/msg/Odometry"}
+BASE_TYPES = {"imu": "sensor_msgs/msg/Imu", "odometry": "nav_msgs/msg/Odometry",
+              "task": "std_msgs/msg/Float64MultiArray"}   # the profile's task signals (observe.extra)
 CUSTOM_KEY = "driftgate.base_topics"
 
 
@@ -36,6 +37,8 @@ def odometry_msg_values(msg: Any) -> np.ndarray:
 
 
 def message_values(sensor: str, msg: Any) -> Sequence[float]:
+    if sensor == "task":
+        return [float(x) for x in msg.data]
     return imu_values(msg) if sensor == "imu" else odometry_msg_values(msg)
 
 
@@ -109,3 +112,8 @@ def write_base(bag, topics: Mapping[str, str], t_ns: int, readings: Mapping[str,
             pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=cov),
             twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=cov))
         bag.write(topics["odometry"], t_ns, msg, BASE_TYPES["odometry"])
+    if "task" in topics and "task" in readings:
+        T_ = T[BASE_TYPES["task"]]
+        layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+        msg = T_(layout=layout, data=np.asarray(readings["task"]["values"], dtype=np.float64))
+        bag.write(topics["task"], t_ns, msg, BASE_TYPES["task"])

@@ -330,6 +330,9 @@ def train_nominal_cmd(
                               "head) where it has one, else scratch | model | scratch (a random SR-GHN)"),
     out: Optional[Path] = typer.Option(None, help="default in a source checkout: sim/assets/champions/"
                                        "<plant>.safetensors (an installed package is never written to)"),
+    dagger: int = typer.Option(0, help="rounds of DAgger for the model seed: the imitation drives, the nominal "
+                               "controller labels the states it reaches, refit; the best round on validation "
+                               "episodes is the seed (0: imitate the controller's own rollouts only)"),
 ) -> None:
     """Make a nominal champion for a plant: model seed (or random) + SR-GHN evolution (what `adapt` and
     the demo start from)."""
@@ -352,7 +355,7 @@ def train_nominal_cmd(
         bar = progress.add_task(f"nominal champion for {robot_label(plant)}", total=generations, status="")
         try:
             genome = train_nominal(plant, generations, seed, horizon, workers=workers, start=start,
-                                   backend=backend, address=ray_address or None,
+                                   backend=backend, address=ray_address or None, dagger=dagger,
                                    on_generation=lambda log: progress.update(bar, advance=1, status=f"best {log.best:7.1f}"),
                                    on_stage=lambda s: progress.update(bar, status=s))
         except ValueError as e:

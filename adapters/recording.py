@@ -394,7 +394,8 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = DEFAULT_PLANT, seconds
     base_topics = {s: "/" + obs_map.base_topics[s].lstrip("/") for s in sensors}
     frames = {}
     if sensors:
-        observe = p.profile.doc.observe
+        from sim.observation import live_profile
+        observe = live_profile(p).doc.observe
         frames = {"imu": (observe.imu.site or observe.imu.body) if observe.imu else "",
                   "odometry": observe.odometry.body if observe.odometry else ""}
     custom = {"driftgate.source": "simulate_bag", "driftgate.seed": str(seed),
@@ -424,7 +425,8 @@ def simulate_bag(path: str | os.PathLike, *, plant: str = DEFAULT_PLANT, seconds
                 write_base(bag, base_topics, t, readings, frames)
                 o = readings.get("odometry")
                 base = tuple(np.concatenate([readings["imu"]["orientation"], readings["imu"]["angular_velocity"]])
-                             if s == "imu" else odometry_values(o["position"], o["orientation"], o["linear_velocity"])
+                             if s == "imu" else readings["task"]["values"] if s == "task"
+                             else odometry_values(o["position"], o["orientation"], o["linear_velocity"])
                              for s in sensors)
             bag.joint_state(t, names, q, v)
             a = np.asarray(ctrl(obs_map(q, v, *base)), dtype=np.float64).reshape(-1)

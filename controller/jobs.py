@@ -132,10 +132,11 @@ def window_to_telemetry(plant: str, window, control_dt: float) -> dict | None:
         return None
     codec = codec_for(plant)
     q, v = zip(*(codec.from_obs(np.asarray(o, dtype=np.float64)) for o in np.asarray(window.obs)))
-    out = {"qpos": np.asarray(q, dtype=np.float64), "qvel": np.asarray(v, dtype=np.float64),
+    breaks = np.flatnonzero(seg[1:] != seg[:-1]).astype(np.int64)
+    out = {"qpos": codec.unwrap_turns(np.asarray(q, dtype=np.float64), breaks),
+           "qvel": np.asarray(v, dtype=np.float64),
            "actions": np.asarray(window.action, dtype=np.float64)[:-1],
            "control_dt": np.float64(control_dt)}
-    breaks = np.flatnonzero(seg[1:] != seg[:-1]).astype(np.int64)
     if breaks.size:
         out["breaks"] = breaks
     return out

@@ -63,6 +63,7 @@ class JointStateInput:
         self._since_tick = 0                    # messages since the last tick (burst detection)
         self._incumbent: tuple[float, np.ndarray] | None = None
         self._base: dict[str, tuple[float, np.ndarray]] = {}   # base sensor -> (received, values)
+        self.base_widths: dict[str, int] = dict(BASE_SENSORS)  # values per input (+ task signals, if any)
         self.base_refused = 0
         self._reward: float | None = None
         self._rewards = RewardStats()
@@ -180,7 +181,7 @@ class JointStateInput:
     def ingest_base(self, sensor: str, values: Sequence[float], now: float | None = None) -> bool:
         """A base sensor's latest reading in the observation's layout (`sim.observation.BASE_SENSORS`:
         ``imu`` = orientation w x y z + angular velocity, ``odometry`` = position + world-frame linear
-        velocity). Refused and counted (under the joint-state reasons, first one described as
+        velocity; ``task`` = the profile's task signals, as many as the map's `base_widths` says). Refused and counted (under the joint-state reasons, first one described as
         ``<sensor>: ...``) when it has the wrong length, a non-finite value, a value past
         `max_abs_input`, or an orientation that is not a unit quaternion. Never raises."""
         try:
@@ -190,7 +191,7 @@ class JointStateInput:
             return self._refuse("bad_message", f"{sensor}: unreadable message")
 
     def _ingest_base(self, sensor: str, values, now: float) -> bool:
-        width = BASE_SENSORS.get(sensor)
+        width = self.base_widths.get(sensor)
         x = np.asarray(values, dtype=np.float64).reshape(-1)
         reason = ("bad_message" if width is None else "wrong_length" if x.shape[0] != width
                   else "non_finite" if not np.isfinite(x).all()

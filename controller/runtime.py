@@ -119,7 +119,8 @@ class ControllerRuntime(JointStateInput):
                  monitor: Any | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(config, monitor, clock)
         self.obs_map = obs_map
-        self._base_sensors = tuple(getattr(obs_map, "base_sensors", ()))   # IMU / odometry the map needs
+        self._base_sensors = tuple(getattr(obs_map, "base_sensors", ()))   # IMU / odometry / task the map needs
+        self.base_widths.update(getattr(obs_map, "base_widths", {}))
         self._safe = np.zeros(config.act_dim) if config.safe_command is None else \
             np.asarray(config.safe_command, dtype=np.float64)
         self._low = None if config.act_low is None else np.asarray(config.act_low, dtype=np.float64)

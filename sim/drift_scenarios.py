@@ -182,9 +182,10 @@ def profile_scenario(plant: str, champion=None) -> DriftScenario:
     from sim.adapt_job import nominal_champion
     from sim.distill import policy_controller
     from sim.profile import load_profile
+    from sim.profile import find_profile
     genome = champion if champion is not None else nominal_champion(plant)
     make = policy_controller(genome)
-    default = load_profile(plant).doc.drift.default
+    default = load_profile(find_profile(plant)).doc.drift.default   # a built-in's: its shipped profile
     drifts = [DriftCase("wear_ramp", "gradual", DriftSpec(actuator_gain={"*": WEAR}), RAMP_S)]
     if default:
         drifts.insert(0, DriftCase("default", "abrupt", DriftSpec.parse(default)))
@@ -193,15 +194,16 @@ def profile_scenario(plant: str, champion=None) -> DriftScenario:
 
 
 def has_scenario(plant: str) -> bool:
-    """A built-in scenario, or a robot profile whose champion exists (it is the controller)."""
+    """A built-in scenario, or a robot profile whose champion exists (it is the controller); a
+    built-in without a scenario of its own (the reacher) counts as its shipped profile."""
     if plant in SCENARIOS:
         return True
     from sim.plants import is_profile
-    if not is_profile(plant):
+    from sim.profile import builtin_profiles, find_profile, load_profile
+    if not is_profile(plant) and plant not in builtin_profiles():
         return False
-    from sim.profile import load_profile
     try:
-        path = load_profile(plant).asset_path("champion")
+        path = load_profile(find_profile(plant)).asset_path("champion")
     except (OSError, ValueError):
         return False
     return path is not None and path.exists()
@@ -212,7 +214,7 @@ def scenario(plant: str, champion=None) -> DriftScenario:
     if plant in SCENARIOS:
         return SCENARIOS[plant]
     from sim.plants import is_profile
-    if is_profile(plant):
+    if is_profile(plant) or has_scenario(plant):
         return profile_scenario(plant, champion)
     raise ValueError(f"no drift scenario for plant {plant!r}; known: {sorted(SCENARIOS)} or a robot profile "
                      "with a champion")

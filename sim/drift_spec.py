@@ -388,7 +388,7 @@ VARIANTS: dict[str, dict[str, DriftSpec]] = {
         "gain_loss": DriftSpec(actuator_gain={"shoulder": 0.5}),
         "reversed_motor": DriftSpec(actuator_gain={"wrist": -1.0}),
         "joint_wear": DriftSpec(damping_scale={"shoulder": 5.0, "wrist": 5.0}),
-        "sensor_bias": DriftSpec(obs_bias={"shoulder_pos": 0.1}),
+        "sensor_bias": DriftSpec(obs_bias={"wrist.position": 0.1}),
     },
 }
 # The headline scenario: a heavier pole on a cart whose motor was wired backwards.

@@ -44,6 +44,11 @@ class GravityPD:
         self._dadr = np.asarray(profile.dof_adr, dtype=int)
         self.target = self._qpos0[self._qadr].copy()
         n = len(self._qadr)
+        # continuous joints encoded in the observation (sim.profile.angles): decoded, errors wrapped
+        from sim.profile.angles import position_width
+        self._modes = tuple(profile.angle_modes) or ("raw",) * n
+        self._width = position_width(self._modes)
+        self._turns = np.array([m != "raw" for m in self._modes])
         self.kp = np.broadcast_to(np.asarray(self.kp, dtype=np.float64), (n,)).copy()
         self.kd = np.broadcast_to(np.asarray(self.kd, dtype=np.float64), (n,)).copy()
         # command index driving observed joint i, and its gear (joint transmissions only)
@@ -78,9 +83,16 @@ class GravityPD:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         n = len(self._qadr)
-        q, v = np.asarray(obs[:n], dtype=np.float64), np.asarray(obs[n:2 * n], dtype=np.float64)
+        w = self._width
+        q, v = np.asarray(obs[:w], dtype=np.float64), np.asarray(obs[w:w + n], dtype=np.float64)
+        error = self.target - q
+        if self._turns.any():
+            from sim.profile.angles import decode_positions
+            q = decode_positions(q, self._modes)
+            error = self.target - q
+            error[self._turns] = np.mod(error[self._turns] + np.pi, 2 * np.pi) - np.pi
         u = self._safe.copy()
-        u[self._cmd_of_joint] = self.kp * (self.target - q) - self.kd * v + self.gravity(q) / self._gear
+        u[self._cmd_of_joint] = self.kp * error - self.kd * v + self.gravity(q) / self._gear
         if self.excitation:
             u[self._cmd_of_joint] += self.excitation * self._rng.standard_normal(n)
         return np.clip(u, self._low, self._high)

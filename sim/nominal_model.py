@@ -50,6 +50,7 @@ import numpy as np
 
 from sim.plants import make_plant
 from sim.plants.walker import qpos_from_obs as walker_qpos_from_obs
+from sim.profile.angles import decode_positions, position_width
 
 TWO_PI = 2.0 * math.pi
 
@@ -62,6 +63,23 @@ class StateCodec:
     qpos_keep: tuple[int, ...]        # qpos components that the observation determines
     angle_qpos: tuple[int, ...]       # qpos components that are angles (wrapped differences)
     qvel_keep: tuple[int, ...] | None = None   # qvel components the observation determines (None: all)
+    # qpos components the observation gives only up to whole turns (a continuous joint under
+    # ``angle: wrap|sincos``): telemetry unwraps them in time (`unwrap_turns`), so that a replay
+    # window crossing the back of the circle is not a 2 pi jump to system identification
+    turns_qpos: tuple[int, ...] = ()
+
+    def unwrap_turns(self, qpos: np.ndarray, breaks=()) -> np.ndarray:
+        """(T, nq) decoded qpos with `turns_qpos` unwrapped along time within each contiguous
+        segment (a new segment starts after each tick in `breaks`); other components untouched."""
+        qpos = np.array(qpos, dtype=np.float64)
+        if not self.turns_qpos or len(qpos) < 2:
+            return qpos
+        cols = list(self.turns_qpos)
+        edges = [0, *(int(b) + 1 for b in breaks), len(qpos)]
+        for a, b in zip(edges[:-1], edges[1:]):
+            if b - a > 1:
+                qpos[a:b, cols] = np.unwrap(qpos[a:b, cols], axis=0)
+        return qpos
 
 
 def _cartpole_state(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,13 +91,13 @@ def _walker_state(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reacher_state(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return obs[0:2], obs[4:6]
+    return np.array([math.atan2(obs[0], obs[1]), obs[2]]), obs[3:5]   # shoulder as (sin, cos)
 
 
 STATE_CODECS: dict[str, StateCodec] = {
     "cartpole": StateCodec(_cartpole_state, (0, 1), (1,)),
     "walker": StateCodec(_walker_state, (0, 2, 3, 4, 5, 6, 7, 8), (2, 3, 4, 5, 6, 7, 8)),
-    "reacher": StateCodec(_reacher_state, (0, 1), (0, 1)),
+    "reacher": StateCodec(_reacher_state, (0, 1), (0, 1), None, (0,)),
 }
 
 
@@ -106,7 +124,9 @@ def profile_codec(plant) -> StateCodec:
     # qpos residual order: slides first, hinges last (angle components contiguous, as _diff wants)
     joints = sorted((int(a) for a in qpos_adr), key=lambda a: a in hinge)
     keep_q, keep_v = [a for a in joints if a not in hinge], list(int(d) for d in dof_adr)
-    imu_at = 2 * n
+    modes = tuple(profile.angle_modes) or ("raw",) * n   # continuous joints' encoding (sim.profile.angles)
+    raw, width = all(m == "raw" for m in modes), position_width(modes)
+    imu_at = width + n
     odom_at = imu_at + (7 if profile.imu is not None else 0)
     base = None
     if profile.odometry is not None:
@@ -120,8 +140,8 @@ def profile_codec(plant) -> StateCodec:
 
     def from_obs(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q, v = qpos0.copy(), np.zeros(model.nv)
-        q[qpos_adr] = obs[:n]
-        v[dof_adr] = obs[n:2 * n]
+        q[qpos_adr] = obs[:n] if raw else decode_positions(obs[:width], modes)
+        v[dof_adr] = obs[width:width + n]
         if base is not None:
             fq, fd, with_imu = base
             q[fq:fq + 3] = obs[odom_at:odom_at + 3]
@@ -131,8 +151,9 @@ def profile_codec(plant) -> StateCodec:
                 v[fd + 3:fd + 6] = obs[imu_at + 4:imu_at + 7]
         return q, v
 
+    turns = tuple(int(a) for a, m in zip(qpos_adr, modes) if m != "raw")
     return StateCodec(from_obs, tuple(keep_q + [a for a in joints if a in hinge]), tuple(sorted(hinge)),
-                      tuple(keep_v))
+                      tuple(keep_v), turns)
 
 
 def has_codec(plant: str) -> bool:

@@ -25,7 +25,7 @@ BEFORE = {
     "cartpole": (("slider", -1.8, 1.8), ("hinge_1", -math.pi / 2, math.pi / 2)),
     "walker": (("rootz", -0.5, None), ("rooty", -1.0, 1.0))
     + tuple((j, lo - JOINT_TOL, hi + JOINT_TOL) for j, (lo, hi) in _LEGS.items()),
-    "reacher": (("wrist", -160 * DEG - JOINT_TOL, 160 * DEG + JOINT_TOL),),
+    "reacher": (("wrist", -160 * DEG - 0.25, 160 * DEG + 0.25),),   # WRIST_TOL: pressed into its soft stop by tracking
 }
 
 

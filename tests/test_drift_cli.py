@@ -77,7 +77,7 @@ def test_calibrate_simulated(tmp_path, fast_config):
     (["--robot", "launch/robots/pusher.yaml", "--champion", "missing.safetensors"], "--champion missing"),
     (["--plant", "cartpole", "--minutes", "-1"], "--minutes"),
     (["--plant", "cartpole", "--factor", "0"], "--factor"),
-    (["--plant", "reacher"], "no simulated scenario"),
+    (["--robot", "pusher"], "no simulated scenario"),   # a profile without a champion
 ])
 def test_calibrate_rejects_bad_input(tmp_path, args, msg):
     out = tmp_path / "cal.json"

@@ -21,7 +21,7 @@ MODEL_DRIFT = {name: compose(*(v for v in VARIANTS[name].values() if not v.obs_b
 SENSOR_DRIFT = {  # bias on a named and an indexed observation, noise, delay
     "cartpole": DriftSpec(obs_bias={"pole_sin": 0.05, "0": -0.1}, obs_noise=0.02, action_delay=2),
     "walker": DriftSpec(obs_bias={"height": 0.05, "3": 0.1}, obs_noise=0.01, action_delay=1),
-    "reacher": DriftSpec(obs_bias={"shoulder_pos": 0.1, "5": 0.2}, obs_noise=0.01, action_delay=3),
+    "reacher": DriftSpec(obs_bias={"wrist.position": 0.1, "5": 0.2}, obs_noise=0.01, action_delay=3),
 }
 
 

@@ -10,7 +10,7 @@ from sim.plants import PLANTS, Plant, make_plant
 SHAPES = {  # name: (obs_dim, act_dim, control_dt, joint_names[:2])
     "cartpole": (5, 1, 0.01, ["slider", "hinge_1"]),
     "walker": (24, 6, 0.025, ["rootz", "rootx"]),
-    "reacher": (6, 2, 0.02, ["shoulder", "wrist"]),
+    "reacher": (7, 2, 0.02, ["shoulder", "wrist"]),
 }
 
 

@@ -119,7 +119,7 @@ def test_adapt_takes_the_default_drift_from_the_profile(tmp_path):
     from sim.profile import find_profile, load_profile
     assert load_profile(find_profile("cartpole")).default_drift == {"mass_scale": {"pole_1": 3.0},
                                                                    "actuator_gain": {"slide": -1.0}}
-    r = runner.invoke(app, ["adapt", "--robot", "reacher", "--out", str(tmp_path / "out")])
+    r = runner.invoke(app, ["adapt", "--robot", "pusher", "--out", str(tmp_path / "out")])
     assert r.exit_code == 2
-    assert "--drift: robot 'reacher' has no default drift" in one_line(r.output)
+    assert "--drift: robot 'pusher' has no default drift" in one_line(r.output)
     assert not (tmp_path / "out").exists()

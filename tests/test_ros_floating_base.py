@@ -88,7 +88,8 @@ def test_the_controller_drives_a_floating_base_from_imu_and_odometry(session, ch
     assert np.abs(np.asarray(commands[-1].data)).max() > 0       # the champion's action, not the safe zeros
 
     # 2. odometry goes silent: the next ticks hold the safe command and /diagnostics says why
-    sim.destroy_publisher(sim._base_pubs.pop("odometry"))
+    silent = sim._base_pubs.pop("odometry")   # unpublished, not destroyed: destroying a publisher while
+    assert silent is not None           # the executor spins in another thread races its wait set
     wait_for(lambda: ctl.runtime.ticks["base_stale"] >= 10, 20, "base_stale ticks")
     wait_for(lambda: commands and np.allclose(commands[-1].data, ctl.runtime.safe_command), 20, "the safe command")
 
@@ -96,4 +97,44 @@ def test_the_controller_drives_a_floating_base_from_imu_and_odometry(session, ch
         return any(st.level == b"\x02" and "base sensors (imu, odometry)" in st.message
                    for arr in list(diags) for st in arr.status)
     wait_for(says_base_stale, 20, "ERROR on /diagnostics naming the base sensors")
+    assert ctl.trigger_deactivate() == cn.TransitionCallbackReturn.SUCCESS
+
+
+def test_the_controller_tracks_the_reachers_target_from_the_task_topic(session, tmp_path):
+    """The reacher's circling target (observe.extra) goes over DDS on the profile's task topic; the
+    controller tracks it with the shipped champion (the finger reaches the target), and holds the safe
+    command when the topic goes silent."""
+    import threading
+
+    from std_msgs.msg import Float64
+    from sim.profile import load_profile
+    ctx, ex, nodes = session
+    reacher = str(find_profile("reacher"))
+    champion = load_profile(reacher).asset_path("champion")
+    probe = rclpy.create_node("probe", namespace=NS, context=ctx)
+    tasks, rewards, commands = [], [], []
+    probe.create_subscription(Float64MultiArray, f"{NS}/task", tasks.append, 10)
+    probe.create_subscription(Float64, f"{NS}/driftgate_sim_robot/reward", lambda m: rewards.append(m.data), 100)
+    probe.create_subscription(Float64MultiArray, f"{NS}/commands", commands.append, 10)
+    ctl = cn.ControllerNode(namespace=NS, context=ctx, parameter_overrides=P(
+        robot=reacher, orchestrator__registry_path=str(tmp_path / "registry"),
+        orchestrator__bootstrap_champion=str(champion), monitor__config="none", adapt__enabled=False,
+        runtime__stale_timeout_s=0.5, ros__joint_states_topic="joint_states", ros__commands_topic="commands"))
+    sim = sn.SimRobotNode(namespace=NS, context=ctx, parameter_overrides=P(
+        robot=reacher, seed=1, joint_states_topic="joint_states", commands_topic="commands"))
+    for n in (probe, ctl, sim):
+        nodes.append(n)
+        ex.add_node(n)
+    assert ctl.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS
+    assert ctl.trigger_activate() == cn.TransitionCallbackReturn.SUCCESS
+    threading.Thread(target=ex.spin, daemon=True).start()
+
+    wait_for(lambda: ctl.runtime.ticks["ok"] >= 250, 90, f"250 ok ticks ({ctl.runtime.ticks if ctl.runtime else None})")
+    assert tasks and len(tasks[-1].data) == 2 and ctl.runtime.base_refused == 0
+    wait_for(lambda: sum(r > 0.5 for r in rewards) >= 50, 60, "the finger on the target for 50 ticks")
+
+    silent = sim._base_pubs.pop("task")   # unpublished, not destroyed: destroying a publisher while
+    assert silent is not None           # the executor spins in another thread races its wait set
+    wait_for(lambda: ctl.runtime.ticks["base_stale"] >= 10, 20, "base_stale ticks")
+    wait_for(lambda: commands and np.allclose(commands[-1].data, ctl.runtime.safe_command), 20, "the safe command")
     assert ctl.trigger_deactivate() == cn.TransitionCallbackReturn.SUCCESS

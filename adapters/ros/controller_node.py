@@ -387,6 +387,11 @@ class ControllerNode(NodeStatus, LifecycleNode):
         if self.runtime is not None:
             self.runtime.ingest_base("odometry", odometry_msg_values(msg))
 
+    def _on_task(self, msg: Float64MultiArray) -> None:
+        """The profile's task signals (std_msgs/Float64MultiArray, observe.extra.names in order)."""
+        if self.runtime is not None:
+            self.runtime.ingest_base("task", msg.data)
+
     def _on_reward(self, msg: Float64) -> None:
         if self.runtime is not None:
             self.runtime.ingest_reward(msg.data)

@@ -21,6 +21,9 @@ def base_inputs(node) -> list[tuple]:
     if "imu" in topics:
         from sensor_msgs.msg import Imu
         out.append((Imu, topics["imu"], node._on_imu))
+    if "task" in topics:             # the profile's task signals (a moving target)
+        from std_msgs.msg import Float64MultiArray
+        out.append((Float64MultiArray, topics["task"], node._on_task))
     if "odometry" in topics:
         from nav_msgs.msg import Odometry
         out.append((Odometry, topics["odometry"], node._on_odometry))

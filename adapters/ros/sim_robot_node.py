@@ -309,10 +309,13 @@ class SimRobotNode(Node):
     # -- a floating base: what its IMU and odometry report (robot profiles that list them) -------------
     def _make_base_publishers(self, qos) -> dict:
         """sensor_msgs/Imu and nav_msgs/Odometry publishers on the topics the robot profile names."""
-        profile = getattr(self.plant, "profile", None)
+        from sim.observation import live_profile
+        profile = live_profile(self.plant)
         if profile is None:
             return {}
         pubs, observe = {}, profile.doc.observe
+        if observe.extra is not None:      # the task signals (a moving target) on their own topic
+            pubs["task"] = self.create_publisher(Float64MultiArray, observe.extra.topic, qos)
         if observe.imu is not None:
             from sensor_msgs.msg import Imu
             pubs["imu"] = self.create_publisher(Imu, observe.imu.topic, qos)
@@ -326,10 +329,13 @@ class SimRobotNode(Node):
 
     def publish_base(self, stamp) -> None:
         """The IMU and odometry readings of the robot's current state (`sim.observation.base_readings`),
-        with the node's sensor noise on everything but orientations."""
+        with the node's sensor noise on everything but orientations; the task signals (a moving target)."""
         from sim.observation import base_readings
+        from sim.observation import live_profile
         readings = {k: v for k, v in base_readings(self.plant).items() if k in self._base_pubs}
-        observe = self.plant.profile.doc.observe
+        observe = live_profile(self.plant).doc.observe
+        if "task" in readings:             # exact, as a task planner publishes them
+            self._base_pubs["task"].publish(Float64MultiArray(data=[float(x) for x in readings["task"]["values"]]))
         if "imu" in readings:
             from sensor_msgs.msg import Imu
             imu = readings["imu"]

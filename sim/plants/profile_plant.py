@@ -41,7 +41,7 @@ class ProfilePlant(Plant):
         self.profile = profile
         self.name = profile.name
         self.n_sub_steps = profile.n_sub_steps
-        self.obs_names = tuple(observation_names(profile.doc))
+        self.obs_names = tuple(observation_names(profile.doc, profile.angle_modes))
         model = profile.model
         self._command = np.array(profile.actuators)
         identity = np.array_equal(self._command, np.arange(model.nu))

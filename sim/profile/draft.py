@@ -19,6 +19,7 @@ from pathlib import Path
 import mujoco
 
 from sim.profile import model_names as mn
+from sim.profile.angles import continuous
 from sim.profile.schema import UrdfActuator
 
 MAX_RATE_HZ = 100.0
@@ -109,6 +110,10 @@ def draft_profile(model: mujoco.MjModel, model_path: Path, out: Path, kind: str 
         L.append(f"      # {model.joint(j).name or f'joint #{j}'}: a {mn.JOINT_KIND[int(model.jnt_type[j])]} joint "
                  "(JointState carries hinge/slide joints; a floating base goes through imu / odometry)")
     L.append("    velocity: measured               # or: differentiate (drivers publishing positions only)")
+    turning = [model.joint(j).name for j in hinge_slide if continuous(model, j)]
+    if turning:   # a freely turning joint winds up whole turns: a policy sees (sin, cos) of it instead
+        L.append(f"    angle: sincos                    # continuous (unlimited hinge): {', '.join(turning)}; "
+                 "or wrap | raw")
     if free_bodies:
         base = q(model.body(free_bodies[0]).name)
         L += [f"  imu: {{topic: imu, body: {base}}}    # orientation + angular velocity of the floating base",

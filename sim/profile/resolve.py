@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from sim.profile import model_names as mn
+from sim.profile.angles import continuous, joint_modes, position_names
 from sim.profile.schema import QUANTITIES, QUANTITY, ProfileDoc, field_path
 
 SLIDE_HINGE = (mujoco.mjtJoint.mjJNT_SLIDE, mujoco.mjtJoint.mjJNT_HINGE)
@@ -47,6 +48,8 @@ class RobotProfile:
     odometry: tuple[int, int] | None       # (body, free joint's first dof)
     entry_points: Mapping[str, Callable]   # 'objective' / 'initial_state' / 'extra' -> callable
     keyframe: int | None
+    # encoding of each observed joint's position ('raw' / 'wrap' / 'sincos', sim.profile.angles)
+    angle_modes: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -208,6 +211,10 @@ class _Resolver:
                 raise _err(where, field, f"MuJoCo joint {mj!r} is already mapped from {seen[mj]!r}")
             seen[mj] = ros
             joints.append(j)
+        self.angle_modes = joint_modes(model, joints, js.angle)
+        if js.angle != "raw" and not any(continuous(model, j) for j in joints):
+            raise _err(where, "observe.joint_states.angle", f"{js.angle!r} encodes continuous joints (hinges "
+                       "without a range) and every observed joint is limited or a slide; drop it (raw)")
         # command
         cmd = doc.command
         actuators = []
@@ -242,14 +249,17 @@ class _Resolver:
             odom = (b, int(model.jnt_dofadr[free[0]]))
         keyframe = self._initial_state()
         entry = self._entry_points()
-        self._objective()
+        self._objective(doc.objective, "objective")
+        if doc.adapt_objective is not None:
+            self._objective(doc.adapt_objective, "adapt_objective")
         self._drift(js.joints)
         return RobotProfile(doc=doc, path=path, model_path=model_path, model=model, n_sub_steps=n_sub,
                             ros_joints=tuple(js.joints), joints=tuple(joints),
                             qpos_adr=np.array([model.jnt_qposadr[j] for j in joints]),
                             dof_adr=np.array([model.jnt_dofadr[j] for j in joints]),
                             actuators=tuple(actuators), safe_command=safe, joint_bounds=bounds, falls=falls,
-                            imu=imu, odometry=odom, entry_points=entry, keyframe=keyframe)
+                            imu=imu, odometry=odom, entry_points=entry, keyframe=keyframe,
+                            angle_modes=self.angle_modes)
 
     def _sub_steps(self) -> int:
         dt, rate = float(self.model.opt.timestep), self.doc.control.rate_hz
@@ -299,7 +309,9 @@ class _Resolver:
         return self.name("initial_state.keyframe", "key", init.keyframe, "keyframe") if init.keyframe else None
 
     def _entry_points(self) -> dict[str, Callable]:
+        adapt = self.doc.adapt_objective
         refs = {"objective": (self.doc.objective.entry_point, "objective.entry_point"),
+                "adapt_objective": (adapt.entry_point if adapt else None, "adapt_objective.entry_point"),
                 "initial_state": (self.doc.initial_state.entry_point, "initial_state.entry_point"),
                 "extra": (self.doc.observe.extra.entry_point if self.doc.observe.extra else None,
                           "observe.extra.entry_point")}
@@ -312,12 +324,12 @@ class _Resolver:
                     raise _err(self.where, field, f"cannot load {ref!r} ({type(e).__name__}: {e})") from None
         return out
 
-    def _objective(self) -> None:
-        obj = self.doc.objective
+    def _objective(self, obj, where: str) -> None:
+        """The names an objective (`objective` or `adapt_objective`, at field `where`) uses exist."""
         if obj.kind == "model_reference" and "base_orientation" in obj.track and not self.doc.observe.imu:
-            raise _err(self.where, "objective.track", "base_orientation needs observe.imu (the base's body)")
+            raise _err(self.where, f"{where}.track", "base_orientation needs observe.imu (the base's body)")
         for k, term in enumerate(obj.terms):
-            field = f"objective.terms[{k}]"
+            field = f"{where}.terms[{k}]"
             if term.tolerance:
                 kind, name = QUANTITY.match(term.tolerance).groups()
                 self.quantity_index(f"{field}.tolerance", kind, name)
@@ -363,18 +375,20 @@ class _Resolver:
             for key in spec.get("actuator_gain", {}):
                 if key != "all":
                     self.actuator(f"drift.default.actuator_gain.{key}", key)
-        obs = set(observation_names(self.doc))
+        names = observation_names(self.doc, self.angle_modes)
         for key in d.obs_bias:
-            if key != "all" and key not in obs:
+            if key != "all" and key not in names:
                 raise _err(self.where, f"drift.obs_bias.{key}", f"unknown observation {key!r}; known: "
-                           f"{mn.known(observation_names(self.doc))}")
+                           f"{mn.known(names)}")
 
 
-def observation_names(doc: ProfileDoc) -> list[str]:
-    """The plant's observation vector, by name: joint positions, joint velocities, then the IMU,
-    odometry and extra channels the profile lists."""
+def observation_names(doc: ProfileDoc, angle_modes=None) -> list[str]:
+    """The plant's observation vector, by name: joint positions (a continuous joint's as
+    ``NAME.position.sin`` / ``.cos`` under ``angle: sincos``, `sim.profile.angles`), joint velocities,
+    then the IMU, odometry and extra channels the profile lists. `angle_modes`: the resolved
+    encoding per joint (`RobotProfile.angle_modes`); None: every position raw."""
     ros = list(doc.observe.joint_states.joints)
-    names = [f"{r}.position" for r in ros] + [f"{r}.velocity" for r in ros]
+    names = position_names(ros, angle_modes or ("raw",) * len(ros)) + [f"{r}.velocity" for r in ros]
     if doc.observe.imu:
         names += [f"imu.orientation.{c}" for c in "wxyz"] + [f"imu.angular_velocity.{c}" for c in "xyz"]
     if doc.observe.odometry:

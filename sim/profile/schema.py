@@ -91,6 +91,9 @@ class JointStates(Strict):
     topic: Name = "joint_states"
     joints: dict[Name, Name] = Field(min_length=1)   # ROS JointState name -> MuJoCo joint, in obs order
     velocity: Literal["measured", "differentiate"] = "measured"
+    # how a continuous joint's angle (a hinge with no range) enters the observation (sim.profile.angles):
+    # raw: q; wrap: q in [-pi, pi); sincos: (sin q, cos q). Limited hinges and slides stay raw.
+    angle: Literal["raw", "wrap", "sincos"] = "raw"
 
 
 class Imu(Strict):
@@ -114,9 +117,11 @@ class Odometry(Strict):
 
 class ExtraObservation(Strict):
     """Task signals a real robot receives on a topic of its own (a target, a goal): computed by an
-    entry point ``f(frames) -> (B, len(names))``, see `sim.profile.terms.Frames`."""
+    entry point ``f(frames) -> (B, len(names))``, see `sim.profile.terms.Frames`. Live, they arrive
+    on `topic` as std_msgs/Float64MultiArray (len(names) values, in order), beside the joint states."""
     entry_point: Name
     names: list[Name] = Field(min_length=1)
+    topic: Name = "task"
     _e = field_validator("entry_point")(_entry_point)
 
 
@@ -302,8 +307,20 @@ class ProfileDoc(Strict):
     safety: Safety = Safety()
     initial_state: InitialState = InitialState()
     objective: Objective = Objective()
+    # what an adaptation job's evolution climbs (the sandbox's fitness), when the objective above
+    # saturates for a good controller (the cartpole's balance reward sits at ~1 per tick for the LQR
+    # model seed, so no individual can beat it); the gate and the job's stop rule and selection keep
+    # judging on `objective` (the suite's metric). None: evolve on `objective`. kind terms / entry_point.
+    adapt_objective: Optional[Objective] = None
     drift: Drift = Drift()
     assets: Assets = Assets()
+
+    @model_validator(mode="after")
+    def _adapt_objective(self):
+        if self.adapt_objective is not None and self.adapt_objective.kind == "model_reference":
+            raise ValueError("adapt_objective.kind: 'terms' or 'entry_point' (a job's objective names what to "
+                             "improve; model_reference only reproduces the nominal robot)")
+        return self
 
 
 def field_path(loc) -> str:

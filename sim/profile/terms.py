@@ -21,6 +21,7 @@ import mujoco
 import numpy as np
 
 from sim.plants.rewards import XMAT, ZZ, tolerance
+from sim.profile.angles import encode_positions
 
 Fn = Callable[[mujoco.MjModel, object, np.ndarray], np.ndarray]
 DEFAULT_FIELDS = ("qpos", "qvel", "xpos", "xmat", "ctrl", "time")
@@ -127,8 +128,16 @@ def _columns(adr: np.ndarray):
     return adr
 
 
-def joint_observer(qpos_adr: np.ndarray, dof_adr: np.ndarray) -> Fn:
+def joint_observer(qpos_adr: np.ndarray, dof_adr: np.ndarray, angle_modes=()) -> Fn:
+    """Joint positions (continuous joints encoded by `angle_modes`, `sim.profile.angles`), then
+    joint velocities."""
     qpos_cols, dof_cols = _columns(qpos_adr), _columns(dof_adr)
+    modes = tuple(angle_modes)
+    if any(m != "raw" for m in modes):
+        def observe(model, f, constants):
+            return np.concatenate([encode_positions(f.qpos[:, qpos_cols], modes), f.qvel[:, dof_cols]], axis=1)
+        observe.fields = ("qpos", "qvel")
+        return observe
 
     def observe(model, f, constants):
         return np.concatenate([f.qpos[:, qpos_cols], f.qvel[:, dof_cols]], axis=1)
