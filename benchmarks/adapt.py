@@ -15,7 +15,7 @@ Writes benchmarks/results/adapt.json (one result.json record per seed + the Ray 
 
     python benchmarks/adapt.py [--seeds 5] [--budget-s 120] [--workers 2]
     python benchmarks/adapt.py --smoke [--out DIR]     # tiny job, seconds, into a temporary directory
-    python benchmarks/adapt.py --seed-vs-evolution [--seeds 5] [--min-generations 10] [--smoke]
+    python benchmarks/adapt.py --seed-vs-evolution [--seeds 5] [--min-generations 10] [--seed-rate 0.03] [--smoke]
     python benchmarks/adapt.py --robot manipulator [--seeds 5] [--budget-s 95] [--sysid-budget-s 30] [--horizon 150]
 """
 from __future__ import annotations
@@ -46,10 +46,11 @@ SMOKE_JOB = dict(max_generations=1, horizon=50, population=4, children=1, random
 
 
 def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str,
-                 gate_suite: str | None = None) -> list[dict]:
+                 gate_suite: str | None = None, on_row=None, judge=None) -> list[dict]:
     """One sandbox run per seed (`job_for_seed(seed)` -> AdaptJob), each row its result.json plus how
     the sandbox ended and its wall time; with `gate_suite`, also the gate's verdict on the candidate
-    (that suite with its target replaced by the job's sysid estimate, as the orchestrator does)."""
+    (that suite with its target replaced by the job's sysid estimate, as the orchestrator does);
+    `judge(candidate genome)` adds the row's ``gate_metrics``."""
     rows = []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
@@ -59,11 +60,19 @@ def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str
             wall = time.perf_counter() - t0
             gate = (gate_row(outcome, champion, gate_suite)
                     if gate_suite and outcome.status == "ok" and outcome.candidate_path else None)
+            judged = None
+            if judge is not None and outcome.candidate_path is not None:
+                from sim.genome import load_genome
+                judged = judge(load_genome(outcome.candidate_path))
         r = {**outcome.result, "status": outcome.status, "sandbox_reason": outcome.reason, "sandbox_wall_s": wall}
         if gate_suite:
             r["gate"] = gate
+        if judged is not None:
+            r["gate_metrics"] = judged
         r["n_generations"] = len(r.pop("generations", []) or [])
         rows.append(r)
+        if on_row is not None:
+            on_row(rows)
         print(f"{label} seed {seed}: {outcome.status} before {r.get('return_before', float('nan')):.1f} after "
               f"{r.get('return_after', float('nan')):.1f} nominal {r.get('nominal_return', float('nan')):.1f} "
               f"winner {(r.get('winner') or {}).get('kind')} in {wall:.1f} s", flush=True)
@@ -92,7 +101,7 @@ def adapt_runs(seeds: int, budget_s: float, workers: int, model_seed: bool = Tru
 
 
 def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = None,
-                sysid_budget_s: float = 60.0, smoke: bool = False) -> list[dict]:
+                sysid_budget_s: float = 60.0, smoke: bool = False, on_row=None) -> list[dict]:
     """The walker under its profile's default drift (launch/robots/walker.yaml drift.default), shipped
     champion, no model seed (the walker has no linear design: SR-GHN evolution does the adapting),
     the job settings of its demo (launch/robots/demo/walker.yaml: sysid budget, the gate's stress
@@ -106,7 +115,7 @@ def walker_runs(seeds: int, budget_s: float, workers: int, drift: dict | None = 
     return sandbox_rows(lambda seed: AdaptJob(robot="walker", drift=drift, seed=seed, budget_s=budget_s,
                                               workers=workers, gate_limits=gate_command_limits("walker"), **job),
                         nominal_champion("walker"), seeds, budget_s, "walker",
-                        gate_suite=str(profile.asset_path("suite")))
+                        gate_suite=str(profile.asset_path("suite")), on_row=on_row)
 
 
 # the walker's demo job settings (launch/robots/demo/walker.yaml adapt), besides budgets and workers
@@ -126,7 +135,7 @@ def walker_markdown(section: dict) -> list[str]:
     rows = section["runs"]
     md = [f"## Walker, {json.dumps(section['drift'])} (its profile's default drift)", "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py --walker-only "
-          f"--seeds {len(rows)} --budget-s {section['budget_s']:g} --workers {section['workers']}"
+          f"--seeds {section.get('seeds_asked', len(rows))} --budget-s {section['budget_s']:g} --workers {section['workers']}"
           f"{' --sysid-budget-s %g' % section['sysid_budget_s'] if 'sysid_budget_s' in section else ''}`. "
           "Shipped champion (sim/assets/champions/walker.safetensors), no model seed (the walker has no linear "
           "design), target 0.95 x nominal on the calibrated plants confirmed on >= 10 fresh episodes; returns "
@@ -135,9 +144,9 @@ def walker_markdown(section: dict) -> list[str]:
           "six leg motors, one damping factor, with a pull toward the nominal robot (prior 2, sim.sysid.prior_factor). "
           "Fitness models: the sysid ensemble (models within 25 % of the best (prior-weighted) replay loss, "
           "sim/sysid.py), torso mass and mean leg gain of each" + (
-              f", then {section['stress_draws']} robots drawn from the gate's stress distribution around the "
-              "estimate and the estimate from the gate's start probes (both signs), a fall costing half an episode; "
-              "confirmation adds as many fresh stress robots and 2 episodes per probe start, one fall failing it "
+              f", then {section['stress_draws']} robots drawn (stratified) from the gate's stress distribution around "
+              "the estimate and the estimate from the gate's start probes (both signs), a fall costing half an "
+              "episode; confirmation adds 10 fresh stress robots and 5 episodes per probe start, one fall failing it "
               "(job stress_draws / start_probes, sim/stress.py). Gate: the shipped suite with its target replaced "
               "by the job's estimate, candidate vs champion (safety.gate.run_gate), seeds with a hard-constraint "
               "violation out of 10 per scenario" if section.get("stress_draws") else "") + ".", "",
@@ -160,7 +169,9 @@ def walker_markdown(section: dict) -> list[str]:
     ok = sum(1 for r in rows if r["status"] == "ok")
     md += ["", f"Median after / nominal over {len(rows)} seeds, failed jobs counted as failures (censored): "
            f"{np.median(after) if rows else float('nan'):.2f}; {ok}/{len(rows)} jobs offered a candidate; "
-           f"{sum(1 for a in after if a >= 0.9)}/{len(rows)} reached >= 0.90 of nominal on the true drifted robot.", "",
+           f"{sum(1 for a in after if a >= 0.9)}/{len(rows)} reached >= 0.90 of nominal on the true drifted robot" + (
+               f"; the gate passed {sum(1 for r in rows if (r.get('gate') or {}).get('verdict') == 'PASS')}/{len(rows)} "
+               "candidates (failed jobs counted as not passed)" if any("gate" in r for r in rows) else "") + ".", "",
            "The walker has no model seed: every winner is an evolved descendant of the champion (lineage depth "
            ">= 1) unless the table says otherwise. Where the candidate falls short on the true robot, the job had "
            "confirmed its target on the *calibrated* plants: the gap is system identification's (true leg gains "
@@ -275,8 +286,27 @@ def robot_only(args) -> None:
 SVE_SECTION = "\n## Seed only vs seed + evolution"
 
 
+def gate_metrics(robot: str, genome, drift: dict) -> dict:
+    """The gate's metric for `genome` as the gate computes it: each scenario of the robot's regression
+    suite (its profile's assets.suite) with the target set to the TRUE drift, the mean of the scenario's
+    metric over its seeds (`safety.episodes.run_episode`), and the number of episodes with a hard-limit
+    violation."""
+    from safety.episodes import run_episode
+    from safety.suite import load_suite
+    from sim.profile import find_profile, load_profile
+    from sim.srghn_decode import genome_policy_weights
+    suite = load_suite(load_profile(find_profile(robot)).asset_path("suite")).with_target(drift)
+    weights = genome_policy_weights(genome)
+    out, violations = {}, 0
+    for sc in suite.scenarios:
+        eps = [run_episode(sc, k, genome.policy_spec, weights) for k in range(len(sc.seeds))]
+        out[sc.name] = float(np.mean([e.metric for e in eps]))
+        violations += sum(1 for e in eps if e.violations)
+    return {"scenarios": out, "mean": float(np.mean(list(out.values()))), "violating_episodes": violations}
+
+
 def seed_vs_evolution_runs(seeds: int, budget_s: float, workers: int, min_generations: int,
-                           smoke: bool = False) -> dict:
+                           smoke: bool = False, seed_rate: float | None = None) -> dict:
     """The cartpole under its profile's default drift, each seed twice: seed only (min_generations 0,
     the job stops on the first confirmed target, i.e. the model seed) and seed + evolution (at least
     `min_generations` generations, winner chosen among the confirmed elites on the confirmation metric)."""
@@ -287,63 +317,87 @@ def seed_vs_evolution_runs(seeds: int, budget_s: float, workers: int, min_genera
     arms = {}
     for label, mg in (("seed only", 0), ("seed + evolution", min_generations)):
         arms[label] = sandbox_rows(lambda seed: AdaptJob(robot="cartpole", drift=drift, seed=seed, budget_s=budget_s,
-                                                         workers=workers, min_generations=mg,
+                                                         workers=workers, min_generations=mg, seed_rate=seed_rate or 0.0,
                                                          **{**job, "max_generations": max(job["max_generations"], mg)}),
-                                   champion, seeds, budget_s, f"cartpole {label}")
+                                   champion, seeds, budget_s, f"cartpole {label}",
+                                   judge=lambda genome: gate_metrics("cartpole", genome, drift))
     return {"drift": drift, "min_generations": min_generations, "budget_s": budget_s, "workers": workers,
-            "arms": arms}
+            "seed_rate": seed_rate, "arms": arms}
 
 
 def seed_vs_evolution_markdown(section: dict) -> list[str]:
-    """Return before / after relative to nominal on the TRUE drifted robot, wall, generations, winner."""
+    """Per seed and arm: after / nominal on the TRUE drifted robot (the suite's reward), the gate's metric
+    (its regression suite, target = the true drift), the job's adapt objective, winner and lineage; then
+    paired tests (sign test with ties below 0.1 % of nominal, Wilcoxon signed-rank on the raw differences)."""
     only, evo = section["arms"]["seed only"], section["arms"]["seed + evolution"]
+    ok = lambda r: r.get("status") == "ok"  # noqa: E731
     frac = lambda r, k: (r.get(k, float("nan")) / r.get("nominal_return", float("nan"))  # noqa: E731
-                         if r.get("status") == "ok" or k == "return_before" else float("nan"))
+                         if ok(r) or k == "return_before" else float("nan"))
+    gate = lambda r: (r.get("gate_metrics") or {}).get("mean", float("nan"))  # noqa: E731
+    fobj = lambda r: ((r.get("fitness_objective") or {}).get("return_after", float("nan"))  # noqa: E731
+                      / (r.get("fitness_objective") or {}).get("nominal_return", float("nan"))) if ok(r) else float("nan")
+    rate = section.get("seed_rate")
     md = [SVE_SECTION.strip(), "",
           f"Date: {section['date']}. Machine: {section['machine']}. Command: `python benchmarks/adapt.py "
           f"--seed-vs-evolution --seeds {len(only)} --min-generations {section['min_generations']} "
-          f"--budget-s {section['budget_s']:g} --workers {section['workers']}`. Cartpole, drift "
+          f"--budget-s {section['budget_s']:g} --workers {section['workers']}"
+          + (f" --seed-rate {rate:g}" if rate is not None else "") + "`. Cartpole, drift "
           f"`{json.dumps(section['drift'])}` (its profile's default), shipped champion + the model seed (LQR on the "
-          "identified model). Seed only: `min_generations` 0 (the job stops on the first elite that confirms the "
-          f"target). Seed + evolution: `min_generations` {section['min_generations']}, then the winner is the "
-          "confirmed elite with the best mean reward per tick on common confirmation episodes (calibrated plant). "
-          "Returns judged on the TRUE drifted robot, relative to the champion's nominal return.", "",
-          "| seed | arm | status | before / nominal | after / nominal | generations | winner | lineage depth | confirmed elites | sandbox wall s |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "identified model)" + (f" starting at mutation rate {rate:g} (`seed_rate`; the champion's own is ~0.5, at "
+                                 "which nearly every child of the seed falls)" if rate is not None else "") + ". "
+          "Evolution's fitness: the profile's `adapt_objective` (launch/robots/cartpole.yaml: the balance reward's own "
+          "quantities in tight zero-width gaussian bands, on common episodes per generation); the stop rule, the target "
+          "and the choice among confirmed elites are on the gate's metric (the suite's reward), the adapt objective "
+          "breaking the gate's ties (within 5e-4 per tick). Seed only: `min_generations` 0 (the job stops on the first "
+          f"elite that confirms the target). Seed + evolution: `min_generations` {section['min_generations']}. "
+          "Columns: after / nominal on the TRUE drifted robot (5 episodes); gate = the mean over the regression suite's "
+          "scenarios (target = the true drift, stress, cart-offset, pole-push; 10 seeds each, as the gate runs them); "
+          "objective = the adapt objective after / the champion's nominal, true robot.", "",
+          "| seed | arm | status | after / nominal | gate (suite mean) | objective after / nominal | generations | "
+          "winner | lineage depth | confirmed elites | sandbox wall s |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, (a, b) in enumerate(zip(only, evo)):
         for label, r in (("seed only", a), ("seed + evolution", b)):
             w = r.get("winner") or {}
             sel = r.get("selection") or {}
-            md.append(f"| {i} | {label} | {r['status']} | {frac(r, 'return_before'):.3f} | {frac(r, 'return_after'):.3f} | "
-                      f"{r.get('n_generations', 0)} | {w.get('kind', '-')} ({w.get('root', '-')}) | "
+            md.append(f"| {i} | {label} | {r['status']} | {frac(r, 'return_after'):.4f} | {gate(r):.4f} | "
+                      f"{fobj(r):.4f} | {r.get('n_generations', 0)} | {w.get('kind', '-')} ({w.get('root', '-')}) | "
                       f"{w.get('lineage_depth', '-')} | {len(sel.get('scores', [])) or '-'} | {r['sandbox_wall_s']:.1f} |")
-    med = lambda rows: np.median([frac(r, "return_after") if r.get("status") == "ok" else -np.inf for r in rows])  # noqa: E731
-    fails = lambda rows: sum(1 for r in rows if r.get("status") != "ok")  # noqa: E731
-    # differences below 0.1 % of nominal are float noise (the same genome re-identified), not a ranking
-    diffs = [b["return_after"] - a["return_after"] for a, b in zip(only, evo) if a.get("status") == b.get("status") == "ok"]
-    tol = 1e-3 * float(np.median([r["nominal_return"] for r in only if r.get("status") == "ok"] or [np.nan]))
-    better, worse = sum(1 for d in diffs if d > tol), sum(1 for d in diffs if d < -tol)
+    med = lambda rows, f: np.median([f(r) if ok(r) else -np.inf for r in rows])  # noqa: E731
+    fails = lambda rows: sum(1 for r in rows if not ok(r))  # noqa: E731
+    pairs = [(a, b) for a, b in zip(only, evo) if ok(a) and ok(b)]
     evolved = sum(1 for r in evo if (r.get("winner") or {}).get("kind") == "evolved")
-    md += ["", f"Median after / nominal (failed jobs counted as failures, censored): seed only {med(only):.3f} "
-           f"({fails(only)} failed), seed + evolution {med(evo):.3f} ({fails(evo)} failed). Median sandbox wall: "
-           f"{np.median([r['sandbox_wall_s'] for r in only]):.1f} s vs {np.median([r['sandbox_wall_s'] for r in evo]):.1f} s. "
-           f"Evolution's winner was an evolved individual in {evolved}/{len(evo)} seeds; on the true robot its return "
-           f"was higher than seed only by more than 0.1 % of nominal in {better}/{len(evo)} seeds and lower in "
-           f"{worse}/{len(evo)} (after, seed + evolution minus seed only, per seed: "
-           f"{', '.join(f'{d:+.3f}' for d in diffs)} of a nominal return near {tol * 1e3:.0f}).",
-           "",
-           (f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20). " if len(only) < 20 else
-            f"{len(only)} seeds, paired by seed: a two-sided sign test on the seeds that differ by more than 0.1 % of "
-            f"nominal gives p = {sign_test(better, worse):.3g} ({better} better, {worse} worse, "
-            f"{len(diffs) - better - worse} ties): "
-            + ("no evidence that either arm is better on this objective. " if sign_test(better, worse) >= 0.05 else
-               f"seed + evolution is {'better' if better > worse else 'worse'} than seed only (p < 0.05). "))
-           + "The objective is the job's "
-           "own (dm_control's balance reward, which saturates near 1 per tick, NOT a non-saturating one): a seed that balances the whole horizon already sits "
-           "at ~1.0 x nominal, so evolution has almost nothing left to gain; it replaces the seed only by beating it "
-           "on the common confirmation episodes (ties keep the seed). The selection is made on the calibrated plant; "
-           "the true robot can still rank the two differently (the sysid gap).", ""]
+    depths = [int((r.get("winner") or {}).get("lineage_depth", 0)) for r in evo if ok(r)]
+    md += ["", f"Median (failed jobs counted as failures, censored) seed only vs seed + evolution: after / nominal "
+           f"{med(only, lambda r: frac(r, 'return_after')):.4f} vs {med(evo, lambda r: frac(r, 'return_after')):.4f}; "
+           f"gate {med(only, gate):.4f} vs {med(evo, gate):.4f}; objective {med(only, fobj):.4f} vs {med(evo, fobj):.4f} "
+           f"({fails(only)} and {fails(evo)} failed). Median sandbox wall {np.median([r['sandbox_wall_s'] for r in only]):.1f} s "
+           f"vs {np.median([r['sandbox_wall_s'] for r in evo]):.1f} s. Evolution's winner was an evolved individual in "
+           f"{evolved}/{len(evo)} seeds (lineage depth median {np.median(depths) if depths else float('nan'):g}, "
+           f"max {max(depths, default=0)}).", "",
+           "Paired by seed (seed + evolution minus seed only; ties: |difference| < 0.1 % of the seed-only value):", "",
+           "| measure | better | worse | ties | sign test p | median difference | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
+    for name, f in (("after / nominal, true robot", lambda r: frac(r, "return_after")), ("gate metric (suite mean)", gate),
+                    ("gate metric, target scenario", lambda r: (r.get("gate_metrics") or {}).get("scenarios", {}).get("target", float("nan"))),
+                    ("adapt objective, true robot", fobj)):
+        d = [(f(b), f(a)) for a, b in pairs if np.isfinite(f(a)) and np.isfinite(f(b))]
+        diffs = [x - y for x, y in d]
+        better = sum(1 for (x, y) in d if x - y > 1e-3 * abs(y))
+        worse = sum(1 for (x, y) in d if y - x > 1e-3 * abs(y))
+        md.append(f"| {name} | {better} | {worse} | {len(d) - better - worse} | {sign_test(better, worse):.3g} | "
+                  f"{np.median(diffs) if diffs else float('nan'):+.5f} | {wilcoxon_p(diffs):.3g} |")
+    md += ["", (f"Only {len(only)} seeds: an indication, not a comparison (that needs >= 20)." if len(only) < 20 else
+                f"{len(only)} paired seeds."), ""]
+    for note in section.get("notes", []):          # earlier runs of this section, summarised (adapt.json keeps them)
+        md += [note, ""]
     return md
+
+
+def wilcoxon_p(diffs: list[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p on paired differences (zeros dropped); 1.0 when none differ."""
+    from scipy.stats import wilcoxon
+    d = [x for x in diffs if x != 0]
+    return 1.0 if len(d) == 0 else float(wilcoxon(d).pvalue)
 
 
 def sign_test(better: int, worse: int) -> float:
@@ -363,7 +417,8 @@ def _without_sections(text: str) -> str:
 def seed_vs_evolution_only(args) -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = seed_vs_evolution_runs(args.seeds, args.budget_s, args.workers,
-                                     10 if args.min_generations is None else args.min_generations, smoke=args.smoke)
+                                     10 if args.min_generations is None else args.min_generations, smoke=args.smoke,
+                                     seed_rate=args.seed_rate)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
     section = {"date": stamp, "machine": machine, **section}
     path = args.out / "adapt.json"
@@ -434,6 +489,8 @@ def main() -> None:
                          "that section into the existing adapt.json / adapt.md")
     ap.add_argument("--min-generations", type=int, default=None,
                     help="--seed-vs-evolution: the evolution arm's (default 10); --robot: the job's (default 0)")
+    ap.add_argument("--seed-rate", type=float, default=None,
+                    help="--seed-vs-evolution: the model seed's starting mutation rate (job seed_rate; default: the champion's)")
     ap.add_argument("--target-fraction", type=float, default=0.95, help="--robot: the job's stop target x nominal")
     ap.add_argument("--robot", default=None, help="run only this shipped profile robot's rows (its profile's default "
                     "drift and champion) and merge them into the existing adapt.json / adapt.md")
@@ -529,29 +586,36 @@ def render_walker(out: Path) -> None:
 
 
 def walker_only(args) -> None:
+    """The walker rows, merged into adapt.json / adapt.md after every seed (a run stopped early keeps
+    the seeds it finished; the section says how many)."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if args.smoke:
         args.out = smoke_out(args.out)
         args.seeds, args.budget_s, args.workers = 1, 30.0, 1
     if args.sysid_budget_s is None:
         args.sysid_budget_s = 60.0
-    rows = walker_runs(args.seeds, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end"
-    section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
-               "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
-               "stress_draws": WALKER_JOB["stress_draws"], "start_probes": WALKER_JOB["start_probes"],
-               "runs": rows}
-    path = args.out / "adapt.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    doc["walker"] = section
-    atomic_write_json(path, doc)
-    md_path = args.out / "adapt.md"
-    old = md_path.read_text() if md_path.exists() else ""
-    old = old.split("\n## Walker, ")[0].split(ROBOT_SECTION)[0].rstrip("\n") + "\n\n" if old else ""
-    md = walker_markdown(section) + robots_markdown(doc)
-    atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
-    print("\n".join(md))
+    start_load = os.getloadavg()[0]
 
+    def write(rows: list[dict]) -> None:
+        machine = (f"{platform.machine()}, {os.cpu_count()} cores, load average {start_load:.2f} at the start and "
+                   f"{os.getloadavg()[0]:.2f} after seed {len(rows) - 1}")
+        section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
+                   "budget_s": args.budget_s, "workers": args.workers, "sysid_budget_s": args.sysid_budget_s,
+                   "stress_draws": WALKER_JOB["stress_draws"], "start_probes": WALKER_JOB["start_probes"],
+                   "seeds_asked": args.seeds, "runs": rows}
+        path = args.out / "adapt.json"
+        doc = json.loads(path.read_text()) if path.exists() else {}
+        doc["walker"] = section
+        atomic_write_json(path, doc)
+        md_path = args.out / "adapt.md"
+        old = md_path.read_text() if md_path.exists() else ""
+        old = old.split("\n## Walker, ")[0].split(ROBOT_SECTION)[0].rstrip("\n") + "\n\n" if old else ""
+        md = walker_markdown(section) + robots_markdown(doc)
+        atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
+        print("\n".join(md[:2] + md[-12:]), flush=True)
+
+    walker_runs(args.seeds, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke,
+                on_row=write)
 
 if __name__ == "__main__":
     main()

@@ -63,7 +63,8 @@ class OrchestratorConfig:
     shadow_max_divergence: float = 0.5
     shadow_max_saturation: float = 0.5
     # A champion that drives the live robot outside the guard bounds on at least this fraction of
-    # the shadow ticks is failing (a motor wired backwards: the robot falls over and over). Staying
+    # the shadow ticks is failing (a motor wired backwards: the robot falls over and over), and so is
+    # one whose own commands saturate on more than `shadow_max_saturation` of them. Staying
     # close to it is no safety property, so the pairwise limits are not applied and the canary is a
     # rescue: full authority for the whole canary time, no divergence guard, joint-bound guard
     # after `rescue_grace_s`. The gate's verdict is the evidence that remains. False: hold instead.

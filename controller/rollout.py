@@ -45,7 +45,12 @@ class LiveRollout:
             problems = []
             if cmp.errors:
                 problems.append(f"{cmp.errors} non-finite candidate actions")
-            failing = (stats["outside_bounds"] or 0.0) >= cfg.rescue_outside_fraction
+            # failing: the champion keeps the robot outside the guard bounds, or its own commands break
+            # the saturation limit the candidate is held to (a robot that falls over and over inside its
+            # joint bounds: the walker on half-strength motors, champion 55 % saturated, where a candidate
+            # that stands in its own closed loop saturates on the champion's falling states)
+            failing = ((stats["outside_bounds"] or 0.0) >= cfg.rescue_outside_fraction
+                       or (stats["saturation_reference"] or 0.0) > cfg.shadow_max_saturation)
             self._rescue = failing and cfg.rescue_failing_champion
             stats["champion_failing"] = failing
             if self._rescue:

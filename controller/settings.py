@@ -117,7 +117,8 @@ class OrchestratorSettings(Strict):
     shadow_max_divergence: float = _f(0.5, "mean |a_candidate - a_champion| allowed in shadow", ge=0, le=1e6)
     shadow_max_saturation: float = _f(0.5, "fraction of saturated candidate actions allowed in shadow", ge=0, le=1)
     rescue_failing_champion: bool = _f(True, "a champion outside the guard bounds on rescue_outside_fraction of "
-                                       "the shadow ticks is failing: skip the pairwise limits, rescue canary "
+                                       "the shadow ticks, or saturated on more than shadow_max_saturation of "
+                                       "them, is failing: skip the pairwise limits, rescue canary "
                                        "(full authority); false: hold")
     rescue_outside_fraction: float = _f(0.05, "shadow ticks outside the guard bounds that make the champion "
                                         "'failing'", ge=0, le=1)
@@ -137,7 +138,7 @@ class OrchestratorSettings(Strict):
 # adapt: the job's fields that a user sets, under job.json's names, defaults from sim.job_contract
 JOB_SETTINGS = ("budget_s", "max_generations", "population", "children", "horizon", "workers", "backend",
                 "ray_address", "sysid_budget_s", "sysid_max_evals", "drift", "min_generations", "target_fraction",
-                "stress_draws", "start_probes")
+                "stress_draws", "start_probes", "seed_rate")
 
 
 class AdaptSettings(Strict):
@@ -160,6 +161,8 @@ class AdaptSettings(Strict):
                            "0 = none", ge=0, le=1000)
     start_probes: bool = _f(_JOB.start_probes, "fitness and confirmation also start from the suite's "
                             "initial-offset probes (both signs)")
+    seed_rate: float = _f(_JOB.seed_rate, "the model seed's starting mutation rate, small to refine a seed that "
+                          "already meets the target (with min_generations); 0 = the champion's own", ge=0, lt=1)
     population: Int = _f(_JOB.population, "population size", ge=1, le=100_000)
     children: Int = _f(_JOB.children, "children per parent", ge=1, le=10_000)
     horizon: Int = _f(_JOB.horizon, "episode length (ticks)", ge=1, le=10_000_000)

@@ -33,6 +33,13 @@ count as long as the budgets that bind are counts (generations, evaluations, sys
 a wall-clock budget that binds stops wherever the machine's speed puts it. The job never touches the robot: it runs inside the sandbox process
 (sim/sandbox.py) and answers only through its result.
 
+A robot whose profile names an `adapt_objective` (the cartpole: its balance reward sits at ~0.999 per
+tick for the model seed, so nothing can beat the seed on it) evolves on that objective instead, with every
+individual of a generation on the same episodes (`PlantTask.common_episodes`); the stop rule, the target
+and the choice among confirmed elites stay on the gate's metric (each generation's elite is checked), the
+adapt objective only breaking the gate's ties (`select_on_confirmation`). `seed_rate` starts the model
+seed at a small mutation rate, so that its children refine it instead of falling.
+
 When no telemetry window is given (the CLI, the benchmark), the window is generated from the
 simulated robot carrying the job's true `drift`, driven by the champion, with sensor noise.
 """
@@ -52,7 +59,7 @@ from sim.genome import Genome, load_genome
 from sim.job_contract import AdaptJob  # noqa: F401 (the job contract; re-exported)
 from sim.gain_seed import gain_seed
 from sim.model_seed import model_seed
-from sim.plant_task import ActionLimits, PlantTask, plant_policy_spec
+from sim.plant_task import ActionLimits, PlantTask, adapt_objective_source, plant_policy_spec
 from sim.srghn import SRGHNConfig
 from sim.srghn_decode import genome_policy_weights, srghn_policy_weights
 
@@ -96,9 +103,10 @@ def nominal_champion(plant: str) -> Genome:
 # -- evaluation helpers --------------------------------------------------------------------------
 
 def mean_return(plant: str, genome: Genome, drift: DriftSpec, horizon: int, seed: int,
-                episodes: int = EVAL_EPISODES) -> float:
-    """Mean return of `genome`'s policy over `episodes` fixed-seed episodes on `plant` + `drift`."""
-    task = PlantTask(plant, drifts=(drift,), horizon=horizon, episodes=episodes)
+                episodes: int = EVAL_EPISODES, objective: str | None = None) -> float:
+    """Mean return of `genome`'s policy over `episodes` fixed-seed episodes on `plant` + `drift`
+    (scored by profile `objective`'s adapt_objective when given, else the plant's reward)."""
+    task = PlantTask(plant, drifts=(drift,), horizon=horizon, episodes=episodes, objective=objective)
     return float(task.evaluate(genome_policy_weights(genome)[None], np.array([seed]))[0])
 
 
@@ -173,8 +181,12 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
     # ... and on the robots and starts it will check: the suite's stress draws and start probes
     gate_draws = GateDraws.of(job, sysid.estimate)
     drifts, starts = gate_draws.conditions(specs, job.stress_draws, job.seed)
+    # the profile's adapt_objective, when it names one: evolution climbs it (on common episodes per
+    # generation), while the stop rule, the target and the winner's selection stay on the gate's metric
+    objective = adapt_objective_source(job.robot)
     task = PlantTask(job.robot, drifts=tuple(drifts), horizon=job.horizon, hidden=champion.policy_spec.hidden,
-                     action_limits=limits, starts=tuple(starts), fall_factor=gate_draws.fall_factor, **start)
+                     action_limits=limits, starts=tuple(starts), fall_factor=gate_draws.fall_factor,
+                     objective=objective, common_episodes=None if objective is None else job.seed, **start)
     model_cfg = SRGHNConfig(**(champion.model or {}))
     nominal_return = mean_return(job.robot, champion, DriftSpec(), job.horizon, job.seed)
     target = job.target_fraction * nominal_return
@@ -182,7 +194,8 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
 
     confirm = confirmation(job.robot, specs, job.horizon, champion, model_cfg.to_dict(), action_limits=limits,
                            gate_draws=gate_draws)
-    stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed, min_return=EPISODE_FLOOR * target)
+    stop_on_target = ConfirmedTarget(target, confirm, seed=job.seed, min_return=EPISODE_FLOOR * target,
+                                     trigger=None if objective is None else float("-inf"))
     confirmed_elites: dict[int, np.ndarray] = {}     # id -> genome of every elite that confirmed the target
     ran = 0
 
@@ -190,7 +203,8 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         nonlocal evaluations, ran
         evaluations += job.population * (1 + job.children)
         ran += 1
-        say("generation", {"gen": log.gen, "best": log.best, "rate": log.rate_mean, "target": target})
+        say("generation", {"gen": log.gen, "best": log.best, "rate": log.rate_mean, "target": target,
+                           "elite": log.elite_id})
         reached = stop_on_target(log, elite)     # >= 10 fresh episodes, never one lucky evaluation
         if stop_on_target.checks and stop_on_target.checks[-1]["gen"] == log.gen:
             say("confirm", {**stop_on_target.checks[-1], "target": target})
@@ -210,6 +224,8 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         # no linear design (a profile robot): the champion with its commands divided by the identified
         # motor gains, when identification found any changed (sim/gain_seed.py)
         seeded = gain_seed(champion, job.robot, sysid.estimate)
+    if seeded is not None and job.seed_rate > 0:   # refine the seed: small steps around it
+        seeded = with_rate(seeded, champion.policy_spec, model_cfg, job.seed_rate)
     if seeded is not None:
         pool.insert(1, seeded)
         say("model seed", {"source": seeded.fitness["source"]})
@@ -228,7 +244,10 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
                       "ray_chunks_per_generation": sorted(set(getattr(evaluator, "chunk_log", []))) or None}
     selection = None
     if job.min_generations > 0 and confirmed_elites:
-        selection = select_on_confirmation(confirmed_elites, confirm, job.horizon, job.seed)
+        by_objective = None if objective is None else confirmation(
+            job.robot, specs, job.horizon, champion, model_cfg.to_dict(), action_limits=limits,
+            gate_draws=gate_draws, objective=objective)
+        selection = select_on_confirmation(confirmed_elites, confirm, job.horizon, job.seed, by_objective)
         chosen = selection["chosen"]
         res.champion, res.champion_id = confirmed_elites[chosen], chosen
         res.champion_fitness = selection["scores"][0]["return"]
@@ -258,6 +277,12 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         "return_before": mean_return(job.robot, champion, judge, job.horizon, job.seed + 1),
         "return_after": mean_return(job.robot, candidate, judge, job.horizon, job.seed + 1),
         "nominal_return": nominal_return,
+        "fitness_objective": None if objective is None else {    # what evolution climbed (not the gate's metric)
+            "source": objective, "common_episodes": True,
+            "nominal_return": mean_return(job.robot, champion, DriftSpec(), job.horizon, job.seed, objective=objective),
+            "return_after": mean_return(job.robot, candidate, judge, job.horizon, job.seed + 1, objective=objective),
+            "model_seed_return": None if seeded is None else
+            mean_return(job.robot, seeded, judge, job.horizon, job.seed + 1, objective=objective)},
         "judged_on": "true drift" if true_drift is not None else "sysid estimate",
         "generations": [{"gen": g.gen, "best": g.best, "mean": g.mean, "rate_mean": g.rate_mean}
                         for g in res.generations],
@@ -286,6 +311,18 @@ def run_job(job: AdaptJob, seeds: list[Genome], telemetry=None,
         # what the simulator can represent, a diverging model) is not an adaptation: nothing is offered
         result["status"], result["error"] = "failed", why
     return result, candidate
+
+
+def with_rate(genome: Genome, spec, model_cfg: SRGHNConfig, rate: float) -> Genome:
+    """`genome` with its SR-GHN's mean mutation rate set to `rate` (`SRGHN.set_mean_rate`); the policy it
+    writes is unchanged. Why: the shipped rate (~0.5) makes nearly every child of a good seed fall."""
+    import dataclasses
+    import torch
+    from sim.srghn import SRGHN
+    v = torch.as_tensor(np.array(genome.vector, dtype=np.float32)[None])
+    SRGHN(spec, model_cfg).set_mean_rate(v, rate)
+    return dataclasses.replace(genome, vector=v[0].numpy(),
+                               fitness={**(genome.fitness or {}), "seed_rate": float(rate)})
 
 
 def gate_action_limits(job: AdaptJob) -> ActionLimits:
@@ -325,17 +362,20 @@ def command_quality(plant: str, genome: Genome, drift: DriftSpec, horizon: int, 
 def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Genome, model: dict,
                  episodes: int = CONFIRM_EPISODES,
                  action_limits: ActionLimits | None = None,
-                 gate_draws: "GateDraws | None" = None) -> Callable[[np.ndarray, int], np.ndarray]:
+                 gate_draws: "GateDraws | None" = None,
+                 objective: str | None = None) -> Callable[[np.ndarray, int], np.ndarray]:
     """confirm(elite, seed): the elite SR-GHN's return on each of >= `episodes` fresh episodes,
     spread over every calibrated spec (the estimate and its randomised neighbours). With
     `action_limits` each episode's return carries its command-limit factor: an elite whose commands
     near the gate's jerk / saturation limits cannot confirm (its episodes fall below the floor).
-    With `gate_draws` (the job's stress_draws / start_probes) the elite also plays that many FRESH
-    robots from the suite's stress distribution (drawn from the check's seed, never the fitness's
-    draws) and `PROBE_EPISODES` episodes from each signed start probe, and an episode in which the
-    robot falls scores 0: the gate fails a candidate on one fall in any of its scenarios."""
+    With `gate_draws` (the job's stress_draws / start_probes) the elite also plays `CONFIRM_STRESS`
+    (or stress_draws, if more) FRESH robots from the suite's stress distribution (stratified, drawn
+    from the check's seed, never the fitness's draws) and `PROBE_EPISODES` episodes from each
+    signed start probe, and an episode in which the robot falls scores 0: the gate fails a
+    candidate on one fall in any of its scenarios.
+    `objective`: score the same episodes on that profile's adapt_objective instead (selection's tie-break)."""
     per_spec = -(-int(episodes) // len(specs))
-    kw = dict(horizon=horizon, hidden=champion.policy_spec.hidden, action_limits=action_limits,
+    kw = dict(horizon=horizon, hidden=champion.policy_spec.hidden, action_limits=action_limits, objective=objective,
               **({"start_cart_range": 0.6} if plant == "cartpole" else {}))
     robust = gate_draws is not None and gate_draws.active
     if robust:
@@ -351,14 +391,19 @@ def confirmation(plant: str, specs: list[DriftSpec], horizon: int, champion: Gen
         out = [t.evaluate(np.repeat(weights[None], k, axis=0), rng.integers(0, 2**31 - 1, size=k))
                for t, k in tasks]
         if robust and gate_draws.n_stress:
-            fresh = gate_draws.stress(gate_draws.n_stress, int(rng.integers(0, 2**31 - 1)))
+            fresh = gate_draws.stress(gate_draws.n_confirm, int(rng.integers(0, 2**31 - 1)))
             out += [PlantTask(plant, drifts=(d,), **kw).evaluate(weights[None], rng.integers(0, 2**31 - 1, size=1))
                     for d in fresh]
         return np.concatenate(out)
     return confirm
 
 
-PROBE_EPISODES = 2       # confirmation episodes per signed start probe
+PROBE_EPISODES = 5       # confirmation episodes per signed start probe: as many as the gate's (10 seeds, sign
+                         # alternating); with 2, a walker candidate confirmed and then fell on 1 of the gate's 10
+                         # hip-offset starts (demo 18:05 UTC, job 2)
+CONFIRM_STRESS = 10      # fresh stress robots per confirmation, at least: as many as the gate's stress scenario
+                         # (with 4, a walker candidate that falls below 0.92 x the estimated gain confirmed
+                         # and then fell on 5 of the gate's 10: demo 18:05 UTC)
 FIT_FALL_FACTOR = 0.5    # with gate draws, a fitness episode in which the robot fell keeps half its return
 
 
@@ -374,7 +419,7 @@ class GateDraws:
     estimate: DriftSpec
     stresses: tuple = ()           # the suite's stress scenarios: ({"relative", "bounds"}, ...)
     starts: tuple = ()             # signed start offsets: (((joint, offset), ...), ...)
-    n_stress: int = 0              # robots drawn per use (fitness: fixed for the run; confirmation: fresh)
+    n_stress: int = 0              # fitness's stress robots (fixed for the run)
     probe_spec: DriftSpec = DriftSpec()   # the estimate under the gate's sensor noise (where probes start)
 
     @classmethod
@@ -386,6 +431,11 @@ class GateDraws:
         return cls(estimate=estimate, stresses=stresses, starts=starts,
                    n_stress=int(job.stress_draws) if stresses else 0,
                    probe_spec=with_obs_noise([estimate], gate_obs_noise(job))[0])
+
+    @property
+    def n_confirm(self) -> int:
+        """Fresh stress robots per confirmation."""
+        return max(self.n_stress, CONFIRM_STRESS) if self.n_stress else 0
 
     @property
     def active(self) -> bool:
@@ -411,29 +461,45 @@ class GateDraws:
     def describe(self, n: int) -> dict | None:
         if not self.active:
             return None
-        return {"stress": list(self.stresses), "stress_draws": self.n_stress,
+        return {"stress": list(self.stresses), "stress_draws": self.n_stress, "confirm_stress": self.n_confirm,
                 "start_offsets": [dict(st) for st in self.starts], "fit_fall_factor": FIT_FALL_FACTOR,
                 "confirm_probe_episodes": PROBE_EPISODES}
 
 
+GATE_TIE = 5e-4   # reward per tick: elites closer than this on the gate's metric are its ties (its margins are 0.02+)
+
+
 def select_on_confirmation(elites: dict[int, np.ndarray], confirm: Callable[[np.ndarray, int], np.ndarray],
-                           horizon: int, seed: int) -> dict:
+                           horizon: int, seed: int,
+                           by_objective: Callable[[np.ndarray, int], np.ndarray] | None = None) -> dict:
     """The winner among the confirmed elites (min_generations > 0): the best mean reward per tick on
     the confirmation episodes, ALL of them scored on the SAME fresh episodes (one seed), so the ranking
     compares policies, not episode luck. The elite a run with min_generations = 0 would have returned
     (the first confirmed: the model seed on the cartpole) is in the pool and wins ties (first found),
     so evolving longer can never give a worse winner on this metric than stopping at once: a seed is
-    kept when evolution does not beat it."""
+    kept when evolution does not beat it. With `by_objective` (the job evolved on an adapt_objective, scored
+    on the same episodes): the elites within GATE_TIE per tick of the best on the gate's metric are ties to
+    the gate, and the best of them on the adapt objective wins (a metric that saturates near 1 per tick
+    cannot rank regulators; the one evolution climbed can)."""
     common = int(seed) + 104729                       # apart from the per-generation check seeds
     scores = []
     for i, genome in elites.items():                  # insertion order: the first confirmed first
         returns = np.asarray(confirm(genome, common), dtype=np.float64)
         ret = float(np.mean(returns)) if np.all(np.isfinite(returns)) else float("-inf")
         scores.append({"id": int(i), "return": ret, "reward_per_tick": ret / horizon, "episodes": int(returns.size)})
+        if by_objective is not None:
+            obj = np.asarray(by_objective(genome, common), dtype=np.float64)
+            scores[-1]["objective_per_tick"] = float(np.mean(obj)) / horizon if np.all(np.isfinite(obj)) else float("-inf")
     order = sorted(range(len(scores)), key=lambda k: (-scores[k]["reward_per_tick"], k))
+    metric = "mean reward per tick on the confirmation episodes (calibrated plant, common seed)"
+    if by_objective is not None:
+        best = scores[order[0]]["reward_per_tick"]
+        ties = [k for k in order if scores[k]["reward_per_tick"] >= best - GATE_TIE]
+        rest = [k for k in order if k not in ties]
+        order = sorted(ties, key=lambda k: (-scores[k]["objective_per_tick"], k)) + rest
+        metric += f"; within {GATE_TIE:g} of the best, the adapt objective per tick"
     ranked = [scores[k] for k in order]
-    return {"metric": "mean reward per tick on the confirmation episodes (calibrated plant, common seed)",
-            "chosen": ranked[0]["id"], "first_confirmed": scores[0]["id"], "scores": ranked}
+    return {"metric": metric, "chosen": ranked[0]["id"], "first_confirmed": scores[0]["id"], "scores": ranked}
 
 
 def winner_provenance(res, roots: list[str]) -> dict:

@@ -146,6 +146,9 @@ class ConfirmedTarget:
     min_episodes: int = CONFIRM_EPISODES
     min_return: float = float("-inf")   # every confirming episode must reach this too (no fall hidden in a mean)
     checks: list = field(default_factory=list)
+    # the generation best (on the fitness's scale) that starts a check; None: `target`. A run whose
+    # fitness is not the target's metric (a job's adapt_objective) checks every elite: -inf
+    trigger: float | None = None
 
     def __post_init__(self) -> None:
         if int(self.min_episodes) < CONFIRM_EPISODES:
@@ -153,7 +156,7 @@ class ConfirmedTarget:
                              f"got {self.min_episodes}")
 
     def __call__(self, log: GenerationLog, elite: np.ndarray) -> bool:
-        if not log.best >= self.target:
+        if not log.best >= (self.target if self.trigger is None else self.trigger):
             return False
         returns = np.asarray(self.confirm(elite, int(self.seed) + 7919 * (int(log.gen) + 1)), dtype=np.float64)
         if returns.size < self.min_episodes:

@@ -64,6 +64,8 @@ class AdaptJob:
                                          # probes, both signs, on the estimate (gate_limits.start_offsets)
     min_generations: int = 0             # > 0: evolve at least this many generations, then pick the winner among
                                          # the confirmed elites on the confirmation metric (0: stop on the first)
+    seed_rate: float = 0.0               # the model / gain seed's starting mutation rate (its rate head shifted):
+                                         # small to refine a seed that already meets the target; 0: the champion's
 
     def __post_init__(self) -> None:
         from sim.plants import PLANTS
@@ -86,6 +88,8 @@ class AdaptJob:
         if int(self.min_generations) < 0 or int(self.min_generations) > int(self.max_generations):
             raise ValueError(f"job.min_generations: must be an integer in [0, max_generations={self.max_generations}], "
                              f"got {self.min_generations}")
+        if not (isinstance(self.seed_rate, (int, float)) and 0 <= self.seed_rate < 1):
+            raise ValueError(f"job.seed_rate: a number in [0, 1) (0: the champion's own rate), got {self.seed_rate!r}")
         if self.randomize < 0 or not 0 <= self.cf <= 1 or self.telemetry_noise < 0:
             raise ValueError("job.randomize must be >= 0, job.cf in [0, 1], job.telemetry_noise >= 0")
         if self.backend not in ("local", "ray"):

@@ -27,6 +27,7 @@ import numpy as np
 from sim.drift_spec import DriftSpec
 from sim.envs.switch import SwitchSchedule
 from sim.policy import BoundPolicy, PolicySpec, policy_act
+from sim.profile.terms import OneRow, fields_of
 
 if TYPE_CHECKING:
     from sim.plants.base import PlantBatch
@@ -54,19 +55,58 @@ def _plants(name: str, n: int) -> list:
     return cache[:n]
 
 
-def _plant_batch(name: str, size: int) -> PlantBatch:
-    """Per-process cache of the last few `PlantBatch`es used (by plant and batch size), each with a
-    plant of its own (not shared with `rollout`)."""
+def _plant_batch(name: str, size: int, extra_fields: tuple[str, ...] = ()) -> PlantBatch:
+    """Per-process cache of the last few `PlantBatch`es used (by plant, batch size and the extra
+    MjData fields a task's objective reads), each with a plant of its own (not shared with `rollout`)."""
     from sim.plants import make_plant
     from sim.plants.base import PlantBatch
-    key = (name, size)
+    key = (name, size, tuple(extra_fields))
     if key in _batch_cache:
         _batch_cache.move_to_end(key)
     else:
-        _batch_cache[key] = PlantBatch(make_plant(name), size)
+        _batch_cache[key] = PlantBatch(make_plant(name), size, extra_fields)
         while len(_batch_cache) > BATCH_CACHE_SIZE:
             _batch_cache.popitem(last=False)
     return _batch_cache[key]
+
+
+def adapt_objective_source(robot: str) -> str | None:
+    """The robot profile whose ``adapt_objective`` an adaptation job on `robot` evolves on: `robot`
+    itself when it is a profile file, else the shipped profile of that name (a built-in plant's
+    twin, launch/robots/NAME.yaml); None when that profile names no adapt_objective (or there is none)."""
+    from sim.plants import is_profile
+    from sim.profile import builtin_profiles, find_profile, load_profile
+    if is_profile(robot):
+        path = find_profile(robot)
+    elif robot in builtin_profiles():
+        path = builtin_profiles()[robot]
+    else:
+        return None
+    return str(path) if load_profile(path).doc.adapt_objective is not None else None
+
+
+_objective_cache: dict[tuple[str, str], Callable] = {}
+
+
+def objective_score(source: str, plant_name: str) -> Callable:
+    """The ``adapt_objective`` of profile `source` as a batched reward fn(model, frames, constants)
+    on plant `plant_name` (cached per process). Its indices are resolved on the profile's model, so
+    that model must be the plant's (a built-in's shipped twin is the same MJCF)."""
+    key = (str(source), str(plant_name))
+    if key not in _objective_cache:
+        from sim.plants import make_plant
+        from sim.profile import find_profile, load_profile
+        from sim.profile.objective import adapt_reward_function
+        profile = load_profile(find_profile(source))
+        fn = adapt_reward_function(profile)
+        if fn is None:
+            raise ValueError(f"objective: profile {source} names no adapt_objective")
+        a, b = profile.model, make_plant(plant_name).model
+        if (a.nq, a.nv, a.nu, a.nbody, a.njnt) != (b.nq, b.nv, b.nu, b.nbody, b.njnt):
+            raise ValueError(f"objective: profile {source}'s model is not plant {plant_name!r}'s "
+                             f"(nq, nv, nu, nbody, njnt differ)")
+        _objective_cache[key] = fn
+    return _objective_cache[key]
 
 
 def _episode_seed(seed: int, drift_index: int, episode: int) -> int:
@@ -94,6 +134,13 @@ class PlantTask:
                                    # initial_offset probe does (`sim.stress.offset_start`); () = plain start
     fall_factor: float = 1.0       # an episode in which the robot fell keeps this share of its return (the
                                    # gate fails a candidate on ONE fall: 0 in the confirmation)
+    objective: str | None = None   # a robot profile whose adapt_objective scores each tick instead of the
+                                   # plant's own reward (an adaptation job's fitness, `adapt_objective_source`)
+    common_episodes: int | None = None   # None: each individual plays episodes of its own seed; an int c:
+                                   # every individual of generation g plays the episodes of seed (c, g)
+                                   # (common random numbers: on an objective where the start state moves
+                                   # the return more than the controller does, selection then compares
+                                   # controllers, not luck). Rows still never depend on the batch's makeup.
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drifts", tuple(DriftSpec.parse(d) for d in self.drifts) or (DriftSpec(),))
@@ -132,7 +179,9 @@ class PlantTask:
             raise ValueError(f"task {self.name!r}: {len(seeds)} seeds for {n} individuals")
         if weights.ndim != 2 or weights.shape[1] != self.policy.num_params:
             raise ValueError(f"policy weights have shape {weights.shape}, spec needs (n, {self.policy.num_params})")
-        batch = _plant_batch(self.plant, n)
+        seeds = self._seeds(seeds, n, generation)
+        score = self._score()
+        batch = _plant_batch(self.plant, n, () if score is None else tuple(sorted(fields_of(score))))
         self._configure(batch.plant)
         act = BoundPolicy(self.policy, weights)
         total = np.zeros(n)
@@ -150,6 +199,8 @@ class PlantTask:
                     if limits is not None:
                         actions.append(np.array(a, copy=True))
                     obs, r = batch.act(a)
+                    if score is not None:
+                        r = score(batch.plant.model, batch.data, batch.constants)
                     if self.stop_on_fall:
                         alive &= ~batch.plant.fallen_batch(obs)
                         r = np.where(alive, r, 0.0)
@@ -168,9 +219,12 @@ class PlantTask:
         reference the batched `evaluate` reproduces bit for bit)."""
         weights = np.asarray(weights, dtype=np.float32)
         n = len(weights)
+        seeds = self._seeds(seeds, n, generation)
         plants = _plants(self.plant, n)
         for p in plants:
             self._configure(p)
+        score = self._score()
+        rows = None if score is None else [OneRow(p.data, fields_of(score)) for p in plants]
         total = np.zeros(n)
         for d, drift in enumerate(self.drifts):
             for e in range(self.episodes):
@@ -191,11 +245,24 @@ class PlantTask:
                     taken.append(np.array(actions, copy=True))
                     for i, p in enumerate(plants):
                         obs[i], r = p.act(actions[i])
+                        if score is not None:
+                            r = float(score(p.model, rows[i], p.episode_constants()[None])[0])
                         alive[i] &= not p.fallen_batch(obs[i:i + 1])[0] if self.stop_on_fall else True
                         episode[i] += r if alive[i] else 0.0
                 if not plain:
                     total += self._episode_factors(episode, alive, taken)
         return self._fitness(total)
+
+    def _seeds(self, seeds, n: int, generation: int):
+        """The individuals' episode seeds: their own, or with `common_episodes` one per generation for all."""
+        if self.common_episodes is None:
+            return seeds
+        common = int(np.random.SeedSequence([int(self.common_episodes), int(generation)]).generate_state(1)[0])
+        return np.full(max(n, len(seeds)), common, dtype=np.int64)
+
+    def _score(self) -> Callable | None:
+        """The per-tick score replacing the plant's reward (`objective`), None for the plant's own."""
+        return None if self.objective is None else objective_score(self.objective, self.plant)
 
     def _configure(self, plant) -> None:
         """Per-task start distribution on a cached plant (reset to the plant's default otherwise)."""

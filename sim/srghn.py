@@ -110,11 +110,19 @@ class SRGHN:
                 vals = (torch.rand(n, numel, generator=gen) * 2 - 1) * bound
             out[:, off:off + numel] = vals
         if self.config.init_rate is not None:
-            # shift rate.bias so that the mean rate logit over the nodes is logit(r0)
-            target = math.log(self.config.init_rate / (1.0 - self.config.init_rate))
-            logits = self._rate_logits(out)                            # (n, N_self)
-            self.view(out, "rate.bias")[:, 0] += target - logits.mean(dim=1)
+            self.set_mean_rate(out, self.config.init_rate)
         return out
+
+    @torch.no_grad()
+    def set_mean_rate(self, genomes: torch.Tensor, rate: float) -> torch.Tensor:
+        """Shift each genome's rate.bias (in place) so that its mean rate logit over the nodes is
+        logit(`rate`): the variation it starts with; evolution moves it from there."""
+        if not 0.0 < float(rate) < 1.0:
+            raise ValueError(f"rate: must be in (0, 1), got {rate}")
+        target = math.log(float(rate) / (1.0 - float(rate)))
+        logits = self._rate_logits(genomes)                            # (n, N_self)
+        self.view(genomes, "rate.bias")[:, 0] += target - logits.mean(dim=1)
+        return genomes
 
     def _fan_in_of_bias(self, name: str) -> int:
         weight = name.replace("bias", "weight")

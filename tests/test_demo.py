@@ -198,7 +198,8 @@ def test_the_walker_demo_takes_everything_from_its_profile():
     cp_res = prepare(DemoOptions())
     cp = cp_res["controller_values"]
     assert json.loads(cp["guard.joint_bounds"]) == {"slider": [-1.6, 1.6], "hinge_1": [-0.8, 0.8]}
-    assert cp["runtime.rate_hz"] == pytest.approx(100.0) and cp["adapt.budget_s"] == 45.0
+    assert cp["runtime.rate_hz"] == pytest.approx(100.0) and cp["adapt.budget_s"] == 60.0
+    assert (cp["adapt.min_generations"], cp["adapt.seed_rate"]) == (5, 0.03)
     assert cp_res["sim_values"]["fall_pause_s"] == 0.05
 
 

@@ -5,7 +5,7 @@ best mean reward per tick on the same confirmation episodes (so never worse than
 import numpy as np
 import pytest
 
-from sim.adapt_job import AdaptJob, run_job, select_on_confirmation
+from sim.adapt_job import GATE_TIE, AdaptJob, run_job, select_on_confirmation
 from sim.evolution import CONFIRM_EPISODES
 
 DRIFT = {"mass_scale": {"pole_1": 3.0}, "actuator_gain": {"slide": -1.0}}
@@ -51,10 +51,12 @@ def test_min_generations_evolves_on_and_the_winner_is_the_best_confirmed(champio
     assert len(r["generations"]) >= 4              # a confirmed target did not stop it before 4 generations
     sel = r["selection"]
     scores = [s["reward_per_tick"] for s in sel["scores"]]
-    assert scores == sorted(scores, reverse=True) and len(scores) >= 1
+    # the gate's metric ranks; within GATE_TIE of its best the cartpole profile's adapt objective decides
+    # (tests/test_adapt_objective.py)
+    assert len(scores) >= 1 and scores[0] >= max(scores) - GATE_TIE
     assert sel["chosen"] == sel["scores"][0]["id"] == r["winner"]["id"] == r["winner"]["parent_chain"][0]
     first = next(s for s in sel["scores"] if s["id"] == sel["first_confirmed"])
-    assert sel["scores"][0]["reward_per_tick"] >= first["reward_per_tick"]
+    assert sel["scores"][0]["reward_per_tick"] >= first["reward_per_tick"] - GATE_TIE
     assert all(s["episodes"] >= CONFIRM_EPISODES for s in sel["scores"])
     assert r["winner"]["kind"] == ("seed" if r["winner"]["lineage_depth"] == 0 else "evolved")
 

@@ -115,6 +115,20 @@ def test_healthy_champion_keeps_the_pairwise_limits(tmp_path):
     assert rig.rt.slot.candidate is None and rig.rt.slot.canary is None
 
 
+def test_a_champion_saturating_beyond_the_limit_is_failing_too(tmp_path):
+    """Inside its joint bounds, a champion whose own commands saturate beyond the shadow limit (the
+    walker on half-strength motors falls over and over inside its bounds, champion 55 % saturated)
+    is failing: the candidate is not held to a saturation limit the champion breaks on the same
+    states, and gets the rescue canary. (The tilted pole saturates the LQR champion's commands.)"""
+    rig = reversed_candidate_rig(tmp_path)
+    feed(rig, 2.2, hinge=0.3)
+    ev = [e for e in rig.events if e["event"] == "transition" and e["from"] == "shadow"][-1]
+    shadow = ev["evidence"]["shadow"]
+    assert shadow["outside_bounds"] == 0.0 and shadow["saturation_reference"] > 0.1
+    assert shadow["champion_failing"] and ev["to"] == "canary" and rig.rt.slot.canary.rescue
+    assert rig.orch.counters["shadow_fail"] == 0
+
+
 def test_rescue_can_be_switched_off(tmp_path):
     rig = reversed_candidate_rig(tmp_path, rescue_failing_champion=False)
     shadow_with_failing_champion(rig)
@@ -129,8 +143,9 @@ def test_rescue_can_be_switched_off(tmp_path):
 
 @pytest.mark.parametrize("fraction, rescued", [(0.2, True), (0.3, False)])
 def test_rescue_threshold_is_the_outside_fraction(tmp_path, fraction, rescued):
-    """The failing period covers 50 of ~210 shadow ticks (~0.24): a threshold below rescues, above rejects."""
-    rig = reversed_candidate_rig(tmp_path, rescue_outside_fraction=fraction)
+    """The failing period covers 50 of ~210 shadow ticks (~0.24): a threshold below rescues, above rejects
+    (the saturation limit above the champion's own saturation there, so that only the bounds decide)."""
+    rig = reversed_candidate_rig(tmp_path, rescue_outside_fraction=fraction, shadow_max_saturation=0.5)
     shadow_with_failing_champion(rig)
     ev = [e for e in rig.events if e["event"] == "transition" and e["from"] == "shadow"][-1]
     assert 0.2 < ev["evidence"]["shadow"]["outside_bounds"] < 0.3

@@ -57,7 +57,7 @@ def test_every_setting_has_one_name_from_the_yaml_to_job_json(tmp_path):
     changed = {"budget_s": 33.0, "max_generations": 7, "population": 5, "children": 3, "horizon": 77, "workers": 2,
                "backend": "ray", "ray_address": "head:6379", "sysid_budget_s": 11.0, "sysid_max_evals": 99,
                "drift": {"mass_scale": {"pole_1": 2.0}}, "min_generations": 3, "target_fraction": 0.9,
-               "stress_draws": 4, "start_probes": True}
+               "stress_draws": 4, "start_probes": True, "seed_rate": 0.05}
     assert set(changed) == set(JOB_SETTINGS)
     st = validate({"adapt": changed})
     job_fields = st.job_fields()
@@ -95,7 +95,8 @@ def test_the_shipped_parameter_files_use_the_tree():
     tree.from_parameters(full)
     demo = _yaml_section("demo.yaml", "driftgate_controller")
     assert set(demo) <= set(node_names)
-    assert tree.from_parameters({**demo, **_yaml_section("robots/demo/cartpole.yaml", "driftgate_controller")}).adapt.budget_s == 45.0
+    adapt = tree.from_parameters({**demo, **_yaml_section("robots/demo/cartpole.yaml", "driftgate_controller")}).adapt
+    assert (adapt.budget_s, adapt.min_generations, adapt.seed_rate) == (60.0, 5, 0.03)
 
 
 def test_the_replay_config_is_the_same_tree():

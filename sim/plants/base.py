@@ -374,9 +374,11 @@ class PlantBatch:
     observe, reward) on all episodes at once. Apply the drift to `plant` before `reset`.
     """
 
-    def __init__(self, plant: Plant, size: int) -> None:
+    def __init__(self, plant: Plant, size: int, extra_fields: Sequence[str] = ()) -> None:
         self.plant = plant
-        self.data = DataBatch(plant.model, size, plant.batch_fields)
+        # extra_fields: MjData arrays a score other than the plant's reward reads (PlantTask.objective)
+        fields = tuple(plant.batch_fields) + tuple(sorted(set(extra_fields) - set(plant.batch_fields)))
+        self.data = DataBatch(plant.model, size, fields)
         self.constants = np.zeros((size, 0))
         self._rngs: list[np.random.Generator | None] = [None] * size
         self._noise = np.empty((0, size, plant.obs_dim))   # (ticks, B, obs_dim) standard normals

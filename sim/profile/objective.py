@@ -35,21 +35,22 @@ def _ctrl_limits(model: mujoco.MjModel, actuators) -> np.ndarray:
     return np.where(model.actuator_ctrllimited[actuators].astype(bool) & (limits > 0), limits, 1.0)
 
 
-def reward_function(profile: RobotProfile, reference=None) -> T.Fn:
+def reward_function(profile: RobotProfile, reference=None, which: str = "objective") -> T.Fn:
     """The profile's reward (B,) from (model, frames, episode constants). `reference`: a
     `sim.profile.reference.ClosedLoopReference` for ``model_reference`` (the episode's reference
-    trajectory then rides at the end of its constants, see `ProfilePlant`); None: the nominal pose."""
-    obj, model = profile.doc.objective, profile.model
+    trajectory then rides at the end of its constants, see `ProfilePlant`); None: the nominal pose.
+    `which`: ``objective`` (the gate's metric) or ``adapt_objective`` (see `adapt_reward_function`)."""
+    obj, model = getattr(profile.doc, which), profile.model
     if obj.kind == "model_reference" and reference is not None:
         return _closed_loop_reward(profile, reference)
     if obj.kind == "entry_point":
-        return profile.entry_points["objective"]
+        return profile.entry_points[which]
     resolver = _Resolver(profile.doc, profile.name, profile.path.parent if profile.path else None)
     resolver.model = model
     terms, weights, fields = [], [], {"qvel"}
     if obj.kind == "terms":
         for k, term in enumerate(obj.terms):
-            field = f"objective.terms[{k}]"
+            field = f"{which}.terms[{k}]"
             if term.tolerance:
                 kind, name = QUANTITY.match(term.tolerance).groups()
                 f, value = T.quantity(kind, resolver.quantity_index(field, kind, name))
@@ -83,6 +84,15 @@ def reward_function(profile: RobotProfile, reference=None) -> T.Fn:
             terms.append(T.upright_term(profile.imu[0]))
     weights = [1.0] * len(terms)
     return T.combine(terms, weights, "weighted_mean", fields)
+
+
+def adapt_reward_function(profile: RobotProfile) -> T.Fn | None:
+    """The reward an adaptation job's evolution climbs (``adapt_objective``), None when the profile has
+    none (the job evolves on ``objective``). Same signature and batching as `reward_function`, so a
+    batched evaluation stays bit for bit the one-plant path."""
+    if profile.doc.adapt_objective is None:
+        return None
+    return reward_function(profile, which="adapt_objective")
 
 
 def _closed_loop_reward(profile: RobotProfile, reference) -> T.Fn:

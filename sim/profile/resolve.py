@@ -249,7 +249,9 @@ class _Resolver:
             odom = (b, int(model.jnt_dofadr[free[0]]))
         keyframe = self._initial_state()
         entry = self._entry_points()
-        self._objective()
+        self._objective(doc.objective, "objective")
+        if doc.adapt_objective is not None:
+            self._objective(doc.adapt_objective, "adapt_objective")
         self._drift(js.joints)
         return RobotProfile(doc=doc, path=path, model_path=model_path, model=model, n_sub_steps=n_sub,
                             ros_joints=tuple(js.joints), joints=tuple(joints),
@@ -307,7 +309,9 @@ class _Resolver:
         return self.name("initial_state.keyframe", "key", init.keyframe, "keyframe") if init.keyframe else None
 
     def _entry_points(self) -> dict[str, Callable]:
+        adapt = self.doc.adapt_objective
         refs = {"objective": (self.doc.objective.entry_point, "objective.entry_point"),
+                "adapt_objective": (adapt.entry_point if adapt else None, "adapt_objective.entry_point"),
                 "initial_state": (self.doc.initial_state.entry_point, "initial_state.entry_point"),
                 "extra": (self.doc.observe.extra.entry_point if self.doc.observe.extra else None,
                           "observe.extra.entry_point")}
@@ -320,12 +324,12 @@ class _Resolver:
                     raise _err(self.where, field, f"cannot load {ref!r} ({type(e).__name__}: {e})") from None
         return out
 
-    def _objective(self) -> None:
-        obj = self.doc.objective
+    def _objective(self, obj, where: str) -> None:
+        """The names an objective (`objective` or `adapt_objective`, at field `where`) uses exist."""
         if obj.kind == "model_reference" and "base_orientation" in obj.track and not self.doc.observe.imu:
-            raise _err(self.where, "objective.track", "base_orientation needs observe.imu (the base's body)")
+            raise _err(self.where, f"{where}.track", "base_orientation needs observe.imu (the base's body)")
         for k, term in enumerate(obj.terms):
-            field = f"objective.terms[{k}]"
+            field = f"{where}.terms[{k}]"
             if term.tolerance:
                 kind, name = QUANTITY.match(term.tolerance).groups()
                 self.quantity_index(f"{field}.tolerance", kind, name)

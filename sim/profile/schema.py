@@ -307,8 +307,20 @@ class ProfileDoc(Strict):
     safety: Safety = Safety()
     initial_state: InitialState = InitialState()
     objective: Objective = Objective()
+    # what an adaptation job's evolution climbs (the sandbox's fitness), when the objective above
+    # saturates for a good controller (the cartpole's balance reward sits at ~1 per tick for the LQR
+    # model seed, so no individual can beat it); the gate and the job's stop rule and selection keep
+    # judging on `objective` (the suite's metric). None: evolve on `objective`. kind terms / entry_point.
+    adapt_objective: Optional[Objective] = None
     drift: Drift = Drift()
     assets: Assets = Assets()
+
+    @model_validator(mode="after")
+    def _adapt_objective(self):
+        if self.adapt_objective is not None and self.adapt_objective.kind == "model_reference":
+            raise ValueError("adapt_objective.kind: 'terms' or 'entry_point' (a job's objective names what to "
+                             "improve; model_reference only reproduces the nominal robot)")
+        return self
 
 
 def field_path(loc) -> str:
