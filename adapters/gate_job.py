@@ -39,7 +39,7 @@ def judge(req: dict) -> dict:
         reg.close()
     d = report.to_dict()
     return {"verdict": d["verdict"], "reasons": list(d.get("reasons") or []), "report_id": report_id,
-            "predicted_reward": predicted_reward(d)}
+            "predicted_reward": predicted_reward(d), "incumbent_reward": predicted_reward(d, "incumbent")}
 
 
 def main(argv: list[str] | None = None) -> int:

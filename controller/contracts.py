@@ -79,6 +79,7 @@ class GateOutcome:
     report: dict | None = None
     report_id: int | None = None
     predicted_reward: float | None = None    # per-tick reward the gate measured on the target
+    incumbent_reward: float | None = None    # ... and the champion's, on the same target episodes
 
     def __post_init__(self) -> None:
         if self.verdict not in (PASS, FAIL, INCONCLUSIVE):

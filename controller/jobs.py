@@ -359,7 +359,7 @@ class ProcessGate(_ChildOwner):
         try:
             out = json.loads((d / "outcome.json").read_text())
             return GateOutcome(out["verdict"], tuple(out.get("reasons") or ()), None,
-                               out.get("report_id"), out.get("predicted_reward"))
+                               out.get("report_id"), out.get("predicted_reward"), out.get("incumbent_reward"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             return GateOutcome(INCONCLUSIVE, (f"gate process exited {rc} without an outcome ({e}): "
                                               f"{child.tail()}",))

@@ -70,6 +70,10 @@ class OrchestratorConfig:
     # after `rescue_grace_s`. The gate's verdict is the evidence that remains. False: hold instead.
     rescue_failing_champion: bool = True
     rescue_outside_fraction: float = 0.05
+    # ... and one that the gate measured on the drifted target at less than this fraction of the
+    # candidate's reward (a motor wired backwards inside the joint bounds: the reacher's champion at 1 %
+    # of its reward never leaves them, so the live checks cannot see it fail). 0: live evidence only.
+    rescue_gate_fraction: float = 0.5
     rescue_grace_s: float = 1.0
     canary_weights: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     canary_step_s: float = 5.0
@@ -92,13 +96,14 @@ class OrchestratorConfig:
                 raise ValueError(f"{name} must be >= 0")
 
 
-def predicted_reward(report: dict | None) -> float | None:
-    """Mean per-tick reward the gate measured for the candidate on its target scenarios."""
+def predicted_reward(report: dict | None, who: str = "candidate") -> float | None:
+    """Mean per-tick reward the gate measured for the candidate (or `who="incumbent"`: the champion)
+    on its target scenarios."""
     if not report:
         return None
-    vals = [s.get("candidate") for s in report.get("scenarios") or []
+    vals = [s.get(who) for s in report.get("scenarios") or []
             if s.get("tag") == "target" and s.get("metric") == "mean_reward"
-            and isinstance(s.get("candidate"), (int, float))]
+            and isinstance(s.get(who), (int, float))]
     return float(np.mean(vals)) if vals else None
 
 

@@ -49,8 +49,12 @@ class LiveRollout:
             # the saturation limit the candidate is held to (a robot that falls over and over inside its
             # joint bounds: the walker on half-strength motors, champion 55 % saturated, where a candidate
             # that stands in its own closed loop saturates on the champion's falling states)
+            # ... or the gate measured it on the drifted target far below the candidate (a motor wired
+            # backwards that keeps the robot inside its bounds: the live checks cannot see that)
+            stats["gate_rewards"] = self._gate_rewards()
             failing = ((stats["outside_bounds"] or 0.0) >= cfg.rescue_outside_fraction
-                       or (stats["saturation_reference"] or 0.0) > cfg.shadow_max_saturation)
+                       or (stats["saturation_reference"] or 0.0) > cfg.shadow_max_saturation
+                       or self._gate_says_champion_fails(stats["gate_rewards"]))
             self._rescue = failing and cfg.rescue_failing_champion
             stats["champion_failing"] = failing
             if self._rescue:
@@ -88,6 +92,18 @@ class LiveRollout:
             self.counters["shadow_hold"] += 1
             self._drop_candidate(now, "not enough paired shadow samples: holding", reject=False,
                                  samples=cmp.n)
+
+    def _gate_rewards(self) -> dict:
+        out = self._gate_outcome
+        return {"candidate": getattr(out, "predicted_reward", None), "champion": getattr(out, "incumbent_reward", None)}
+
+    def _gate_says_champion_fails(self, rewards: dict) -> bool:
+        """The gate's target episodes (the identified drifted robot) put the champion below
+        `rescue_gate_fraction` of the candidate's per-tick reward."""
+        cand, champ, frac = rewards["candidate"], rewards["champion"], self.config.rescue_gate_fraction
+        if frac <= 0 or cand is None or champ is None or not (cand > 0):
+            return False
+        return champ < frac * cand
 
     def _install_canary(self, now: float) -> None:
         cfg = self.config

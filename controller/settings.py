@@ -122,6 +122,9 @@ class OrchestratorSettings(Strict):
                                        "(full authority); false: hold")
     rescue_outside_fraction: float = _f(0.05, "shadow ticks outside the guard bounds that make the champion "
                                         "'failing'", ge=0, le=1)
+    rescue_gate_fraction: float = _f(0.5, "a champion the gate measured on the drifted target at less than this "
+                                     "fraction of the candidate's reward is failing too (rescue canary); "
+                                     "0 = only the live evidence", ge=0, le=1)
     rescue_grace_s: float = _f(1.0, "rescue canary: joint-bound trips count after this long", ge=0, le=DAY)
     canary_weights: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=1), Listy] = _f(
         [0.1, 0.25, 0.5, 1.0], "stepped share of the candidate during the canary")
@@ -313,7 +316,7 @@ RENAMED: dict[str, str] = {
 }
 for _k in ("retry_backoff_s", "post_alarm_s", "shadow_s", "shadow_min_samples", "shadow_timeout_s",
            "shadow_max_divergence", "shadow_max_saturation", "rescue_failing_champion", "rescue_outside_fraction",
-           "rescue_grace_s", "canary_weights", "canary_step_s", "canary_slice_s", "canary_duty", "watch_s",
+           "rescue_gate_fraction", "rescue_grace_s", "canary_weights", "canary_step_s", "canary_slice_s", "canary_duty", "watch_s",
            "watch_min_samples", "watch_tolerance", "refresh_s"):
     RENAMED[_k] = f"orchestrator.{_k}"
 

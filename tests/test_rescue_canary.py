@@ -37,14 +37,14 @@ def feed_until(rig, t_end, **kw):
     return feed(rig, max(t_end - rig.clock.t, 0.0), **kw)
 
 
-def reversed_candidate_rig(tmp_path, **cfg):
+def reversed_candidate_rig(tmp_path, gate=None, **cfg):
     """A candidate that pushes the other way (a motor wired backwards), a gate that passes it, and
     shadow limits (divergence, saturation) the reversed candidate cannot meet next to a champion
     that has the cart past its bound. Returns the rig in SHADOW."""
     cfg = {"shadow_max_divergence": 0.05, "shadow_max_saturation": 0.1, "canary_weights": (0.25, 1.0),
            "canary_step_s": 1.0, "rescue_grace_s": 0.5, **cfg}
     rig = Rig(tmp_path, candidate_runner(lqr_policy_genome(sign=-1.0)),
-              FunctionGate(lambda req: GateOutcome(PASS, predicted_reward=0.5)), **cfg)
+              gate or FunctionGate(lambda req: GateOutcome(PASS, predicted_reward=0.5)), **cfg)
     feed(rig, 0.2)
     rig.drift()
     for _ in range(100):
@@ -129,6 +129,32 @@ def test_a_champion_saturating_beyond_the_limit_is_failing_too(tmp_path):
     assert rig.orch.counters["shadow_fail"] == 0
 
 
+def gate_measuring_champion_at(champion_reward):
+    return FunctionGate(lambda req: GateOutcome(PASS, predicted_reward=0.9, incumbent_reward=champion_reward))
+
+
+@pytest.mark.parametrize("champion_reward, fraction, rescued", [(0.01, 0.5, True), (0.01, 0.0, False),
+                                                                 (0.6, 0.5, False)])
+def test_a_champion_the_gate_measured_failing_gets_the_rescue(tmp_path, champion_reward, fraction, rescued):
+    """Inside its bounds and unsaturated live (a reversed motor the robot's joint limits hide: the
+    reacher's champion at 1 % of its reward), the champion is failing when the gate's target episodes
+    put it below `rescue_gate_fraction` of the candidate: the rescue skips the divergence limit a
+    correct fix of a reversed motor must break. Above the fraction, or with it 0, the limit holds."""
+    rig = reversed_candidate_rig(tmp_path, gate=gate_measuring_champion_at(champion_reward),
+                                 rescue_gate_fraction=fraction)
+    feed(rig, 2.2)                                   # always inside the bounds, small commands
+    ev = [e for e in rig.events if e["event"] == "transition" and e["from"] == "shadow"][-1]
+    shadow = ev["evidence"]["shadow"]
+    assert shadow["outside_bounds"] == 0.0 and shadow["saturation_reference"] <= 0.1
+    assert shadow["gate_rewards"] == {"candidate": 0.9, "champion": champion_reward}
+    assert shadow["champion_failing"] is rescued
+    if rescued:
+        assert ev["to"] == "canary" and rig.rt.slot.canary.rescue and rig.orch.counters["shadow_fail"] == 0
+    else:
+        assert ev["to"] == "watching" and rig.orch.counters["shadow_fail"] == 1
+        assert any("divergence" in p for p in ev["evidence"]["problems"])
+
+
 def test_rescue_can_be_switched_off(tmp_path):
     rig = reversed_candidate_rig(tmp_path, rescue_failing_champion=False)
     shadow_with_failing_champion(rig)
@@ -205,3 +231,17 @@ def test_healthy_champion_and_a_close_candidate_get_the_stepped_canary(tmp_path)
     feed_until(rig, canary.start + 2.5)
     assert rig.orch.phase is Phase.WATCH, rig.transitions()
     assert transition(rig, "promoted")["evidence"]["canary"]["weights"] == [0.25, 1.0]
+
+
+def test_the_gate_reports_both_rewards_on_the_target():
+    """What the gate job hands the orchestrator: the candidate's and the champion's mean per-tick
+    reward over the target scenarios (other tags and metrics do not count)."""
+    from controller.lifecycle import predicted_reward
+    report = {"scenarios": [
+        {"tag": "target", "metric": "mean_reward", "candidate": 0.9, "incumbent": 0.02},
+        {"tag": "target", "metric": "mean_reward", "candidate": 0.8, "incumbent": 0.04},
+        {"tag": "stress", "metric": "mean_reward", "candidate": 0.1, "incumbent": 0.9},
+        {"tag": "target", "metric": "recovery", "candidate": -5.0, "incumbent": 7.0}]}
+    assert predicted_reward(report) == pytest.approx(0.85)
+    assert predicted_reward(report, "incumbent") == pytest.approx(0.03)
+    assert predicted_reward({"scenarios": []}, "incumbent") is None
