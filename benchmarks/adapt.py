@@ -52,7 +52,7 @@ def sandbox_rows(job_for_seed, champion, seeds: int, budget_s: float, label: str
     (that suite with its target replaced by the job's sysid estimate, as the orchestrator does);
     `judge(candidate genome)` adds the row's ``gate_metrics``."""
     rows = []
-    for seed in range(seeds):
+    for seed in (range(seeds) if isinstance(seeds, int) else seeds):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             outcome = run_sandbox(write_job(Path(tmp) / "job", job_for_seed(seed), [champion]),
@@ -481,6 +481,8 @@ def main() -> None:
     ap.add_argument("--no-ablation", action="store_true", help="skip the runs without the model seed")
     ap.add_argument("--smoke", action="store_true",
                     help="does the script still run: one tiny job, Ray on 4 x 20 ticks; writes to --out or a temp dir")
+    ap.add_argument("--resume", action="store_true",
+                    help="with --walker-only: keep the seeds adapt.json already has (same settings), run the rest")
     ap.add_argument("--walker-only", action="store_true",
                     help="run only the walker rows (its profile's default drift) and merge them into the existing "
                          "adapt.json / adapt.md")
@@ -595,8 +597,14 @@ def walker_only(args) -> None:
     if args.sysid_budget_s is None:
         args.sysid_budget_s = 60.0
     start_load = os.getloadavg()[0]
+    kept, todo = resumed_rows(args), list(range(args.seeds))
+    if kept:
+        done = {r["job"]["seed"] for r in kept}
+        todo = [s for s in todo if s not in done]
+        print(f"--resume: keeping seeds {sorted(done)}, running {todo}", flush=True)
 
     def write(rows: list[dict]) -> None:
+        rows = kept + rows
         machine = (f"{platform.machine()}, {os.cpu_count()} cores, load average {start_load:.2f} at the start and "
                    f"{os.getloadavg()[0]:.2f} after seed {len(rows) - 1}")
         section = {"date": stamp, "machine": machine, "drift": rows[0].get("drift") if rows else None,
@@ -605,6 +613,8 @@ def walker_only(args) -> None:
                    "seeds_asked": args.seeds, "runs": rows}
         path = args.out / "adapt.json"
         doc = json.loads(path.read_text()) if path.exists() else {}
+        if kept and (doc.get("walker") or {}).get("notes"):
+            section["notes"] = doc["walker"]["notes"]      # the resumed rows' hand notes stay theirs
         doc["walker"] = section
         atomic_write_json(path, doc)
         md_path = args.out / "adapt.md"
@@ -614,8 +624,24 @@ def walker_only(args) -> None:
         atomic_write_bytes(md_path, (old + "\n".join(md) + "\n").encode())
         print("\n".join(md[:2] + md[-12:]), flush=True)
 
-    walker_runs(args.seeds, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke,
+    walker_runs(todo, args.budget_s, args.workers, sysid_budget_s=args.sysid_budget_s, smoke=args.smoke,
                 on_row=write)
+
+
+def resumed_rows(args) -> list[dict]:
+    """With --resume, the walker rows already in adapt.json when they were made with the same job
+    settings (budget, workers, identification budget, gate draws); else none."""
+    path = args.out / "adapt.json"
+    if not args.resume or not path.exists():
+        return []
+    old = json.loads(path.read_text()).get("walker") or {}
+    same = (old.get("budget_s") == args.budget_s and old.get("workers") == args.workers
+            and old.get("sysid_budget_s") == args.sysid_budget_s
+            and old.get("stress_draws") == WALKER_JOB["stress_draws"]
+            and old.get("start_probes") == WALKER_JOB["start_probes"])
+    if not same:
+        raise SystemExit("--resume: adapt.json's walker rows were made with other settings; run without --resume")
+    return [r for r in old.get("runs", []) if r.get("job", {}).get("seed", -1) < args.seeds]
 
 if __name__ == "__main__":
     main()
