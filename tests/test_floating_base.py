@@ -8,13 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
-from controller.compiled_policy import CompiledPolicy
-from controller.guards import GuardConfig
-from controller.runtime import ControllerRuntime, RuntimeConfig
 from sim.observation import ProfileObservation, base_readings, make_observation_map, odometry_values
 from sim.plants import make_plant
-from sim.policy import PolicySpec
 from sim.profile import find_profile
+
+from constant_runtime import constant_runtime
 
 warnings.filterwarnings("ignore", message=".*DISPLAY.*")
 ANT = str(find_profile("ant"))
@@ -55,18 +53,7 @@ def test_odometry_twist_is_rotated_into_the_world_frame():
 
 
 def _runtime(clock):
-    plant = make_plant(ANT)
-    names = tuple(plant.joint_names)
-    spec = PolicySpec(obs_dim=plant.obs_dim, act_dim=plant.act_dim, hidden=(1,), discrete=False,
-                      act_low=-1.0, act_high=1.0)
-    weights = np.zeros(spec.num_params, dtype=np.float32)
-    weights[-plant.act_dim:] = 0.5                     # acts 0.5 whatever it sees
-    cfg = RuntimeConfig(joint_names=names, act_dim=plant.act_dim, act_low=tuple(plant.act_low),
-                        act_high=tuple(plant.act_high), guard=GuardConfig.from_names(names, {}),
-                        stale_timeout_s=0.1)
-    rt = ControllerRuntime(cfg, make_observation_map(ANT), clock=clock)
-    rt.install(champion=CompiledPolicy("half", spec, weights))
-    return rt, plant, names
+    return constant_runtime(ANT, clock)
 
 
 def test_a_missing_or_stale_base_sensor_holds_the_safe_command():

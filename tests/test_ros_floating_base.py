@@ -55,28 +55,36 @@ def session():
     rclpy.try_shutdown(context=ctx)
 
 
-def test_the_controller_drives_a_floating_base_from_imu_and_odometry(session, champion, tmp_path):
+def start_robot_and_controller(session, probe, robot: str, champion, tmp_path, **params):
+    """The controller (its champion bootstrapped, no monitor, no adaptation) and the simulated robot
+    on `robot`'s profile, with `probe`, on one executor spinning in a thread; the controller active."""
     import threading
     ctx, ex, nodes = session
-    probe = rclpy.create_node("probe", namespace=NS, context=ctx)
-    imus, odoms, diags, commands = [], [], [], []
-    probe.create_subscription(Imu, f"{NS}/imu", imus.append, 10)
-    probe.create_subscription(Odometry, f"{NS}/odom", odoms.append, 10)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
-    probe.create_subscription(Float64MultiArray, f"{NS}/commands", commands.append, 10)
     ctl = cn.ControllerNode(namespace=NS, context=ctx, parameter_overrides=P(
-        robot=ANT, orchestrator__registry_path=str(tmp_path / "registry"),
+        robot=robot, orchestrator__registry_path=str(tmp_path / "registry"),
         orchestrator__bootstrap_champion=str(champion), monitor__config="none", adapt__enabled=False,
-        runtime__stale_timeout_s=0.5, ros__diagnostics_rate_hz=4.0, ros__joint_states_topic="joint_states",
-        ros__commands_topic="commands"))
+        runtime__stale_timeout_s=0.5, ros__joint_states_topic="joint_states", ros__commands_topic="commands",
+        **params))
     sim = sn.SimRobotNode(namespace=NS, context=ctx, parameter_overrides=P(
-        robot=ANT, seed=1, joint_states_topic="joint_states", commands_topic="commands"))
+        robot=robot, seed=1, joint_states_topic="joint_states", commands_topic="commands"))
     for n in (probe, ctl, sim):
         nodes.append(n)
         ex.add_node(n)
     assert ctl.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS
     assert ctl.trigger_activate() == cn.TransitionCallbackReturn.SUCCESS
     threading.Thread(target=ex.spin, daemon=True).start()
+    return ctl, sim
+
+
+def test_the_controller_drives_a_floating_base_from_imu_and_odometry(session, champion, tmp_path):
+    ctx, _, _ = session
+    probe = rclpy.create_node("probe", namespace=NS, context=ctx)
+    imus, odoms, diags, commands = [], [], [], []
+    probe.create_subscription(Imu, f"{NS}/imu", imus.append, 10)
+    probe.create_subscription(Odometry, f"{NS}/odom", odoms.append, 10)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    probe.create_subscription(Float64MultiArray, f"{NS}/commands", commands.append, 10)
+    ctl, sim = start_robot_and_controller(session, probe, ANT, champion, tmp_path, ros__diagnostics_rate_hz=4.0)
 
     # 1. the base sensors arrive and the controller acts on them: its commands reach the robot
     wait_for(lambda: ctl.runtime.ticks["ok"] >= 50 and sim.counters["commands"] >= 50, 60,
@@ -104,11 +112,9 @@ def test_the_controller_tracks_the_reachers_target_from_the_task_topic(session, 
     """The reacher's circling target (observe.extra) goes over DDS on the profile's task topic; the
     controller tracks it with the shipped champion (the finger reaches the target), and holds the safe
     command when the topic goes silent."""
-    import threading
-
     from std_msgs.msg import Float64
     from sim.profile import load_profile
-    ctx, ex, nodes = session
+    ctx, _, _ = session
     reacher = str(find_profile("reacher"))
     champion = load_profile(reacher).asset_path("champion")
     probe = rclpy.create_node("probe", namespace=NS, context=ctx)
@@ -116,18 +122,7 @@ def test_the_controller_tracks_the_reachers_target_from_the_task_topic(session, 
     probe.create_subscription(Float64MultiArray, f"{NS}/task", tasks.append, 10)
     probe.create_subscription(Float64, f"{NS}/driftgate_sim_robot/reward", lambda m: rewards.append(m.data), 100)
     probe.create_subscription(Float64MultiArray, f"{NS}/commands", commands.append, 10)
-    ctl = cn.ControllerNode(namespace=NS, context=ctx, parameter_overrides=P(
-        robot=reacher, orchestrator__registry_path=str(tmp_path / "registry"),
-        orchestrator__bootstrap_champion=str(champion), monitor__config="none", adapt__enabled=False,
-        runtime__stale_timeout_s=0.5, ros__joint_states_topic="joint_states", ros__commands_topic="commands"))
-    sim = sn.SimRobotNode(namespace=NS, context=ctx, parameter_overrides=P(
-        robot=reacher, seed=1, joint_states_topic="joint_states", commands_topic="commands"))
-    for n in (probe, ctl, sim):
-        nodes.append(n)
-        ex.add_node(n)
-    assert ctl.trigger_configure() == cn.TransitionCallbackReturn.SUCCESS
-    assert ctl.trigger_activate() == cn.TransitionCallbackReturn.SUCCESS
-    threading.Thread(target=ex.spin, daemon=True).start()
+    ctl, sim = start_robot_and_controller(session, probe, reacher, champion, tmp_path)
 
     wait_for(lambda: ctl.runtime.ticks["ok"] >= 250, 90, f"250 ok ticks ({ctl.runtime.ticks if ctl.runtime else None})")
     assert tasks and len(tasks[-1].data) == 2 and ctl.runtime.base_refused == 0

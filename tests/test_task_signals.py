@@ -11,15 +11,13 @@ import warnings
 import numpy as np
 import pytest
 
-from controller.compiled_policy import CompiledPolicy
-from controller.guards import GuardConfig
-from controller.runtime import ControllerRuntime, RuntimeConfig
 from sim.adapt_job import nominal_champion
 from sim.distill import policy_controller
 from sim.observation import ProfileObservation, base_readings, live_profile, make_observation_map
 from sim.plants import make_plant
-from sim.policy import PolicySpec
 from sim.profile import find_profile
+
+from constant_runtime import constant_runtime
 
 warnings.filterwarnings("ignore", message=".*DISPLAY.*")
 REACHER = str(find_profile("reacher"))
@@ -49,18 +47,7 @@ def test_builtins_without_task_signals_keep_their_maps():
 
 
 def _runtime(clock):
-    plant = make_plant("reacher")
-    names = tuple(plant.joint_names)
-    spec = PolicySpec(obs_dim=plant.obs_dim, act_dim=plant.act_dim, hidden=(1,), discrete=False,
-                      act_low=-1.0, act_high=1.0)
-    weights = np.zeros(spec.num_params, dtype=np.float32)
-    weights[-plant.act_dim:] = 0.5
-    cfg = RuntimeConfig(joint_names=names, act_dim=plant.act_dim, act_low=tuple(plant.act_low),
-                        act_high=tuple(plant.act_high), guard=GuardConfig.from_names(names, {}),
-                        stale_timeout_s=0.1)
-    rt = ControllerRuntime(cfg, make_observation_map("reacher"), clock=clock)
-    rt.install(champion=CompiledPolicy("half", spec, weights))
-    return rt, plant, names
+    return constant_runtime("reacher", clock)
 
 
 def test_missing_stale_or_bad_task_signals_hold_the_safe_command():
